@@ -1,0 +1,259 @@
+"""The daemon's configuration: one YAML file, validated by typed models.
+
+Defaults live here and only here. Every model forbids unknown keys, so a misspelt key
+fails loudly; :func:`load_config` turns any validation error into one line that names
+the key and the problem (:class:`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from detectors.registry import DetectorConfig
+from runtime.gate import GateConfig
+from strategies.models import MLPConfig, ModelConfig
+from strategies.registry import BufferConfig, StrategyConfig
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message is one line."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SchemaConfig(_Model):
+    """The columns of an incoming row."""
+
+    features: list[str] = Field(min_length=1)
+    label: str = "label"
+    classes: list[int] = Field(default=[0, 1], min_length=2)
+    id_column: str = "row_id"
+    allow_nan: bool = False
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SchemaConfig:
+        names = [*self.features, self.label, self.id_column]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"column names must be distinct, repeated: {', '.join(dupes)}")
+        if len(set(self.classes)) != len(self.classes):
+            raise ValueError("classes must be distinct")
+        return self
+
+
+class Segment(_Model):
+    """One stretch of the synthetic stream: a river generator's concept over a region."""
+
+    rows: int = Field(gt=0)
+    function: int = Field(default=0, ge=0, le=9)
+    where: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    label_noise: float = Field(default=0.0, ge=0.0, le=1.0)
+    name: str | None = None
+
+
+class SyntheticSourceConfig(_Model):
+    """river's Agrawal generator, segment by segment (known drift points)."""
+
+    kind: Literal["synthetic"] = "synthetic"
+    generator: Literal["agrawal"] = "agrawal"
+    segments: list[Segment] = Field(min_length=1)
+    seed: int = 0
+    batch_size: int = Field(default=250, gt=0)
+    block_on_retrain: bool = True
+
+
+class DirectorySourceConfig(_Model):
+    """A directory watched for new CSV, Parquet or JSON-lines files."""
+
+    kind: Literal["directory"] = "directory"
+    path: Path
+    patterns: list[str] = Field(default=["*.csv", "*.parquet", "*.jsonl"])
+    poll_seconds: float = Field(default=1.0, gt=0)
+    batch_size: int = Field(default=1000, gt=0)
+
+
+SourceConfig = Annotated[
+    SyntheticSourceConfig | DirectorySourceConfig, Field(discriminator="kind")
+]
+
+
+class BootstrapConfig(_Model):
+    """How v1 is trained when there is no champion yet."""
+
+    rows: int = Field(default=2000, gt=0)
+    data: Path | None = None
+    epochs: int = Field(default=30, gt=0)
+    lr: float = Field(default=3e-3, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    golden_fraction: float = Field(default=0.2, gt=0, lt=1)
+    min_accuracy: float = Field(default=0.0, ge=0, le=1)
+
+
+class PolicyConfig(_Model):
+    """Turns detector signals into decisions."""
+
+    warmup_rows: int = Field(default=500, ge=0)
+    min_samples: int = Field(default=400, gt=0)
+    cooldown_rows: int = Field(default=1000, ge=0)
+    retrain_on: list[str] = Field(default=["error", "loss"])
+    retrain_on_feature_drift: bool = False
+    refresh_reference_on_feature_drift: bool = True
+
+
+class BudgetConfig(_Model):
+    epochs: int | None = Field(default=10, gt=0)
+    steps: int | None = Field(default=None, gt=0)
+    seconds: float | None = Field(default=120.0, gt=0)
+
+
+class RetrainConfig(_Model):
+    """The retrain job that runs in a child process."""
+
+    strategy: StrategyConfig = Field(default_factory=lambda: _default_strategy())
+    buffer: BufferConfig = Field(default_factory=BufferConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    timeout_seconds: float = Field(default=600.0, gt=0)
+    holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
+    max_rows: int = Field(default=20000, gt=0)
+    reference_size: int = Field(default=2000, gt=0)
+    seed: int = 0
+
+
+class GoldenConfig(_Model):
+    max_rows: int = Field(default=1000, gt=0)
+
+
+class SchedulerConfig(_Model):
+    tick_seconds: float = Field(default=0.5, gt=0)
+    retention_seconds: float = Field(default=3600.0, gt=0)
+    keep_candidates: int = Field(default=10, ge=0)
+
+
+class DriftloopConfig(_Model):
+    """The whole file."""
+
+    state_dir: Path
+    database_url: str | None = None
+    seed: int = 0
+    schema_: SchemaConfig = Field(alias="schema")
+    source: SourceConfig
+    model: ModelConfig = Field(default_factory=MLPConfig)
+    bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    detectors: list[DetectorConfig] = Field(min_length=1)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    retrain: RetrainConfig = Field(default_factory=RetrainConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
+    golden: GoldenConfig = Field(default_factory=GoldenConfig)
+    scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def schema(self) -> SchemaConfig:  # type: ignore[override]
+        return self.schema_
+
+    @model_validator(mode="after")
+    def _detector_names(self) -> DriftloopConfig:
+        names = [d.name or d.kind for d in self.detectors]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(
+                f"detector names must be distinct (set `name:`), repeated: {', '.join(dupes)}"
+            )
+        signals = {"error", "loss", "confidence", "features", *self.schema_.features}
+        for d in self.detectors:
+            if d.signal not in signals:
+                raise ValueError(
+                    f"detector {d.name or d.kind!r} watches unknown signal {d.signal!r} "
+                    f"(one of error, loss, confidence, features or a feature name)"
+                )
+        return self
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of the config (recorded in each version's lineage)."""
+        blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _default_strategy() -> StrategyConfig:
+    from strategies.replay import Config as ReplayConfig
+
+    return ReplayConfig()
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for p in loc:
+        if isinstance(p, int):
+            parts.append(f"[{p}]")
+        elif p in {"synthetic", "directory"} or "[" in str(p) or "function-after" in str(p):
+            continue  # pydantic's union-branch tags are noise to a user
+        else:
+            parts.append(("." if parts else "") + str(p))
+    return "".join(parts) or "(top level)"
+
+
+def format_validation_error(err: ValidationError, origin: str) -> str:
+    """The first error of ``err`` as one line naming the key and the problem."""
+    first = err.errors()[0]
+    where = _location(tuple(first["loc"]))
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return f"{origin}: unknown key '{where}'"
+    if kind == "missing":
+        return f"{origin}: missing key '{where}'"
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{origin}: '{where}': {msg}{more}"
+
+
+def parse_config(data: Any, origin: str = "config", base_dir: Path | None = None) -> DriftloopConfig:
+    """Validate a mapping; relative paths are resolved against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a mapping at the top level")
+    try:
+        cfg = DriftloopConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, origin)) from None
+    if base_dir is None:
+        return cfg
+    return _resolve_paths(cfg, base_dir)
+
+
+def _resolve_paths(cfg: DriftloopConfig, base: Path) -> DriftloopConfig:
+    def fix(p: Path) -> Path:
+        return p if p.is_absolute() else (base / p).resolve()
+
+    updates: dict[str, Any] = {"state_dir": fix(cfg.state_dir)}
+    if isinstance(cfg.source, DirectorySourceConfig):
+        updates["source"] = cfg.source.model_copy(update={"path": fix(cfg.source.path)})
+    if cfg.bootstrap.data is not None:
+        updates["bootstrap"] = cfg.bootstrap.model_copy(update={"data": fix(cfg.bootstrap.data)})
+    return cfg.model_copy(update=updates)
+
+
+def load_config(path: str | Path) -> DriftloopConfig:
+    """Read and validate a YAML config file; raises :class:`ConfigError` (one line)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such config file") from None
+    except OSError as err:
+        raise ConfigError(f"{p}: cannot read ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}: not valid YAML{line}") from None
+    return parse_config(data, origin=str(p), base_dir=p.resolve().parent)

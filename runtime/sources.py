@@ -1,0 +1,193 @@
+"""Where rows come from: a watched directory of files, or the synthetic demo stream.
+
+A source hands the daemon :class:`Batch` es; it never validates (that is ingest's job)
+and never writes to the database. Its position survives restarts: the directory source
+through the ``processed_files`` table (written by ingest in the same transaction as the
+rows), the synthetic source through a cursor the daemon stores.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import pandas as pd
+
+from runtime.config import DirectorySourceConfig, SchemaConfig, SyntheticSourceConfig
+from runtime.synthetic import AGRAWAL_FEATURES, stream
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """Identity of a file as first seen: a file is processed once per (path, size, mtime)."""
+
+    path: str
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A chunk of incoming rows, not yet validated.
+
+    ``row_errors`` holds problems found while parsing (row number → reason), e.g. a
+    JSON-lines record with a missing key; ``file`` is set when the batch is a whole file.
+    """
+
+    origin: str
+    frame: pd.DataFrame
+    first_row: int = 1
+    row_errors: dict[int, str] = field(default_factory=dict)
+    file: FileStamp | None = None
+    read_error: str | None = None
+
+
+class Source(Protocol):
+    name: str
+
+    def poll(self) -> Batch | None:
+        """The next batch available now, or ``None``."""
+        ...
+
+    def exhausted(self) -> bool:
+        """True when this source will never produce another batch."""
+        ...
+
+
+class SyntheticSource:
+    """The demo stream, replayed from its seed; ``cursor`` rows are skipped on start."""
+
+    name = "synthetic"
+
+    def __init__(self, cfg: SyntheticSourceConfig, schema: SchemaConfig, cursor: int = 0) -> None:
+        if list(schema.features) != list(AGRAWAL_FEATURES):
+            raise ValueError(
+                "the synthetic source produces Agrawal rows: schema.features must be "
+                + ", ".join(AGRAWAL_FEATURES)
+            )
+        self.cfg = cfg
+        self.schema = schema
+        self.cursor = cursor
+        self.total = sum(s.rows for s in cfg.segments)
+        self._it: Iterator[tuple[list[float], int, int]] = stream(cfg.segments, cfg.seed)
+        for _ in range(cursor):
+            next(self._it)
+
+    def poll(self) -> Batch | None:
+        rows = []
+        for _ in range(self.cfg.batch_size):
+            try:
+                rows.append(next(self._it))
+            except StopIteration:
+                break
+        if not rows:
+            return None
+        start = self.cursor
+        self.cursor += len(rows)
+        frame = pd.DataFrame([r[0] for r in rows], columns=list(self.schema.features))
+        frame[self.schema.label] = [r[1] for r in rows]
+        frame[self.schema.id_column] = [f"syn-{start + i}" for i in range(len(rows))]
+        return Batch(origin="synthetic", frame=frame, first_row=start + 1)
+
+    def exhausted(self) -> bool:
+        return self.cursor >= self.total
+
+
+def read_file(path: Path, schema: SchemaConfig) -> Batch:
+    """Read one CSV, Parquet or JSON-lines file into a batch (never raises on bad data)."""
+    st = path.stat()
+    stamp = FileStamp(str(path), st.st_size, st.st_mtime)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".csv":
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+            return Batch(origin=str(path), frame=frame, first_row=2, file=stamp)
+        if suffix == ".parquet":
+            return Batch(origin=str(path), frame=pd.read_parquet(path), file=stamp)
+        if suffix in {".jsonl", ".ndjson", ".json"}:
+            return _read_jsonl(path, schema, stamp)
+    except Exception as err:  # a file we cannot parse is rejected whole, the daemon goes on
+        reason = f"cannot read {suffix.lstrip('.')} file: {str(err).splitlines()[0][:200]}"
+        return Batch(origin=str(path), frame=pd.DataFrame(), file=stamp, read_error=reason)
+    return Batch(
+        origin=str(path), frame=pd.DataFrame(), file=stamp,
+        read_error=f"unsupported file type {suffix!r} (use .csv, .parquet or .jsonl)",
+    )
+
+
+def _read_jsonl(path: Path, schema: SchemaConfig, stamp: FileStamp) -> Batch:
+    records: list[dict[str, object]] = []
+    errors: dict[int, str] = {}
+    allowed = {*schema.features, schema.label, schema.id_column}
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            row_number = len(records) + 1
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as err:
+                errors[row_number] = f"line {number} is not valid JSON ({err.msg})"
+                records.append({})
+                continue
+            if not isinstance(obj, dict):
+                errors[row_number] = f"line {number} is not a JSON object"
+                records.append({})
+                continue
+            extra = sorted(set(obj) - allowed)
+            if extra:
+                errors[row_number] = f"unexpected key(s) {', '.join(map(repr, extra))}"
+            records.append(obj)
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    keep = [c for c in frame.columns if c in allowed]
+    return Batch(
+        origin=str(path), frame=frame[keep].astype(object), first_row=1,
+        row_errors=errors, file=stamp,
+    )
+
+
+class DirectorySource:
+    """New files in a directory, oldest first; ``seen`` says which stamps were processed."""
+
+    name = "directory"
+
+    def __init__(
+        self, cfg: DirectorySourceConfig, schema: SchemaConfig, seen: set[FileStamp]
+    ) -> None:
+        self.cfg = cfg
+        self.schema = schema
+        self.seen = seen
+        self.settle_seconds = 0.2
+
+    def _pending(self, settled: bool = True) -> list[Path]:
+        if not self.cfg.path.is_dir():
+            return []
+        files: set[Path] = set()
+        for pattern in self.cfg.patterns:
+            files.update(p for p in self.cfg.path.glob(pattern) if p.is_file())
+        out = []
+        now = time.time()
+        for p in files:
+            st = p.stat()
+            if FileStamp(str(p), st.st_size, st.st_mtime) in self.seen:
+                continue
+            if settled and now - st.st_mtime < self.settle_seconds:
+                continue  # probably still being written
+            out.append((st.st_mtime, p.name, p))
+        return [p for _, _, p in sorted(out)]
+
+    def poll(self) -> Batch | None:
+        pending = self._pending()
+        if not pending:
+            return None
+        batch = read_file(pending[0], self.schema)
+        assert batch.file is not None
+        self.seen.add(batch.file)
+        return batch
+
+    def exhausted(self) -> bool:
+        return not self._pending(settled=False)

@@ -1,0 +1,98 @@
+"""The strategy protocol, the rehearsal-buffer protocol and their value types.
+
+Strategies see tensors only. A strategy fine-tunes a model on new data mixed with a
+rehearsal buffer, inside a budget, with an explicit seed; it reports progress through a
+plain callable so the runtime can turn it into ``retrain.progress`` events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much training a strategy may do; whichever limit is hit first ends it."""
+
+    epochs: int | None = 5
+    steps: int | None = None
+    seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress report: emitted once per epoch (and at the end)."""
+
+    epoch: int
+    step: int
+    samples: int
+    loss: float
+    seconds: float
+    val_accuracy: float | None = None
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run did."""
+
+    samples_processed: int
+    steps: int
+    epochs: int
+    seconds: float
+    final_loss: float
+    stopped_by: str  # "epochs" | "steps" | "seconds" | "early_stopping" | "interrupted"
+    history: tuple[Progress, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class RehearsalBuffer(Protocol):
+    """A bounded memory of past (x, y) samples.
+
+    ``tensors()`` returns the stored samples; ``add`` offers new samples to the storage
+    policy (which decides what is kept). ``state_tensors``/``state_meta`` are what the
+    registry saves (safetensors + JSON) and ``load`` restores, sampling state included,
+    so a restarted daemon continues the same buffer.
+    """
+
+    capacity: int
+
+    def __len__(self) -> int: ...
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None: ...
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def state_tensors(self) -> dict[str, torch.Tensor]: ...
+
+    def state_meta(self) -> dict[str, Any]: ...
+
+    def load(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class Strategy(Protocol):
+    """Fine-tunes ``model`` in place on ``(x, y)`` plus rehearsal from ``buffer``.
+
+    The strategy does not add the new data to the buffer; the caller does that after
+    training (so a failed or refused run can leave the buffer untouched).
+    """
+
+    def train(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        buffer: RehearsalBuffer | None,
+        budget: Budget,
+        seed: int,
+        progress: ProgressFn | None = None,
+    ) -> TrainResult: ...
