@@ -48,6 +48,7 @@ class Batch:
 
 class Source(Protocol):
     name: str
+    blocks_on_retrain: bool  # a replayed stream pauses while the model retrains
 
     def poll(self) -> Batch | None:
         """The next batch available now, or ``None``."""
@@ -72,6 +73,7 @@ class SyntheticSource:
         self.cfg = cfg
         self.schema = schema
         self.cursor = cursor
+        self.blocks_on_retrain = cfg.block_on_retrain
         self.total = sum(s.rows for s in cfg.segments)
         self._it: Iterator[tuple[list[float], int, int]] = stream(cfg.segments, cfg.seed)
         for _ in range(cursor):
@@ -154,6 +156,7 @@ class DirectorySource:
     """New files in a directory, oldest first; ``seen`` says which stamps were processed."""
 
     name = "directory"
+    blocks_on_retrain = False
 
     def __init__(
         self, cfg: DirectorySourceConfig, schema: SchemaConfig, seen: set[FileStamp]

@@ -1,0 +1,485 @@
+"""The daemon: source → ingest → monitor → detectors → policy → retrain → gate → registry.
+
+All work happens in :meth:`Daemon.step`, one batch at a time, so the daemon can run one
+burst over a finite source and return (``--until-drained``, and the tests) or run forever
+with APScheduler calling ``step`` on an interval. Retrains run in a child process; the
+daemon keeps monitoring while one runs, except for a synthetic source with
+``block_on_retrain`` (a replayed stream pauses its clock while the model retrains).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select, update
+
+from detectors.base import Detector, DriftSignal, ReferenceDetector
+from detectors.registry import build as build_detector
+from runtime import events as ev
+from runtime.bootstrap import BootstrapError, bootstrap_from_rows
+from runtime.config import DirectorySourceConfig, DriftloopConfig
+from runtime.db import Database, from_json, kv, processed_files, retrain_requests, to_json, utcnow
+from runtime.events import EventLog
+from runtime.gate import EvalMetrics, evaluate
+from runtime.ingest import Accepted, Ingestor
+from runtime.lock import StateLock
+from runtime.monitor import Monitor, Signals
+from runtime.policy import Policy
+from runtime.registry import Registry
+from runtime.retrain import Outcome, RetrainRunner
+from runtime.rowstore import count_labelled, labelled_rows, last_seq, recent_rows
+from runtime.scheduler import Scheduler
+from runtime.sources import DirectorySource, FileStamp, Source, SyntheticSource, read_file
+from runtime.unit import Unit, load_unit
+
+log = logging.getLogger(__name__)
+Reporter = Callable[[str], None]
+STATE_KEY = "daemon_state"
+STATE_VERSION = 1
+
+
+class Daemon:
+    def __init__(
+        self,
+        cfg: DriftloopConfig,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        report: Reporter | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.features = list(cfg.schema.features)
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = StateLock(cfg.state_dir)
+        self.db = Database.for_state_dir(cfg.state_dir, cfg.database_url)
+        self.db.create_all()
+        self.events = EventLog(self.db, clock)
+        self.registry = Registry(self.db, cfg.state_dir / "models", self.events)
+        self.ingestor = Ingestor(self.db, cfg.schema, self.events)
+        self.policy = Policy(cfg.policy)
+        self.detectors: list[Detector] = [build_detector(d, self.features) for d in cfg.detectors]
+        self.runner = RetrainRunner(cfg.state_dir / "retrain", cfg.retrain.timeout_seconds)
+        self.report: Reporter = report or (lambda line: None)
+        self.stop_event = threading.Event()
+        self._lock = threading.RLock()
+        self.unit: Unit | None = None
+        self.monitor: Monitor | None = None
+        self.source: Source = self._make_source(cursor=0)
+        self.rows_seen = 0
+        self._last_save = time.monotonic()
+
+    # -- lifecycle -------------------------------------------------------------------
+    def open(self) -> None:
+        """Take the lock, restore state, record ``daemon.started``."""
+        self.lock.acquire()
+        saved = self._load_state()
+        self.source = self._make_source(cursor=int(saved.get("cursor", 0)))
+        with self.db.begin() as conn:  # a retrain the last daemon never finished runs again
+            requeued = conn.execute(
+                update(retrain_requests)
+                .where(retrain_requests.c.status.in_(["running", "cancelled"]))
+                .values(status="pending", updated_at=utcnow())
+            ).rowcount
+        champion = self.registry.champion()
+        if champion is not None:
+            self._adopt(champion, rebaseline=saved.get("champion") != champion)
+            if saved.get("champion") == champion:
+                self._restore_detectors(saved)
+        self.events.append(ev.DAEMON_STARTED, {
+            "state_dir": str(self.cfg.state_dir), "champion": champion,
+            "source": self.source.name, "requeued_retrains": requeued,
+            "detectors": [d.name for d in self.detectors],
+        }, model_version=champion)
+
+    def close(self, reason: str = "stopped") -> None:
+        """Cancel a running retrain (recorded), save state, record ``daemon.stopped``."""
+        with self._lock:
+            if self.runner.running:
+                trigger = self.runner.trigger_id
+                seconds = self.runner.cancel()
+                self._set_request(trigger, "cancelled")
+                self.events.append(ev.RETRAIN_FAILED, {
+                    "trigger_id": trigger, "reason": "cancelled: the daemon is stopping; "
+                    "it will run again when the daemon restarts", "seconds": round(seconds, 3),
+                    "cancelled": True,
+                })
+            self._save_state()
+            self.events.append(ev.DAEMON_STOPPED, {"reason": reason, "rows_seen": self.rows_seen},
+                               model_version=self.registry.champion())
+            self.lock.release()
+            self.db.dispose()
+
+    def request_stop(self, *_: object) -> None:
+        self.stop_event.set()
+
+    def run(self, until_drained: bool = False) -> None:
+        """Run until stopped (SIGTERM/SIGINT) or, with ``until_drained``, until the source
+        is exhausted and no retrain is pending."""
+        old = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        self.open()
+        reason = "stopped by signal"
+        try:
+            if until_drained:
+                while not self.stop_event.is_set():
+                    did = self.step()
+                    if self.drained():
+                        reason = "drained"
+                        break
+                    if not did:
+                        self.stop_event.wait(0.05)
+            else:
+                sched = Scheduler()
+                sched.every(self.cfg.scheduler.tick_seconds, self.step, "step")
+                sched.every(self.cfg.scheduler.retention_seconds, self.retention, "retention")
+                sched.start()
+                try:
+                    self.stop_event.wait()
+                finally:
+                    sched.shutdown()
+        finally:
+            self.close(reason)
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def bootstrap(self) -> str:
+        """Train v1 (``driftloop bootstrap``): from ``bootstrap.data`` if set, else from
+        the source's first rows. Refuses if there is a champion already."""
+        self.lock.acquire()
+        try:
+            existing = self.registry.champion()
+            if existing is not None:
+                raise BootstrapError(
+                    f"{self.cfg.state_dir} already has a champion ({existing}); "
+                    "bootstrap trains the first model only"
+                )
+            self.source = self._make_source(cursor=int(self._load_state().get("cursor", 0)))
+            if self.cfg.bootstrap.data is not None:
+                self._after_ingest(self.ingestor.ingest(read_file(self.cfg.bootstrap.data,
+                                                                  self.cfg.schema)))
+            while self.unit is None:
+                batch = self.source.poll()
+                if batch is not None:
+                    self._after_ingest(self.ingestor.ingest(batch))
+                elif self.source.exhausted():
+                    raise BootstrapError(
+                        f"the data ran out before {self.cfg.bootstrap.rows} labelled rows "
+                        "were collected for bootstrap"
+                    )
+                else:
+                    time.sleep(0.1)
+            self._save_state()
+            return self.unit.version
+        finally:
+            self.lock.release()
+
+    def drained(self) -> bool:
+        return (
+            self.source.exhausted()
+            and not self.runner.running
+            and self._next_request() is None
+        )
+
+    # -- one step ----------------------------------------------------------------------
+    def step(self) -> bool:
+        """Do one unit of work; returns False when there was nothing to do."""
+        with self._lock:
+            did = self._manage_retrain()
+            self._follow_champion()
+            blocked = self.source.blocks_on_retrain and (
+                self.runner.running or self._next_request() is not None
+            )
+            if not blocked:
+                batch = self.source.poll()
+                if batch is not None:
+                    accepted = self.ingestor.ingest(batch)
+                    self._after_ingest(accepted)
+                    did = True
+            if time.monotonic() - self._last_save > 30:
+                self._save_state()
+            return did
+
+    def _after_ingest(self, acc: Accepted) -> None:
+        self.rows_seen += acc.count
+        if self.unit is None:
+            self._maybe_bootstrap()
+            return
+        assert self.monitor is not None
+        if acc.count:
+            self._observe(acc.seqs, acc.x, self.monitor.score(acc.x, acc.y))
+        if len(acc.labels_joined):
+            seqs, x, y = self._rows_by_seq(acc.labels_joined)
+            sig = self.monitor.score(x, y)
+            self._observe(seqs, None, sig, streaming_only=True)
+        self._maybe_request_retrain()
+        if self.rows_seen and acc.count:
+            self.report(f"ingest  rows={self.rows_seen:>7}  champion={self.unit.version}")
+
+    def _observe(
+        self, seqs: np.ndarray, x: np.ndarray | None, sig: Signals, streaming_only: bool = False
+    ) -> None:
+        for det in self.detectors:
+            if det.signal == "features":
+                if streaming_only or x is None:
+                    continue
+                det.update(x, seqs)
+            elif det.signal in ("error", "loss", "confidence"):
+                values = sig.get(det.signal)
+                keep = ~np.isnan(values)
+                if keep.any():
+                    det.update(values[keep], seqs[keep])
+            else:
+                if streaming_only or x is None:
+                    continue
+                det.update(x[:, self.features.index(det.signal)], seqs)
+            signal_ = det.check()
+            if signal_.drift:
+                self._alarm(det, signal_, int(seqs[-1]))
+
+    def _alarm(self, det: Detector, sig: DriftSignal, row: int) -> None:
+        decision = self.policy.decide(sig, row)
+        payload: dict[str, Any] = {
+            "detector": sig.detector, "signal": sig.signal, "statistic": _num(sig.statistic),
+            "threshold": _num(sig.threshold), "index": sig.index, "onset": sig.onset,
+            "window": list(sig.window) if sig.window else None, "row": row,
+            "action": decision.action, "reason": decision.reason, "details": sig.details,
+        }
+        event = self.events.append(ev.DRIFT_DETECTED, payload, model_version=self._champion())
+        self.report(
+            f"drift   row={row:>7}  {sig.detector} on {sig.signal}"
+            f"  onset={sig.onset}  → {decision.action} ({decision.reason})"
+        )
+        if decision.refresh_reference and isinstance(det, ReferenceDetector):
+            _, ref = recent_rows(self.db, len(self.features), self.cfg.retrain.reference_size, upto=row)
+            det.set_reference(ref)
+        if decision.action == "retrain":
+            self.policy.start_episode(event.id, sig, row)
+
+    def _maybe_request_retrain(self) -> None:
+        ep = self.policy.episode
+        if ep is None:
+            return
+        labelled = count_labelled(self.db, ep.onset)
+        if not self.policy.ready(labelled):
+            return
+        trigger = f"drift-{ep.trigger_event}"
+        upto = last_seq(self.db)
+        payload = {"trigger_id": trigger, "onset": ep.onset, "upto": upto,
+                   "detector": ep.detector, "labelled_rows": labelled, "alarm_row": ep.alarm_row}
+        with self.db.begin() as conn:
+            exists = conn.execute(
+                select(retrain_requests.c.trigger_id).where(retrain_requests.c.trigger_id == trigger)
+            ).first()
+            if exists is None:
+                now = utcnow()
+                conn.execute(retrain_requests.insert(), [{
+                    "trigger_id": trigger, "created_at": now, "status": "pending", "attempts": 0,
+                    "payload": to_json(payload), "updated_at": now,
+                }])
+                self.events.append(ev.RETRAIN_REQUESTED, payload,
+                                   model_version=self._champion(), conn=conn)
+        self.policy.episode_requested()
+        self.report(f"retrain requested  {trigger}  rows {ep.onset}..{upto} ({labelled} labelled)")
+
+    # -- retrain and gate ----------------------------------------------------------------
+    def _next_request(self) -> dict[str, Any] | None:
+        with self.db.connect() as conn:
+            row = conn.execute(
+                select(retrain_requests.c.trigger_id, retrain_requests.c.payload)
+                .where(retrain_requests.c.status == "pending")
+                .order_by(retrain_requests.c.created_at, retrain_requests.c.trigger_id)
+            ).first()
+        if row is None:
+            return None
+        return {"trigger_id": row[0], **from_json(row[1])}
+
+    def _set_request(self, trigger: str | None, status: str, result: Any = None) -> None:
+        if trigger is None:
+            return
+        values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
+        if result is not None:
+            values["result"] = to_json(result)
+        with self.db.begin() as conn:
+            conn.execute(update(retrain_requests)
+                         .where(retrain_requests.c.trigger_id == trigger).values(**values))
+
+    def _manage_retrain(self) -> bool:
+        if self.runner.running:
+            trigger = self.runner.trigger_id
+            outcome = self.runner.poll()
+            if outcome is None:
+                return False
+            self._finish_retrain(str(trigger), outcome)
+            return True
+        req = self._next_request()
+        if req is None or self.unit is None:
+            return False
+        trigger = req["trigger_id"]
+        candidate = self.registry.next_version()
+        spec = {
+            "config": self.cfg.model_dump(mode="json", by_alias=True),
+            "trigger_id": trigger, "champion": self.unit.version, "candidate": candidate,
+            "onset": req["onset"], "upto": req["upto"],
+        }
+        with self.db.begin() as conn:
+            conn.execute(update(retrain_requests).where(retrain_requests.c.trigger_id == trigger)
+                         .values(status="running", attempts=retrain_requests.c.attempts + 1,
+                                 updated_at=utcnow()))
+            self.events.append(ev.RETRAIN_STARTED, {
+                "trigger_id": trigger, "champion": self.unit.version, "candidate": candidate,
+                "onset": req["onset"], "upto": req["upto"],
+                "strategy": self.cfg.retrain.strategy.kind,
+            }, model_version=candidate, conn=conn)
+        self.policy.busy = True
+        self.runner.start(trigger, spec)
+        self.report(f"retrain started    {trigger}  {self.unit.version} → {candidate}")
+        return True
+
+    def _finish_retrain(self, trigger: str, out: Outcome) -> None:
+        self.policy.retrain_done()
+        if not out.ok:
+            self._set_request(trigger, "failed", {"reason": out.reason})
+            self.events.append(ev.RETRAIN_FAILED, {
+                "trigger_id": trigger, "reason": out.reason, "seconds": round(out.seconds, 3),
+            }, model_version=out.result.get("candidate"))
+            self.report(f"retrain failed     {trigger}: {out.reason}")
+            return
+        res = out.result
+        candidate, train = res["candidate"], res["train"]
+        self.events.append(ev.RETRAIN_FINISHED, {
+            "trigger_id": trigger, "candidate": candidate, **train,
+            "wall_seconds": round(out.seconds, 3),
+        }, model_version=candidate)
+        self.report(
+            f"retrain finished   {candidate}: {train['samples']} samples in {train['seconds']:.1f} s"
+        )
+        champion = self.unit.version if self.unit else None
+        m = res["metrics"]
+        metrics = EvalMetrics(
+            holdout=tuple(m["holdout"]) if m.get("holdout") else None,  # type: ignore[arg-type]
+            golden={k: tuple(v) for k, v in m["golden"].items()},  # type: ignore[misc]
+        )
+        expected = self.unit.golden_index if self.unit else []
+        decision = evaluate(metrics, self.cfg.gate, expected_golden=expected)
+        payload = {"trigger_id": trigger, "candidate": candidate, "champion": champion,
+                   **decision.to_dict()}
+        kind = ev.GATE_PASSED if decision.passed else ev.GATE_FAILED
+        self.events.append(kind, payload, model_version=candidate)
+        for c in decision.checks:
+            self.report(f"  gate check {c.name:<14} {'pass' if c.passed else 'FAIL'}  {c.reason}")
+        if decision.passed:
+            self.registry.promote(candidate, {
+                "trigger_id": trigger, "reason": "gate passed", "gate": decision.to_dict(),
+            })
+            self._adopt(candidate, rebaseline=True)
+            self.report(f"promoted {candidate} (was {champion})")
+        else:
+            self.registry.set_status(candidate, "refused")
+            self.report(f"gate refused {candidate}; champion stays {champion}")
+        self._set_request(trigger, "finished", {"candidate": candidate, "passed": decision.passed})
+        self._save_state()
+
+    # -- champion ------------------------------------------------------------------------
+    def _champion(self) -> str | None:
+        return self.unit.version if self.unit else None
+
+    def _follow_champion(self) -> None:
+        """Pick up a rollback or promotion made by another process (the CLI or the API)."""
+        current = self.registry.champion()
+        if current is not None and current != self._champion():
+            self._adopt(current, rebaseline=True)
+            self.report(f"champion is now {current} (changed outside the daemon)")
+
+    def _adopt(self, version: str, rebaseline: bool) -> None:
+        """Load a version's unit and, if asked, re-baseline the detectors on it."""
+        self.unit = load_unit(self.registry, self.cfg, version)
+        self.monitor = Monitor(self.unit.model, list(self.cfg.schema.classes))
+        if rebaseline:
+            for det in self.detectors:
+                det.reset()
+                if isinstance(det, ReferenceDetector) and len(self.unit.reference):
+                    det.set_reference(self.unit.reference)
+            self.policy.rebaseline(last_seq(self.db))
+            self.policy.episode = None
+
+    def _maybe_bootstrap(self) -> None:
+        n = self.cfg.bootstrap.rows
+        seqs, x, y = labelled_rows(self.db, len(self.features), since=0)
+        if len(seqs) < n:
+            self.report(f"bootstrap: {len(seqs)}/{n} labelled rows collected")
+            return
+        seqs, x, y = seqs[:n], x[:n], y[:n]
+        version = bootstrap_from_rows(self.cfg, self.db, self.events, self.registry, x, y,
+                                      first_row=int(seqs[0]), last_row=int(seqs[-1]),
+                                      report=self.report)
+        self._adopt(version, rebaseline=True)
+
+    # -- housekeeping --------------------------------------------------------------------
+    def retention(self) -> None:
+        with self._lock:
+            removed = self.registry.prune(keep_candidates=self.cfg.scheduler.keep_candidates)
+            if removed:
+                log.info("retention removed %d old candidate(s): %s", len(removed), removed)
+
+    def _rows_by_seq(self, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        lo, hi = int(seqs.min()), int(seqs.max())
+        s, x, y = labelled_rows(self.db, len(self.features), since=lo, upto=hi)
+        keep = np.isin(s, seqs)
+        return s[keep], x[keep], y[keep]
+
+    def _make_source(self, cursor: int) -> Source:
+        src = self.cfg.source
+        if isinstance(src, DirectorySourceConfig):
+            with self.db.connect() as conn:
+                seen = {FileStamp(p, s, m) for p, s, m in conn.execute(
+                    select(processed_files.c.path, processed_files.c.size, processed_files.c.mtime))}
+            return DirectorySource(src, self.cfg.schema, seen)
+        return SyntheticSource(src, self.cfg.schema, cursor=cursor)
+
+    def _load_state(self) -> dict[str, Any]:
+        with self.db.connect() as conn:
+            row = conn.execute(select(kv.c.value).where(kv.c.key == STATE_KEY)).first()
+        if row is None:
+            return {}
+        state = from_json(row[0])
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            log.warning("ignoring saved daemon state of an unknown version")
+            return {}
+        return state
+
+    def _restore_detectors(self, saved: dict[str, Any]) -> None:
+        states = saved.get("detectors", {})
+        for det in self.detectors:
+            if det.name in states:
+                try:
+                    det.load_state(states[det.name])
+                except (ValueError, KeyError) as err:
+                    log.warning("detector %s state not restored: %s", det.name, err)
+        if "policy" in saved:
+            self.policy.load_state(saved["policy"])
+
+    def _save_state(self) -> None:
+        cursor = getattr(self.source, "cursor", 0)
+        state = {
+            "version": STATE_VERSION, "cursor": cursor, "champion": self._champion(),
+            "policy": self.policy.state(),
+            "detectors": {d.name: d.state() for d in self.detectors},
+        }
+        blob = to_json(state)
+        with self.db.begin() as conn:
+            if conn.execute(select(kv.c.key).where(kv.c.key == STATE_KEY)).first() is None:
+                conn.execute(kv.insert(), [{"key": STATE_KEY, "value": blob}])
+            else:
+                conn.execute(update(kv).where(kv.c.key == STATE_KEY).values(value=blob))
+        self._last_save = time.monotonic()
+
+
+def _num(v: float | None) -> float | None:
+    if v is None or not np.isfinite(v):
+        return None
+    return float(v)

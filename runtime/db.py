@@ -1,0 +1,307 @@
+"""The relational store: one SQLAlchemy Core schema for SQLite and PostgreSQL.
+
+SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL`` so that a
+committed transaction survives power loss; every write transaction starts with
+``BEGIN IMMEDIATE`` so two writers queue on ``busy_timeout`` instead of failing when a
+read lock is upgraded. PostgreSQL is reached through psycopg 3.
+
+JSON columns are ``Text`` holding ``json.dumps(sort_keys=True)`` written by
+:func:`to_json`; NaN and infinity are refused so that every stored document is valid
+JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import make_url
+
+__all__ = [
+    "Clock",
+    "Database",
+    "events",
+    "format_ts",
+    "from_json",
+    "golden_sets",
+    "kv",
+    "metadata",
+    "model_versions",
+    "parse_ts",
+    "pointers",
+    "processed_files",
+    "quarantine",
+    "retrain_requests",
+    "rows",
+    "to_json",
+    "utcnow",
+]
+
+Clock = Callable[[], datetime]
+"""A source of the current time; aware datetimes are converted to UTC, naive ones are UTC."""
+
+DB_FILENAME = "driftloop.db"
+
+metadata = MetaData()
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ts", String(32), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("model_version", String(64), nullable=True),
+    Column("payload", Text, nullable=False),
+    Index("ix_events_kind", "kind"),
+    # Ids are never reused, even after the newest row is lost: readers tail by id.
+    sqlite_autoincrement=True,
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("version", String(64), primary_key=True),
+    Column("seq", Integer, nullable=False, unique=True),
+    Column("parent", String(64), nullable=True),
+    Column("created_at", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("meta", Text, nullable=False),
+)
+
+pointers = Table(
+    "pointers",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(64), nullable=False),
+)
+
+rows = Table(
+    "rows",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("row_id", String(128), nullable=False, unique=True),
+    Column("ingested_at", String(32), nullable=False),
+    Column("source", String(512), nullable=False),
+    Column("features", LargeBinary, nullable=False),
+    Column("label", Integer, nullable=True),
+    Column("labeled_at", String(32), nullable=True),
+    sqlite_autoincrement=True,
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ingested_at", String(32), nullable=False),
+    Column("source", String(512), nullable=False),
+    Column("row_number", Integer, nullable=True),
+    Column("reason", String(1024), nullable=False),
+    Column("raw", Text, nullable=True),
+    sqlite_autoincrement=True,
+)
+
+retrain_requests = Table(
+    "retrain_requests",
+    metadata,
+    Column("trigger_id", String(128), primary_key=True),
+    Column("created_at", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("payload", Text, nullable=False),
+    Column("result", Text, nullable=True),
+    Column("updated_at", String(32), nullable=False),
+)
+
+processed_files = Table(
+    "processed_files",
+    metadata,
+    Column("path", String(1024), primary_key=True),
+    Column("size", Integer, nullable=False),
+    Column("mtime", Float, nullable=False),
+    Column("processed_at", String(32), nullable=False),
+    Column("accepted", Integer, nullable=False),
+    Column("rejected", Integer, nullable=False),
+)
+
+golden_sets = Table(
+    "golden_sets",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("created_at", String(32), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("provenance", Text, nullable=False),
+)
+
+kv = Table(
+    "kv",
+    metadata,
+    Column("key", String(256), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+
+def format_ts(dt: datetime) -> str:
+    """Format a datetime as ISO-8601 UTC with milliseconds and a trailing ``Z``.
+
+    Naive datetimes are taken to be UTC already.
+
+    Examples
+    --------
+    >>> format_ts(datetime(2026, 1, 2, 3, 4, 5, 678901))
+    '2026-01-02T03:04:05.678Z'
+    """
+    dt = dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_ts(text: str) -> datetime:
+    """Parse an ISO-8601 timestamp (``Z`` or an offset; naive means UTC) to an aware datetime.
+
+    Raises
+    ------
+    ValueError
+        If ``text`` is not an ISO-8601 date or date-time.
+    """
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an ISO-8601 timestamp: {text!r}") from None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def utcnow(clock: Clock | None = None) -> str:
+    """The current time as ISO-8601 UTC with milliseconds and ``Z``, from ``clock`` if given."""
+    return format_ts(clock() if clock is not None else datetime.now(UTC))
+
+
+def _reject_non_finite(obj: Any, path: str) -> None:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        raise ValueError(f"{path} is {obj!r}: NaN and infinity are not valid JSON")
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            _reject_non_finite(value, f"{path}[{key!r}]")
+    elif isinstance(obj, list | tuple):
+        for i, value in enumerate(obj):
+            _reject_non_finite(value, f"{path}[{i}]")
+
+
+def to_json(obj: Any) -> str:
+    """Serialize ``obj`` as canonical JSON (sorted keys, compact).
+
+    Raises
+    ------
+    ValueError
+        If ``obj`` holds NaN or infinity (the message names where), or something JSON
+        cannot represent (the message names its type).
+    """
+    try:
+        return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        _reject_non_finite(obj, "value")
+        raise
+    except TypeError as exc:
+        raise ValueError(f"not JSON-serializable: {exc}") from None
+
+
+def from_json(text: str) -> Any:
+    """Parse a JSON document written by :func:`to_json`."""
+    return json.loads(text)
+
+
+def _driver_url(url: str) -> str:
+    for prefix in ("postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # sqlite3 would otherwise skip BEGIN before SELECT; we emit BEGIN ourselves below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA busy_timeout = 10000")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get("driftloop_write") else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """An engine bound to one driftloop database.
+
+    Parameters
+    ----------
+    url
+        ``sqlite:////abs/path/driftloop.db`` or ``postgresql://user@host/db``
+        (``postgresql://`` is served by the psycopg 3 driver).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        driver_url = _driver_url(url)
+        self.is_sqlite = make_url(driver_url).get_backend_name() == "sqlite"
+        self.engine: Engine = create_engine(driver_url, pool_pre_ping=not self.is_sqlite)
+        if self.is_sqlite:
+            _configure_sqlite(self.engine)
+
+    @classmethod
+    def for_state_dir(cls, state_dir: Path, url: str | None) -> Database:
+        """The database for ``state_dir``: ``url`` if given, else ``<state_dir>/driftloop.db``."""
+        if url is not None:
+            return cls(url)
+        path = Path(state_dir).resolve() / DB_FILENAME
+        return cls(f"sqlite:///{path}")
+
+    def create_all(self) -> None:
+        """Create the tables and indexes that are missing; existing ones are left alone."""
+        with self.begin() as conn:
+            metadata.create_all(conn)
+
+    @contextmanager
+    def begin(self) -> Iterator[Connection]:
+        """A connection inside a write transaction, committed on exit, rolled back on error."""
+        with self.engine.connect() as conn:
+            conn.execution_options(driftloop_write=True)
+            with conn.begin():
+                yield conn
+
+    def connect(self) -> Connection:
+        """A connection for reads (use as a context manager)."""
+        return self.engine.connect()
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Database({make_url(_driver_url(self.url)).render_as_string()!r})"

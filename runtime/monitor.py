@@ -1,0 +1,71 @@
+"""The champion scores every incoming row; per-row signals feed the detectors.
+
+Signals: ``confidence`` (max class probability) for every row; ``error`` (0/1) and
+``loss`` (cross-entropy) where the label is known, NaN elsewhere. This is where the
+runtime converts numpy to tensors and back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from strategies.evaluation import predict_proba
+
+F64 = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Signals:
+    """Per-row signals for one batch (aligned with the batch's rows)."""
+
+    prediction: npt.NDArray[np.int64]
+    confidence: F64
+    error: F64  # NaN where unlabeled
+    loss: F64  # NaN where unlabeled
+
+    def get(self, name: str) -> F64:
+        if name == "error":
+            return self.error
+        if name == "loss":
+            return self.loss
+        if name == "confidence":
+            return self.confidence
+        raise KeyError(name)
+
+
+class Monitor:
+    """Holds the champion model and scores rows with it."""
+
+    def __init__(self, model: nn.Module, classes: list[int]) -> None:
+        self.model = model
+        self.classes = np.asarray(classes, dtype=np.int64)
+        self._index = {c: i for i, c in enumerate(classes)}
+
+    def class_index(self, y: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """Labels (class values, -1 for unlabeled) → class positions (-1 kept)."""
+        out = np.full(len(y), -1, dtype=np.int64)
+        for value, pos in self._index.items():
+            out[y == value] = pos
+        return out
+
+    def score(self, x: F64, y: npt.NDArray[np.int64]) -> Signals:
+        n = len(x)
+        if n == 0:
+            empty = np.zeros(0)
+            return Signals(np.zeros(0, dtype=np.int64), empty, empty, empty)
+        probs = predict_proba(self.model, torch.as_tensor(x, dtype=torch.float32)).numpy()
+        pred_pos = probs.argmax(axis=1)
+        confidence = probs[np.arange(n), pred_pos].astype(np.float64)
+        pos = self.class_index(y)
+        labeled = pos >= 0
+        error = np.full(n, np.nan)
+        loss = np.full(n, np.nan)
+        error[labeled] = (pred_pos[labeled] != pos[labeled]).astype(np.float64)
+        p_true = probs[np.flatnonzero(labeled), pos[labeled]]
+        loss[labeled] = -np.log(np.clip(p_true, 1e-12, 1.0))
+        return Signals(self.classes[pred_pos], confidence, error, loss)

@@ -1,0 +1,236 @@
+"""The retrain job: runs in a child process, writes a candidate version.
+
+The daemon (:class:`RetrainRunner`) starts ``python -m runtime.retrain SPEC RESULT`` and
+polls it. The child loads the champion's unit, trains on the labelled rows since the
+drift onset plus the rehearsal buffer, measures champion and candidate on the held-out
+split and on every golden set, saves the candidate unit and writes a JSON result. A crash,
+an exception or a timeout in the child never takes the daemon down: the runner turns it
+into a failure with a reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from runtime import events as ev
+from runtime.atomic import write_json_atomic
+from runtime.config import DriftloopConfig
+from runtime.db import Database
+from runtime.events import EventLog
+from runtime.registry import Registry
+from runtime.rowstore import labelled_rows, recent_rows
+from runtime.unit import golden_sets, load_unit, save_unit
+from strategies.base import Budget, Progress
+from strategies.evaluation import accuracy
+from strategies.registry import build as build_strategy
+
+
+def job_seed(base: int, trigger_id: str) -> int:
+    """A stable per-trigger seed (Python's hash() is salted per process)."""
+    return (base * 1_000_003 + sum((i + 1) * ord(c) for i, c in enumerate(trigger_id))) % 2**31
+
+
+def class_positions(y: np.ndarray, classes: list[int]) -> np.ndarray:
+    out = np.full(len(y), -1, dtype=np.int64)
+    for pos, value in enumerate(classes):
+        out[y == value] = pos
+    return out
+
+
+def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
+    """The child's work; returns the JSON result."""
+    db = Database.for_state_dir(cfg.state_dir, cfg.database_url)
+    events = EventLog(db)
+    registry = Registry(db, cfg.state_dir / "models", events)
+    champion, candidate = spec["champion"], spec["candidate"]
+    onset, upto, trigger = int(spec["onset"]), int(spec["upto"]), spec["trigger_id"]
+    seed = job_seed(cfg.retrain.seed, trigger)
+    nf = len(cfg.schema.features)
+
+    unit = load_unit(registry, cfg, champion)
+    seqs, x, y_raw = labelled_rows(db, nf, since=onset, upto=upto, limit=cfg.retrain.max_rows)
+    y = class_positions(y_raw, cfg.schema.classes)
+    if len(seqs) < 2:
+        raise ValueError(f"only {len(seqs)} labelled rows since row {onset}: nothing to train on")
+    perm = np.random.default_rng(seed).permutation(len(seqs))
+    n_hold = max(1, round(len(seqs) * cfg.retrain.holdout_fraction))
+    hold, train = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+    xt = torch.as_tensor(x[train], dtype=torch.float32)
+    yt = torch.as_tensor(y[train], dtype=torch.int64)
+    xh = torch.as_tensor(x[hold], dtype=torch.float32)
+    yh = torch.as_tensor(y[hold], dtype=torch.int64)
+
+    def progress(p: Progress) -> None:
+        events.append(ev.RETRAIN_PROGRESS, {
+            "trigger_id": trigger, "epoch": p.epoch, "step": p.step, "samples": p.samples,
+            "loss": round(p.loss, 6), "seconds": round(p.seconds, 3),
+            "val_accuracy": p.val_accuracy,
+        }, model_version=candidate)
+
+    model = copy.deepcopy(unit.model)
+    strategy = build_strategy(cfg.retrain.strategy)
+    b = cfg.retrain.budget
+    result = strategy.train(
+        model, xt, yt, unit.buffer, Budget(epochs=b.epochs, steps=b.steps, seconds=b.seconds),
+        seed, progress,
+    )
+    model.eval()
+
+    golden = {}
+    for name, (gx, gy) in golden_sets(registry, unit.golden_index).items():
+        gxt = torch.as_tensor(gx, dtype=torch.float32)
+        gyt = torch.as_tensor(gy, dtype=torch.int64)
+        golden[name] = [accuracy(unit.model, gxt, gyt), accuracy(model, gxt, gyt), len(gy)]
+    metrics = {
+        "holdout": [accuracy(unit.model, xh, yh), accuracy(model, xh, yh), len(hold)],
+        "golden": golden,
+    }
+    unit.buffer.add(xt, yt)
+    _, reference = recent_rows(db, nf, cfg.retrain.reference_size, since=onset, upto=upto)
+    train_info = {
+        "samples": result.samples_processed, "steps": result.steps, "epochs": result.epochs,
+        "seconds": round(result.seconds, 3), "final_loss": result.final_loss,
+        "stopped_by": result.stopped_by, "rows_train": len(train), "rows_holdout": len(hold),
+    }
+    meta = {
+        "trigger_id": trigger,
+        "data": {"since": onset, "upto": upto, "first_row": int(seqs[0]), "last_row": int(seqs[-1]),
+                 "rows": len(seqs)},
+        "strategy": cfg.retrain.strategy.kind,
+        "buffer_kind": cfg.retrain.buffer.kind,
+        "config_hash": cfg.config_hash(),
+        "metrics": metrics,
+        "train": train_info,
+        "golden_index": [*unit.golden_index, candidate],
+        "golden_provenance": {"rows": len(hold), "first_row": int(seqs[0]), "last_row": int(seqs[-1]),
+                              "source": "held-out split of the retrain data"},
+    }
+    save_unit(registry, candidate, model=model, buffer=unit.buffer, reference=reference,
+              golden=(x[hold], y[hold]), meta=meta, parent=champion)
+    db.dispose()
+    return {"candidate": candidate, "metrics": metrics, "train": train_info,
+            "golden_index": meta["golden_index"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    spec_path, result_path = Path(args[0]), Path(args[1])
+    try:
+        spec = json.loads(spec_path.read_text())
+        cfg = DriftloopConfig.model_validate(spec["config"])
+        if spec.get("crash_for_test"):  # lets the tests prove a dying child is survived
+            os.kill(os.getpid(), signal.SIGKILL)
+        out = run_job(cfg, spec)
+        write_json_atomic(result_path, {"ok": True, **out})
+        return 0
+    except Exception as err:  # every failure becomes a reason in the result
+        write_json_atomic(result_path, {
+            "ok": False, "error": f"{type(err).__name__}: {err}",
+            "traceback": traceback.format_exc()[-4000:],
+        })
+        return 1
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    result: dict[str, Any]
+    reason: str
+    seconds: float
+
+
+class RetrainRunner:
+    """Starts and watches one child process at a time."""
+
+    def __init__(self, work_dir: Path, timeout_seconds: float) -> None:
+        self.work_dir = work_dir
+        self.timeout = timeout_seconds
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.trigger_id: str | None = None
+        self.started = 0.0
+        self._result_path: Path | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None
+
+    def start(self, trigger_id: str, spec: dict[str, Any]) -> None:
+        assert self.proc is None, "one retrain at a time"
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in trigger_id)
+        spec_path = self.work_dir / f"{safe}.spec.json"
+        self._result_path = self.work_dir / f"{safe}.result.json"
+        self._result_path.unlink(missing_ok=True)
+        write_json_atomic(spec_path, spec)
+        log = (self.work_dir / f"{safe}.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runtime.retrain", str(spec_path), str(self._result_path)],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C on the daemon's terminal is the daemon's to handle
+        )
+        log.close()
+        self.trigger_id = trigger_id
+        self.started = time.monotonic()
+
+    def poll(self) -> Outcome | None:
+        """``None`` while running; the outcome once the child is done (or timed out)."""
+        if self.proc is None:
+            return None
+        elapsed = time.monotonic() - self.started
+        code = self.proc.poll()
+        if code is None:
+            if elapsed <= self.timeout:
+                return None
+            self._kill()
+            return self._finish(Outcome(False, {}, f"timed out after {self.timeout:g} s", elapsed))
+        result: dict[str, Any] = {}
+        if self._result_path is not None and self._result_path.exists():
+            result = json.loads(self._result_path.read_text())
+        if code == 0 and result.get("ok"):
+            return self._finish(Outcome(True, result, "", elapsed))
+        if result.get("error"):
+            reason = str(result["error"])
+        elif code < 0:
+            reason = f"child process killed by signal {signal.Signals(-code).name}"
+        else:
+            reason = f"child process exited with code {code}"
+        return self._finish(Outcome(False, result, reason, elapsed))
+
+    def cancel(self) -> float:
+        """Stop the running child (daemon shutdown); returns its run time."""
+        elapsed = time.monotonic() - self.started
+        if self.proc is not None:
+            self._kill()
+            self._finish(Outcome(False, {}, "cancelled", elapsed))
+        return elapsed
+
+    def _kill(self) -> None:
+        assert self.proc is not None
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def _finish(self, outcome: Outcome) -> Outcome:
+        self.proc = None
+        self.trigger_id = None
+        return outcome
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

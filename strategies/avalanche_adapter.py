@@ -1,0 +1,385 @@
+"""Rehearsal buffers backed by avalanche's storage policies (the only avalanche import).
+
+avalanche decides *which* samples are kept (``ReservoirSamplingBuffer``,
+``ClassBalancedBuffer``); this module owns the rows themselves. Each offered row gets a
+sample id (its position in the stream of offered rows); avalanche sees a dataset of ids
+and labels, and after every update we read back the ids it kept and gather those rows.
+The policy's dataset is then re-rooted on a flat dataset of the kept ids, because
+avalanche's subset/concat tree otherwise keeps a reference to every dataset ever offered.
+
+avalanche draws its reservoir keys from torch's global RNG; every update runs inside
+``torch.random.fork_rng`` with a seed derived from ``(seed, number of updates so far)``,
+so a buffer reproduces from its seed and the global RNG is left as it was. The
+reservoir keys are the sampling state: avalanche keeps them in ``_buffer_weights``
+without an accessor, so :func:`_weights` / :func:`_set_weights` are the one place that
+reads and writes them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+with warnings.catch_warnings():
+    # avalanche → qpsolvers → jaxopt warns on import that jaxopt is unmaintained.
+    warnings.filterwarnings(
+        "ignore", message="JAXopt is no longer maintained", category=DeprecationWarning
+    )
+    from avalanche.benchmarks.utils import DataAttribute, as_classification_dataset
+    from avalanche.training.storage_policy import (
+        ClassBalancedBuffer as AvalancheClassBalancedBuffer,
+    )
+    from avalanche.training.storage_policy import ReservoirSamplingBuffer
+
+STATE_VERSION = 1
+
+
+class _SampleIds(Dataset[int]):
+    """What avalanche stores: a sample id per row, with the row's label as ``targets``."""
+
+    def __init__(self, ids: list[int], targets: list[int]) -> None:
+        self.ids = ids
+        self.targets = targets
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, i: int) -> int:
+        return self.ids[i]
+
+
+def _dataset(ids: torch.Tensor, y: torch.Tensor) -> Any:
+    ids_list: list[int] = ids.tolist()
+    data = as_classification_dataset(_SampleIds(ids_list, y.tolist()))
+    # task labels (all 0) let it concatenate with the task-aware subsets the class-balanced
+    # policy makes of the offered data
+    data = data.update_data_attribute(
+        "targets_task_labels", DataAttribute([0] * len(ids_list), "targets_task_labels")
+    )
+    return data.update_data_attribute("sample_id", DataAttribute(ids_list, "sample_id"))
+
+
+def _kept_ids(dataset: Any) -> torch.Tensor:
+    if len(dataset) == 0:
+        return torch.empty(0, dtype=torch.int64)
+    return torch.tensor(list(dataset.sample_id), dtype=torch.int64)
+
+
+def _weights(policy: ReservoirSamplingBuffer) -> torch.Tensor:
+    return policy._buffer_weights.detach().to(torch.float32).clone()  # type: ignore[no-any-return]
+
+
+def _set_weights(policy: ReservoirSamplingBuffer, weights: torch.Tensor) -> None:
+    policy._buffer_weights = weights.to(torch.float32).clone()
+
+
+def _update_seed(seed: int, update: int) -> int:
+    entropy = [seed % 2**64, update]
+    return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
+
+
+def _seeded_call(seed: int, update: int, fn: Any, *args: Any) -> None:
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(_update_seed(seed, update))
+        fn(*args)
+
+
+class _Rows:
+    """The stored rows, aligned with the policy's dataset order."""
+
+    def __init__(self) -> None:
+        self.x = torch.empty(0, 0, dtype=torch.float32)
+        self.y = torch.empty(0, dtype=torch.int64)
+        self.ids = torch.empty(0, dtype=torch.int64)
+        self.n_features: int | None = None
+        self.seen = 0  # rows offered so far; the next row's sample id
+
+    def offer(
+        self, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Validate and copy a batch to the CPU; give its rows fresh sample ids."""
+        if x.ndim != 2:
+            raise ValueError(f"buffer rows must be a matrix [n, d], got shape {list(x.shape)}")
+        if y.ndim != 1 or len(y) != len(x):
+            raise ValueError(f"buffer labels must be a vector of {len(x)}, got {list(y.shape)}")
+        if y.is_floating_point() or y.is_complex():
+            raise ValueError(f"buffer labels must be integers, got {y.dtype}")
+        if self.n_features is not None and x.shape[1] != self.n_features:
+            raise ValueError(f"buffer holds rows of {self.n_features} features, got {x.shape[1]}")
+        xs = x.detach().to("cpu", torch.float32).clone()
+        ys = y.detach().to("cpu", torch.int64).clone()
+        ids = torch.arange(self.seen, self.seen + len(xs), dtype=torch.int64)
+        return xs, ys, ids
+
+    def accept(self, xs: torch.Tensor, ys: torch.Tensor, ids: torch.Tensor) -> None:
+        self.seen += len(ids)
+        self.n_features = xs.shape[1]
+        old_x = self.x if len(self.x) else self.x.reshape(0, xs.shape[1])
+        self.x = torch.cat([xs, old_x])
+        self.y = torch.cat([ys, self.y])
+        self.ids = torch.cat([ids, self.ids])
+
+    def keep(self, kept: torch.Tensor) -> None:
+        """Keep exactly the rows whose sample ids are ``kept``, in that order."""
+        order = torch.argsort(self.ids)
+        sorted_ids = self.ids[order]
+        pos = torch.searchsorted(sorted_ids, kept).clamp(max=max(len(sorted_ids) - 1, 0))
+        if len(kept) and not bool((sorted_ids[pos] == kept).all()):
+            raise RuntimeError("avalanche returned sample ids that were never offered")
+        idx = order[pos]
+        self.x, self.y, self.ids = self.x[idx], self.y[idx], self.ids[idx]
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        return {"x": self.x, "y": self.y, "sample_id": self.ids}
+
+    def meta(self) -> dict[str, Any]:
+        return {"samples_seen": self.seen, "n_features": self.n_features}
+
+    def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        x, y, ids = tensors["x"], tensors["y"], tensors["sample_id"]
+        n = len(y)
+        if x.ndim != 2 or len(x) != n or ids.shape != (n,):
+            raise ValueError("buffer state: x, y and sample_id do not line up")
+        self.x = x.to("cpu", torch.float32).clone()
+        self.y = y.to("cpu", torch.int64).clone()
+        self.ids = ids.to("cpu", torch.int64).clone()
+        self.seen = int(meta["samples_seen"])
+        nf = meta["n_features"]
+        self.n_features = None if nf is None else int(nf)
+        if self.n_features is not None and self.x.shape[1] != self.n_features and n:
+            raise ValueError("buffer state: x width does not match n_features")
+        if self.n_features is not None and n == 0:
+            self.x = self.x.reshape(0, self.n_features)
+
+
+def _check_meta(meta: dict[str, Any], kind: str) -> None:
+    if meta.get("version") != STATE_VERSION:
+        raise ValueError(f"buffer state version {meta.get('version')!r}, expected {STATE_VERSION}")
+    if meta.get("kind") != kind:
+        raise ValueError(f"buffer state is of kind {meta.get('kind')!r}, expected {kind!r}")
+
+
+def _check_capacity(capacity: int) -> None:
+    if capacity < 1:
+        raise ValueError(f"buffer capacity must be positive, got {capacity}")
+
+
+class ReservoirBuffer:
+    """A uniform sample of everything offered so far, at most ``capacity`` rows.
+
+    Wraps avalanche's ``ReservoirSamplingBuffer``: each row gets a random key and the
+    ``capacity`` rows with the highest keys are kept, which is a uniform sample of the
+    stream without replacement.
+
+    Parameters
+    ----------
+    capacity
+        Maximum number of rows held.
+    seed
+        Seed of the reservoir keys; the same seed and the same offers give the same buffer.
+
+    Examples
+    --------
+    >>> buf = ReservoirBuffer(capacity=10, seed=0)
+    >>> buf.add(torch.randn(25, 3), torch.randint(0, 2, (25,)))
+    >>> len(buf), buf.tensors()[0].shape
+    (10, torch.Size([10, 3]))
+    """
+
+    kind = "reservoir"
+
+    def __init__(self, capacity: int, seed: int) -> None:
+        _check_capacity(capacity)
+        self.capacity = capacity
+        self.seed = seed
+        self._updates = 0
+        self._rows = _Rows()
+        self._policy = ReservoirSamplingBuffer(capacity)
+
+    def __len__(self) -> int:
+        return len(self._rows.y)
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Offer rows; the reservoir decides which are kept."""
+        xs, ys, ids = self._rows.offer(x, y)
+        if len(ids) == 0:
+            return
+        _seeded_call(self.seed, self._updates, self._policy.update_from_dataset, _dataset(ids, ys))
+        self._updates += 1
+        self._rows.accept(xs, ys, ids)
+        self._sync()
+
+    def _sync(self) -> None:
+        self._rows.keep(_kept_ids(self._policy.buffer))
+        self._policy.buffer = _dataset(self._rows.ids, self._rows.y)
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stored rows ``(x [n, d] float32, y [n] int64)``; don't modify them."""
+        return self._rows.x, self._rows.y
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {**self._rows.tensors(), "weight": _weights(self._policy)}
+
+    def state_meta(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "kind": self.kind,
+            "capacity": self.capacity,
+            "seed": self.seed,
+            "rng": {"seed": self.seed, "updates": self._updates},
+            **self._rows.meta(),
+        }
+
+    def load(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Restore a saved state (an empty ``meta`` means nothing was saved: no-op).
+
+        The saved seed and update count are restored, so later ``add`` calls continue the
+        saved stream. A different ``capacity`` than the saved one shrinks or grows the
+        reservoir to this buffer's capacity.
+        """
+        if not meta:
+            return
+        _check_meta(meta, self.kind)
+        try:
+            rows = _Rows()
+            rows.restore(tensors, meta)
+            weight = tensors["weight"]
+            saved_capacity = int(meta["capacity"])
+            seed, updates = int(meta["rng"]["seed"]), int(meta["rng"]["updates"])
+        except KeyError as exc:
+            raise ValueError(f"buffer state is missing {exc.args[0]!r}") from None
+        if weight.shape != rows.y.shape or len(rows.y) > saved_capacity:
+            raise ValueError("buffer state: weights do not line up with the rows")
+        policy = ReservoirSamplingBuffer(saved_capacity)
+        policy.buffer = _dataset(rows.ids, rows.y)
+        _set_weights(policy, weight)
+        self._policy, self._rows, self.seed, self._updates = policy, rows, seed, updates
+        if saved_capacity != self.capacity:
+            self._policy.resize(None, self.capacity)
+            self._sync()
+
+
+class ClassBalancedBuffer:
+    """At most ``capacity`` rows, split evenly over the classes seen so far.
+
+    Wraps avalanche's ``ClassBalancedBuffer`` with adaptive size: with ``k`` classes seen,
+    each class gets ``capacity // k`` slots (the remainder goes to the first classes) and
+    fills them by reservoir sampling within the class. A class with fewer rows than its
+    share leaves the rest of its slots empty.
+
+    Parameters
+    ----------
+    capacity
+        Maximum number of rows held.
+    seed
+        Seed of the reservoir keys.
+
+    Examples
+    --------
+    >>> buf = ClassBalancedBuffer(capacity=10, seed=0)
+    >>> buf.add(torch.randn(100, 2), torch.cat([torch.zeros(90), torch.ones(10)]).long())
+    >>> torch.bincount(buf.tensors()[1]).tolist()
+    [5, 5]
+    """
+
+    kind = "class_balanced"
+
+    def __init__(self, capacity: int, seed: int) -> None:
+        _check_capacity(capacity)
+        self.capacity = capacity
+        self.seed = seed
+        self._updates = 0
+        self._rows = _Rows()
+        self._policy = AvalancheClassBalancedBuffer(capacity, adaptive_size=True)
+
+    def __len__(self) -> int:
+        return len(self._rows.y)
+
+    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """Offer rows; each class's reservoir decides which of its rows are kept."""
+        xs, ys, ids = self._rows.offer(x, y)
+        if len(ids) == 0:
+            return
+        _seeded_call(self.seed, self._updates, self._policy.update_from_dataset, _dataset(ids, ys))
+        self._updates += 1
+        self._rows.accept(xs, ys, ids)
+        self._sync()
+
+    def _sync(self) -> None:
+        groups = list(self._policy.buffer_groups.values())
+        per_group = [_kept_ids(g.buffer) for g in groups]
+        self._rows.keep(torch.cat(per_group) if per_group else torch.empty(0, dtype=torch.int64))
+        start = 0
+        for g, ids in zip(groups, per_group, strict=True):
+            stop = start + len(ids)
+            g.buffer = _dataset(self._rows.ids[start:stop], self._rows.y[start:stop])
+            start = stop
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stored rows ``(x [n, d] float32, y [n] int64)``, grouped by class."""
+        return self._rows.x, self._rows.y
+
+    def class_counts(self) -> dict[int, int]:
+        """Rows held per class."""
+        return {int(c): len(g.buffer) for c, g in self._policy.buffer_groups.items()}
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        groups = list(self._policy.buffer_groups.values())
+        weight = torch.cat([_weights(g) for g in groups]) if groups else torch.empty(0)
+        return {**self._rows.tensors(), "weight": weight}
+
+    def state_meta(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "kind": self.kind,
+            "capacity": self.capacity,
+            "seed": self.seed,
+            "rng": {"seed": self.seed, "updates": self._updates},
+            **self._rows.meta(),
+            # set iteration order decides which classes get the remainder slots
+            "seen_classes": [int(c) for c in self._policy.seen_classes],
+            "groups": [
+                [int(c), int(g.max_size), len(g.buffer)]
+                for c, g in self._policy.buffer_groups.items()
+            ],
+        }
+
+    def load(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Restore a saved state (an empty ``meta`` means nothing was saved: no-op).
+
+        See :meth:`ReservoirBuffer.load`.
+        """
+        if not meta:
+            return
+        _check_meta(meta, self.kind)
+        try:
+            rows = _Rows()
+            rows.restore(tensors, meta)
+            weight = tensors["weight"]
+            saved_capacity = int(meta["capacity"])
+            seed, updates = int(meta["rng"]["seed"]), int(meta["rng"]["updates"])
+            seen = [int(c) for c in meta["seen_classes"]]
+            groups = [(int(c), int(m), int(n)) for c, m, n in meta["groups"]]
+        except KeyError as exc:
+            raise ValueError(f"buffer state is missing {exc.args[0]!r}") from None
+        if weight.shape != rows.y.shape or sum(n for _, _, n in groups) != len(rows.y):
+            raise ValueError("buffer state: groups or weights do not line up with the rows")
+        policy = AvalancheClassBalancedBuffer(saved_capacity, adaptive_size=True)
+        policy.seen_classes = set()
+        for c in seen:
+            policy.seen_classes.add(c)
+        start = 0
+        for c, max_size, n in groups:
+            group = ReservoirSamplingBuffer(max_size)
+            group.buffer = _dataset(rows.ids[start : start + n], rows.y[start : start + n])
+            _set_weights(group, weight[start : start + n])
+            policy.buffer_groups[c] = group
+            start += n
+        self._policy, self._rows, self.seed, self._updates = policy, rows, seed, updates
+        if saved_capacity != self.capacity:
+            self._policy.resize(None, self.capacity)
+            self._sync()

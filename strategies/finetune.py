@@ -1,0 +1,88 @@
+"""Naive fine-tuning: train on the new data only (the baseline that forgets)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from strategies.base import Budget, ProgressFn, RehearsalBuffer, TrainResult
+from strategies.loop import OptimizerSpec, fit
+
+
+class Config(BaseModel):
+    """Settings of :class:`Finetune`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["finetune"] = "finetune"
+    lr: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    patience: int | None = Field(default=3, gt=0)
+    """Early stopping after this many epochs without better validation accuracy (when
+    ``train`` is given ``val``); ``None`` never stops early."""
+
+
+class Finetune:
+    """Fine-tune on the new data with Adam; the rehearsal buffer is ignored.
+
+    Parameters
+    ----------
+    cfg
+        Learning rate, batch size, weight decay, patience.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from strategies.base import Budget
+    >>> strategy = build(Config(lr=1e-2))
+    >>> model = torch.nn.Linear(2, 2)
+    >>> x, y = torch.randn(100, 2), torch.randint(0, 2, (100,))
+    >>> result = strategy.train(model, x, y, None, Budget(epochs=2), seed=0, device="cpu")
+    >>> result.epochs, result.steps, result.stopped_by
+    (2, 4, 'epochs')
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def train(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        buffer: RehearsalBuffer | None,
+        budget: Budget,
+        seed: int,
+        progress: ProgressFn | None = None,
+        *,
+        val: tuple[torch.Tensor, torch.Tensor] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        device: str | None = None,
+    ) -> TrainResult:
+        """Train ``model`` in place on ``(x, y)``; see :func:`strategies.loop.fit`."""
+        return fit(
+            model,
+            x,
+            y,
+            rehearsal=None,
+            mix=0.0,
+            batch_size=self.cfg.batch_size,
+            optimizer=OptimizerSpec(lr=self.cfg.lr, weight_decay=self.cfg.weight_decay),
+            budget=budget,
+            seed=seed,
+            progress=progress,
+            val=val,
+            patience=self.cfg.patience,
+            should_stop=should_stop,
+            device=device,
+        )
+
+
+def build(cfg: Config) -> Finetune:
+    """The strategy ``cfg`` describes."""
+    return Finetune(cfg)

@@ -1,0 +1,293 @@
+"""The training loop: explicit, seeded, budgeted, interruptible.
+
+One loop for every strategy. An epoch is one pass over the new data in shuffled order;
+with rehearsal, each batch is ``batch_size`` rows of which ``round(mix * batch_size)``
+are drawn uniformly (with replacement) from the rehearsal set. Data are indexed as
+tensors on the training device; there is no ``DataLoader``.
+
+Randomness: shuffling and rehearsal draws come from a ``torch.Generator`` seeded with
+``seed``; layers that draw from torch's global RNG (dropout) run inside
+``torch.random.fork_rng`` with a seed derived from ``seed``, so the same seed gives the
+same model and the caller's RNG state is left as it was.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from strategies.base import Budget, Progress, ProgressFn, TrainResult
+from strategies.evaluation import accuracy
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """Adam's settings for one run."""
+
+    lr: float
+    weight_decay: float
+
+
+def pick_device(device: str | None) -> torch.device:
+    """``device`` if given, else ``cuda`` when available, else ``cpu``."""
+    if device is not None:
+        return torch.device(device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _home_device(model: nn.Module) -> torch.device:
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def _check(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rehearsal: tuple[torch.Tensor, torch.Tensor] | None,
+    mix: float,
+    batch_size: int,
+    budget: Budget,
+) -> None:
+    if x.ndim < 2 or y.ndim != 1 or len(x) != len(y):
+        raise ValueError(f"expected x [n, ...] and y [n], got {list(x.shape)} and {list(y.shape)}")
+    if len(y) == 0:
+        raise ValueError("no training rows")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    if not 0.0 <= mix < 1.0:
+        raise ValueError(f"mix must be in [0, 1), got {mix}")
+    if budget.epochs is None and budget.steps is None and budget.seconds is None:
+        raise ValueError("the budget sets no limit (epochs, steps or seconds)")
+    for name in ("epochs", "steps", "seconds"):
+        v = getattr(budget, name)
+        if v is not None and v <= 0:
+            raise ValueError(f"budget {name} must be positive, got {v}")
+    if rehearsal is not None:
+        rx, ry = rehearsal
+        if rx.shape[1:] != x.shape[1:] or ry.ndim != 1 or len(rx) != len(ry):
+            raise ValueError(
+                f"rehearsal rows {list(rx.shape)} / labels {list(ry.shape)} "
+                f"do not match training rows {list(x.shape)}"
+            )
+
+
+def _seed_global_rngs(seed: int, device: torch.device) -> None:
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        with torch.cuda.device(device):
+            torch.cuda.manual_seed(seed)
+
+
+def fit(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    rehearsal: tuple[torch.Tensor, torch.Tensor] | None = None,
+    mix: float,
+    batch_size: int,
+    optimizer: OptimizerSpec,
+    budget: Budget,
+    seed: int,
+    progress: ProgressFn | None = None,
+    val: tuple[torch.Tensor, torch.Tensor] | None = None,
+    patience: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    device: str | None = None,
+) -> TrainResult:
+    """Train ``model`` in place with Adam and cross-entropy on its logits.
+
+    Parameters
+    ----------
+    model
+        Maps ``x`` rows to logits. Only parameters with ``requires_grad`` are trained.
+        It is moved to the training device and back to its own device at the end.
+    x, y
+        New data: rows ``[n, ...]`` and int64 labels ``[n]``.
+    rehearsal
+        Old data ``(x, y)`` to mix into each batch; ``None`` or empty for none.
+    mix
+        Fraction of each batch drawn from ``rehearsal``, in ``[0, 1)``.
+    batch_size
+        Rows per step, new and rehearsal together.
+    optimizer
+        Adam's learning rate and weight decay.
+    budget
+        Limits; the first one reached ends training (checked after every step).
+    seed
+        Seed for shuffling, rehearsal draws and dropout.
+    progress
+        Called with a :class:`Progress` after every epoch and after a final partial epoch.
+    val
+        ``(x, y)`` evaluated after every epoch. The weights of the epoch with the best
+        validation accuracy are restored at the end.
+    patience
+        With ``val``: stop after this many epochs without a better validation accuracy
+        (``stopped_by="early_stopping"``). ``None`` never stops early.
+    should_stop
+        Polled before every step; ``True`` ends training (``stopped_by="interrupted"``).
+    device
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available.
+        On CUDA the forward pass runs under bf16 autocast.
+
+    Returns
+    -------
+    TrainResult
+        ``samples_processed`` counts new and rehearsal rows; ``epochs`` counts completed
+        epochs; ``extra`` holds ``device``, ``new_samples``, ``rehearsal_samples``,
+        ``samples_per_second`` and, with ``val``, ``best_epoch`` and
+        ``best_val_accuracy``.
+
+    Examples
+    --------
+    >>> model = torch.nn.Linear(2, 2)
+    >>> x, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
+    >>> r = fit(model, x, y, mix=0.0, batch_size=16, optimizer=OptimizerSpec(1e-2, 0.0),
+    ...         budget=Budget(epochs=2), seed=0, device="cpu")
+    >>> r.epochs, r.steps, r.stopped_by
+    (2, 8, 'epochs')
+    """
+    _check(x, y, rehearsal, mix, batch_size, budget)
+    if patience is not None and patience < 1:
+        raise ValueError(f"patience must be positive, got {patience}")
+    start = time.perf_counter()
+    dev = pick_device(device)
+    home = _home_device(model)
+    was_training = model.training
+    gen = torch.Generator().manual_seed(seed)
+    dropout_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+
+    xd = x.to(dev, torch.float32)
+    yd = y.to(dev, torch.int64)
+    rx = ry = None
+    if rehearsal is not None and len(rehearsal[1]) > 0 and mix > 0:
+        rx, ry = rehearsal[0].to(dev, torch.float32), rehearsal[1].to(dev, torch.int64)
+    n_rep = 0 if rx is None else min(round(batch_size * mix), batch_size - 1)
+    n_new = batch_size - n_rep
+    n = len(yd)
+    n_batches = math.ceil(n / n_new)
+    vd = None if val is None else (val[0].to(dev, torch.float32), val[1].to(dev, torch.int64))
+
+    model.to(dev)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(
+        params, lr=optimizer.lr, weight_decay=optimizer.weight_decay, fused=dev.type == "cuda"
+    )
+    use_bf16 = dev.type == "cuda"
+
+    step = samples = new_samples = epochs_done = 0
+    stopped_by: str | None = None
+    history: list[Progress] = []
+    best_acc, best_epoch, best_state, bad_epochs = -math.inf, 0, None, 0
+    weights_are_best = False
+    final_loss = math.nan
+    fork_devices: list[int] = []
+    if dev.type == "cuda":
+        fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()]
+    try:
+        with torch.random.fork_rng(devices=fork_devices):
+            _seed_global_rngs(dropout_seed, dev)
+            model.train()
+            while stopped_by is None:
+                if budget.epochs is not None and epochs_done >= budget.epochs:
+                    stopped_by = "epochs"
+                    break
+                perm = torch.randperm(n, generator=gen).to(dev)
+                rep_idx = None
+                if rx is not None:
+                    rep_idx = torch.randint(0, len(rx), (n_batches, n_rep), generator=gen).to(dev)
+                loss_sum = torch.zeros((), device=dev)
+                batches = 0
+                for b in range(n_batches):
+                    if should_stop is not None and should_stop():
+                        stopped_by = "interrupted"
+                        break
+                    idx = perm[b * n_new : (b + 1) * n_new]
+                    xb, yb = xd[idx], yd[idx]
+                    if rep_idx is not None and rx is not None and ry is not None:
+                        k = n_rep if len(idx) == n_new else max(1, round(len(idx) * n_rep / n_new))
+                        r = rep_idx[b, :k]
+                        xb, yb = torch.cat([xb, rx[r]]), torch.cat([yb, ry[r]])
+                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+                        logits = model(xb)
+                    loss = F.cross_entropy(logits.float(), yb)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    opt.step()
+                    weights_are_best = False
+                    loss_sum += loss.detach()
+                    batches += 1
+                    step += 1
+                    samples += len(yb)
+                    new_samples += len(idx)
+                    if budget.steps is not None and step >= budget.steps:
+                        stopped_by = "steps"
+                    elif budget.seconds is not None and (
+                        time.perf_counter() - start >= budget.seconds
+                    ):
+                        stopped_by = "seconds"
+                    if stopped_by is not None:
+                        break
+                if batches == 0:
+                    break
+                completed = batches == n_batches
+                epochs_done += completed
+                final_loss = float(loss_sum) / batches
+                val_acc = None
+                if vd is not None and completed:
+                    val_acc = accuracy(model, *vd)
+                    model.train()
+                    if val_acc > best_acc:
+                        best_acc, best_epoch, bad_epochs = val_acc, epochs_done, 0
+                        best_state = copy.deepcopy(model.state_dict())
+                        weights_are_best = True
+                    else:
+                        bad_epochs += 1
+                        if stopped_by is None and patience is not None and bad_epochs >= patience:
+                            stopped_by = "early_stopping"
+                report = Progress(
+                    epoch=epochs_done + (not completed),
+                    step=step,
+                    samples=samples,
+                    loss=final_loss,
+                    seconds=time.perf_counter() - start,
+                    val_accuracy=val_acc,
+                )
+                history.append(report)
+                if progress is not None:
+                    progress(report)
+        if best_state is not None and not weights_are_best:
+            model.load_state_dict(best_state)
+    finally:
+        model.to(home)
+        model.train(was_training)
+
+    seconds = time.perf_counter() - start
+    extra: dict[str, Any] = {
+        "device": str(dev),
+        "new_samples": new_samples,
+        "rehearsal_samples": samples - new_samples,
+        "samples_per_second": samples / seconds if seconds > 0 else math.nan,
+    }
+    if vd is not None:
+        extra["best_epoch"] = best_epoch
+        extra["best_val_accuracy"] = best_acc if best_state is not None else math.nan
+    return TrainResult(
+        samples_processed=samples,
+        steps=step,
+        epochs=epochs_done,
+        seconds=seconds,
+        final_loss=final_loss,
+        stopped_by=stopped_by or "epochs",
+        history=tuple(history),
+        extra=extra,
+    )

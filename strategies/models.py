@@ -1,0 +1,208 @@
+"""Model builders: the built-in MLP and user factories named by an import path.
+
+A model maps a float32 feature matrix ``[n, n_features]`` to logits ``[n, n_classes]``.
+The built-in MLP standardises its inputs with the buffers ``mean`` and ``std``; being
+buffers, they are saved and restored with the weights (``state_dict``), so a checkpoint
+carries the normalisation it was trained with. :func:`fit_normalization` sets them
+from data.
+
+A custom model is the one place where an import path belongs: ``FactoryConfig(factory=
+"package.module:function")`` calls ``function(n_features=..., n_classes=..., **kwargs)``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from torch import nn
+
+_FACTORY_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
+
+
+class MLPConfig(BaseModel):
+    """A multilayer perceptron with ReLU activations and standardised inputs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["mlp"] = "mlp"
+    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(h <= 0 for h in v):
+            raise ValueError("hidden layer sizes must be positive")
+        return v
+
+
+class FactoryConfig(BaseModel):
+    """A user model: ``factory`` is ``"package.module:function"``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    factory: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("factory")
+    @classmethod
+    def _import_path(cls, v: str) -> str:
+        if not _FACTORY_PATH.match(v):
+            raise ValueError(f"factory must look like 'package.module:function', got {v!r}")
+        return v
+
+
+ModelConfig = MLPConfig | FactoryConfig
+
+
+class MLP(nn.Module):
+    """Standardise, then ``Linear → ReLU (→ Dropout)`` per hidden layer, then a linear head.
+
+    Parameters
+    ----------
+    n_features, n_classes
+        Input width and number of classes (the width of the logits).
+    hidden
+        Hidden layer sizes; empty gives a linear model.
+    dropout
+        Dropout probability after each hidden activation.
+
+    Examples
+    --------
+    >>> model = MLP(3, 2, hidden=[8], dropout=0.0)
+    >>> model(torch.zeros(5, 3)).shape
+    torch.Size([5, 2])
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(self, n_features: int, n_classes: int, hidden: list[int], dropout: float) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+        layers: list[nn.Module] = []
+        width = n_features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        layers.append(nn.Linear(width, n_classes))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)  # type: ignore[no-any-return]
+
+
+def build_model(
+    cfg: ModelConfig, n_features: int, n_classes: int, *, seed: int | None = None
+) -> nn.Module:
+    """Build the model that ``cfg`` describes.
+
+    Parameters
+    ----------
+    cfg
+        :class:`MLPConfig` or :class:`FactoryConfig`.
+    n_features, n_classes
+        Input width and number of classes.
+    seed
+        Seed for the initial weights, drawn inside ``torch.random.fork_rng`` so the global
+        RNG is left as it was. ``None`` draws from the caller's (global) RNG, for callers
+        that seed it themselves.
+
+    Raises
+    ------
+    ValueError
+        One line, when the factory cannot be imported, fails, or returns no ``nn.Module``.
+
+    Examples
+    --------
+    >>> build_model(MLPConfig(hidden=[4]), n_features=3, n_classes=2, seed=0)
+    MLP(...)
+    """
+    if seed is None:
+        return _build(cfg, n_features, n_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _build(cfg, n_features, n_classes)
+
+
+def _build(cfg: ModelConfig, n_features: int, n_classes: int) -> nn.Module:
+    if isinstance(cfg, MLPConfig):
+        return MLP(n_features, n_classes, cfg.hidden, cfg.dropout)
+    fn = _resolve(cfg.factory)
+    try:
+        model = fn(n_features=n_features, n_classes=n_classes, **cfg.kwargs)
+    except Exception as exc:
+        raise ValueError(
+            f"model factory {cfg.factory!r} failed: {type(exc).__name__}: {_first_line(exc)}"
+        ) from exc
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"model factory {cfg.factory!r} returned {type(model).__name__}, "
+            "expected a torch.nn.Module"
+        )
+    return model
+
+
+def _resolve(path: str) -> Any:
+    module_name, _, attr_path = path.partition(":")
+    if not module_name or not attr_path:
+        raise ValueError(f"model factory must look like 'package.module:function', got {path!r}")
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(
+            f"model factory {path!r}: cannot import module {module_name!r}: {_first_line(exc)}"
+        ) from exc
+    for name in attr_path.split("."):
+        if not hasattr(obj, name):
+            raise ValueError(
+                f"model factory {path!r}: {module_name!r} has no attribute {attr_path!r}"
+            )
+        obj = getattr(obj, name)
+    if not callable(obj):
+        raise ValueError(f"model factory {path!r} is not callable")
+    return obj
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
+@torch.no_grad()
+def fit_normalization(model: nn.Module, x: torch.Tensor) -> None:
+    """Set the model's ``mean``/``std`` buffers from the columns of ``x``.
+
+    A no-op for a model without such buffers. Constant columns get ``std = 1``, so they
+    map to zero instead of dividing by zero.
+
+    Examples
+    --------
+    >>> model = MLP(2, 2, hidden=[], dropout=0.0)
+    >>> fit_normalization(model, torch.tensor([[0.0, 5.0], [2.0, 5.0]]))
+    >>> model.mean.tolist(), model.std.tolist()
+    ([1.0, 5.0], [1.0, 1.0])
+    """
+    buffers = dict(model.named_buffers(recurse=False))
+    mean, std = buffers.get("mean"), buffers.get("std")
+    if mean is None or std is None:
+        return
+    xf = x.detach().to(dtype=torch.float32)
+    if xf.ndim != 2 or xf.shape[1] != mean.numel():
+        raise ValueError(
+            f"fit_normalization: expected x of shape [n, {mean.numel()}], got {list(x.shape)}"
+        )
+    if len(xf) == 0:
+        return
+    m = xf.mean(dim=0)
+    s = xf.std(dim=0, unbiased=False) if len(xf) > 1 else torch.zeros_like(m)
+    s = torch.where(s > 1e-8, s, torch.ones_like(s))
+    mean.copy_(m.reshape(mean.shape))
+    std.copy_(s.reshape(std.shape))

@@ -1,0 +1,86 @@
+"""Strategies and rehearsal buffers by ``kind``.
+
+Adding a strategy is one module with ``Config`` (``kind: Literal["<module name>"]``) and
+``build(cfg)``, plus one entry in :data:`STRATEGIES` and one member in
+:data:`StrategyConfig` (a test checks that the two agree).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Protocol
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from strategies import finetune, replay
+from strategies.base import RehearsalBuffer, Strategy
+
+
+class StrategyModule(Protocol):
+    """What a strategy module provides."""
+
+    Config: type[BaseModel]
+
+    def build(self, cfg: Any) -> Strategy: ...
+
+
+STRATEGIES: dict[str, StrategyModule] = {
+    "finetune": finetune,
+    "replay": replay,
+}
+
+StrategyConfig = Annotated[finetune.Config | replay.Config, Field(discriminator="kind")]
+
+
+def build(cfg: finetune.Config | replay.Config) -> Strategy:
+    """The strategy that ``cfg`` describes, chosen by ``cfg.kind``.
+
+    Examples
+    --------
+    >>> build(replay.Config(mix=0.25)).cfg.mix
+    0.25
+    """
+    return STRATEGIES[cfg.kind].build(cfg)
+
+
+class BufferConfig(BaseModel):
+    """Which rehearsal buffer, and how many rows it holds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["reservoir", "class_balanced"] = "reservoir"
+    capacity: int = Field(default=1000, gt=0)
+
+
+def build_buffer(cfg: BufferConfig, seed: int) -> RehearsalBuffer:
+    """An empty rehearsal buffer of ``cfg.kind``.
+
+    avalanche (which backs the buffers) takes seconds to import, so it is imported here,
+    on first use, rather than when the registry is imported.
+
+    Examples
+    --------
+    >>> buf = build_buffer(BufferConfig(kind="class_balanced", capacity=8), seed=0)
+    >>> buf.capacity, len(buf)
+    (8, 0)
+    """
+    from strategies import avalanche_adapter
+
+    if cfg.kind == "reservoir":
+        return avalanche_adapter.ReservoirBuffer(cfg.capacity, seed)
+    return avalanche_adapter.ClassBalancedBuffer(cfg.capacity, seed)
+
+
+def restore_buffer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> RehearsalBuffer:
+    """A buffer rebuilt from its saved ``state_tensors()`` and ``state_meta()``.
+
+    Kind, capacity and seed come from ``meta``.
+    """
+    try:
+        cfg = BufferConfig(kind=meta["kind"], capacity=meta["capacity"])
+        seed = int(meta["seed"])
+    except KeyError as exc:
+        raise ValueError(f"buffer state is missing {exc.args[0]!r}") from None
+    buffer = build_buffer(cfg, seed)
+    buffer.load(tensors, meta)
+    return buffer

@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from runtime.config import ConfigError, load_config, parse_config
+from runtime.validate import build_everything
+from tests.conftest import SMALL
+
+CONFIGS = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_every_shipped_config_loads_validates_and_builds(path: Path) -> None:
+    cfg = load_config(path)
+    lines = list(build_everything(cfg))
+    assert any(line.startswith("model:") for line in lines)
+
+
+def _with(**changes: object) -> dict[str, object]:
+    data = copy.deepcopy(SMALL)
+    for dotted, value in changes.items():
+        node = data
+        *parents, last = dotted.split("__")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (_with(policy__warmup=5), "unknown key 'policy.warmup'"),
+        (_with(gate__min_gain="lots"), "'gate.min_gain'"),
+        (_with(retrain__holdout_fraction=1.5), "'retrain.holdout_fraction'"),
+        (_with(detectors=[{"kind": "nosuch"}]), "detectors[0]"),
+        (_with(detectors=[{"kind": "adwin", "signal": "weather"}]), "unknown signal 'weather'"),
+        (_with(detectors=[{"kind": "adwin"}, {"kind": "adwin"}]), "repeated: adwin"),
+        (_with(schema__classes=[1]), "'schema.classes'"),
+    ],
+)
+def test_bad_config_is_one_line_naming_the_key(data: dict[str, object], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(data, origin="c.yaml")
+    msg = str(info.value)
+    assert expected in msg, msg
+    assert "\n" not in msg
+    assert msg.startswith("c.yaml: ")
+
+
+def test_missing_key_is_named() -> None:
+    data = copy.deepcopy(SMALL)
+    del data["detectors"]
+    with pytest.raises(ConfigError, match="missing key 'detectors'"):
+        parse_config(data)
+
+
+def test_yaml_errors_and_missing_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("state_dir: x\nschema: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML at line"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    import yaml
+
+    data = copy.deepcopy(SMALL)
+    data["state_dir"] = "st"
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "c.yaml"
+    path.write_text(yaml.safe_dump(data))
+    assert load_config(path).state_dir == (tmp_path / "sub" / "st").resolve()
+
+
+def test_config_hash_is_stable_and_sensitive() -> None:
+    a = parse_config(copy.deepcopy(SMALL))
+    b = parse_config(copy.deepcopy(SMALL))
+    c = parse_config(_with(gate__min_gain=0.05))
+    assert a.config_hash() == b.config_hash() != c.config_hash()

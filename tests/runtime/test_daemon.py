@@ -1,0 +1,169 @@
+"""The daemon, one burst over a finite synthetic stream, asserting on the event log."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from runtime import events as ev
+from runtime.config import DriftloopConfig
+from runtime.daemon import Daemon
+from runtime.db import Database
+from runtime.events import EventLog
+from runtime.lock import AlreadyRunning
+from runtime.registry import Registry
+from runtime.retrain import RetrainRunner, class_positions
+from runtime.synthetic import evaluation_sample
+from runtime.unit import load_unit
+from strategies.evaluation import accuracy
+from tests.conftest import SMALL, small_config
+
+THREE_SEGMENTS = copy.deepcopy(SMALL["source"])
+THREE_SEGMENTS["segments"] = [
+    *SMALL["source"]["segments"],
+    {"name": "old, bad labels", "rows": 1400, "function": 1, "where": {"age": [60, 81]},
+     "label_noise": 0.4},
+]
+
+
+def _kinds(events: list[ev.Event]) -> list[str]:
+    return [e.kind for e in events if e.kind != ev.RETRAIN_PROGRESS]
+
+
+def _is_subsequence(needle: list[str], hay: list[str]) -> bool:
+    it = iter(hay)
+    return all(k in it for k in needle)
+
+
+def _acc(cfg: DriftloopConfig, registry: Registry, version: str, segment: int) -> float:
+    x, y = evaluation_sample(cfg.source.segments, segment, 800, cfg.source.seed)  # type: ignore[union-attr]
+    unit = load_unit(registry, cfg, version)
+    return accuracy(unit.model, torch.as_tensor(x, dtype=torch.float32),
+                    torch.as_tensor(class_positions(y, cfg.schema.classes)))
+
+
+@pytest.fixture(scope="module")
+def burst(tmp_path_factory: pytest.TempPathFactory) -> tuple[DriftloopConfig, list[ev.Event]]:
+    cfg = small_config(tmp_path_factory.mktemp("e2e"), source=THREE_SEGMENTS)
+    Daemon(cfg).run(until_drained=True)
+    db = Database.for_state_dir(cfg.state_dir, None)
+    return cfg, EventLog(db).list()
+
+
+def test_event_sequence_detect_rehearse_gate_promote_then_refuse(burst: Any) -> None:
+    cfg, events = burst
+    kinds = _kinds(events)
+    first = [ev.DAEMON_STARTED, ev.STAGE_FINISHED, ev.MODEL_PROMOTED,  # v1
+             ev.DRIFT_DETECTED, ev.RETRAIN_REQUESTED, ev.RETRAIN_STARTED, ev.RETRAIN_FINISHED,
+             ev.GATE_PASSED, ev.MODEL_PROMOTED,  # v2
+             ev.DRIFT_DETECTED, ev.RETRAIN_STARTED, ev.RETRAIN_FINISHED, ev.GATE_FAILED,
+             ev.DAEMON_STOPPED]
+    assert _is_subsequence(first, kinds), kinds
+    promoted = [e.model_version for e in events if e.kind == ev.MODEL_PROMOTED]
+    assert promoted == ["v1", "v2"]
+    failed = [e for e in events if e.kind == ev.GATE_FAILED][-1]
+    assert failed.model_version == "v3"
+    assert any(not c["passed"] for c in failed.payload["checks"])
+    for check in failed.payload["checks"]:
+        assert {"name", "metric", "champion", "candidate", "threshold", "passed", "reason"} <= set(check)
+    assert [e for e in events if e.kind == ev.RETRAIN_PROGRESS]
+
+
+def test_promoted_model_learned_the_new_distribution_without_forgetting(burst: Any) -> None:
+    cfg, _ = burst
+    db = Database.for_state_dir(cfg.state_dir, None)
+    registry = Registry(db, cfg.state_dir / "models", EventLog(db))
+    assert registry.champion() == "v2"
+    old_v1, old_v2 = _acc(cfg, registry, "v1", 0), _acc(cfg, registry, "v2", 0)
+    new_v1, new_v2 = _acc(cfg, registry, "v1", 1), _acc(cfg, registry, "v2", 1)
+    assert new_v2 > new_v1 + 0.05, (new_v1, new_v2)
+    assert old_v1 - old_v2 <= cfg.gate.max_forgetting, (old_v1, old_v2)
+
+
+def test_every_version_is_a_complete_unit_with_lineage(burst: Any) -> None:
+    cfg, _ = burst
+    db = Database.for_state_dir(cfg.state_dir, None)
+    registry = Registry(db, cfg.state_dir / "models", EventLog(db))
+    versions = {v.version: v for v in registry.list()}
+    assert versions["v2"].parent == "v1" and versions["v3"].parent == "v2"
+    assert versions["v3"].status == "refused"
+    for name in ("model", "buffer", "reference", "golden"):
+        assert (cfg.state_dir / "models" / "v2" / f"{name}.safetensors").exists()
+    meta = versions["v2"].meta
+    assert meta["strategy"] == "replay" and meta["config_hash"] == cfg.config_hash()
+    assert meta["golden_index"] == ["v1", "v2"]
+    assert 0 < len(load_unit(registry, cfg, "v2").buffer) <= 1000
+
+
+def test_second_daemon_on_the_same_state_refuses(small_cfg: DriftloopConfig) -> None:
+    first = Daemon(small_cfg)
+    first.lock.acquire()
+    try:
+        with pytest.raises(AlreadyRunning, match="another driftloop daemon"):
+            Daemon(small_cfg).open()
+    finally:
+        first.lock.release()
+
+
+def _run_with_spec_change(cfg: DriftloopConfig, monkeypatch: pytest.MonkeyPatch,
+                          change: dict[str, Any]) -> list[ev.Event]:
+    original = RetrainRunner.start
+
+    def start(self: RetrainRunner, trigger_id: str, spec: dict[str, Any]) -> None:
+        original(self, trigger_id, {**spec, **change})
+
+    monkeypatch.setattr(RetrainRunner, "start", start)
+    Daemon(cfg).run(until_drained=True)
+    return EventLog(Database.for_state_dir(cfg.state_dir, None)).list()
+
+
+def test_a_crashing_retrain_becomes_retrain_failed_and_the_daemon_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = small_config(tmp_path)
+    events = _run_with_spec_change(cfg, monkeypatch, {"crash_for_test": True})
+    failed = [e for e in events if e.kind == ev.RETRAIN_FAILED]
+    assert failed and "killed by signal SIGKILL" in failed[0].payload["reason"]
+    assert events[-1].kind == ev.DAEMON_STOPPED and events[-1].payload["reason"] == "drained"
+    assert [e.model_version for e in events if e.kind == ev.MODEL_PROMOTED] == ["v1"]
+
+
+def test_an_exception_in_the_retrain_is_reported_with_its_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cfg = small_config(tmp_path)
+    events = _run_with_spec_change(cfg, monkeypatch, {"champion": "v99"})
+    failed = [e for e in events if e.kind == ev.RETRAIN_FAILED]
+    assert failed and "v99" in failed[0].payload["reason"]
+
+
+def test_a_retrain_past_its_timeout_is_killed(tmp_path: Path) -> None:
+    data = copy.deepcopy(SMALL["retrain"])
+    data["timeout_seconds"] = 0.5
+    cfg = small_config(tmp_path, retrain=data)
+    Daemon(cfg).run(until_drained=True)
+    events = EventLog(Database.for_state_dir(cfg.state_dir, None)).list()
+    failed = [e for e in events if e.kind == ev.RETRAIN_FAILED]
+    assert failed and "timed out after 0.5 s" in failed[0].payload["reason"]
+
+
+def test_restart_continues_where_it_stopped(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    d = Daemon(cfg)
+    d.open()
+    for _ in range(8):
+        d.step()
+    d.close("test")
+    seen = d.rows_seen
+    d2 = Daemon(cfg)
+    d2.run(until_drained=True)
+    db = Database.for_state_dir(cfg.state_dir, None)
+    from runtime.rowstore import last_seq
+
+    assert last_seq(db) == sum(s["rows"] for s in SMALL["source"]["segments"])
+    assert seen > 0 and np.isfinite(seen)

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from runtime import events as ev
+from runtime.config import DriftloopConfig
+from runtime.db import Database
+from runtime.events import EventLog
+from runtime.ingest import Ingestor
+from runtime.rowstore import count_labelled, labelled_rows
+from runtime.sources import read_file
+from tests.conftest import FEATURES
+
+
+@pytest.fixture
+def ingest(small_cfg: DriftloopConfig) -> tuple[Ingestor, EventLog, Database]:
+    small_cfg.state_dir.mkdir(parents=True)
+    db = Database.for_state_dir(small_cfg.state_dir, None)
+    db.create_all()
+    events = EventLog(db)
+    return Ingestor(db, small_cfg.schema, events), events, db
+
+
+def _good_frame(n: int, start: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(start)
+    frame = pd.DataFrame(rng.uniform(0, 100, size=(n, len(FEATURES))), columns=FEATURES)
+    frame["class"] = rng.integers(0, 2, n)
+    frame["row_id"] = [f"r{start + i}" for i in range(n)]
+    return frame
+
+
+def test_good_rows_accepted_bad_rows_quarantined_with_one_event(ingest, tmp_path: Path) -> None:
+    ing, events, db = ingest
+    frame = _good_frame(10).astype(object)
+    frame.loc[2, "age"] = "forty"  # wrong type
+    frame.loc[4, "salary"] = ""  # missing
+    frame.loc[6, "class"] = 7  # unknown label
+    frame.loc[8, "loan"] = "inf"  # not finite
+    path = tmp_path / "batch.csv"
+    frame.to_csv(path, index=False)
+    acc = ing.ingest(read_file(path, ing.schema))
+    assert acc.count == 6 and acc.rejected == 4
+    rejected = events.list(kinds=[ev.INGEST_REJECTED])
+    assert len(rejected) == 1
+    p = rejected[0].payload
+    assert p["accepted"] == 6 and p["rejected"] == 4 and p["source"] == str(path)
+    reasons = " | ".join(e["reason"] for e in p["examples"])
+    assert "'age' is not a number" in reasons and "unknown label" in reasons
+    assert "'salary' is missing" in reasons and "'loan' is not finite" in reasons
+    assert [e["row"] for e in p["examples"]] == [4, 6, 8, 10]  # CSV line numbers
+
+
+def test_whole_file_problems_reject_every_row_and_keep_going(ingest, tmp_path: Path) -> None:
+    ing, events, _ = ingest
+    extra = _good_frame(3)
+    extra["weather"] = "sunny"
+    p1 = tmp_path / "extra.csv"
+    extra.to_csv(p1, index=False)
+    p2 = tmp_path / "missing.csv"
+    _good_frame(3).drop(columns=["age"]).to_csv(p2, index=False)
+    p3 = tmp_path / "broken.parquet"
+    p3.write_bytes(b"not parquet at all")
+    for p in (p1, p2, p3):
+        assert ing.ingest(read_file(p, ing.schema)).count == 0
+    got = [e.payload for e in events.list(kinds=[ev.INGEST_REJECTED])]
+    assert "unexpected column(s) 'weather'" in got[0]["examples"][0]["reason"]
+    assert "missing column(s) 'age'" in got[1]["examples"][0]["reason"]
+    assert got[2]["whole_file"] and "cannot read parquet file" in got[2]["examples"][0]["reason"]
+    # good data after bad files still goes in
+    assert ing.ingest(read_file(_write(tmp_path / "ok.csv", _good_frame(5)), ing.schema)).count == 5
+
+
+def _write(path: Path, frame: pd.DataFrame) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_row_ids_make_ingest_idempotent(ingest, tmp_path: Path) -> None:
+    ing, _, db = ingest
+    a = ing.ingest(read_file(_write(tmp_path / "a.csv", _good_frame(5)), ing.schema))
+    b = ing.ingest(read_file(_write(tmp_path / "b.csv", _good_frame(8)), ing.schema))
+    assert a.count == 5 and b.count == 3 and b.duplicates == 5
+    assert count_labelled(db, 0) == 8
+
+
+def test_late_labels_join_by_row_id(ingest, tmp_path: Path) -> None:
+    ing, events, db = ingest
+    frame = _good_frame(6)
+    frame["class"] = None
+    ing.ingest(read_file(_write(tmp_path / "rows.csv", frame), ing.schema))
+    assert count_labelled(db, 0) == 0
+    labels = pd.DataFrame({"row_id": ["r1", "r3", "nope"], "class": [1, 0, 1]})
+    acc = ing.ingest(read_file(_write(tmp_path / "labels.csv", labels), ing.schema))
+    assert len(acc.labels_joined) == 2
+    seqs, _, y = labelled_rows(db, len(FEATURES), since=0)
+    assert list(y) == [1, 0]
+    p = events.list(kinds=[ev.INGEST_REJECTED])[-1].payload
+    assert "unknown row id 'nope'" in p["examples"][0]["reason"]
+
+
+def test_jsonl_rows_with_missing_extra_and_broken_lines(ingest, tmp_path: Path) -> None:
+    ing, events, _ = ingest
+    good = {f: 1.0 for f in FEATURES} | {"class": 1}
+    lines = [
+        json.dumps(good | {"row_id": "j1"}),
+        json.dumps({k: v for k, v in good.items() if k != "age"} | {"row_id": "j2"}),
+        json.dumps(good | {"row_id": "j3", "colour": "red"}),
+        "{not json",
+        json.dumps(good | {"row_id": "j5"}),
+    ]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    acc = ing.ingest(read_file(path, ing.schema))
+    assert acc.row_ids == ["j1", "j5"]
+    p = events.list(kinds=[ev.INGEST_REJECTED])[-1].payload
+    reasons = [e["reason"] for e in p["examples"]]
+    assert any("'age' is missing" in r for r in reasons)
+    assert any("unexpected key(s) 'colour'" in r for r in reasons)
+    assert any("not valid JSON" in r for r in reasons)
+
+
+def test_nan_allowed_when_the_schema_says_so(tmp_path: Path, small_cfg: DriftloopConfig) -> None:
+    schema = small_cfg.schema.model_copy(update={"allow_nan": True})
+    small_cfg.state_dir.mkdir(parents=True)
+    db = Database.for_state_dir(small_cfg.state_dir, None)
+    db.create_all()
+    ing = Ingestor(db, schema, EventLog(db))
+    frame = _good_frame(3).astype(object)
+    frame.loc[1, "age"] = ""
+    acc = ing.ingest(read_file(_write(tmp_path / "n.csv", frame), schema))
+    assert acc.count == 3 and np.isnan(acc.x[1, FEATURES.index("age")])
