@@ -10,7 +10,8 @@ only to report where a change was seen (``index``) and where it began (``onset``
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -19,6 +20,9 @@ import numpy.typing as npt
 Status = Literal["ok", "drift", "not_enough_data"]
 
 STATE_VERSION = 1
+
+MODEL_SIGNALS = ("error", "loss", "confidence")
+"""Per-row signals the runtime derives from the model; anything else is a feature name."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,28 @@ class DriftSignal:
     @property
     def drift(self) -> bool:
         return self.status == "drift"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable form (``window`` becomes a list)."""
+        out = asdict(self)
+        out["window"] = list(self.window) if self.window is not None else None
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DriftSignal:
+        """Inverse of :meth:`to_dict`."""
+        window = data.get("window")
+        return cls(**{**data, "window": (int(window[0]), int(window[1])) if window else None})
+
+
+def check_stream_signal(signal: str, features: Sequence[str]) -> None:
+    """Raise ``ValueError`` unless a streaming detector can watch ``signal``: one of
+    :data:`MODEL_SIGNALS` or a feature name."""
+    if signal not in MODEL_SIGNALS and signal not in features:
+        raise ValueError(
+            f"a streaming detector watches one of {', '.join(MODEL_SIGNALS)} or a feature "
+            f"name, not {signal!r}"
+        )
 
 
 @runtime_checkable

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlalchemy import (
     Column,
     Connection,
@@ -195,9 +196,15 @@ def utcnow(clock: Clock | None = None) -> str:
     return format_ts(clock() if clock is not None else datetime.now(UTC))
 
 
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, np.generic):  # numpy scalars, e.g. a metric computed with numpy
+        return obj.item()
+    raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+
 def _reject_non_finite(obj: Any, path: str) -> None:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        raise ValueError(f"{path} is {obj!r}: NaN and infinity are not valid JSON")
+    if isinstance(obj, float | np.floating) and not math.isfinite(obj):
+        raise ValueError(f"{path} is {float(obj)!r}: NaN and infinity are not valid JSON")
     if isinstance(obj, dict):
         for key, value in obj.items():
             _reject_non_finite(value, f"{path}[{key!r}]")
@@ -207,7 +214,9 @@ def _reject_non_finite(obj: Any, path: str) -> None:
 
 
 def to_json(obj: Any) -> str:
-    """Serialize ``obj`` as canonical JSON (sorted keys, compact).
+    """Serialize ``obj`` as canonical JSON (sorted keys, compact, ASCII).
+
+    Numpy scalars are written as the Python numbers they hold.
 
     Raises
     ------
@@ -216,7 +225,9 @@ def to_json(obj: Any) -> str:
         cannot represent (the message names its type).
     """
     try:
-        return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        return json.dumps(
+            obj, sort_keys=True, separators=(",", ":"), allow_nan=False, default=_plain
+        )
     except ValueError:
         _reject_non_finite(obj, "value")
         raise

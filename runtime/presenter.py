@@ -52,7 +52,7 @@ def event_summary(e: Event) -> str:
         return f"{p.get('candidate')} vs {p.get('champion')}: {verdict} — " + " ".join(
             p.get("reasons", []))
     if k == ev.MODEL_PROMOTED:
-        return f"{e.model_version} is champion (was {p.get('previous')}): {p.get('reason')}"
+        return f"{e.model_version} is champion (was {p.get('previous_champion')}): {p.get('reason')}"
     if k == ev.MODEL_ROLLED_BACK:
         return f"{p.get('from')} → {p.get('to')}: {p.get('reason')}"
     if k == ev.STAGE_FINISHED:

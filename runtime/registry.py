@@ -40,7 +40,7 @@ from safetensors.torch import save as st_save
 from sqlalchemy import Connection, Row, func, insert, select, update
 
 from runtime import events as ev
-from runtime.atomic import fsync_dir, write_bytes_atomic, write_json_atomic
+from runtime.atomic import fsync_dir, sha256_file, write_bytes_atomic, write_json_atomic
 from runtime.db import Database, from_json, model_versions, pointers, to_json, utcnow
 from runtime.events import Event, EventLog
 
@@ -52,7 +52,7 @@ STATUSES = frozenset({"candidate", "champion", "retired", "refused"})
 CHAMPION = "champion"
 _VERSION = re.compile(r"v([1-9][0-9]*)")
 _STEM = re.compile(r"[a-z][a-z0-9_]{0,63}")
-_RESERVED_META = frozenset({"files", "version", "parent", "created_at"})
+_RESERVED_META = frozenset({"files", "version", "parent", "created_at", "pruned_at"})
 
 
 class IntegrityError(Exception):
@@ -88,6 +88,21 @@ def _row_version(row: Row[Any]) -> ModelVersion:
         status=row.status,
         meta=from_json(row.meta),
     )
+
+
+def _check_record(mv: ModelVersion, stem: str, size: int, digest: str) -> None:
+    record = mv.meta["files"][stem]
+    name = f"{stem}.safetensors"
+    if size != record["bytes"]:
+        raise IntegrityError(
+            f"model {mv.version}: {name} has {size} bytes, "
+            f"{record['bytes']} were recorded (truncated or replaced)"
+        )
+    if digest != record["sha256"]:
+        raise IntegrityError(
+            f"model {mv.version}: {name} sha256 {digest} does not match "
+            f"the recorded {record['sha256']}"
+        )
 
 
 def _serialize(version: str, stem: str, group: Mapping[str, torch.Tensor]) -> bytes:
@@ -202,14 +217,23 @@ class Registry:
 
     def verify(self, version: str) -> ModelVersion:
         """Check every recorded file of ``version`` (size and sha256); IntegrityError if not."""
-        mv = self.get(version)
+        mv = self._available(version)
         for stem in mv.meta["files"]:
-            self._read_checked(mv, stem)
+            path = self._file(mv, stem)
+            try:
+                size, digest = path.stat().st_size, sha256_file(path)
+            except FileNotFoundError:
+                raise IntegrityError(f"model {version}: {path.name} is missing ({path})") from None
+            except OSError as exc:
+                raise IntegrityError(
+                    f"model {version}: {path.name} cannot be read ({exc})"
+                ) from exc
+            _check_record(mv, stem, size, digest)
         return mv
 
     def load(self, version: str) -> LoadedVersion:
         """Read ``version``'s tensors after checking each file against its recorded sha256."""
-        mv = self.get(version)
+        mv = self._available(version)
         tensors: dict[str, dict[str, torch.Tensor]] = {}
         for stem in mv.meta["files"]:
             data = self._read_checked(mv, stem)
@@ -222,27 +246,26 @@ class Registry:
                 ) from exc
         return LoadedVersion(version=mv, tensors=tensors)
 
+    def _available(self, version: str) -> ModelVersion:
+        mv = self.get(version)
+        if "pruned_at" in mv.meta:
+            raise IntegrityError(
+                f"model {version}: its files were removed by retention at {mv.meta['pruned_at']}"
+            )
+        return mv
+
+    def _file(self, mv: ModelVersion, stem: str) -> Path:
+        return self.path(mv.version) / f"{stem}.safetensors"
+
     def _read_checked(self, mv: ModelVersion, stem: str) -> bytes:
-        record = mv.meta["files"][stem]
-        name = f"{stem}.safetensors"
-        path = self.path(mv.version) / name
+        path = self._file(mv, stem)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise IntegrityError(f"model {mv.version}: {name} is missing ({path})") from None
+            raise IntegrityError(f"model {mv.version}: {path.name} is missing ({path})") from None
         except OSError as exc:
-            raise IntegrityError(f"model {mv.version}: {name} cannot be read ({exc})") from exc
-        if len(data) != record["bytes"]:
-            raise IntegrityError(
-                f"model {mv.version}: {name} has {len(data)} bytes, "
-                f"{record['bytes']} were recorded (truncated or replaced)"
-            )
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != record["sha256"]:
-            raise IntegrityError(
-                f"model {mv.version}: {name} sha256 {digest} does not match "
-                f"the recorded {record['sha256']}"
-            )
+            raise IntegrityError(f"model {mv.version}: {path.name} cannot be read ({exc})") from exc
+        _check_record(mv, stem, len(data), hashlib.sha256(data).hexdigest())
         return data
 
     # -- writing ---------------------------------------------------------------------
@@ -266,7 +289,8 @@ class Registry:
             named tensors. Saved contiguous, on CPU.
         meta
             The caller's lineage and metrics (JSON; no NaN). The keys ``files``,
-            ``version``, ``parent`` and ``created_at`` are added here and may not be given.
+            ``version``, ``parent`` and ``created_at`` are added here and may not be given
+            (nor ``pruned_at``, set by :meth:`prune`).
         parent
             The version this one was trained from, if registered.
         status
@@ -355,6 +379,56 @@ class Registry:
             raise
         fsync_dir(self.models_dir)
 
+    def prune(self, keep_candidates: int) -> builtins.list[str]:
+        """Delete the files of old never-promoted versions, keeping the newest ``keep_candidates``.
+
+        Only ``candidate`` and ``refused`` versions that were never champion are pruned;
+        champions and former champions (rollback targets) always keep their files. The
+        row stays (lineage, events) with ``meta["pruned_at"]`` set, so versions are never
+        renumbered; loading a pruned version raises IntegrityError saying so. The caller
+        must not prune while a candidate it still needs is being evaluated.
+
+        Returns
+        -------
+        list of str
+            The versions pruned now, oldest first.
+        """
+        if keep_candidates < 0:
+            raise ValueError(f"keep_candidates must be >= 0, got {keep_candidates}")
+        promoted = self.promoted_versions()
+        prunable = [
+            mv
+            for mv in self.list()
+            if mv.status in {"candidate", "refused"}
+            and mv.version not in promoted
+            and "pruned_at" not in mv.meta
+        ]
+        doomed = prunable[: max(0, len(prunable) - keep_candidates)]
+        return [mv.version for mv in doomed if self._prune_one(mv)]
+
+    def _prune_one(self, mv: ModelVersion) -> bool:
+        # The row is marked first: a crash then leaves an unreferenced directory, never a
+        # row pointing at missing files.
+        meta = {**mv.meta, "pruned_at": utcnow(self.clock)}
+        with self.db.begin() as conn:
+            marked = conn.execute(
+                update(model_versions)
+                .where(model_versions.c.version == mv.version)
+                .where(model_versions.c.status.in_(["candidate", "refused"]))
+                .values(meta=to_json(meta))
+            ).rowcount
+        if marked != 1:  # promoted meanwhile
+            return False
+        path = self.path(mv.version)
+        if path.exists():
+            trash = self.models_dir / f".pruned-{mv.version}"
+            shutil.rmtree(trash, ignore_errors=True)
+            os.rename(path, trash)
+            fsync_dir(self.models_dir)
+            shutil.rmtree(trash)
+        log.info("pruned the files of model %s", mv.version)
+        return True
+
     def set_status(self, version: str, status: str) -> ModelVersion:
         """Mark a non-champion version ``candidate``, ``refused`` or ``retired``."""
         if status not in STATUSES - {"champion"}:
@@ -390,8 +464,8 @@ class Registry:
             )
         with self.db.begin() as conn:
             mv = self._get(conn, version, lock=True)
-            if mv.status != "candidate":
-                raise ValueError(f"cannot promote {version}: its status became {mv.status!r}")
+            if mv.status != "candidate" or "pruned_at" in mv.meta:
+                raise ValueError(f"cannot promote {version}: it changed meanwhile (pruned?)")
             previous = self._switch(conn, version)
             return self.events.append(
                 ev.MODEL_PROMOTED,

@@ -84,6 +84,10 @@ class Strategy(Protocol):
 
     The strategy does not add the new data to the buffer; the caller does that after
     training (so a failed or refused run can leave the buffer untouched).
+
+    Optional keywords: ``val`` (``(x, y)`` evaluated after each epoch, for early stopping
+    and best-epoch weights), ``should_stop`` (polled before every step; ``True`` ends the
+    run with ``stopped_by="interrupted"``), ``device`` (``None`` picks CUDA if available).
     """
 
     def train(
@@ -95,4 +99,8 @@ class Strategy(Protocol):
         budget: Budget,
         seed: int,
         progress: ProgressFn | None = None,
+        *,
+        val: tuple[torch.Tensor, torch.Tensor] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        device: str | None = None,
     ) -> TrainResult: ...

@@ -34,8 +34,9 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> 
     model.eval()
     try:
         chunks = [
-            torch.softmax(model(x[i : i + batch_size].to(device, torch.float32)).float(), dim=1)
-            .cpu()
+            torch.softmax(
+                model(x[i : i + batch_size].to(device, torch.float32)).float(), dim=1
+            ).cpu()
             for i in range(0, len(x), batch_size)
         ]
     finally:

@@ -128,7 +128,9 @@ def build_model(
     if seed is None:
         return _build(cfg, n_features, n_classes)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        # the CPU generator only: torch.manual_seed would also reseed every CUDA device,
+        # whose state fork_rng(devices=[]) does not restore
+        torch.default_generator.manual_seed(seed)
         return _build(cfg, n_features, n_classes)
 
 

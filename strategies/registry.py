@@ -19,7 +19,8 @@ from strategies.base import RehearsalBuffer, Strategy
 class StrategyModule(Protocol):
     """What a strategy module provides."""
 
-    Config: type[BaseModel]
+    @property
+    def Config(self) -> type[BaseModel]: ...
 
     def build(self, cfg: Any) -> Strategy: ...
 

@@ -26,8 +26,13 @@ from tests.conftest import SMALL, small_config
 THREE_SEGMENTS = copy.deepcopy(SMALL["source"])
 THREE_SEGMENTS["segments"] = [
     *SMALL["source"]["segments"],
-    {"name": "old, bad labels", "rows": 1400, "function": 1, "where": {"age": [60, 81]},
-     "label_noise": 0.4},
+    {
+        "name": "old, bad labels",
+        "rows": 1400,
+        "function": 1,
+        "where": {"age": [60, 81]},
+        "label_noise": 0.4,
+    },
 ]
 
 
@@ -43,8 +48,11 @@ def _is_subsequence(needle: list[str], hay: list[str]) -> bool:
 def _acc(cfg: DriftloopConfig, registry: Registry, version: str, segment: int) -> float:
     x, y = evaluation_sample(cfg.source.segments, segment, 800, cfg.source.seed)  # type: ignore[union-attr]
     unit = load_unit(registry, cfg, version)
-    return accuracy(unit.model, torch.as_tensor(x, dtype=torch.float32),
-                    torch.as_tensor(class_positions(y, cfg.schema.classes)))
+    return accuracy(
+        unit.model,
+        torch.as_tensor(x, dtype=torch.float32),
+        torch.as_tensor(class_positions(y, cfg.schema.classes)),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +66,22 @@ def burst(tmp_path_factory: pytest.TempPathFactory) -> tuple[DriftloopConfig, li
 def test_event_sequence_detect_rehearse_gate_promote_then_refuse(burst: Any) -> None:
     cfg, events = burst
     kinds = _kinds(events)
-    first = [ev.DAEMON_STARTED, ev.STAGE_FINISHED, ev.MODEL_PROMOTED,  # v1
-             ev.DRIFT_DETECTED, ev.RETRAIN_REQUESTED, ev.RETRAIN_STARTED, ev.RETRAIN_FINISHED,
-             ev.GATE_PASSED, ev.MODEL_PROMOTED,  # v2
-             ev.DRIFT_DETECTED, ev.RETRAIN_STARTED, ev.RETRAIN_FINISHED, ev.GATE_FAILED,
-             ev.DAEMON_STOPPED]
+    first = [
+        ev.DAEMON_STARTED,
+        ev.STAGE_FINISHED,
+        ev.MODEL_PROMOTED,  # v1
+        ev.DRIFT_DETECTED,
+        ev.RETRAIN_REQUESTED,
+        ev.RETRAIN_STARTED,
+        ev.RETRAIN_FINISHED,
+        ev.GATE_PASSED,
+        ev.MODEL_PROMOTED,  # v2
+        ev.DRIFT_DETECTED,
+        ev.RETRAIN_STARTED,
+        ev.RETRAIN_FINISHED,
+        ev.GATE_FAILED,
+        ev.DAEMON_STOPPED,
+    ]
     assert _is_subsequence(first, kinds), kinds
     promoted = [e.model_version for e in events if e.kind == ev.MODEL_PROMOTED]
     assert promoted == ["v1", "v2"]
@@ -70,7 +89,9 @@ def test_event_sequence_detect_rehearse_gate_promote_then_refuse(burst: Any) -> 
     assert failed.model_version == "v3"
     assert any(not c["passed"] for c in failed.payload["checks"])
     for check in failed.payload["checks"]:
-        assert {"name", "metric", "champion", "candidate", "threshold", "passed", "reason"} <= set(check)
+        assert {"name", "metric", "champion", "candidate", "threshold", "passed", "reason"} <= set(
+            check
+        )
     assert [e for e in events if e.kind == ev.RETRAIN_PROGRESS]
 
 
@@ -110,8 +131,9 @@ def test_second_daemon_on_the_same_state_refuses(small_cfg: DriftloopConfig) -> 
         first.lock.release()
 
 
-def _run_with_spec_change(cfg: DriftloopConfig, monkeypatch: pytest.MonkeyPatch,
-                          change: dict[str, Any]) -> list[ev.Event]:
+def _run_with_spec_change(
+    cfg: DriftloopConfig, monkeypatch: pytest.MonkeyPatch, change: dict[str, Any]
+) -> list[ev.Event]:
     original = RetrainRunner.start
 
     def start(self: RetrainRunner, trigger_id: str, spec: dict[str, Any]) -> None:

@@ -7,13 +7,14 @@ import json
 import os
 import re
 import stat
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import event, insert, inspect, select
 
-from runtime import atomic
 from runtime.atomic import sha256_file, write_bytes_atomic, write_json_atomic
 from runtime.db import (
     Database,
@@ -42,10 +43,10 @@ TABLES = {
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Database:
+def db(tmp_path: Path) -> Iterator[Database]:
     database = Database.for_state_dir(tmp_path, None)
     database.create_all()
-    yield database  # type: ignore[misc]
+    yield database
     database.dispose()
 
 
@@ -86,6 +87,16 @@ def test_to_json_is_canonical_and_round_trips() -> None:
 def test_to_json_refuses_non_finite_floats_and_says_where(bad: float) -> None:
     with pytest.raises(ValueError, match=r"value\['m'\]\[1\] is .*NaN and infinity"):
         to_json({"m": [0.5, bad]})
+
+
+def test_to_json_writes_numpy_scalars_as_numbers() -> None:
+    assert to_json({"n": np.int64(3), "x": np.float32(0.5), "b": np.bool_(True)}) == (
+        '{"b":true,"n":3,"x":0.5}'
+    )
+    with pytest.raises(ValueError, match=r"value\['x'\] is nan"):
+        to_json({"x": np.float32("nan")})
+    with pytest.raises(ValueError, match="ndarray"):
+        to_json({"a": np.zeros(2)})
 
 
 def test_to_json_refuses_unserializable_values() -> None:
@@ -205,7 +216,7 @@ def test_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.Mon
     def fail(src: object, dst: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(atomic.os, "replace", fail)
+    monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
         write_bytes_atomic(path, b"new")
     assert path.read_bytes() == b"old"

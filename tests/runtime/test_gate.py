@@ -7,7 +7,7 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -193,8 +193,14 @@ def test_config_defaults() -> None:
 
 # -- monotonicity -------------------------------------------------------------------------
 
-ACC = st.floats(0.0, 1.0)
-SCORE = st.tuples(ACC, ACC, st.integers(0, 200))
+ACC = st.floats(0.0, 1.0) | st.integers(0, 100).map(lambda i: i / 100)
+# Candidates near their champion, where the gate's decisions are close calls.
+SCORE = st.builds(
+    lambda champion, offset, n: (champion, min(1.0, max(0.0, champion + offset)), n),
+    ACC,
+    st.integers(-10, 10).map(lambda i: i / 100) | st.floats(-1.0, 1.0),
+    st.integers(0, 200),
+)
 METRICS = st.builds(
     EvalMetrics,
     holdout=st.none() | SCORE,
@@ -202,7 +208,7 @@ METRICS = st.builds(
 )
 CONFIGS = st.builds(
     GateConfig,
-    min_gain=st.floats(-0.2, 0.5),
+    min_gain=st.integers(-5, 20).map(lambda i: i / 100) | st.floats(-0.2, 0.5),
     min_accuracy=ACC,
     max_forgetting=st.floats(0.0, 0.5),
     min_holdout=st.integers(1, 150),
@@ -218,7 +224,14 @@ def raise_candidate(score: tuple[float, float, int] | None, delta: float) -> Any
     return (champion, min(1.0, candidate + delta), n)
 
 
-@given(METRICS, CONFIGS, EXPECTED, st.floats(0.0, 1.0), st.booleans())
+@settings(max_examples=500)
+@given(
+    METRICS,
+    CONFIGS,
+    EXPECTED,
+    st.integers(0, 10).map(lambda i: i / 100) | st.floats(0.0, 1.0),
+    st.booleans(),
+)
 def test_raising_the_candidate_never_turns_a_pass_into_a_fail(
     metrics: EvalMetrics, cfg: GateConfig, expected: list[str], delta: float, everywhere: bool
 ) -> None:
@@ -236,6 +249,7 @@ def test_raising_the_candidate_never_turns_a_pass_into_a_fail(
     assert not before.passed or after.passed
 
 
+@settings(max_examples=500)
 @given(
     METRICS,
     CONFIGS,
@@ -268,3 +282,17 @@ def test_tightening_a_threshold_never_turns_a_fail_into_a_pass(
     for old, new in zip(before.checks, after.checks, strict=True):
         assert old.passed or not new.passed, (old, new)
     assert before.passed or not after.passed
+
+
+@pytest.mark.parametrize(
+    "cfg",
+    [CFG, GateConfig(min_gain=0.3, min_accuracy=0.5), GateConfig(min_gain=-0.1, max_forgetting=0)],
+)
+def test_checks_are_monotone_on_a_grid_of_candidates(cfg: GateConfig) -> None:
+    grid = [i / 100 for i in range(101)]
+    for champion in grid[::5]:
+        new_data = [decide(holdout=(champion, c, 100), cfg=cfg).checks[0].passed for c in grid]
+        golden = [decide(golden={"g": (champion, c, 100)}, cfg=cfg).checks[1].passed for c in grid]
+        for passes in (new_data, golden):
+            first = passes.index(True) if True in passes else len(passes)
+            assert passes == [False] * first + [True] * (len(passes) - first), champion

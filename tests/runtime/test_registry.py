@@ -193,8 +193,11 @@ def test_changed_bytes_fail_the_checksum(reg: Registry, tmp_path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[-1] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(IntegrityError, match=r"model v1: model.safetensors sha256 \w+ does not"):
-        reg.load("v1")
+    for check in (reg.load, reg.verify):
+        with pytest.raises(
+            IntegrityError, match=r"model v1: model\.safetensors sha256 \w+ does not"
+        ):
+            check("v1")
 
 
 def test_truncated_file_is_detected(reg: Registry, tmp_path: Path) -> None:
@@ -227,7 +230,7 @@ def test_the_database_record_is_the_source_of_truth(
     meta = reg.get("v1").meta
     meta["files"]["model"] = record
     (tmp_path / "models" / "v1" / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(IntegrityError, match=r"model v1: model\.safetensors sha256"):
+    with pytest.raises(IntegrityError, match=r"model\.safetensors has 16 bytes, \d+ were recorded"):
         reg.load("v1")
     with db.begin() as conn:
         conn.execute(
@@ -237,6 +240,33 @@ def test_the_database_record_is_the_source_of_truth(
         )
     with pytest.raises(IntegrityError, match=r"model v1: model\.safetensors is not a readable"):
         reg.load("v1")
+
+
+# -- retention ----------------------------------------------------------------------------
+
+
+def test_prune_keeps_champions_former_champions_and_the_newest_candidates(
+    reg: Registry, tmp_path: Path
+) -> None:
+    versions = [add(reg, seed) for seed in range(6)]
+    reg.promote("v1", {})
+    reg.promote("v3", {})
+    reg.set_status("v2", "refused")
+    reg.set_status("v1", "refused")  # a former champion stays a rollback target
+    assert reg.prune(keep_candidates=2) == ["v2", "v4"]
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["v1", "v3", "v5", "v6"]
+    assert [mv.version for mv in reg.list()] == versions  # rows stay: no renumbering
+    assert reg.next_version() == "v7"
+    assert "pruned_at" in reg.get("v2").meta
+    with pytest.raises(IntegrityError, match="model v4: its files were removed by retention"):
+        reg.load("v4")
+    with pytest.raises(IntegrityError, match="removed by retention"):
+        reg.promote("v4", {})
+    assert reg.prune(keep_candidates=2) == []
+    assert reg.prune(keep_candidates=0) == ["v5", "v6"]
+    reg.rollback(to="v1")
+    with pytest.raises(ValueError, match=">= 0"):
+        reg.prune(keep_candidates=-1)
 
 
 # -- promotion ----------------------------------------------------------------------------

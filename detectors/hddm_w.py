@@ -1,0 +1,47 @@
+"""HDDM-W: McDiarmid-bound test on weighted moving averages of a 0/1 error stream."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from detectors.base import Detector
+from detectors.river_adapter import from_config
+
+
+class Config(BaseModel):
+    """HDDM-W compares exponentially weighted means (weight ``lambda_val`` on the newest
+    value) before and after a cut point by McDiarmid's inequality (Frías-Blanco et al.,
+    IEEE TKDE 2015). Input: values in [0, 1], usually 1 for an error.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["hddm_w"] = "hddm_w"
+    name: str | None = None
+    signal: str = "error"
+    drift_confidence: Annotated[float, Field(gt=0, lt=1)] = 0.001
+    warning_confidence: Annotated[float, Field(gt=0, lt=1)] = 0.005
+    lambda_val: Annotated[float, Field(gt=0, lt=1)] = 0.05
+    two_sided_test: bool = False
+    min_samples: Annotated[int, Field(ge=0)] = 100
+
+
+def build(cfg: Config, features: Sequence[str]) -> Detector:
+    """An HDDM-W detector.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> det = build(Config(), features=[])
+    >>> det.update((rng.random(2000) < 0.1).astype(float))
+    >>> det.check().status
+    'ok'
+    >>> det.update((rng.random(1000) < 0.5).astype(float))
+    >>> det.check().status
+    'drift'
+    """
+    return from_config("HDDMW", cfg, features)

@@ -1,0 +1,291 @@
+"""The one module that imports river: a :class:`~detectors.base.Detector` around any of
+river's drift detectors.
+
+:class:`StreamDetector` feeds a 1-D stream value by value to a river detector, skipping
+(and counting) NaN and infinities, and latches the first alarm until
+:meth:`~StreamDetector.check`. Every river detector restarts from scratch after an
+alarm, so its whole state is a function of the values fed since the last alarm: the
+adapter keeps those values (the most recent ``history_size`` of them) with their row
+indices, and :meth:`~StreamDetector.load_state` rebuilds the river object by replaying
+them into a fresh one. Nothing is pickled. The restored detector is exact while fewer
+than ``history_size`` values have been seen since the last alarm, and an approximation
+(warmed on the most recent ``history_size`` values) beyond that.
+
+Onset, the row where the change began, is the single mean-shift change point of the
+values since the last alarm: the argmax over ``k`` of
+``|S_k - k S_n / n| / sqrt(k (n - k) / n)``, ``S_k`` the cumulative sums (the
+standardised CUSUM estimator), for every engine. For ADWIN the first row of the window it
+keeps after its cut is reported as well (``details["adwin_window_start"]``) but is not
+the onset: river's ADWIN drops whole buckets, often only the oldest one, so that row
+is only a lower bound (a change at row 2000 of a 0.1 → 0.5 error stream gives window
+starts from 256 to 1888 over seeds, the CUSUM point 1999-2023).
+
+The alarm's ``statistic`` is the size of the shift: the mean of the watched values
+from the onset on minus their mean before it (``threshold`` is ``None``: river does not
+expose the quantity each detector compares with its threshold).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel
+from river import drift
+
+from detectors.base import STATE_VERSION, DriftSignal, check_stream_signal
+from detectors.ring import FloatArray, IndexArray, Ring
+
+ENGINES: dict[str, Callable[..., Any]] = {
+    "ADWIN": drift.ADWIN,
+    "PageHinkley": drift.PageHinkley,
+    "KSWIN": drift.KSWIN,
+    "DDM": drift.binary.DDM,
+    "EDDM": drift.binary.EDDM,
+    "HDDMA": drift.binary.HDDMA,
+    "HDDMW": drift.binary.HDDMW,
+    "FHDDM": drift.binary.FHDDM,
+}
+"""River detectors by class name."""
+
+BOUNDED = frozenset({"DDM", "EDDM", "HDDMA", "HDDMW", "FHDDM"})
+"""Engines for a 0/1 (error) stream: their input must lie in [0, 1]."""
+
+HISTORY_SIZE = 100_000
+"""Values kept (since the last alarm) to rebuild a detector on :meth:`StreamDetector.load_state`."""
+
+_COMMON_FIELDS = frozenset({"kind", "name", "signal", "min_samples"})
+
+
+class StreamDetector:
+    """A river drift detector watching one numeric stream.
+
+    Parameters
+    ----------
+    engine : str
+        A key of :data:`ENGINES`.
+    params : mapping
+        Keyword arguments of the river class.
+    name, signal : str
+        As in :class:`~detectors.base.Detector`.
+    min_samples : int
+        Finite values needed since the last alarm (or reset) before the status is
+        ``"ok"`` rather than ``"not_enough_data"``; alarms before that are ignored.
+    invert : bool
+        Feed ``1 - x``: FHDDM alarms when the mean falls, so it watches correctness
+        when the runtime hands in errors.
+    history_size : int
+        See the module docstring.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> det = StreamDetector("ADWIN", {}, name="adwin", signal="error", min_samples=50)
+    >>> det.update(np.array([0.0, np.nan, 1.0]))
+    >>> s = det.check()
+    >>> s.status, s.details["nonfinite"], s.details["seen"]
+    ('not_enough_data', 1, 2)
+    """
+
+    def __init__(
+        self,
+        engine: str,
+        params: Mapping[str, Any],
+        *,
+        name: str,
+        signal: str,
+        min_samples: int = 0,
+        invert: bool = False,
+        history_size: int = HISTORY_SIZE,
+    ) -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"unknown river detector {engine!r}; one of {', '.join(ENGINES)}")
+        self.name = name
+        self.signal = signal
+        self.engine = engine
+        self.params = dict(params)
+        self.min_samples = min_samples
+        self.invert = invert
+        self._by_width = engine == "ADWIN"
+        self._history = Ring(history_size)
+        self._next = 0  # default row index of the next value
+        self.reset()
+
+    def reset(self) -> None:
+        self._river: Any = ENGINES[self.engine](**self.params)
+        self._history.clear()
+        self._since = 0  # finite values since the last alarm or reset
+        self._seen = 0  # finite values since reset
+        self._nonfinite = 0
+        self._last: int | None = None  # last row index handed in
+        self._alarms = 0  # alarms since the last check
+        self._latch: DriftSignal | None = None
+
+    def update(
+        self, values: npt.NDArray[np.float64], index: npt.NDArray[np.int64] | None = None
+    ) -> None:
+        v = np.asarray(values, dtype=np.float64)
+        if v.ndim != 1:
+            raise ValueError(f"{self.name}: expected a 1-D array of values, got shape {v.shape}")
+        n = len(v)
+        if n == 0:
+            return
+        if index is None:
+            rows = np.arange(self._next, self._next + n, dtype=np.int64)
+        else:
+            rows = np.asarray(index, dtype=np.int64)
+            if rows.shape != v.shape:
+                raise ValueError(f"{self.name}: {n} values but index of shape {rows.shape}")
+        self._next = int(rows[-1]) + 1
+        self._last = int(rows[-1])
+        finite = np.isfinite(v)
+        n_finite = int(np.count_nonzero(finite))
+        if n_finite < n:
+            self._nonfinite += n - n_finite
+            v, rows = v[finite], rows[finite]
+        if n_finite:
+            if self.engine in BOUNDED and (v.min() < 0.0 or v.max() > 1.0):
+                raise ValueError(f"{self.name}: {self.engine} watches values in [0, 1] "
+                                 f"(1 = error), got {v.min():g} .. {v.max():g}")
+            self._feed(v, rows)
+
+    def _feed(self, v: FloatArray, rows: IndexArray) -> None:
+        det = self._river
+        update = det.update
+        by_width = self._by_width
+        hits: list[tuple[int, int]] = []
+        for pos, x in enumerate((1.0 - v if self.invert else v).tolist()):
+            update(x)
+            if det.drift_detected:
+                hits.append((pos, int(det.width) if by_width else 0))
+        start = 0
+        for pos, width in hits:
+            self._history.extend(v[start : pos + 1], rows[start : pos + 1])
+            self._since += pos + 1 - start
+            if self._since >= self.min_samples:
+                self._alarm(width)
+            self._history.clear()
+            self._since = 0
+            start = pos + 1
+        self._history.extend(v[start:], rows[start:])
+        self._since += len(v) - start
+        self._seen += len(v)
+
+    def _alarm(self, width: int) -> None:
+        self._alarms += 1
+        if self._latch is not None:
+            return
+        vals, rows = self._history.values(), self._history.index()
+        k = change_point(vals)
+        before = float(vals[:k].mean()) if k else None
+        after = float(vals[k:].mean())
+        details: dict[str, Any] = {
+            "engine": self.engine,
+            "mean_before": before,
+            "mean_after": after,
+            "n_before": k,
+            "n_after": len(vals) - k,
+        }
+        if self._by_width:
+            details["adwin_window_start"] = int(rows[max(len(vals) - width, 0)])
+        self._latch = DriftSignal(
+            detector=self.name,
+            signal=self.signal,
+            status="drift",
+            statistic=None if before is None else after - before,
+            index=int(rows[-1]),
+            onset=int(rows[k]),
+            window=(int(rows[0]), int(rows[-1])),
+            details=details,
+        )
+
+    def _counts(self) -> dict[str, Any]:
+        return {"alarms": self._alarms, "seen": self._seen, "nonfinite": self._nonfinite}
+
+    def check(self) -> DriftSignal:
+        if self._latch is not None:
+            sig = replace(self._latch, details={**self._latch.details, **self._counts()})
+            self._latch = None
+            self._alarms = 0
+            return sig
+        rows = self._history.index()
+        vals = self._history.values()
+        return DriftSignal(
+            detector=self.name,
+            signal=self.signal,
+            status="not_enough_data" if self._since < self.min_samples else "ok",
+            window=(int(rows[0]), int(rows[-1])) if len(rows) else None,
+            details={
+                "engine": self.engine,
+                "mean": float(vals.mean()) if len(vals) else None,
+                **self._counts(),
+            },
+        )
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "engine": self.engine,
+            "history": self._history.state(),
+            "since": self._since,
+            "seen": self._seen,
+            "nonfinite": self._nonfinite,
+            "next": self._next,
+            "last": self._last,
+            "alarms": self._alarms,
+            "latch": None if self._latch is None else self._latch.to_dict(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"{self.name}: state version {state.get('version')!r} is not "
+                             f"{STATE_VERSION}")
+        if state.get("engine") != self.engine:
+            raise ValueError(f"{self.name}: state is for {state.get('engine')!r}, "
+                             f"not {self.engine!r}")
+        self.reset()
+        self._history.load_state(state["history"])
+        update = self._river.update
+        for x in (1.0 - self._history.values() if self.invert else self._history.values()).tolist():
+            update(x)
+        self._since = int(state["since"])
+        self._seen = int(state["seen"])
+        self._nonfinite = int(state["nonfinite"])
+        self._next = int(state["next"])
+        self._last = None if state["last"] is None else int(state["last"])
+        self._alarms = int(state["alarms"])
+        latch = state["latch"]
+        self._latch = None if latch is None else DriftSignal.from_dict(latch)
+
+
+def change_point(x: FloatArray) -> int:
+    """Position of the first value after the most likely single shift in mean of ``x``
+    (standardised CUSUM); ``len(x) - 1`` when ``x`` has fewer than two values."""
+    n = len(x)
+    if n < 2:
+        return max(n - 1, 0)
+    k = np.arange(1, n, dtype=np.float64)
+    bridge = np.cumsum(x - x.mean())[:-1]
+    return int(np.argmax(np.abs(bridge) / np.sqrt(k * (n - k) / n))) + 1
+
+
+def from_config(
+    engine: str, cfg: BaseModel, features: Sequence[str], *, invert: bool = False
+) -> StreamDetector:
+    """Build a :class:`StreamDetector` from a detector config: the fields other than
+    ``kind``, ``name``, ``signal`` and ``min_samples`` are the river class's arguments."""
+    fields = cfg.model_dump()
+    check_stream_signal(fields["signal"], features)
+    if engine in BOUNDED and fields["signal"] == "loss":
+        raise ValueError(f"{engine} watches values in [0, 1] (1 = error), not the loss")
+    return StreamDetector(
+        engine,
+        {k: v for k, v in fields.items() if k not in _COMMON_FIELDS},
+        name=fields["name"] or fields["kind"],
+        signal=fields["signal"],
+        min_samples=fields["min_samples"],
+        invert=invert,
+    )
