@@ -160,15 +160,19 @@ class KSDetector:
         pos = {int(j): i for i, j in enumerate(tested)}
         for j, feature in enumerate(self.features):
             i = pos.get(j)
-            table.append({
-                "feature": feature,
-                "statistic": None if i is None else float(d[i]),
-                "p_value": None if i is None else float(p[i]),
-                "p_adjusted": None if i is None else float(p_adj[i]),
-                "drifted": False if i is None else bool(drifted[i]),
-                "ref_mean": ref_mean[j], "cur_mean": cur_mean[j],
-                "n_ref": int(n_ref[j]), "n_cur": int(n_cur[j]),
-            })
+            table.append(
+                {
+                    "feature": feature,
+                    "statistic": None if i is None else float(d[i]),
+                    "p_value": None if i is None else float(p[i]),
+                    "p_adjusted": None if i is None else float(p_adj[i]),
+                    "drifted": False if i is None else bool(drifted[i]),
+                    "ref_mean": ref_mean[j],
+                    "cur_mean": cur_mean[j],
+                    "n_ref": int(n_ref[j]),
+                    "n_cur": int(n_cur[j]),
+                }
+            )
         n_drifted = int(drifted.sum())
         alarm = n_drifted > 0 and n_drifted >= cfg.drift_share * len(tested)
         rows = self._window.index()
@@ -210,11 +214,21 @@ class KSDetector:
             self._alarms = 0
             return sig
         if self._last is None:
-            return DriftSignal(self.name, self.signal, "not_enough_data", threshold=self.cfg.alpha,
-                               details=self._counts())
+            return DriftSignal(
+                self.name,
+                self.signal,
+                "not_enough_data",
+                threshold=self.cfg.alpha,
+                details=self._counts(),
+            )
         status = "ok" if self._last.status == "drift" else self._last.status
-        return replace(self._last, status=status, index=None, onset=None,
-                       details={**self._last.details, **self._counts()})
+        return replace(
+            self._last,
+            status=status,
+            index=None,
+            onset=None,
+            details={**self._last.details, **self._counts()},
+        )
 
     def state(self) -> dict[str, Any]:
         return {
@@ -233,11 +247,13 @@ class KSDetector:
 
     def load_state(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
-            raise ValueError(f"{self.name}: state version {state.get('version')!r} is not "
-                             f"{STATE_VERSION}")
+            raise ValueError(
+                f"{self.name}: state version {state.get('version')!r} is not {STATE_VERSION}"
+            )
         if state.get("features") != self.features:
-            raise ValueError(f"{self.name}: state watches {state.get('features')}, "
-                             f"not {self.features}")
+            raise ValueError(
+                f"{self.name}: state watches {state.get('features')}, not {self.features}"
+            )
         self._reference.load_state(state["reference"])
         self._reference_full = bool(state["reference_full"])
         self._sorted_ref = None

@@ -109,18 +109,18 @@ class StreamDetector:
         self.params = dict(params)
         self.min_samples = min_samples
         self.invert = invert
-        self._by_width = engine == "ADWIN"
+        self._is_adwin = engine == "ADWIN"
         self._history = Ring(history_size)
         self._next = 0  # default row index of the next value
         self.reset()
 
     def reset(self) -> None:
+        """Start afresh; only the running row count (the default index) carries on."""
         self._river: Any = ENGINES[self.engine](**self.params)
         self._history.clear()
         self._since = 0  # finite values since the last alarm or reset
         self._seen = 0  # finite values since reset
         self._nonfinite = 0
-        self._last: int | None = None  # last row index handed in
         self._alarms = 0  # alarms since the last check
         self._latch: DriftSignal | None = None
 
@@ -139,23 +139,26 @@ class StreamDetector:
             rows = np.asarray(index, dtype=np.int64)
             if rows.shape != v.shape:
                 raise ValueError(f"{self.name}: {n} values but index of shape {rows.shape}")
-        self._next = int(rows[-1]) + 1
-        self._last = int(rows[-1])
         finite = np.isfinite(v)
         n_finite = int(np.count_nonzero(finite))
         if n_finite < n:
-            self._nonfinite += n - n_finite
-            v, rows = v[finite], rows[finite]
+            v, rows_kept = v[finite], rows[finite]
+        else:
+            rows_kept = rows
+        if n_finite and self.engine in BOUNDED and (v.min() < 0.0 or v.max() > 1.0):
+            raise ValueError(
+                f"{self.name}: {self.engine} watches values in [0, 1] "
+                f"(1 = error), got {v.min():g} .. {v.max():g}"
+            )
+        self._next = int(rows[-1]) + 1
+        self._nonfinite += n - n_finite
         if n_finite:
-            if self.engine in BOUNDED and (v.min() < 0.0 or v.max() > 1.0):
-                raise ValueError(f"{self.name}: {self.engine} watches values in [0, 1] "
-                                 f"(1 = error), got {v.min():g} .. {v.max():g}")
-            self._feed(v, rows)
+            self._feed(v, rows_kept)
 
     def _feed(self, v: FloatArray, rows: IndexArray) -> None:
         det = self._river
         update = det.update
-        by_width = self._by_width
+        by_width = self._is_adwin
         hits: list[tuple[int, int]] = []
         for pos, x in enumerate((1.0 - v if self.invert else v).tolist()):
             update(x)
@@ -189,7 +192,7 @@ class StreamDetector:
             "n_before": k,
             "n_after": len(vals) - k,
         }
-        if self._by_width:
+        if self._is_adwin:
             details["adwin_window_start"] = int(rows[max(len(vals) - width, 0)])
         self._latch = DriftSignal(
             detector=self.name,
@@ -234,18 +237,19 @@ class StreamDetector:
             "seen": self._seen,
             "nonfinite": self._nonfinite,
             "next": self._next,
-            "last": self._last,
             "alarms": self._alarms,
             "latch": None if self._latch is None else self._latch.to_dict(),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
-            raise ValueError(f"{self.name}: state version {state.get('version')!r} is not "
-                             f"{STATE_VERSION}")
+            raise ValueError(
+                f"{self.name}: state version {state.get('version')!r} is not {STATE_VERSION}"
+            )
         if state.get("engine") != self.engine:
-            raise ValueError(f"{self.name}: state is for {state.get('engine')!r}, "
-                             f"not {self.engine!r}")
+            raise ValueError(
+                f"{self.name}: state is for {state.get('engine')!r}, not {self.engine!r}"
+            )
         self.reset()
         self._history.load_state(state["history"])
         update = self._river.update
@@ -255,7 +259,6 @@ class StreamDetector:
         self._seen = int(state["seen"])
         self._nonfinite = int(state["nonfinite"])
         self._next = int(state["next"])
-        self._last = None if state["last"] is None else int(state["last"])
         self._alarms = int(state["alarms"])
         latch = state["latch"]
         self._latch = None if latch is None else DriftSignal.from_dict(latch)

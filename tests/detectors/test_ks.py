@@ -35,8 +35,15 @@ def test_per_feature_table() -> None:
     table = sig.details["features"]
     assert [r["feature"] for r in table] == FEATURES
     assert [r["drifted"] for r in table] == [False, True, False, True]
-    assert set(table[0]) >= {"feature", "statistic", "p_value", "p_adjusted", "drifted",
-                             "ref_mean", "cur_mean"}
+    assert set(table[0]) >= {
+        "feature",
+        "statistic",
+        "p_value",
+        "p_adjusted",
+        "drifted",
+        "ref_mean",
+        "cur_mean",
+    }
     assert table[1]["cur_mean"] == pytest.approx(1.0, abs=0.15)
     assert table[1]["ref_mean"] == pytest.approx(0.0, abs=0.1)
     assert sig.statistic == min(r["p_adjusted"] for r in table)
@@ -136,8 +143,12 @@ def test_nan_column_is_not_enough_data() -> None:
 def test_reference_fills_from_the_first_rows() -> None:
     det = make(reference_size=1000)
     det.update(normal(700, 0))
-    assert det.check().details == {"alarms": 0, "nonfinite": dict.fromkeys(FEATURES, 0),
-                                   "reference_rows": 700, "window_rows": 0}
+    assert det.check().details == {
+        "alarms": 0,
+        "nonfinite": dict.fromkeys(FEATURES, 0),
+        "reference_rows": 700,
+        "window_rows": 0,
+    }
     det.update(normal(800, 1))  # 300 more complete the reference, 500 start the window
     sig = det.check()
     assert sig.details["reference_rows"] == 1000 and sig.details["window_rows"] == 500

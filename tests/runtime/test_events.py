@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -239,3 +240,14 @@ def test_ids_increase_and_the_log_has_no_mutation_api(log: EventLog) -> None:
     ids = [log.append(ev.RETRAIN_PROGRESS, {"step": i}).id for i in range(5)]
     assert ids == sorted(ids) and len(set(ids)) == 5
     assert not {"update", "delete", "remove", "clear"} & set(dir(EventLog))
+
+
+def test_concurrent_writers_queue_instead_of_failing(db: Database) -> None:
+    log = EventLog(db)
+
+    def write(worker: int) -> list[int]:
+        return [log.append(ev.RETRAIN_PROGRESS, {"w": worker, "i": i}).id for i in range(25)]
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        ids = [i for got in pool.map(write, range(4)) for i in got]
+    assert len(set(ids)) == 100 == log.count()

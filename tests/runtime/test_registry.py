@@ -252,7 +252,7 @@ def test_prune_keeps_champions_former_champions_and_the_newest_candidates(
     reg.promote("v1", {})
     reg.promote("v3", {})
     reg.set_status("v2", "refused")
-    reg.set_status("v1", "refused")  # a former champion stays a rollback target
+    reg.set_status("v1", "candidate")  # a former champion stays a rollback target
     assert reg.prune(keep_candidates=2) == ["v2", "v4"]
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["v1", "v3", "v5", "v6"]
     assert [mv.version for mv in reg.list()] == versions  # rows stay: no renumbering
