@@ -59,9 +59,7 @@ def bootstrap_from_rows(
     xv = torch.as_tensor(x[val], dtype=torch.float32)
     yv = torch.as_tensor(y[val], dtype=torch.int64)
 
-    with torch.random.fork_rng(devices=[]):  # seeded initial weights, global state untouched
-        torch.manual_seed(cfg.seed)
-        model = new_model(cfg)
+    model = new_model(cfg, seed=cfg.seed)
     fit_normalization(model, xt)
     version = registry.next_version()
     strategy = finetune.build(finetune.Config(lr=b.lr, batch_size=b.batch_size))

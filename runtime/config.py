@@ -144,6 +144,8 @@ class DriftloopConfig(_Model):
     state_dir: Path
     database_url: str | None = None
     seed: int = 0
+    torch_threads: int = Field(default=1, ge=1)
+    """Threads torch uses in the daemon and the retrain child (small models run fastest on one)."""
     schema_: SchemaConfig = Field(alias="schema")
     source: SourceConfig
     model: ModelConfig = Field(default_factory=MLPConfig)

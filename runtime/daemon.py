@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import torch
 from sqlalchemy import select, update
 
 from detectors.base import Detector, DriftSignal, ReferenceDetector
@@ -78,6 +79,7 @@ class Daemon:
     def open(self) -> None:
         """Take the lock, restore state, record ``daemon.started``."""
         self.lock.acquire()
+        torch.set_num_threads(self.cfg.torch_threads)  # the daemon owns its process
         saved = self._load_state()
         self.source = self._make_source(cursor=int(saved.get("cursor", 0)))
         with self.db.begin() as conn:  # a retrain the last daemon never finished runs again
@@ -239,7 +241,8 @@ class Daemon:
                 det.update(x[:, self.features.index(det.signal)], seqs)
             signal_ = det.check()
             if signal_.drift:
-                self._alarm(det, signal_, int(seqs[-1]))
+                row = signal_.index if signal_.index is not None else int(seqs[-1])
+                self._alarm(det, signal_, int(row))
 
     def _alarm(self, det: Detector, sig: DriftSignal, row: int) -> None:
         decision = self.policy.decide(sig, row)
@@ -255,7 +258,10 @@ class Daemon:
             f"  onset={sig.onset}  → {decision.action} ({decision.reason})"
         )
         if decision.refresh_reference and isinstance(det, ReferenceDetector):
-            _, ref = recent_rows(self.db, len(self.features), self.cfg.retrain.reference_size, upto=row)
+            # the new normal is what arrived since the change began, not a mix of both
+            since = sig.onset if sig.onset is not None else row
+            _, ref = recent_rows(self.db, len(self.features), self.cfg.retrain.reference_size,
+                                 since=since)
             det.set_reference(ref)
         if decision.action == "retrain":
             self.policy.start_episode(event.id, sig, row)

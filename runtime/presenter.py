@@ -93,13 +93,14 @@ def status_dict(state_dir: Path, db: Database, events: EventLog, registry: Regis
 
 
 def status_text(st: dict[str, Any]) -> str:
+    pending = ", ".join(f"{r['trigger_id']} ({r['status']})" for r in st["retrains_pending"])
     lines = [
         f"state:       {st['state_dir']}",
         f"daemon:      {'running' if st['daemon_running'] else 'not running'}",
         f"champion:    {st['champion'] or '(none yet: run bootstrap)'}  ({st['versions']} versions)",
         f"rows:        {st['rows']} ingested, {st['labelled_rows']} labelled, "
         f"{st['quarantined_rows']} quarantined",
-        f"retrains:    {', '.join(f'{r['trigger_id']} ({r['status']})' for r in st['retrains_pending']) or 'none pending'}",
+        f"retrains:    {pending or 'none pending'}",
         f"last drift:  {st['last_drift'] or '-'}",
         f"promoted:    {st['last_promotion'] or '-'}",
         f"events:      {st['events']}",

@@ -60,7 +60,8 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
     seed = job_seed(cfg.retrain.seed, trigger)
     nf = len(cfg.schema.features)
 
-    unit = load_unit(registry, cfg, champion)
+    unit = load_unit(registry, cfg, champion, with_buffer=True)
+    assert unit.buffer is not None
     seqs, x, y_raw = labelled_rows(db, nf, since=onset, upto=upto, limit=cfg.retrain.max_rows)
     y = class_positions(y_raw, cfg.schema.classes)
     if len(seqs) < 2:
@@ -131,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         spec = json.loads(spec_path.read_text())
         cfg = DriftloopConfig.model_validate(spec["config"])
+        torch.set_num_threads(cfg.torch_threads)
         if spec.get("crash_for_test"):  # lets the tests prove a dying child is survived
             os.kill(os.getpid(), signal.SIGKILL)
         out = run_job(cfg, spec)

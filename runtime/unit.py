@@ -30,7 +30,7 @@ I64 = npt.NDArray[np.int64]
 class Unit:
     version: str
     model: nn.Module
-    buffer: RehearsalBuffer
+    buffer: RehearsalBuffer | None  # None when loaded for serving only
     reference: F64
     meta: dict[str, Any]
 
@@ -39,23 +39,31 @@ class Unit:
         return list(self.meta.get("golden_index", []))
 
 
-def new_model(cfg: DriftloopConfig) -> nn.Module:
-    return build_model(cfg.model, len(cfg.schema.features), len(cfg.schema.classes))
+def new_model(cfg: DriftloopConfig, seed: int | None = None) -> nn.Module:
+    return build_model(cfg.model, len(cfg.schema.features), len(cfg.schema.classes), seed=seed)
 
 
 def new_buffer(cfg: DriftloopConfig) -> RehearsalBuffer:
     return build_buffer(cfg.retrain.buffer, seed=cfg.seed)
 
 
-def load_unit(registry: Registry, cfg: DriftloopConfig, version: str) -> Unit:
-    """Load and check (sha256) a version, rebuilding the model from the config."""
+def load_unit(
+    registry: Registry, cfg: DriftloopConfig, version: str, *, with_buffer: bool = False
+) -> Unit:
+    """Load and check (sha256) a version, rebuilding the model from the config.
+
+    The rehearsal buffer is restored only when asked: serving needs the model and the
+    reference window, and the buffer's engine (avalanche) takes seconds to import.
+    """
     loaded = registry.load(version)
     meta = loaded.version.meta
     model = new_model(cfg)
     model.load_state_dict(loaded.tensors["model"])
     model.eval()
-    buffer = new_buffer(cfg)
-    buffer.load(loaded.tensors.get("buffer", {}), meta.get("buffer", {}))
+    buffer = None
+    if with_buffer:
+        buffer = new_buffer(cfg)
+        buffer.load(loaded.tensors.get("buffer", {}), meta.get("buffer", {}))
     ref = loaded.tensors.get("reference", {}).get("x")
     reference = ref.numpy().astype(np.float64) if ref is not None else np.zeros((0, len(cfg.schema.features)))
     return Unit(version=version, model=model, buffer=buffer, reference=reference, meta=meta)

@@ -48,7 +48,7 @@ def postgres_database() -> Iterator[Database]:
             conn.execute(text("SELECT 1"))
     except OperationalError as exc:
         admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at 127.0.0.1:5432: {exc.orig}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc.orig}")
     schema = f"driftloop_test_{uuid.uuid4().hex[:12]}"
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
