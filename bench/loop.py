@@ -54,8 +54,11 @@ def bench_ingest(n_rows: int, batch: int) -> dict[str, Any]:
         stationary = copy.deepcopy(data["source"])
         stationary["segments"] = [dict(data["source"]["segments"][0], rows=n_rows + 10_000)]
         stationary["batch_size"] = batch
-        src = SyntheticSource(parse_config({**data, "source": stationary}).source,  # type: ignore[arg-type]
-                              cfg.schema, cursor=10_000)  # fresh row ids past the bootstrap rows
+        src = SyntheticSource(
+            parse_config({**data, "source": stationary}).source,  # type: ignore[arg-type]
+            cfg.schema,
+            cursor=10_000,
+        )  # fresh row ids past the bootstrap rows
         batches = [b for b in iter(src.poll, None)]
         t_ingest = t_monitor = 0.0
         n = 0
@@ -71,8 +74,14 @@ def bench_ingest(n_rows: int, batch: int) -> dict[str, Any]:
             n += acc.count
         total = time.perf_counter() - start
         daemon.close("bench")
-    return {"rows": n, "batch": batch, "seconds": total, "rows_per_s": n / total,
-            "ingest_rows_per_s": n / t_ingest, "monitor_detect_rows_per_s": n / t_monitor}
+    return {
+        "rows": n,
+        "batch": batch,
+        "seconds": total,
+        "rows_per_s": n / total,
+        "ingest_rows_per_s": n / t_ingest,
+        "monitor_detect_rows_per_s": n / t_monitor,
+    }
 
 
 def bench_demo() -> dict[str, Any]:
@@ -88,8 +97,10 @@ def bench_demo() -> dict[str, Any]:
         drift_row_id = f"syn-{cfg.source.segments[0].rows}"  # type: ignore[union-attr]
         with db.connect() as conn:
             seq, ingested_at = conn.execute(
-                rows.select().with_only_columns(rows.c.seq, rows.c.ingested_at)
-                .where(rows.c.row_id == drift_row_id)).one()
+                rows.select()
+                .with_only_columns(rows.c.seq, rows.c.ingested_at)
+                .where(rows.c.row_id == drift_row_id)
+            ).one()
         promoted = [e for e in events if e.kind == ev.MODEL_PROMOTED and e.model_version != "v1"]
         drifts = [e for e in events if e.kind == ev.DRIFT_DETECTED and e.payload["row"] >= seq]
         finished = [e for e in events if e.kind == ev.RETRAIN_FINISHED]
@@ -114,8 +125,17 @@ def _seconds(a: str, b: str) -> float:
     return (tb - ta).total_seconds()
 
 
-def plain_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, rx: torch.Tensor,
-               ry: torch.Tensor, epochs: int, batch: int, lr: float, seed: int) -> int:
+def plain_loop(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    rx: torch.Tensor,
+    ry: torch.Tensor,
+    epochs: int,
+    batch: int,
+    lr: float,
+    seed: int,
+) -> int:
     """The baseline: a textbook PyTorch loop with the same batch composition."""
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -125,7 +145,7 @@ def plain_loop(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, rx: tor
     for _ in range(epochs):
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), n_new):
-            idx = perm[i:i + n_new]
+            idx = perm[i : i + n_new]
             ridx = torch.randint(0, len(rx), (batch - len(idx),), generator=g)
             xb = torch.cat([x[idx], rx[ridx]])
             yb = torch.cat([y[idx], ry[ridx]])
@@ -161,16 +181,22 @@ def bench_retrain(n_new: int, n_buffer: int, epochs: int, repeats: int) -> dict[
     for _ in range(repeats):  # interleaved, best of N, so both see the same machine state
         m = fresh()
         t0 = time.perf_counter()
-        res = strategy.train(m, x, y, buf, Budget(epochs=epochs, steps=None, seconds=None), 0,
-                             device="cpu")
+        res = strategy.train(
+            m, x, y, buf, Budget(epochs=epochs, steps=None, seconds=None), 0, device="cpu"
+        )
         ours.append(res.samples_processed / (time.perf_counter() - t0))
         m = fresh()
         t0 = time.perf_counter()
         s = plain_loop(m, x, y, rx, ry, epochs, 64, 3e-3, 0)
         base.append(s / (time.perf_counter() - t0))
-    return {"rows_new": n_new, "rows_buffer": n_buffer, "epochs": epochs,
-            "ours_samples_per_s": max(ours), "plain_samples_per_s": max(base),
-            "ratio": max(ours) / max(base)}
+    return {
+        "rows_new": n_new,
+        "rows_buffer": n_buffer,
+        "epochs": epochs,
+        "ours_samples_per_s": max(ours),
+        "plain_samples_per_s": max(base),
+        "ratio": max(ours) / max(base),
+    }
 
 
 def main() -> None:
@@ -180,8 +206,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     results: dict[str, Any] = {
-        "machine": {"cpu_count": __import__("os").cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "torch": torch.__version__},
+        "machine": {
+            "cpu_count": __import__("os").cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+        },
         "quick": args.quick,
     }
     results["ingest"] = bench_ingest(5_000 if args.quick else 20_000, 1000)
@@ -191,14 +221,24 @@ def main() -> None:
     i, r, d = results["ingest"], results["retrain"], results["demo"]
     print(f"{'measure':<46}{'driftloop':>14}{'baseline':>14}")
     print(f"{'ingest+monitor+detect rows/s (batch 1000)':<46}{i['rows_per_s']:>14,.0f}{'-':>14}")
-    print(f"{'  ingest only (validate + durable append)':<46}{i['ingest_rows_per_s']:>14,.0f}{'-':>14}")
+    print(
+        f"{'  ingest only (validate + durable append)':<46}{i['ingest_rows_per_s']:>14,.0f}{'-':>14}"
+    )
     print(f"{'  monitor + detectors only':<46}{i['monitor_detect_rows_per_s']:>14,.0f}{'-':>14}")
-    print(f"{'retrain samples/s (replay vs plain loop)':<46}{r['ours_samples_per_s']:>14,.0f}"
-          f"{r['plain_samples_per_s']:>14,.0f}   ratio {r['ratio']:.2f}")
-    print(f"{'demo: first alarm, rows after the drift':<46}{d.get('first_alarm_delay_rows', '-'):>14}")
-    print(f"{'demo: drift onset → promotion, seconds':<46}{d.get('onset_to_promotion_seconds', float('nan')):>14.1f}")
-    print(f"{'demo: retrain seconds (in child / wall)':<46}"
-          f"{d.get('retrain_seconds', float('nan')):>14.1f}{d.get('retrain_wall_seconds', float('nan')):>14.1f}")
+    print(
+        f"{'retrain samples/s (replay vs plain loop)':<46}{r['ours_samples_per_s']:>14,.0f}"
+        f"{r['plain_samples_per_s']:>14,.0f}   ratio {r['ratio']:.2f}"
+    )
+    print(
+        f"{'demo: first alarm, rows after the drift':<46}{d.get('first_alarm_delay_rows', '-'):>14}"
+    )
+    print(
+        f"{'demo: drift onset → promotion, seconds':<46}{d.get('onset_to_promotion_seconds', float('nan')):>14.1f}"
+    )
+    print(
+        f"{'demo: retrain seconds (in child / wall)':<46}"
+        f"{d.get('retrain_seconds', float('nan')):>14.1f}{d.get('retrain_wall_seconds', float('nan')):>14.1f}"
+    )
     print(f"{'demo: whole run, seconds':<46}{d['demo_wall_seconds']:>14.1f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,11 @@ def _parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run the daemon in the foreground")
     r.add_argument("--config", "-c", type=Path, required=True, help="the daemon's YAML config")
-    r.add_argument("--until-drained", action="store_true",
-                   help="stop when the source is exhausted and no retrain is pending")
+    r.add_argument(
+        "--until-drained",
+        action="store_true",
+        help="stop when the source is exhausted and no retrain is pending",
+    )
     r.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
 
     v = sub.add_parser("validate", help="check a config and build everything without starting")
@@ -56,8 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("events", help="the event log")
     state_args(e)
     e.add_argument("--json", action="store_true", help="one JSON object a line")
-    e.add_argument("--kind", action="append", default=[],
-                   help="only events of this kind (repeatable; a prefix like 'gate.' works)")
+    e.add_argument(
+        "--kind",
+        action="append",
+        default=[],
+        help="only events of this kind (repeatable; a prefix like 'gate.' works)",
+    )
     e.add_argument("--since", help="only events at or after this ISO time (e.g. 2026-11-26T10:00)")
     e.add_argument("--model", help="only events about this model version")
     e.add_argument("--limit", type=int, help="only the last N events")
@@ -69,7 +76,9 @@ def _parser() -> argparse.ArgumentParser:
 
     rb = sub.add_parser("rollback", help="make an earlier promoted version the champion again")
     state_args(rb)
-    rb.add_argument("version", nargs="?", help="the version to restore (default: the previous champion)")
+    rb.add_argument(
+        "version", nargs="?", help="the version to restore (default: the previous champion)"
+    )
 
     b = sub.add_parser("bootstrap", help="train the first model (v1) from the initial data")
     b.add_argument("--config", "-c", type=Path, required=True)
@@ -144,7 +153,7 @@ def cmd_events(args: argparse.Namespace) -> int:
     since = _iso(args.since) if args.since else None
     got = events.list(kinds=kinds, since=since, model_version=args.model)
     if args.limit:
-        got = got[-args.limit:]
+        got = got[-args.limit :]
     for e in got:
         print(json.dumps(e.to_dict(), sort_keys=False) if args.json else event_line(e))
     db.dispose()
@@ -194,8 +203,17 @@ def cmd_models(args: argparse.Namespace) -> int:
     versions = registry.list()
     if args.json:
         for v in versions:
-            print(json.dumps({"version": v.version, "parent": v.parent, "status": v.status,
-                              "created_at": v.created_at, "meta": v.meta}))
+            print(
+                json.dumps(
+                    {
+                        "version": v.version,
+                        "parent": v.parent,
+                        "status": v.status,
+                        "created_at": v.created_at,
+                        "meta": v.meta,
+                    }
+                )
+            )
     elif args.lineage:
         print(lineage_text(versions, registry.champion()))
     else:
@@ -211,8 +229,10 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         event = registry.rollback(args.version, reason="manual: driftloop rollback")
     except (ValueError, KeyError) as err:
         raise CliError(str(err).strip("'\""), code=1) from None
-    print(f"champion: {before} → {event.payload.get('to')} (event {event.id}); "
-          "a running daemon re-baselines on it at its next step")
+    print(
+        f"champion: {before} → {event.payload.get('to')} (event {event.id}); "
+        "a running daemon re-baselines on it at its next step"
+    )
     db.dispose()
     return 0
 
@@ -236,14 +256,22 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from runtime.backtest import backtest_command
 
     cfg = load_config(args.config) if args.config else None
-    print(backtest_command(args.data, cfg, column=args.column, truth=args.truth,
-                           as_json=args.json, plot=args.plot))
+    print(
+        backtest_command(
+            args.data, cfg, column=args.column, truth=args.truth, as_json=args.json, plot=args.plot
+        )
+    )
     return 0
 
 
 COMMANDS = {
-    "run": cmd_run, "validate": cmd_validate, "status": cmd_status, "events": cmd_events,
-    "models": cmd_models, "rollback": cmd_rollback, "bootstrap": cmd_bootstrap,
+    "run": cmd_run,
+    "validate": cmd_validate,
+    "status": cmd_status,
+    "events": cmd_events,
+    "models": cmd_models,
+    "rollback": cmd_rollback,
+    "bootstrap": cmd_bootstrap,
     "backtest": cmd_backtest,
 }
 

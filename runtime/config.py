@@ -80,9 +80,7 @@ class DirectorySourceConfig(_Model):
     batch_size: int = Field(default=1000, gt=0)
 
 
-SourceConfig = Annotated[
-    SyntheticSourceConfig | DirectorySourceConfig, Field(discriminator="kind")
-]
+SourceConfig = Annotated[SyntheticSourceConfig | DirectorySourceConfig, Field(discriminator="kind")]
 
 
 class BootstrapConfig(_Model):
@@ -218,7 +216,9 @@ def format_validation_error(err: ValidationError, origin: str) -> str:
     return f"{origin}: '{where}': {msg}{more}"
 
 
-def parse_config(data: Any, origin: str = "config", base_dir: Path | None = None) -> DriftloopConfig:
+def parse_config(
+    data: Any, origin: str = "config", base_dir: Path | None = None
+) -> DriftloopConfig:
     """Validate a mapping; relative paths are resolved against ``base_dir``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: expected a mapping at the top level")

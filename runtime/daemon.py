@@ -93,11 +93,17 @@ class Daemon:
             self._adopt(champion, rebaseline=saved.get("champion") != champion)
             if saved.get("champion") == champion:
                 self._restore_detectors(saved)
-        self.events.append(ev.DAEMON_STARTED, {
-            "state_dir": str(self.cfg.state_dir), "champion": champion,
-            "source": self.source.name, "requeued_retrains": requeued,
-            "detectors": [d.name for d in self.detectors],
-        }, model_version=champion)
+        self.events.append(
+            ev.DAEMON_STARTED,
+            {
+                "state_dir": str(self.cfg.state_dir),
+                "champion": champion,
+                "source": self.source.name,
+                "requeued_retrains": requeued,
+                "detectors": [d.name for d in self.detectors],
+            },
+            model_version=champion,
+        )
 
     def close(self, reason: str = "stopped") -> None:
         """Cancel a running retrain (recorded), save state, record ``daemon.stopped``."""
@@ -106,14 +112,22 @@ class Daemon:
                 trigger = self.runner.trigger_id
                 seconds = self.runner.cancel()
                 self._set_request(trigger, "cancelled")
-                self.events.append(ev.RETRAIN_FAILED, {
-                    "trigger_id": trigger, "reason": "cancelled: the daemon is stopping; "
-                    "it will run again when the daemon restarts", "seconds": round(seconds, 3),
-                    "cancelled": True,
-                })
+                self.events.append(
+                    ev.RETRAIN_FAILED,
+                    {
+                        "trigger_id": trigger,
+                        "reason": "cancelled: the daemon is stopping; "
+                        "it will run again when the daemon restarts",
+                        "seconds": round(seconds, 3),
+                        "cancelled": True,
+                    },
+                )
             self._save_state()
-            self.events.append(ev.DAEMON_STOPPED, {"reason": reason, "rows_seen": self.rows_seen},
-                               model_version=self.registry.champion())
+            self.events.append(
+                ev.DAEMON_STOPPED,
+                {"reason": reason, "rows_seen": self.rows_seen},
+                model_version=self.registry.champion(),
+            )
             self.lock.release()
             self.db.dispose()
 
@@ -162,8 +176,9 @@ class Daemon:
                 )
             self.source = self._make_source(cursor=int(self._load_state().get("cursor", 0)))
             if self.cfg.bootstrap.data is not None:
-                self._after_ingest(self.ingestor.ingest(read_file(self.cfg.bootstrap.data,
-                                                                  self.cfg.schema)))
+                self._after_ingest(
+                    self.ingestor.ingest(read_file(self.cfg.bootstrap.data, self.cfg.schema))
+                )
             while self.unit is None:
                 batch = self.source.poll()
                 if batch is not None:
@@ -181,11 +196,7 @@ class Daemon:
             self.lock.release()
 
     def drained(self) -> bool:
-        return (
-            self.source.exhausted()
-            and not self.runner.running
-            and self._next_request() is None
-        )
+        return self.source.exhausted() and not self.runner.running and self._next_request() is None
 
     # -- one step ----------------------------------------------------------------------
     def step(self) -> bool:
@@ -247,10 +258,17 @@ class Daemon:
     def _alarm(self, det: Detector, sig: DriftSignal, row: int) -> None:
         decision = self.policy.decide(sig, row)
         payload: dict[str, Any] = {
-            "detector": sig.detector, "signal": sig.signal, "statistic": _num(sig.statistic),
-            "threshold": _num(sig.threshold), "index": sig.index, "onset": sig.onset,
-            "window": list(sig.window) if sig.window else None, "row": row,
-            "action": decision.action, "reason": decision.reason, "details": sig.details,
+            "detector": sig.detector,
+            "signal": sig.signal,
+            "statistic": _num(sig.statistic),
+            "threshold": _num(sig.threshold),
+            "index": sig.index,
+            "onset": sig.onset,
+            "window": list(sig.window) if sig.window else None,
+            "row": row,
+            "action": decision.action,
+            "reason": decision.reason,
+            "details": sig.details,
         }
         event = self.events.append(ev.DRIFT_DETECTED, payload, model_version=self._champion())
         self.report(
@@ -260,8 +278,9 @@ class Daemon:
         if decision.refresh_reference and isinstance(det, ReferenceDetector):
             # the new normal is what arrived since the change began, not a mix of both
             since = sig.onset if sig.onset is not None else row
-            _, ref = recent_rows(self.db, len(self.features), self.cfg.retrain.reference_size,
-                                 since=since)
+            _, ref = recent_rows(
+                self.db, len(self.features), self.cfg.retrain.reference_size, since=since
+            )
             det.set_reference(ref)
         if decision.action == "retrain":
             self.policy.start_episode(event.id, sig, row)
@@ -275,20 +294,38 @@ class Daemon:
             return
         trigger = f"drift-{ep.trigger_event}"
         upto = last_seq(self.db)
-        payload = {"trigger_id": trigger, "onset": ep.onset, "upto": upto,
-                   "detector": ep.detector, "labelled_rows": labelled, "alarm_row": ep.alarm_row}
+        payload = {
+            "trigger_id": trigger,
+            "onset": ep.onset,
+            "upto": upto,
+            "detector": ep.detector,
+            "labelled_rows": labelled,
+            "alarm_row": ep.alarm_row,
+        }
         with self.db.begin() as conn:
             exists = conn.execute(
-                select(retrain_requests.c.trigger_id).where(retrain_requests.c.trigger_id == trigger)
+                select(retrain_requests.c.trigger_id).where(
+                    retrain_requests.c.trigger_id == trigger
+                )
             ).first()
             if exists is None:
                 now = utcnow()
-                conn.execute(retrain_requests.insert(), [{
-                    "trigger_id": trigger, "created_at": now, "status": "pending", "attempts": 0,
-                    "payload": to_json(payload), "updated_at": now,
-                }])
-                self.events.append(ev.RETRAIN_REQUESTED, payload,
-                                   model_version=self._champion(), conn=conn)
+                conn.execute(
+                    retrain_requests.insert(),
+                    [
+                        {
+                            "trigger_id": trigger,
+                            "created_at": now,
+                            "status": "pending",
+                            "attempts": 0,
+                            "payload": to_json(payload),
+                            "updated_at": now,
+                        }
+                    ],
+                )
+                self.events.append(
+                    ev.RETRAIN_REQUESTED, payload, model_version=self._champion(), conn=conn
+                )
         self.policy.episode_requested()
         self.report(f"retrain requested  {trigger}  rows {ep.onset}..{upto} ({labelled} labelled)")
 
@@ -311,8 +348,11 @@ class Daemon:
         if result is not None:
             values["result"] = to_json(result)
         with self.db.begin() as conn:
-            conn.execute(update(retrain_requests)
-                         .where(retrain_requests.c.trigger_id == trigger).values(**values))
+            conn.execute(
+                update(retrain_requests)
+                .where(retrain_requests.c.trigger_id == trigger)
+                .values(**values)
+            )
 
     def _manage_retrain(self) -> bool:
         if self.runner.running:
@@ -329,18 +369,33 @@ class Daemon:
         candidate = self.registry.next_version()
         spec = {
             "config": self.cfg.model_dump(mode="json", by_alias=True),
-            "trigger_id": trigger, "champion": self.unit.version, "candidate": candidate,
-            "onset": req["onset"], "upto": req["upto"],
+            "trigger_id": trigger,
+            "champion": self.unit.version,
+            "candidate": candidate,
+            "onset": req["onset"],
+            "upto": req["upto"],
         }
         with self.db.begin() as conn:
-            conn.execute(update(retrain_requests).where(retrain_requests.c.trigger_id == trigger)
-                         .values(status="running", attempts=retrain_requests.c.attempts + 1,
-                                 updated_at=utcnow()))
-            self.events.append(ev.RETRAIN_STARTED, {
-                "trigger_id": trigger, "champion": self.unit.version, "candidate": candidate,
-                "onset": req["onset"], "upto": req["upto"],
-                "strategy": self.cfg.retrain.strategy.kind,
-            }, model_version=candidate, conn=conn)
+            conn.execute(
+                update(retrain_requests)
+                .where(retrain_requests.c.trigger_id == trigger)
+                .values(
+                    status="running", attempts=retrain_requests.c.attempts + 1, updated_at=utcnow()
+                )
+            )
+            self.events.append(
+                ev.RETRAIN_STARTED,
+                {
+                    "trigger_id": trigger,
+                    "champion": self.unit.version,
+                    "candidate": candidate,
+                    "onset": req["onset"],
+                    "upto": req["upto"],
+                    "strategy": self.cfg.retrain.strategy.kind,
+                },
+                model_version=candidate,
+                conn=conn,
+            )
         self.policy.busy = True
         self.runner.start(trigger, spec)
         self.report(f"retrain started    {trigger}  {self.unit.version} → {candidate}")
@@ -350,19 +405,32 @@ class Daemon:
         self.policy.retrain_done()
         if not out.ok:
             self._set_request(trigger, "failed", {"reason": out.reason})
-            self.events.append(ev.RETRAIN_FAILED, {
-                "trigger_id": trigger, "reason": out.reason, "seconds": round(out.seconds, 3),
-            }, model_version=out.result.get("candidate"))
+            self.events.append(
+                ev.RETRAIN_FAILED,
+                {
+                    "trigger_id": trigger,
+                    "reason": out.reason,
+                    "seconds": round(out.seconds, 3),
+                },
+                model_version=out.result.get("candidate"),
+            )
             self.report(f"retrain failed     {trigger}: {out.reason}")
             return
         res = out.result
         candidate, train = res["candidate"], res["train"]
-        self.events.append(ev.RETRAIN_FINISHED, {
-            "trigger_id": trigger, "candidate": candidate, **train,
-            "wall_seconds": round(out.seconds, 3),
-        }, model_version=candidate)
+        self.events.append(
+            ev.RETRAIN_FINISHED,
+            {
+                "trigger_id": trigger,
+                "candidate": candidate,
+                **train,
+                "wall_seconds": round(out.seconds, 3),
+            },
+            model_version=candidate,
+        )
         self.report(
-            f"retrain finished   {candidate}: {train['samples']} samples in {train['seconds']:.1f} s"
+            f"retrain finished   {candidate}: {train['samples']} samples"
+            f" in {train['seconds']:.1f} s"
         )
         champion = self.unit.version if self.unit else None
         m = res["metrics"]
@@ -372,16 +440,25 @@ class Daemon:
         )
         expected = self.unit.golden_index if self.unit else []
         decision = evaluate(metrics, self.cfg.gate, expected_golden=expected)
-        payload = {"trigger_id": trigger, "candidate": candidate, "champion": champion,
-                   **decision.to_dict()}
+        payload = {
+            "trigger_id": trigger,
+            "candidate": candidate,
+            "champion": champion,
+            **decision.to_dict(),
+        }
         kind = ev.GATE_PASSED if decision.passed else ev.GATE_FAILED
         self.events.append(kind, payload, model_version=candidate)
         for c in decision.checks:
             self.report(f"  gate check {c.name:<14} {'pass' if c.passed else 'FAIL'}  {c.reason}")
         if decision.passed:
-            self.registry.promote(candidate, {
-                "trigger_id": trigger, "reason": "gate passed", "gate": decision.to_dict(),
-            })
+            self.registry.promote(
+                candidate,
+                {
+                    "trigger_id": trigger,
+                    "reason": "gate passed",
+                    "gate": decision.to_dict(),
+                },
+            )
             self._adopt(candidate, rebaseline=True)
             self.report(f"promoted {candidate} (was {champion})")
         else:
@@ -420,9 +497,17 @@ class Daemon:
             self.report(f"bootstrap: {len(seqs)}/{n} labelled rows collected")
             return
         seqs, x, y = seqs[:n], x[:n], y[:n]
-        version = bootstrap_from_rows(self.cfg, self.db, self.events, self.registry, x, y,
-                                      first_row=int(seqs[0]), last_row=int(seqs[-1]),
-                                      report=self.report)
+        version = bootstrap_from_rows(
+            self.cfg,
+            self.db,
+            self.events,
+            self.registry,
+            x,
+            y,
+            first_row=int(seqs[0]),
+            last_row=int(seqs[-1]),
+            report=self.report,
+        )
         self._adopt(version, rebaseline=True)
 
     # -- housekeeping --------------------------------------------------------------------
@@ -442,8 +527,14 @@ class Daemon:
         src = self.cfg.source
         if isinstance(src, DirectorySourceConfig):
             with self.db.connect() as conn:
-                seen = {FileStamp(p, s, m) for p, s, m in conn.execute(
-                    select(processed_files.c.path, processed_files.c.size, processed_files.c.mtime))}
+                seen = {
+                    FileStamp(p, s, m)
+                    for p, s, m in conn.execute(
+                        select(
+                            processed_files.c.path, processed_files.c.size, processed_files.c.mtime
+                        )
+                    )
+                }
             return DirectorySource(src, self.cfg.schema, seen)
         return SyntheticSource(src, self.cfg.schema, cursor=cursor)
 
@@ -472,7 +563,9 @@ class Daemon:
     def _save_state(self) -> None:
         cursor = getattr(self.source, "cursor", 0)
         state = {
-            "version": STATE_VERSION, "cursor": cursor, "champion": self._champion(),
+            "version": STATE_VERSION,
+            "cursor": cursor,
+            "champion": self._champion(),
             "policy": self.policy.state(),
             "detectors": {d.name: d.state() for d in self.detectors},
         }

@@ -10,7 +10,6 @@ one transaction, so a crash never half-ingests a file.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +72,9 @@ class Ingestor:
         s = self.schema
         frame = batch.frame.reset_index(drop=True)
         n = len(frame)
-        reasons: dict[int, str] = {i: r for i, r in ((k - 1, v) for k, v in batch.row_errors.items())}
+        reasons: dict[int, str] = {
+            i: r for i, r in ((k - 1, v) for k, v in batch.row_errors.items())
+        }
         cols = set(frame.columns)
         extra = sorted(cols - {*s.features, s.label, s.id_column})
         if extra:
@@ -94,7 +95,9 @@ class Ingestor:
             num = pd.to_numeric(raw, errors="coerce").astype(float)
             bad_type = num.isna() & ~blank
             for i in np.flatnonzero(bad_type.to_numpy()):
-                reasons.setdefault(int(i), f"feature '{f}' is not a number: {str(raw.iloc[i])[:40]!r}")
+                reasons.setdefault(
+                    int(i), f"feature '{f}' is not a number: {str(raw.iloc[i])[:40]!r}"
+                )
             if not s.allow_nan:
                 for i in np.flatnonzero(blank.to_numpy()):
                     reasons.setdefault(int(i), f"feature '{f}' is missing or NaN")
@@ -105,9 +108,9 @@ class Ingestor:
         out["__label"] = self._labels(frame, reasons)
         out["__id"] = self._ids(frame, batch)
         seen: set[str] = set()
-        for i, rid in enumerate(out["__id"].tolist()):
+        for pos, rid in enumerate(out["__id"].tolist()):
             if rid in seen:
-                reasons.setdefault(i, f"duplicate row id {rid!r} in this batch")
+                reasons.setdefault(pos, f"duplicate row id {rid!r} in this batch")
             seen.add(rid)
         good = np.ones(n, dtype=bool)
         good[list(reasons)] = False
@@ -121,11 +124,15 @@ class Ingestor:
         blank = raw.isna() | (raw.astype(str).str.strip() == "")
         num = pd.to_numeric(raw, errors="coerce")
         labels = np.full(len(frame), -1, dtype=np.int64)
-        for i, (b, v, r) in enumerate(zip(blank.to_numpy(), num.to_numpy(), raw.tolist(), strict=True)):
+        for i, (b, v, r) in enumerate(
+            zip(blank.to_numpy(), num.to_numpy(), raw.tolist(), strict=True)
+        ):
             if b:
                 continue
             if np.isnan(v) or v != int(v) or int(v) not in self.classes:
-                reasons.setdefault(i, f"unknown label {str(r)[:40]!r} (classes: {sorted(self.classes)})")
+                reasons.setdefault(
+                    i, f"unknown label {str(r)[:40]!r} (classes: {sorted(self.classes)})"
+                )
                 continue
             labels[i] = int(v)
         return pd.Series(labels, index=frame.index)
@@ -136,8 +143,12 @@ class Ingestor:
         if s.id_column not in frame.columns:
             return pd.Series(generated, index=frame.index)
         raw = frame[s.id_column]
-        ids = [g if (v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "")
-               else str(v) for v, g in zip(raw.tolist(), generated, strict=True)]
+        ids = [
+            g
+            if (v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "")
+            else str(v)
+            for v, g in zip(raw.tolist(), generated, strict=True)
+        ]
         return pd.Series(ids, index=frame.index)
 
     def _validate_labels(self, frame: pd.DataFrame, reasons: dict[int, str]) -> pd.DataFrame:
@@ -166,8 +177,11 @@ class Ingestor:
             if mode == "labels":
                 joined = self._join_labels(conn, clean, reasons, now)
                 result = Accepted(
-                    seqs=np.zeros(0, dtype=np.int64), x=np.zeros((0, nf)),
-                    y=np.zeros(0, dtype=np.int64), row_ids=[], rejected=len(reasons),
+                    seqs=np.zeros(0, dtype=np.int64),
+                    x=np.zeros((0, nf)),
+                    y=np.zeros(0, dtype=np.int64),
+                    row_ids=[],
+                    rejected=len(reasons),
                     labels_joined=joined,
                 )
                 accepted = len(joined)
@@ -175,11 +189,19 @@ class Ingestor:
                 result = self._append(conn, clean, batch, now, len(reasons))
                 accepted = result.count
             if reasons:
-                conn.execute(quarantine.insert(), [
-                    {"ingested_at": now, "source": batch.origin, "row_number": batch.first_row + i,
-                     "reason": r, "raw": _raw(batch.frame, i)}
-                    for i, r in sorted(reasons.items())
-                ])
+                conn.execute(
+                    quarantine.insert(),
+                    [
+                        {
+                            "ingested_at": now,
+                            "source": batch.origin,
+                            "row_number": batch.first_row + i,
+                            "reason": r,
+                            "raw": _raw(batch.frame, i),
+                        }
+                        for i, r in sorted(reasons.items())
+                    ],
+                )
                 self._reject_event(conn, batch, accepted, reasons)
             self._mark_file(conn, batch, accepted, len(reasons))
         return result
@@ -190,24 +212,41 @@ class Ingestor:
         s = self.schema
         nf = len(s.features)
         if clean.empty:
-            return Accepted(seqs=np.zeros(0, dtype=np.int64), x=np.zeros((0, nf)),
-                            y=np.zeros(0, dtype=np.int64), row_ids=[], rejected=rejected)
+            return Accepted(
+                seqs=np.zeros(0, dtype=np.int64),
+                x=np.zeros((0, nf)),
+                y=np.zeros(0, dtype=np.int64),
+                row_ids=[],
+                rejected=rejected,
+            )
         x = clean[list(s.features)].to_numpy(dtype=np.float64)
         y = clean["__label"].to_numpy(dtype=np.int64)
         ids = clean["__id"].tolist()
         params = [
-            {"row_id": rid, "ingested_at": now, "source": batch.origin, "features": blob,
-             "label": int(lab) if lab >= 0 else None, "labeled_at": now if lab >= 0 else None}
+            {
+                "row_id": rid,
+                "ingested_at": now,
+                "source": batch.origin,
+                "features": blob,
+                "label": int(lab) if lab >= 0 else None,
+                "labeled_at": now if lab >= 0 else None,
+            }
             for rid, blob, lab in zip(ids, encode_features(x), y.tolist(), strict=True)
         ]
-        stmt = _insert_ignore(conn).returning(rows.c.seq, rows.c.row_id, sort_by_parameter_order=True)
+        stmt = _insert_ignore(conn).returning(
+            rows.c.seq, rows.c.row_id, sort_by_parameter_order=True
+        )
         got = conn.execute(stmt, params).all()
         inserted = {rid: seq for seq, rid in got}
         keep = np.array([rid in inserted for rid in ids], dtype=bool)
         seqs = np.array([inserted[rid] for rid in ids if rid in inserted], dtype=np.int64)
         return Accepted(
-            seqs=seqs, x=x[keep], y=y[keep], row_ids=[r for r in ids if r in inserted],
-            rejected=rejected, duplicates=int((~keep).sum()),
+            seqs=seqs,
+            x=x[keep],
+            y=y[keep],
+            row_ids=[r for r in ids if r in inserted],
+            rejected=rejected,
+            duplicates=int((~keep).sum()),
         )
 
     def _join_labels(
@@ -216,7 +255,7 @@ class Ingestor:
         ids = clean["__id"].tolist()
         known: dict[str, tuple[int, int | None]] = {}
         for chunk in range(0, len(ids), 500):
-            part = ids[chunk:chunk + 500]
+            part = ids[chunk : chunk + 500]
             for seq, rid, lab in conn.execute(
                 select(rows.c.seq, rows.c.row_id, rows.c.label).where(rows.c.row_id.in_(part))
             ):
@@ -225,12 +264,15 @@ class Ingestor:
         todo = []
         for pos, rid, lab in zip(positions, ids, clean["__label"].tolist(), strict=True):
             if rid not in known:
-                reasons[int(pos)] = f"unknown row id {rid!r} (label arrived for a row never ingested)"
+                reasons[int(pos)] = (
+                    f"unknown row id {rid!r} (label arrived for a row never ingested)"
+                )
             elif known[rid][1] is None:
                 todo.append({"rid": rid, "lab": int(lab), "now": now})
         if todo:
             conn.execute(
-                update(rows).where(rows.c.row_id == bindparam("rid"), rows.c.label.is_(None))
+                update(rows)
+                .where(rows.c.row_id == bindparam("rid"), rows.c.label.is_(None))
                 .values(label=bindparam("lab"), labeled_at=bindparam("now")),
                 todo,
             )
@@ -239,13 +281,26 @@ class Ingestor:
     def _mark_file(self, conn: Connection, batch: Batch, accepted: int, rejected: int) -> None:
         if batch.file is None:
             return
-        conn.execute(processed_files.insert(), [{
-            "path": batch.file.path, "size": batch.file.size, "mtime": batch.file.mtime,
-            "processed_at": utcnow(), "accepted": accepted, "rejected": rejected,
-        }])
+        conn.execute(
+            processed_files.insert(),
+            [
+                {
+                    "path": batch.file.path,
+                    "size": batch.file.size,
+                    "mtime": batch.file.mtime,
+                    "processed_at": utcnow(),
+                    "accepted": accepted,
+                    "rejected": rejected,
+                }
+            ],
+        )
 
     def _reject_event(
-        self, conn: Connection, batch: Batch, accepted: int, reasons: dict[int, str],
+        self,
+        conn: Connection,
+        batch: Batch,
+        accepted: int,
+        reasons: dict[int, str],
         whole_file: bool = False,
     ) -> None:
         by_reason: dict[str, int] = {}
@@ -270,7 +325,9 @@ def _raw(frame: pd.DataFrame, i: int) -> str:
     if i >= len(frame):
         return ""
     rec = frame.iloc[i].to_dict()
-    return repr({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rec.items()})[:500]
+    return repr({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rec.items()})[
+        :500
+    ]
 
 
 def _insert_ignore(conn: Connection) -> Any:

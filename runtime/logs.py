@@ -12,7 +12,8 @@ from datetime import UTC, datetime
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {
-            "ts": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "ts": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+            + "Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

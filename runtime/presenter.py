@@ -29,36 +29,52 @@ def event_summary(e: Event) -> str:
     if k == ev.INGEST_REJECTED:
         ex = p.get("examples") or [{}]
         first = ex[0].get("reason", "") if ex else ""
-        return (f"{p.get('source')}: {p.get('rejected')} rejected, {p.get('accepted')} accepted"
-                f" — e.g. row {ex[0].get('row', '?')}: {first}")
+        return (
+            f"{p.get('source')}: {p.get('rejected')} rejected, {p.get('accepted')} accepted"
+            f" — e.g. row {ex[0].get('row', '?')}: {first}"
+        )
     if k == ev.DRIFT_DETECTED:
-        return (f"{p.get('detector')} on {p.get('signal')} at row {p.get('row')} "
-                f"(onset {p.get('onset')}, statistic {_f(p.get('statistic'))}) → "
-                f"{p.get('action')}: {p.get('reason')}")
+        return (
+            f"{p.get('detector')} on {p.get('signal')} at row {p.get('row')} "
+            f"(onset {p.get('onset')}, statistic {_f(p.get('statistic'))}) → "
+            f"{p.get('action')}: {p.get('reason')}"
+        )
     if k == ev.RETRAIN_REQUESTED:
-        return (f"{p.get('trigger_id')}: rows {p.get('onset')}..{p.get('upto')} "
-                f"({p.get('labelled_rows')} labelled), after {p.get('detector')}")
+        return (
+            f"{p.get('trigger_id')}: rows {p.get('onset')}..{p.get('upto')} "
+            f"({p.get('labelled_rows')} labelled), after {p.get('detector')}"
+        )
     if k == ev.RETRAIN_STARTED:
-        return f"{p.get('trigger_id')}: {p.get('champion')} → {p.get('candidate')} ({p.get('strategy')})"
+        return (
+            f"{p.get('trigger_id')}: {p.get('champion')} → {p.get('candidate')}"
+            f" ({p.get('strategy')})"
+        )
     if k == ev.RETRAIN_PROGRESS:
         return f"epoch {p.get('epoch')}: loss {_f(p.get('loss'), 4)}, {p.get('samples')} samples"
     if k == ev.RETRAIN_FINISHED:
-        return (f"{p.get('candidate')}: {p.get('samples')} samples in {_f(p.get('seconds'), 1)} s "
-                f"({p.get('rows_train')} new rows + rehearsal)")
+        return (
+            f"{p.get('candidate')}: {p.get('samples')} samples in {_f(p.get('seconds'), 1)} s "
+            f"({p.get('rows_train')} new rows + rehearsal)"
+        )
     if k == ev.RETRAIN_FAILED:
         return f"{p.get('trigger_id')}: {p.get('reason')}"
     if k in (ev.GATE_PASSED, ev.GATE_FAILED):
         verdict = "promote" if k == ev.GATE_PASSED else "refuse"
         return f"{p.get('candidate')} vs {p.get('champion')}: {verdict} — " + " ".join(
-            p.get("reasons", []))
+            p.get("reasons", [])
+        )
     if k == ev.MODEL_PROMOTED:
-        return f"{e.model_version} is champion (was {p.get('previous_champion')}): {p.get('reason')}"
+        return (
+            f"{e.model_version} is champion (was {p.get('previous_champion')}): {p.get('reason')}"
+        )
     if k == ev.MODEL_ROLLED_BACK:
         return f"{p.get('from')} → {p.get('to')}: {p.get('reason')}"
     if k == ev.STAGE_FINISHED:
         m = p.get("metrics", {})
-        return (f"stage {p.get('stage')} {'passed' if p.get('passed') else 'FAILED'}: "
-                f"validation accuracy {_f(m.get('val_accuracy'))}")
+        return (
+            f"stage {p.get('stage')} {'passed' if p.get('passed') else 'FAILED'}: "
+            f"validation accuracy {_f(m.get('val_accuracy'))}"
+        )
     return ""
 
 
@@ -66,15 +82,20 @@ def event_line(e: Event) -> str:
     return f"{e.id:>5}  {e.ts}  {e.kind:<17} {e.model_version or '-':<5} {event_summary(e)}"
 
 
-def status_dict(state_dir: Path, db: Database, events: EventLog, registry: Registry) -> dict[str, Any]:
+def status_dict(
+    state_dir: Path, db: Database, events: EventLog, registry: Registry
+) -> dict[str, Any]:
     with db.connect() as conn:
         n_rows = conn.execute(select(func.count()).select_from(rows)).scalar_one()
         n_labelled = conn.execute(
-            select(func.count()).select_from(rows).where(rows.c.label.is_not(None))).scalar_one()
+            select(func.count()).select_from(rows).where(rows.c.label.is_not(None))
+        ).scalar_one()
         n_quarantined = conn.execute(select(func.count()).select_from(quarantine)).scalar_one()
         pending = conn.execute(
-            select(retrain_requests.c.trigger_id, retrain_requests.c.status)
-            .where(retrain_requests.c.status.in_(["pending", "running"]))).all()
+            select(retrain_requests.c.trigger_id, retrain_requests.c.status).where(
+                retrain_requests.c.status.in_(["pending", "running"])
+            )
+        ).all()
     last = events.list(descending=True, limit=1)
     last_drift = events.last(ev.DRIFT_DETECTED)
     last_promo = events.last(ev.MODEL_PROMOTED)
@@ -83,7 +104,9 @@ def status_dict(state_dir: Path, db: Database, events: EventLog, registry: Regis
         "daemon_running": StateLock(state_dir).held_by_other(),
         "champion": registry.champion(),
         "versions": len(registry.list()),
-        "rows": n_rows, "labelled_rows": n_labelled, "quarantined_rows": n_quarantined,
+        "rows": n_rows,
+        "labelled_rows": n_labelled,
+        "quarantined_rows": n_quarantined,
         "retrains_pending": [{"trigger_id": t, "status": s} for t, s in pending],
         "events": events.count(),
         "last_event": last[0].to_dict() if last else None,
@@ -97,7 +120,8 @@ def status_text(st: dict[str, Any]) -> str:
     lines = [
         f"state:       {st['state_dir']}",
         f"daemon:      {'running' if st['daemon_running'] else 'not running'}",
-        f"champion:    {st['champion'] or '(none yet: run bootstrap)'}  ({st['versions']} versions)",
+        f"champion:    {st['champion'] or '(none yet: run bootstrap)'}"
+        f"  ({st['versions']} versions)",
         f"rows:        {st['rows']} ingested, {st['labelled_rows']} labelled, "
         f"{st['quarantined_rows']} quarantined",
         f"retrains:    {pending or 'none pending'}",
@@ -117,14 +141,19 @@ def _holdout(v: ModelVersion) -> str:
 
 
 def models_text(versions: list[ModelVersion], champion: str | None) -> str:
-    head = f"{'version':<8} {'status':<10} {'parent':<7} {'strategy':<10} {'rows':<14} {'new-data acc':<14} created"
+    head = (
+        f"{'version':<8} {'status':<10} {'parent':<7} {'strategy':<10} {'rows':<14} "
+        f"{'new-data acc':<14} created"
+    )
     out = [head]
     for v in versions:
         d = v.meta.get("data", {})
         span = f"{d.get('first_row', '?')}..{d.get('last_row', '?')}"
         mark = "*" if v.version == champion else " "
-        out.append(f"{mark}{v.version:<7} {v.status:<10} {v.parent or '-':<7} "
-                   f"{v.meta.get('strategy', '-'):<10} {span:<14} {_holdout(v):<14} {v.created_at}")
+        out.append(
+            f"{mark}{v.version:<7} {v.status:<10} {v.parent or '-':<7} "
+            f"{v.meta.get('strategy', '-'):<10} {span:<14} {_holdout(v):<14} {v.created_at}"
+        )
     out.append("(* champion; new-data acc = champion→candidate on the held-out split)")
     return "\n".join(out)
 
@@ -140,5 +169,9 @@ def lineage_text(versions: list[ModelVersion], champion: str | None) -> str:
             p = by[p].parent
         mark = " (champion)" if v.version == champion else f" ({v.status})"
         trigger = v.meta.get("trigger_id", "-")
-        out.append(" ← ".join(chain) + mark + f"  trigger={trigger} config={str(v.meta.get('config_hash', ''))[:12]}")
+        out.append(
+            " ← ".join(chain)
+            + mark
+            + f"  trigger={trigger} config={str(v.meta.get('config_hash', ''))[:12]}"
+        )
     return "\n".join(out)

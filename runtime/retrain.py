@@ -75,18 +75,31 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
     yh = torch.as_tensor(y[hold], dtype=torch.int64)
 
     def progress(p: Progress) -> None:
-        events.append(ev.RETRAIN_PROGRESS, {
-            "trigger_id": trigger, "epoch": p.epoch, "step": p.step, "samples": p.samples,
-            "loss": round(p.loss, 6), "seconds": round(p.seconds, 3),
-            "val_accuracy": p.val_accuracy,
-        }, model_version=candidate)
+        events.append(
+            ev.RETRAIN_PROGRESS,
+            {
+                "trigger_id": trigger,
+                "epoch": p.epoch,
+                "step": p.step,
+                "samples": p.samples,
+                "loss": round(p.loss, 6),
+                "seconds": round(p.seconds, 3),
+                "val_accuracy": p.val_accuracy,
+            },
+            model_version=candidate,
+        )
 
     model = copy.deepcopy(unit.model)
     strategy = build_strategy(cfg.retrain.strategy)
     b = cfg.retrain.budget
     result = strategy.train(
-        model, xt, yt, unit.buffer, Budget(epochs=b.epochs, steps=b.steps, seconds=b.seconds),
-        seed, progress,
+        model,
+        xt,
+        yt,
+        unit.buffer,
+        Budget(epochs=b.epochs, steps=b.steps, seconds=b.seconds),
+        seed,
+        progress,
     )
     model.eval()
 
@@ -102,28 +115,54 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
     unit.buffer.add(xt, yt)
     _, reference = recent_rows(db, nf, cfg.retrain.reference_size, since=onset, upto=upto)
     train_info = {
-        "samples": result.samples_processed, "steps": result.steps, "epochs": result.epochs,
-        "seconds": round(result.seconds, 3), "final_loss": result.final_loss,
-        "stopped_by": result.stopped_by, "rows_train": len(train), "rows_holdout": len(hold),
+        "samples": result.samples_processed,
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "seconds": round(result.seconds, 3),
+        "final_loss": result.final_loss,
+        "stopped_by": result.stopped_by,
+        "rows_train": len(train),
+        "rows_holdout": len(hold),
     }
     meta = {
         "trigger_id": trigger,
-        "data": {"since": onset, "upto": upto, "first_row": int(seqs[0]), "last_row": int(seqs[-1]),
-                 "rows": len(seqs)},
+        "data": {
+            "since": onset,
+            "upto": upto,
+            "first_row": int(seqs[0]),
+            "last_row": int(seqs[-1]),
+            "rows": len(seqs),
+        },
         "strategy": cfg.retrain.strategy.kind,
         "buffer_kind": cfg.retrain.buffer.kind,
         "config_hash": cfg.config_hash(),
         "metrics": metrics,
         "train": train_info,
         "golden_index": [*unit.golden_index, candidate],
-        "golden_provenance": {"rows": len(hold), "first_row": int(seqs[0]), "last_row": int(seqs[-1]),
-                              "source": "held-out split of the retrain data"},
+        "golden_provenance": {
+            "rows": len(hold),
+            "first_row": int(seqs[0]),
+            "last_row": int(seqs[-1]),
+            "source": "held-out split of the retrain data",
+        },
     }
-    save_unit(registry, candidate, model=model, buffer=unit.buffer, reference=reference,
-              golden=(x[hold], y[hold]), meta=meta, parent=champion)
+    save_unit(
+        registry,
+        candidate,
+        model=model,
+        buffer=unit.buffer,
+        reference=reference,
+        golden=(x[hold], y[hold]),
+        meta=meta,
+        parent=champion,
+    )
     db.dispose()
-    return {"candidate": candidate, "metrics": metrics, "train": train_info,
-            "golden_index": meta["golden_index"]}
+    return {
+        "candidate": candidate,
+        "metrics": metrics,
+        "train": train_info,
+        "golden_index": meta["golden_index"],
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,10 +178,14 @@ def main(argv: list[str] | None = None) -> int:
         write_json_atomic(result_path, {"ok": True, **out})
         return 0
     except Exception as err:  # every failure becomes a reason in the result
-        write_json_atomic(result_path, {
-            "ok": False, "error": f"{type(err).__name__}: {err}",
-            "traceback": traceback.format_exc()[-4000:],
-        })
+        write_json_atomic(
+            result_path,
+            {
+                "ok": False,
+                "error": f"{type(err).__name__}: {err}",
+                "traceback": traceback.format_exc()[-4000:],
+            },
+        )
         return 1
 
 
@@ -180,7 +223,9 @@ class RetrainRunner:
         log = (self.work_dir / f"{safe}.log").open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "runtime.retrain", str(spec_path), str(self._result_path)],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # a Ctrl-C on the daemon's terminal is the daemon's to handle
         )
         log.close()

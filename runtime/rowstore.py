@@ -39,7 +39,7 @@ def labelled_rows(
     if limit is not None:
         q = q.limit(limit)
     with db.connect() as conn:
-        got = conn.execute(q).all()
+        got = list(conn.execute(q).all())
     got.reverse()
     seqs = np.array([r[0] for r in got], dtype=np.int64)
     x = decode_features([r[1] for r in got], n_features)
@@ -47,22 +47,30 @@ def labelled_rows(
     return seqs, x, y
 
 
-def recent_rows(db: Database, n_features: int, n: int, since: int = 0, upto: int | None = None) -> tuple[I64, F64]:
+def recent_rows(
+    db: Database, n_features: int, n: int, since: int = 0, upto: int | None = None
+) -> tuple[I64, F64]:
     """The last ``n`` rows (labelled or not) with ``since <= seq <= upto``."""
     q = select(rows.c.seq, rows.c.features).where(rows.c.seq >= since)
     if upto is not None:
         q = q.where(rows.c.seq <= upto)
     with db.connect() as conn:
-        got = conn.execute(q.order_by(rows.c.seq.desc()).limit(n)).all()
+        got = list(conn.execute(q.order_by(rows.c.seq.desc()).limit(n)).all())
     got.reverse()
-    return np.array([r[0] for r in got], dtype=np.int64), decode_features([r[1] for r in got], n_features)
+    return np.array([r[0] for r in got], dtype=np.int64), decode_features(
+        [r[1] for r in got], n_features
+    )
 
 
 def count_labelled(db: Database, since: int) -> int:
     with db.connect() as conn:
-        return int(conn.execute(
-            select(func.count()).select_from(rows).where(rows.c.seq >= since, rows.c.label.is_not(None))
-        ).scalar_one())
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(rows)
+                .where(rows.c.seq >= since, rows.c.label.is_not(None))
+            ).scalar_one()
+        )
 
 
 def last_seq(db: Database) -> int:

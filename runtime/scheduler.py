@@ -18,8 +18,14 @@ class Scheduler:
 
     def every(self, seconds: float, fn: Callable[[], object], name: str) -> None:
         self._s.add_job(
-            fn, "interval", seconds=seconds, id=name, name=name,
-            max_instances=1, coalesce=True, misfire_grace_time=None,
+            fn,
+            "interval",
+            seconds=seconds,
+            id=name,
+            name=name,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
         )
 
     def start(self) -> None:

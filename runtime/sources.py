@@ -116,7 +116,9 @@ def read_file(path: Path, schema: SchemaConfig) -> Batch:
         reason = f"cannot read {suffix.lstrip('.')} file: {str(err).splitlines()[0][:200]}"
         return Batch(origin=str(path), frame=pd.DataFrame(), file=stamp, read_error=reason)
     return Batch(
-        origin=str(path), frame=pd.DataFrame(), file=stamp,
+        origin=str(path),
+        frame=pd.DataFrame(),
+        file=stamp,
         read_error=f"unsupported file type {suffix!r} (use .csv, .parquet or .jsonl)",
     )
 
@@ -147,8 +149,11 @@ def _read_jsonl(path: Path, schema: SchemaConfig, stamp: FileStamp) -> Batch:
     frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
     keep = [c for c in frame.columns if c in allowed]
     return Batch(
-        origin=str(path), frame=frame[keep].astype(object), first_row=1,
-        row_errors=errors, file=stamp,
+        origin=str(path),
+        frame=frame[keep].astype(object),
+        first_row=1,
+        row_errors=errors,
+        file=stamp,
     )
 
 

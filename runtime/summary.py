@@ -55,17 +55,25 @@ def distributions(
     return [(f"golden {n}", x, y) for n, (x, y) in golden_sets(registry, names).items()]
 
 
-def accuracy_matrix(cfg: DriftloopConfig, registry: Registry) -> tuple[list[str], list[tuple[str, str, list[float]]]]:
+def accuracy_matrix(
+    cfg: DriftloopConfig, registry: Registry
+) -> tuple[list[str], list[tuple[str, str, list[float]]]]:
     dists = distributions(cfg, registry)
     table = []
     for v in registry.list():
         try:
             unit = load_unit(registry, cfg, v.version)
-        except Exception:  # noqa: BLE001 - a pruned or corrupt version is shown as such
+        except Exception:
             table.append((v.version, v.status, [float("nan")] * len(dists)))
             continue
-        accs = [accuracy(unit.model, torch.as_tensor(x, dtype=torch.float32),
-                         torch.as_tensor(y, dtype=torch.int64)) for _, x, y in dists]
+        accs = [
+            accuracy(
+                unit.model,
+                torch.as_tensor(x, dtype=torch.float32),
+                torch.as_tensor(y, dtype=torch.int64),
+            )
+            for _, x, y in dists
+        ]
         table.append((v.version, v.status, accs))
     return [d[0] for d in dists], table
 
@@ -84,9 +92,14 @@ def run_summary(cfg: DriftloopConfig, after_id: int = 0) -> str:
         p = e.payload
         row = int(p["row"])
         before = [t for t in truth if t <= row]
-        lag = f"{row - before[-1]} rows after the true drift at row {before[-1]}" if before else \
-            ("no true drift before it" if truth else "")
-        out.append(f"  row {row:>6}  {p['detector']:<8} on {p['signal']:<9} {lag:<44} → {p['action']}")
+        lag = (
+            f"{row - before[-1]} rows after the true drift at row {before[-1]}"
+            if before
+            else ("no true drift before it" if truth else "")
+        )
+        out.append(
+            f"  row {row:>6}  {p['detector']:<8} on {p['signal']:<9} {lag:<44} → {p['action']}"
+        )
     if truth:
         out.append(f"  (true drifts at rows {', '.join(map(str, truth))})")
 
@@ -94,8 +107,10 @@ def run_summary(cfg: DriftloopConfig, after_id: int = 0) -> str:
     for e in got:
         p = e.payload
         if e.kind == ev.RETRAIN_FINISHED:
-            out.append(f"  {p['trigger_id']}: {p['candidate']} trained on {p['rows_train']} new rows "
-                       f"+ rehearsal, {p['samples']} samples in {p['seconds']:.1f} s")
+            out.append(
+                f"  {p['trigger_id']}: {p['candidate']} trained on {p['rows_train']} new rows "
+                f"+ rehearsal, {p['samples']} samples in {p['seconds']:.1f} s"
+            )
         elif e.kind == ev.RETRAIN_FAILED:
             out.append(f"  {p['trigger_id']}: FAILED — {p['reason']}")
 
@@ -109,8 +124,10 @@ def run_summary(cfg: DriftloopConfig, after_id: int = 0) -> str:
         for c in p.get("checks", []):
             champ = "-" if c.get("champion") is None else f"{c['champion']:.3f}"
             cand = "-" if c.get("candidate") is None else f"{c['candidate']:.3f}"
-            out.append(f"    {'pass' if c['passed'] else 'FAIL'}  {c['name']:<12} champion {champ}  "
-                       f"candidate {cand}  ({c['threshold']})")
+            out.append(
+                f"    {'pass' if c['passed'] else 'FAIL'}  {c['name']:<12} champion {champ}  "
+                f"candidate {cand}  ({c['threshold']})"
+            )
 
     names, table = accuracy_matrix(cfg, registry)
     champion = registry.champion()
@@ -120,7 +137,9 @@ def run_summary(cfg: DriftloopConfig, after_id: int = 0) -> str:
         out.append(f"  {'version':<10}{'status':<10}" + "".join(f"{n:>{width}}" for n in names))
         for version, status, accs in table:
             mark = "*" if version == champion else " "
-            out.append(f" {mark}{version:<10}{status:<10}" + "".join(f"{a:>{width}.3f}" for a in accs))
+            out.append(
+                f" {mark}{version:<10}{status:<10}" + "".join(f"{a:>{width}.3f}" for a in accs)
+            )
     out.append(f"Champion: {champion}")
     db.dispose()
     return "\n".join(out)

@@ -17,7 +17,15 @@ from river.datasets import synth
 from runtime.config import Segment
 
 AGRAWAL_FEATURES = (
-    "salary", "commission", "age", "elevel", "car", "zipcode", "hvalue", "hyears", "loan",
+    "salary",
+    "commission",
+    "age",
+    "elevel",
+    "car",
+    "zipcode",
+    "hvalue",
+    "hyears",
+    "loan",
 )
 
 

@@ -14,7 +14,8 @@ from strategies.registry import build as build_strategy
 def build_everything(cfg: DriftloopConfig) -> Iterator[str]:
     """Yields one line per component built; raises on the first that cannot be."""
     features = list(cfg.schema.features)
-    yield f"schema: {len(features)} features, label {cfg.schema.label!r}, classes {cfg.schema.classes}"
+    s = cfg.schema
+    yield f"schema: {len(features)} features, label {s.label!r}, classes {s.classes}"
     src = cfg.source
     if isinstance(src, SyntheticSourceConfig):
         s = SyntheticSource(src, cfg.schema)
@@ -30,8 +31,13 @@ def build_everything(cfg: DriftloopConfig) -> Iterator[str]:
         yield f"detector: {det.name} ({d.kind}) on {det.signal}"
     build_strategy(cfg.retrain.strategy)
     buf = new_buffer(cfg)
-    yield f"retrain: strategy {cfg.retrain.strategy.kind}, buffer {cfg.retrain.buffer.kind} ({buf.capacity})"
+    r = cfg.retrain
+    yield f"retrain: strategy {r.strategy.kind}, buffer {r.buffer.kind} ({buf.capacity})"
     g = cfg.gate
-    yield (f"gate: min_gain {g.min_gain}, min_accuracy {g.min_accuracy}, "
-           f"max_forgetting {g.max_forgetting}")
-    yield f"state: {cfg.state_dir}" + (f" on {cfg.database_url.split('@')[-1]}" if cfg.database_url else " (SQLite)")
+    yield (
+        f"gate: min_gain {g.min_gain}, min_accuracy {g.min_accuracy}, "
+        f"max_forgetting {g.max_forgetting}"
+    )
+    yield f"state: {cfg.state_dir}" + (
+        f" on {cfg.database_url.split('@')[-1]}" if cfg.database_url else " (SQLite)"
+    )

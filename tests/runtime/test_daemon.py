@@ -64,7 +64,7 @@ def burst(tmp_path_factory: pytest.TempPathFactory) -> tuple[DriftloopConfig, li
 
 
 def test_event_sequence_detect_rehearse_gate_promote_then_refuse(burst: Any) -> None:
-    cfg, events = burst
+    _cfg, events = burst
     kinds = _kinds(events)
     first = [
         ev.DAEMON_STARTED,

@@ -35,7 +35,7 @@ def _good_frame(n: int, start: int = 0) -> pd.DataFrame:
 
 
 def test_good_rows_accepted_bad_rows_quarantined_with_one_event(ingest, tmp_path: Path) -> None:
-    ing, events, db = ingest
+    ing, events, _db = ingest
     frame = _good_frame(10).astype(object)
     frame.loc[2, "age"] = "forty"  # wrong type
     frame.loc[4, "salary"] = ""  # missing
@@ -97,7 +97,7 @@ def test_late_labels_join_by_row_id(ingest, tmp_path: Path) -> None:
     labels = pd.DataFrame({"row_id": ["r1", "r3", "nope"], "class": [1, 0, 1]})
     acc = ing.ingest(read_file(_write(tmp_path / "labels.csv", labels), ing.schema))
     assert len(acc.labels_joined) == 2
-    seqs, _, y = labelled_rows(db, len(FEATURES), since=0)
+    _seqs, _, y = labelled_rows(db, len(FEATURES), since=0)
     assert list(y) == [1, 0]
     p = events.list(kinds=[ev.INGEST_REJECTED])[-1].payload
     assert "unknown row id 'nope'" in p["examples"][0]["reason"]
