@@ -80,7 +80,67 @@ class DirectorySourceConfig(_Model):
     batch_size: int = Field(default=1000, gt=0)
 
 
-SourceConfig = Annotated[SyntheticSourceConfig | DirectorySourceConfig, Field(discriminator="kind")]
+class RedisSourceConfig(_Model):
+    """A Redis stream read through a consumer group (runtime/broker.py).
+
+    Each entry carries one row as JSON in its ``row`` field (or a JSON array of rows in
+    ``rows``); an entry is acknowledged only after its rows are durably written.
+    """
+
+    kind: Literal["redis"] = "redis"
+    url: str = "redis://127.0.0.1:6379/0"
+    stream: str = "driftloop"
+    group: str = "driftloop"
+    consumer: str | None = None
+    """This daemon's name in the group (default: host name and process id)."""
+    batch_size: int = Field(default=1000, gt=0)
+    block_ms: int = Field(default=200, ge=0)
+    claim_idle_ms: int = Field(default=30000, gt=0)
+    """Entries another consumer read but did not acknowledge for this long are taken over."""
+    drain_when_empty: bool = False
+    """``exhausted()`` once the stream has nothing new and nothing pending (for replays)."""
+
+
+class HttpSourceConfig(_Model):
+    """Rows arrive only through the HTTP API (``POST /v1/ingest``)."""
+
+    kind: Literal["http"] = "http"
+
+
+SourceConfig = Annotated[
+    SyntheticSourceConfig | DirectorySourceConfig | RedisSourceConfig | HttpSourceConfig,
+    Field(discriminator="kind"),
+]
+
+
+class ApiConfig(_Model):
+    """The HTTP API (runtime/api.py), served by the daemon while it runs."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    token_env: str | None = "DRIFTLOOP_TOKEN"
+    """Environment variable holding the bearer token for mutating endpoints; the daemon
+    refuses to start if it is unset. ``null`` serves a read-only API."""
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    max_batch_rows: int = Field(default=10000, gt=0)
+    monitor_queue_rows: int = Field(default=200000, gt=0)
+    """Rows accepted over HTTP waiting for the detectors; when full, ingest waits."""
+    shutdown_seconds: float = Field(default=5.0, gt=0)
+
+
+class LeaderConfig(_Model):
+    """Leader election between daemons sharing one PostgreSQL database (runtime/leader.py).
+
+    Daemons with the same ``name`` on one database elect one leader, which retrains and
+    promotes; the others ingest, monitor and serve reads, and take over within
+    ``poll_seconds`` when the leader's database session ends. They share ``state_dir``
+    (the model files), each with its own ``instance`` name.
+    """
+
+    name: str = "driftloop"
+    instance: str | None = None
+    """This daemon's name (default: host name and process id)."""
+    poll_seconds: float = Field(default=1.0, gt=0)
 
 
 class BootstrapConfig(_Model):
@@ -154,6 +214,8 @@ class DriftloopConfig(_Model):
     gate: GateConfig = Field(default_factory=GateConfig)
     golden: GoldenConfig = Field(default_factory=GoldenConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    api: ApiConfig | None = None
+    leader: LeaderConfig | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -178,6 +240,16 @@ class DriftloopConfig(_Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _leader_needs_postgres(self) -> DriftloopConfig:
+        url = self.database_url or ""
+        if self.leader is not None and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "leader election needs a shared PostgreSQL database: set database_url "
+                "to postgresql://… or remove `leader:`"
+            )
+        return self
+
     def config_hash(self) -> str:
         """sha256 of the canonical JSON of the config (recorded in each version's lineage)."""
         blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
@@ -195,7 +267,11 @@ def _location(loc: tuple[int | str, ...]) -> str:
     for p in loc:
         if isinstance(p, int):
             parts.append(f"[{p}]")
-        elif p in {"synthetic", "directory"} or "[" in str(p) or "function-after" in str(p):
+        elif (
+            p in {"synthetic", "directory", "redis", "http"}
+            or "[" in str(p)
+            or "function-after" in str(p)
+        ):
             continue  # pydantic's union-branch tags are noise to a user
         else:
             parts.append(("." if parts else "") + str(p))

@@ -89,7 +89,10 @@ class Daemon:
                 .values(status="pending", updated_at=utcnow())
             ).rowcount
         champion = self.registry.champion()
-        if champion is not None:
+        if champion is None:
+            self._ingest_bootstrap_data()
+            champion = self.registry.champion()
+        if champion is not None and self.unit is None:
             self._adopt(champion, rebaseline=saved.get("champion") != champion)
             if saved.get("champion") == champion:
                 self._restore_detectors(saved)
@@ -175,10 +178,7 @@ class Daemon:
                     "bootstrap trains the first model only"
                 )
             self.source = self._make_source(cursor=int(self._load_state().get("cursor", 0)))
-            if self.cfg.bootstrap.data is not None:
-                self._after_ingest(
-                    self.ingestor.ingest(read_file(self.cfg.bootstrap.data, self.cfg.schema))
-                )
+            self._ingest_bootstrap_data()
             while self.unit is None:
                 batch = self.source.poll()
                 if batch is not None:
@@ -489,6 +489,21 @@ class Daemon:
                     det.set_reference(self.unit.reference)
             self.policy.rebaseline(last_seq(self.db))
             self.policy.episode = None
+
+    def _ingest_bootstrap_data(self) -> None:
+        """Ingest ``bootstrap.data`` once (a file already processed is skipped)."""
+        path = self.cfg.bootstrap.data
+        if path is None:
+            return
+        if not path.is_file():
+            raise BootstrapError(f"bootstrap.data: no such file {path}")
+        batch = read_file(path, self.cfg.schema)
+        with self.db.connect() as conn:
+            done = conn.execute(
+                select(processed_files.c.path).where(processed_files.c.path == str(path))
+            ).first()
+        if done is None:
+            self._after_ingest(self.ingestor.ingest(batch))
 
     def _maybe_bootstrap(self) -> None:
         n = self.cfg.bootstrap.rows

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -61,21 +62,59 @@ class RehearsalBuffer(Protocol):
     policy (which decides what is kept). ``state_tensors``/``state_meta`` are what the
     registry saves (safetensors + JSON) and ``load`` restores, sampling state included,
     so a restarted daemon continues the same buffer.
+
+    A buffer can also hold the model's logits for each row (DER replays them):
+    ``logits()`` is ``[n, k]`` aligned with ``tensors()``, with NaN rows for rows added
+    without logits, or ``None`` when no row has any; ``set_logits`` replaces them all.
     """
 
     capacity: int
 
     def __len__(self) -> int: ...
 
-    def add(self, x: torch.Tensor, y: torch.Tensor) -> None: ...
+    def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None) -> None: ...
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def logits(self) -> torch.Tensor | None: ...
+
+    def set_logits(self, logits: torch.Tensor) -> None: ...
 
     def state_tensors(self) -> dict[str, torch.Tensor]: ...
 
     def state_meta(self) -> dict[str, Any]: ...
 
     def load(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training batch as a penalty sees it.
+
+    The first ``n_new`` rows are new data, the rest were replayed from the buffer;
+    ``replay_logits`` holds the buffer's stored logits for the replayed rows (NaN rows
+    where none were stored), or ``None``.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    logits: torch.Tensor
+    n_new: int
+    replay_logits: torch.Tensor | None = None
+
+
+@runtime_checkable
+class Penalty(Protocol):
+    """A term added to the cross-entropy of every batch (EWC, LwF, DER's logit replay).
+
+    ``prepare`` is called once the model is on the training device, before the first
+    step. Penalties are built from the model *before* training, so a resumed run that is
+    given the same starting model rebuilds the same penalty.
+    """
+
+    def prepare(self, device: torch.device) -> None: ...
+
+    def __call__(self, model: nn.Module, batch: Batch) -> torch.Tensor: ...
 
 
 @runtime_checkable
@@ -87,7 +126,9 @@ class Strategy(Protocol):
 
     Optional keywords: ``val`` (``(x, y)`` evaluated after each epoch, for early stopping
     and best-epoch weights), ``should_stop`` (polled before every step; ``True`` ends the
-    run with ``stopped_by="interrupted"``), ``device`` (``None`` picks CUDA if available).
+    run with ``stopped_by="interrupted"``), ``device`` (``None`` picks CUDA if available),
+    ``checkpoint`` (a directory: the run saves its state there after every epoch and, if
+    a checkpoint of the same run is there, resumes from it).
     """
 
     def train(
@@ -103,4 +144,5 @@ class Strategy(Protocol):
         val: tuple[torch.Tensor, torch.Tensor] | None = None,
         should_stop: Callable[[], bool] | None = None,
         device: str | None = None,
+        checkpoint: str | Path | None = None,
     ) -> TrainResult: ...

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from runtime.config import DriftloopConfig, parse_config
+from runtime.events import Event
 
 torch.set_num_threads(1)
 
@@ -56,3 +57,35 @@ def small_config(tmp_path: Path, **overrides: Any) -> DriftloopConfig:
 @pytest.fixture
 def small_cfg(tmp_path: Path) -> DriftloopConfig:
     return small_config(tmp_path)
+
+
+THREE_SEGMENTS = copy.deepcopy(SMALL["source"])
+THREE_SEGMENTS["segments"] = [
+    *SMALL["source"]["segments"],
+    {
+        "name": "old, bad labels",
+        "rows": 1400,
+        "function": 1,
+        "where": {"age": [60, 81]},
+        "label_noise": 0.4,
+    },
+]
+
+
+@pytest.fixture(scope="session")
+def burst(tmp_path_factory: pytest.TempPathFactory) -> tuple[DriftloopConfig, list[Event]]:
+    """One daemon burst over a three-segment stream (shared, read-only: copy it to change it).
+
+    Segment 2 brings customers the champion never saw (retrain, promote v2); segment 3
+    has 40% of its labels flipped (retrain, the gate refuses v3).
+    """
+    from runtime.daemon import Daemon
+    from runtime.db import Database
+    from runtime.events import EventLog
+
+    cfg = small_config(tmp_path_factory.mktemp("e2e"), source=THREE_SEGMENTS)
+    Daemon(cfg).run(until_drained=True)
+    db = Database.for_state_dir(cfg.state_dir, None)
+    events = EventLog(db).list()
+    db.dispose()
+    return cfg, events

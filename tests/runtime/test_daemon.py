@@ -23,18 +23,6 @@ from runtime.unit import load_unit
 from strategies.evaluation import accuracy
 from tests.conftest import SMALL, small_config
 
-THREE_SEGMENTS = copy.deepcopy(SMALL["source"])
-THREE_SEGMENTS["segments"] = [
-    *SMALL["source"]["segments"],
-    {
-        "name": "old, bad labels",
-        "rows": 1400,
-        "function": 1,
-        "where": {"age": [60, 81]},
-        "label_noise": 0.4,
-    },
-]
-
 
 def _kinds(events: list[ev.Event]) -> list[str]:
     return [e.kind for e in events if e.kind != ev.RETRAIN_PROGRESS]
@@ -53,14 +41,6 @@ def _acc(cfg: DriftloopConfig, registry: Registry, version: str, segment: int) -
         torch.as_tensor(x, dtype=torch.float32),
         torch.as_tensor(class_positions(y, cfg.schema.classes)),
     )
-
-
-@pytest.fixture(scope="module")
-def burst(tmp_path_factory: pytest.TempPathFactory) -> tuple[DriftloopConfig, list[ev.Event]]:
-    cfg = small_config(tmp_path_factory.mktemp("e2e"), source=THREE_SEGMENTS)
-    Daemon(cfg).run(until_drained=True)
-    db = Database.for_state_dir(cfg.state_dir, None)
-    return cfg, EventLog(db).list()
 
 
 def test_event_sequence_detect_rehearse_gate_promote_then_refuse(burst: Any) -> None:

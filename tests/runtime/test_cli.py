@@ -1,0 +1,145 @@
+"""The CLI, over the state of one daemon burst (copied where a test changes it)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runtime import events as ev
+from runtime.cli import COMMANDS, main
+from runtime.config import DriftloopConfig
+from runtime.daemon import Daemon
+from runtime.db import Database
+from runtime.events import EventLog
+from runtime.registry import Registry
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_every_command_has_help() -> None:
+    for cmd in [None, *COMMANDS]:
+        args = [sys.executable, "-m", "runtime.cli", *([cmd] if cmd else []), "--help"]
+        done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, check=False)
+        assert done.returncode == 0, (cmd, done.stderr)
+        assert "usage: driftloop" in done.stdout
+
+
+def test_events_json_is_one_object_a_line_in_order(burst: Any, capsys: Any) -> None:
+    cfg, events = burst
+    code, out, _ = _run(capsys, "events", "--state-dir", str(cfg.state_dir), "--json")
+    assert code == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == len(events)
+    assert list(lines[0]) == ["id", "ts", "kind", "model_version", "payload"]
+    assert [x["id"] for x in lines] == sorted(x["id"] for x in lines)
+    assert all(x["ts"].endswith("Z") for x in lines)
+
+
+def test_events_filters_and_readable_table(burst: Any, capsys: Any) -> None:
+    cfg, _ = burst
+    state = ["--state-dir", str(cfg.state_dir)]
+    _, out, _ = _run(capsys, "events", *state, "--kind", "gate.failed", "--json")
+    got = [json.loads(line) for line in out.splitlines()]
+    assert got and {g["kind"] for g in got} == {"gate.failed"}
+    _, out, _ = _run(capsys, "events", *state, "--kind", "gate.", "--model", "v2", "--json")
+    assert {json.loads(line)["kind"] for line in out.splitlines()} == {"gate.passed"}
+    _, table, _ = _run(capsys, "events", *state)
+    assert "drift.detected" in table and "gate.failed" in table and "refuse" in table
+    code, _, err = _run(capsys, "events", *state, "--kind", "gate.maybe")
+    assert code == 2 and "unknown event kind 'gate.maybe'" in err and err.count("\n") == 1
+    _, out, _ = _run(capsys, "events", *state, "--since", "2999-01-01", "--json")
+    assert out == ""
+
+
+def test_status_and_models(burst: Any, capsys: Any) -> None:
+    cfg, _ = burst
+    state = ["--state-dir", str(cfg.state_dir)]
+    code, out, _ = _run(capsys, "status", *state, "--json")
+    st = json.loads(out)
+    assert code == 0 and st["champion"] == "v2" and st["daemon_running"] is False
+    assert st["rows"] == sum(s.rows for s in cfg.source.segments)
+    _, out, _ = _run(capsys, "models", *state)
+    assert "*v2" in out and "refused" in out
+    _, out, _ = _run(capsys, "models", *state, "--lineage")
+    assert "v3 ← v2 ← v1 (refused)" in out
+
+
+def test_rollback_restores_the_previous_champion_whole(
+    burst: Any, tmp_path: Path, capsys: Any
+) -> None:
+    cfg, _ = burst
+    state = tmp_path / "state"
+    shutil.copytree(cfg.state_dir, state)
+    copy_cfg = cfg.model_copy(update={"state_dir": state})
+    code, out, _ = _run(capsys, "rollback", "--state-dir", str(state))
+    assert code == 0 and "v2 → v1" in out
+    db = Database.for_state_dir(state, None)
+    events = EventLog(db)
+    last = events.last(ev.MODEL_ROLLED_BACK)
+    assert last is not None and last.payload["from"] == "v2" and last.payload["to"] == "v1"
+    # a daemon started on it serves v1 with v1's reference window
+    d = Daemon(copy_cfg)
+    d.open()
+    try:
+        assert d.unit is not None and d.unit.version == "v1"
+        assert d.unit.reference.shape == (
+            len(Registry(db, state / "models", events).load("v1").tensors["reference"]["x"]),
+            len(cfg.schema.features),
+        )
+    finally:
+        d.close("test")
+    code, _, err = _run(capsys, "rollback", "--state-dir", str(state))
+    assert code == 1 and "no previous champion" in err and err.count("\n") == 1
+
+
+def test_a_running_daemon_follows_a_rollback(burst: Any, tmp_path: Path) -> None:
+    cfg, _ = burst
+    state = tmp_path / "state"
+    shutil.copytree(cfg.state_dir, state)
+    d = Daemon(cfg.model_copy(update={"state_dir": state}))
+    d.open()
+    try:
+        assert d.unit is not None and d.unit.version == "v2"
+        d.registry.rollback(None, reason="test")
+        d.step()
+        assert d.unit.version == "v1"
+    finally:
+        d.close("test")
+
+
+def test_validate(capsys: Any, tmp_path: Path) -> None:
+    code, out, _ = _run(capsys, "validate", str(ROOT / "configs" / "demo.yaml"))
+    assert code == 0 and "ok:" in out and "detector: adwin" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        (ROOT / "configs" / "demo.yaml").read_text().replace("warmup_rows", "warmpu_rows")
+    )
+    code, _, err = _run(capsys, "validate", str(bad))
+    assert code == 2 and "unknown key 'policy.warmpu_rows'" in err and err.count("\n") == 1
+
+
+def test_missing_state_is_one_clear_line(capsys: Any, tmp_path: Path) -> None:
+    code, _, err = _run(capsys, "status", "--state-dir", str(tmp_path / "nowhere"))
+    assert code == 2 and "no driftloop state" in err and err.count("\n") == 1
+    code, _, err = _run(capsys, "events")
+    assert code == 2 and "--config" in err
+
+
+def test_bootstrap_refuses_when_there_is_a_champion(burst: Any, capsys: Any) -> None:
+    cfg, _ = burst
+    d = Daemon(cfg)
+    with pytest.raises(Exception, match="already has a champion"):
+        d.bootstrap()
+    assert isinstance(cfg, DriftloopConfig)
