@@ -42,50 +42,25 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field
 
 from detectors.base import Status
-from detectors.calibration import gamma_pvalues, level_for_rows, sorted_resample
+from detectors.calibration import gamma_pvalues, sorted_resample
 from detectors.correction import Correction, adjust
 from detectors.ring import FloatArray
-from detectors.windowed import Verdict, WindowedDetector, Windows
+from detectors.windowed import Verdict, WindowedDetector, WindowFields, Windows
 
 Calibration = Literal["asymptotic", "bootstrap", "threshold"]
 
 
-class Fields(BaseModel):
+class Fields(WindowFields):
     """Fields every per-feature test's ``Config`` has (see the module docstring)."""
 
-    model_config = ConfigDict(extra="forbid")
-
-    name: str | None = None
-    signal: Literal["features"] = "features"
-    features: list[str] | None = None
     categorical: list[str] = Field(default_factory=list)
-    reference_size: Annotated[int, Field(ge=2)] = 2000
-    window_size: Annotated[int, Field(ge=2)] = 500
-    min_samples: Annotated[int, Field(ge=2)] = 200
-    stride: Annotated[int, Field(ge=1)] = 100
-    false_alarms_per_rows: Annotated[int, Field(ge=1)] = 100_000
-    alpha: Annotated[float | None, Field(gt=0, lt=1)] = None
     correction: Correction = "bonferroni"
     drift_share: Annotated[float, Field(ge=0, le=1)] = 0.0
     bootstrap_draws: Annotated[int, Field(ge=20)] = 200
     bootstrap_reference_cap: Annotated[int, Field(ge=100)] = 10_000
-    seed: int = 0
-
-    @model_validator(mode="after")
-    def _sizes(self) -> Fields:
-        if self.min_samples > min(self.window_size, self.reference_size):
-            raise ValueError("min_samples must not exceed window_size nor reference_size")
-        return self
-
-    @property
-    def level(self) -> float:
-        """The per-test level adjusted p-values are compared with."""
-        if self.alpha is not None:
-            return self.alpha
-        return level_for_rows(self.stride, self.false_alarms_per_rows)
 
 
 class FeatureTest(Protocol):

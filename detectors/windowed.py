@@ -16,13 +16,51 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detectors.base import STATE_VERSION, DriftSignal, Status
+from detectors.calibration import level_for_rows
 from detectors.ring import FloatArray, IndexArray, Ring
+
+
+class WindowFields(BaseModel):
+    """Config fields of every windowed detector.
+
+    ``false_alarms_per_rows`` states the false-alarm budget: a test every ``stride`` rows
+    at level ``stride / false_alarms_per_rows`` gives at most one expected false alarm per
+    that many stationary rows (:mod:`detectors.calibration`). ``alpha``, when set, is the
+    per-test level instead (each test, not each stretch of rows).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = None
+    signal: Literal["features"] = "features"
+    features: list[str] | None = None
+    reference_size: Annotated[int, Field(ge=2)] = 2000
+    window_size: Annotated[int, Field(ge=2)] = 500
+    min_samples: Annotated[int, Field(ge=2)] = 200
+    stride: Annotated[int, Field(ge=1)] = 100
+    false_alarms_per_rows: Annotated[int, Field(ge=1)] = 100_000
+    alpha: Annotated[float | None, Field(gt=0, lt=1)] = None
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _sizes(self) -> WindowFields:
+        if self.min_samples > min(self.window_size, self.reference_size):
+            raise ValueError("min_samples must not exceed window_size nor reference_size")
+        return self
+
+    @property
+    def level(self) -> float:
+        """The per-test level p-values are compared with."""
+        if self.alpha is not None:
+            return self.alpha
+        return level_for_rows(self.stride, self.false_alarms_per_rows)
 
 
 @dataclass(frozen=True)

@@ -74,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     m.add_argument("--lineage", action="store_true", help="show the champion's ancestry as a chain")
 
+    ap = sub.add_parser("approve", help="promote a candidate that passed the gate (manual mode)")
+    state_args(ap)
+    ap.add_argument("version", help="the candidate awaiting approval")
+    rj = sub.add_parser("reject", help="refuse a candidate awaiting approval (manual mode)")
+    state_args(rj)
+    rj.add_argument("version", help="the candidate awaiting approval")
+    rj.add_argument("--reason", default="", help="why, in a few words (recorded in the event)")
+
     rb = sub.add_parser("rollback", help="make an earlier promoted version the champion again")
     state_args(rb)
     rb.add_argument(
@@ -237,6 +245,36 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    from runtime.review import ReviewError, approve
+
+    _, _, db, events, registry = _open_state(args)
+    before = registry.champion()
+    try:
+        event = approve(registry, events, args.version)
+    except (ReviewError, ValueError, KeyError) as err:
+        raise CliError(str(err).strip("'\""), code=1) from None
+    print(
+        f"champion: {before} → {args.version} (event {event.id}); "
+        "a running daemon adopts it at its next step"
+    )
+    db.dispose()
+    return 0
+
+
+def cmd_reject(args: argparse.Namespace) -> int:
+    from runtime.review import ReviewError, reject
+
+    _, _, db, events, registry = _open_state(args)
+    try:
+        event = reject(registry, events, args.version, args.reason)
+    except (ReviewError, ValueError, KeyError) as err:
+        raise CliError(str(err).strip("'\""), code=1) from None
+    print(f"{args.version} refused (event {event.id}); champion stays {registry.champion()}")
+    db.dispose()
+    return 0
+
+
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     from runtime.bootstrap import BootstrapError
     from runtime.daemon import Daemon
@@ -271,6 +309,8 @@ COMMANDS = {
     "events": cmd_events,
     "models": cmd_models,
     "rollback": cmd_rollback,
+    "approve": cmd_approve,
+    "reject": cmd_reject,
     "bootstrap": cmd_bootstrap,
     "backtest": cmd_backtest,
 }

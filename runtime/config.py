@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from detectors.registry import DetectorConfig
 from runtime.gate import GateConfig
+from runtime.watch import WatchConfig
 from strategies.models import MLPConfig, ModelConfig
 from strategies.registry import BufferConfig, StrategyConfig
 
@@ -212,6 +213,7 @@ class DriftloopConfig(_Model):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     gate: GateConfig = Field(default_factory=GateConfig)
+    watch: WatchConfig = Field(default_factory=WatchConfig)
     golden: GoldenConfig = Field(default_factory=GoldenConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
     api: ApiConfig | None = None

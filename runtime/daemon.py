@@ -25,19 +25,29 @@ from detectors.base import Detector, DriftSignal, ReferenceDetector
 from detectors.registry import build as build_detector
 from runtime import events as ev
 from runtime.bootstrap import BootstrapError, bootstrap_from_rows
-from runtime.config import DirectorySourceConfig, DriftloopConfig
+from runtime.config import (
+    DirectorySourceConfig,
+    DriftloopConfig,
+    HttpSourceConfig,
+    RedisSourceConfig,
+)
 from runtime.db import Database, from_json, kv, processed_files, retrain_requests, to_json, utcnow
 from runtime.events import EventLog
-from runtime.gate import EvalMetrics, evaluate
+from runtime.gatekeeper import Gatekeeper
+from runtime.inbox import Inbox, merge
 from runtime.ingest import Accepted, Ingestor
+from runtime.leader import Leadership
+from runtime.leader import build as build_leader
 from runtime.lock import StateLock
 from runtime.monitor import Monitor, Signals
 from runtime.policy import Policy
 from runtime.registry import Registry
-from runtime.retrain import Outcome, RetrainRunner
+from runtime.worker import Outcome, RetrainRunner
 from runtime.rowstore import count_labelled, labelled_rows, last_seq, recent_rows
 from runtime.scheduler import Scheduler
+from runtime.server import ApiServer, HttpSource, resolve_token
 from runtime.sources import DirectorySource, FileStamp, Source, SyntheticSource, read_file
+from runtime.systemd import notify, watchdog_interval
 from runtime.unit import Unit, load_unit
 
 log = logging.getLogger(__name__)
@@ -63,6 +73,15 @@ class Daemon:
         self.events = EventLog(self.db, clock)
         self.registry = Registry(self.db, cfg.state_dir / "models", self.events)
         self.ingestor = Ingestor(self.db, cfg.schema, self.events)
+        self.leader: Leadership = build_leader(self.db, cfg.leader)
+        self.state_key = STATE_KEY
+        if cfg.leader is not None:  # daemons sharing a database share state_dir: a lock each
+            self.lock = StateLock(cfg.state_dir / "instances" / self.leader.instance)
+            self.state_key = f"{STATE_KEY}:{self.leader.instance}"
+        self.inbox = Inbox(cfg.api.monitor_queue_rows if cfg.api else 200_000)
+        self.last_signals: dict[str, DriftSignal] = {}
+        self._watchdog = watchdog_interval()
+        self._last_ping = 0.0
         self.policy = Policy(cfg.policy)
         self.detectors: list[Detector] = [build_detector(d, self.features) for d in cfg.detectors]
         self.runner = RetrainRunner(cfg.state_dir / "retrain", cfg.retrain.timeout_seconds)
@@ -70,6 +89,7 @@ class Daemon:
         self.stop_event = threading.Event()
         self._lock = threading.RLock()
         self.unit: Unit | None = None
+        self.gatekeeper = Gatekeeper(cfg, self.registry, self.events, self.report)
         self.monitor: Monitor | None = None
         self.source: Source = self._make_source(cursor=0)
         self.rows_seen = 0
@@ -82,12 +102,9 @@ class Daemon:
         torch.set_num_threads(self.cfg.torch_threads)  # the daemon owns its process
         saved = self._load_state()
         self.source = self._make_source(cursor=int(saved.get("cursor", 0)))
-        with self.db.begin() as conn:  # a retrain the last daemon never finished runs again
-            requeued = conn.execute(
-                update(retrain_requests)
-                .where(retrain_requests.c.status.in_(["running", "cancelled"]))
-                .values(status="pending", updated_at=utcnow())
-            ).rowcount
+        requeued = self._requeue() if self.leader.poll(force=True) else 0
+        if self._next_request() is not None:
+            self.runner.warm()
         champion = self.registry.champion()
         if champion is None:
             self._ingest_bootstrap_data()
@@ -96,6 +113,7 @@ class Daemon:
             self._adopt(champion, rebaseline=saved.get("champion") != champion)
             if saved.get("champion") == champion:
                 self._restore_detectors(saved)
+        self.gatekeeper.recover([v.version for v in self.registry.list()])
         self.events.append(
             ev.DAEMON_STARTED,
             {
@@ -125,12 +143,14 @@ class Daemon:
                         "cancelled": True,
                     },
                 )
+            self.runner.close()
             self._save_state()
             self.events.append(
                 ev.DAEMON_STOPPED,
                 {"reason": reason, "rows_seen": self.rows_seen},
                 model_version=self.registry.champion(),
             )
+            self.leader.close()
             self.lock.release()
             self.db.dispose()
 
@@ -141,9 +161,16 @@ class Daemon:
         """Run until stopped (SIGTERM/SIGINT) or, with ``until_drained``, until the source
         is exhausted and no retrain is pending."""
         old = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        token = resolve_token(self.cfg.api) if self.cfg.api is not None else None
         self.open()
         reason = "stopped by signal"
+        server: ApiServer | None = None
         try:
+            if self.cfg.api is not None:
+                server = ApiServer(self, self.cfg.api, token)
+                server.start()
+                self.report(f"API on {server.url}")
+            notify(f"READY=1\nSTATUS=running; champion {self._champion()}")
             if until_drained:
                 while not self.stop_event.is_set():
                     did = self.step()
@@ -162,6 +189,12 @@ class Daemon:
                 finally:
                     sched.shutdown()
         finally:
+            notify("STOPPING=1")
+            if server is not None:
+                server.stop()  # no row is acknowledged after this
+            self.inbox.close()
+            with self._lock:
+                self._drain_inbox()
             self.close(reason)
             for s, h in old.items():
                 signal.signal(s, h)
@@ -202,7 +235,8 @@ class Daemon:
     def step(self) -> bool:
         """Do one unit of work; returns False when there was nothing to do."""
         with self._lock:
-            did = self._manage_retrain()
+            self._ping_watchdog()
+            did = self._manage_retrain() if self._lead() else False
             self._follow_champion()
             blocked = self.source.blocks_on_retrain and (
                 self.runner.running or self._next_request() is not None
@@ -211,8 +245,12 @@ class Daemon:
                 batch = self.source.poll()
                 if batch is not None:
                     accepted = self.ingestor.ingest(batch)
+                    ack = getattr(self.source, "ack", None)  # a broker: stored, so acknowledge
+                    if ack is not None:
+                        ack(batch)
                     self._after_ingest(accepted)
                     did = True
+            did = self._drain_inbox() or did
             if time.monotonic() - self._last_save > 30:
                 self._save_state()
             return did
@@ -225,13 +263,23 @@ class Daemon:
         assert self.monitor is not None
         if acc.count:
             self._observe(acc.seqs, acc.x, self.monitor.score(acc.x, acc.y))
+            self._live(acc.seqs, acc.x, acc.y)
         if len(acc.labels_joined):
             seqs, x, y = self._rows_by_seq(acc.labels_joined)
             sig = self.monitor.score(x, y)
             self._observe(seqs, None, sig, streaming_only=True)
+            self._live(seqs, x, y)
         self._maybe_request_retrain()
         if self.rows_seen and acc.count:
             self.report(f"ingest  rows={self.rows_seen:>7}  champion={self.unit.version}")
+
+    def _live(self, seqs: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+        """Labelled rows for the shadow comparison and the rollback watch."""
+        if self.unit is None or self.monitor is None:
+            return
+        changed = self.gatekeeper.observe(seqs, x, self.monitor.class_index(y), self.unit)
+        if changed is not None:
+            self._adopt(changed, rebaseline=True)
 
     def _observe(
         self, seqs: np.ndarray, x: np.ndarray | None, sig: Signals, streaming_only: bool = False
@@ -251,6 +299,7 @@ class Daemon:
                     continue
                 det.update(x[:, self.features.index(det.signal)], seqs)
             signal_ = det.check()
+            self.last_signals[det.name] = signal_
             if signal_.drift:
                 row = signal_.index if signal_.index is not None else int(seqs[-1])
                 self._alarm(det, signal_, int(row))
@@ -284,6 +333,7 @@ class Daemon:
             det.set_reference(ref)
         if decision.action == "retrain":
             self.policy.start_episode(event.id, sig, row)
+            self.runner.warm()  # the worker imports while the episode collects rows
 
     def _maybe_request_retrain(self) -> None:
         ep = self.policy.episode
@@ -403,6 +453,10 @@ class Daemon:
 
     def _finish_retrain(self, trigger: str, out: Outcome) -> None:
         self.policy.retrain_done()
+        if not self.leader.poll(force=True):  # another daemon leads now and re-runs it
+            self._set_request(trigger, "cancelled")
+            self.report(f"retrain {trigger} dropped: this daemon no longer leads")
+            return
         if not out.ok:
             self._set_request(trigger, "failed", {"reason": out.reason})
             self.events.append(
@@ -432,39 +486,11 @@ class Daemon:
             f"retrain finished   {candidate}: {train['samples']} samples"
             f" in {train['seconds']:.1f} s"
         )
-        champion = self.unit.version if self.unit else None
-        m = res["metrics"]
-        metrics = EvalMetrics(
-            holdout=tuple(m["holdout"]) if m.get("holdout") else None,  # type: ignore[arg-type]
-            golden={k: tuple(v) for k, v in m["golden"].items()},  # type: ignore[misc]
-        )
-        expected = self.unit.golden_index if self.unit else []
-        decision = evaluate(metrics, self.cfg.gate, expected_golden=expected)
-        payload = {
-            "trigger_id": trigger,
-            "candidate": candidate,
-            "champion": champion,
-            **decision.to_dict(),
-        }
-        kind = ev.GATE_PASSED if decision.passed else ev.GATE_FAILED
-        self.events.append(kind, payload, model_version=candidate)
-        for c in decision.checks:
-            self.report(f"  gate check {c.name:<14} {'pass' if c.passed else 'FAIL'}  {c.reason}")
-        if decision.passed:
-            self.registry.promote(
-                candidate,
-                {
-                    "trigger_id": trigger,
-                    "reason": "gate passed",
-                    "gate": decision.to_dict(),
-                },
-            )
-            self._adopt(candidate, rebaseline=True)
-            self.report(f"promoted {candidate} (was {champion})")
-        else:
-            self.registry.set_status(candidate, "refused")
-            self.report(f"gate refused {candidate}; champion stays {champion}")
-        self._set_request(trigger, "finished", {"candidate": candidate, "passed": decision.passed})
+        promoted = self.gatekeeper.judge(trigger, res, self.unit)
+        if promoted is not None:
+            self._adopt(promoted, rebaseline=True)
+        self._set_request(trigger, "finished", {"candidate": candidate, "passed": bool(promoted)})
+        self.retention()
         self._save_state()
 
     # -- champion ------------------------------------------------------------------------
@@ -476,6 +502,7 @@ class Daemon:
         current = self.registry.champion()
         if current is not None and current != self._champion():
             self._adopt(current, rebaseline=True)
+            self.gatekeeper.followed(current)
             self.report(f"champion is now {current} (changed outside the daemon)")
 
     def _adopt(self, version: str, rebaseline: bool) -> None:
@@ -506,6 +533,8 @@ class Daemon:
             self._after_ingest(self.ingestor.ingest(batch))
 
     def _maybe_bootstrap(self) -> None:
+        if not self.leader.is_leader():
+            return  # the leader trains v1; this daemon adopts it through _follow_champion
         n = self.cfg.bootstrap.rows
         seqs, x, y = labelled_rows(self.db, len(self.features), since=0)
         if len(seqs) < n:
@@ -525,10 +554,79 @@ class Daemon:
         )
         self._adopt(version, rebaseline=True)
 
+    # -- service: leadership, the API's rows, systemd ------------------------------------
+    def _requeue(self) -> int:
+        """Retrains a leader never finished (it crashed or stopped) run again, once each."""
+        with self.db.begin() as conn:
+            return int(
+                conn.execute(
+                    update(retrain_requests)
+                    .where(retrain_requests.c.status.in_(["running", "cancelled"]))
+                    .values(status="pending", updated_at=utcnow())
+                ).rowcount
+            )
+
+    def _lead(self) -> bool:
+        """Poll leadership; on gaining it re-run orphaned retrains, on losing it stop ours."""
+        was = self.leader.is_leader()
+        now = self.leader.poll()
+        if now and not was:
+            n = self._requeue()
+            self.report(f"leader: {self.leader.instance} leads now ({n} retrain(s) requeued)")
+            log.warning("this daemon (%s) is the leader now", self.leader.instance)
+        elif was and not now and self.runner.running:
+            trigger = self.runner.trigger_id
+            self.runner.cancel()
+            self.policy.retrain_done()
+            self._set_request(trigger, "cancelled")
+            self.report(f"leader: lost leadership; retrain {trigger} left to the new leader")
+        return now
+
+    def submit(self, acc: Accepted) -> None:
+        """Rows the API stored, for the detectors (drained by :meth:`step`)."""
+        if not self.inbox.put(acc):
+            log.warning("monitoring queue full: %d row(s) stored but not monitored", acc.count)
+
+    def _drain_inbox(self) -> bool:
+        queued = self.inbox.drain()
+        if not queued:
+            return False
+        self._after_ingest(merge(queued, len(self.features)))
+        return True
+
+    def runtime_status(self) -> dict[str, Any]:
+        """Live facts of this process (the API's status and metrics)."""
+        return {
+            "instance": self.leader.instance,
+            "leader": self.leader.is_leader(),
+            "rows_seen": self.rows_seen,
+            "source": self.source.name,
+            "retrain_running": self.runner.trigger_id if self.runner.running else None,
+            "monitor_queue_rows": self.inbox.rows,
+            "monitor_dropped_rows": self.inbox.dropped,
+            "detectors": {
+                name: {
+                    "signal": sig.signal,
+                    "statistic": _num(sig.statistic),
+                    "threshold": _num(sig.threshold),
+                    "drift": bool(sig.drift),
+                }
+                for name, sig in list(self.last_signals.items())
+            },
+        }
+
+    def _ping_watchdog(self) -> None:
+        if self._watchdog is not None and time.monotonic() - self._last_ping >= self._watchdog:
+            notify("WATCHDOG=1")
+            self._last_ping = time.monotonic()
+
     # -- housekeeping --------------------------------------------------------------------
     def retention(self) -> None:
         with self._lock:
-            removed = self.registry.prune(keep_candidates=self.cfg.scheduler.keep_candidates)
+            removed = self.registry.prune(
+                keep_candidates=self.cfg.scheduler.keep_candidates,
+                protect=self.gatekeeper.protected(),
+            )
             if removed:
                 log.info("retention removed %d old candidate(s): %s", len(removed), removed)
 
@@ -551,11 +649,17 @@ class Daemon:
                     )
                 }
             return DirectorySource(src, self.cfg.schema, seen)
+        if isinstance(src, RedisSourceConfig):
+            from runtime.broker import RedisSource
+
+            return RedisSource(src, self.cfg.schema)
+        if isinstance(src, HttpSourceConfig):
+            return HttpSource()
         return SyntheticSource(src, self.cfg.schema, cursor=cursor)
 
     def _load_state(self) -> dict[str, Any]:
         with self.db.connect() as conn:
-            row = conn.execute(select(kv.c.value).where(kv.c.key == STATE_KEY)).first()
+            row = conn.execute(select(kv.c.value).where(kv.c.key == self.state_key)).first()
         if row is None:
             return {}
         state = from_json(row[0])
@@ -586,10 +690,10 @@ class Daemon:
         }
         blob = to_json(state)
         with self.db.begin() as conn:
-            if conn.execute(select(kv.c.key).where(kv.c.key == STATE_KEY)).first() is None:
-                conn.execute(kv.insert(), [{"key": STATE_KEY, "value": blob}])
+            if conn.execute(select(kv.c.key).where(kv.c.key == self.state_key)).first() is None:
+                conn.execute(kv.insert(), [{"key": self.state_key, "value": blob}])
             else:
-                conn.execute(update(kv).where(kv.c.key == STATE_KEY).values(value=blob))
+                conn.execute(update(kv).where(kv.c.key == self.state_key).values(value=blob))
         self._last_save = time.monotonic()
 
 

@@ -199,3 +199,27 @@ def from_mapping(task: Task, features: Any, classes: Any, sets: Mapping[str, Eva
     ev = Evidence(task, tuple(features), tuple(classes), dict(sets))
     check_shapes(ev)
     return ev
+
+
+def score(
+    name: str,
+    champion: Any,
+    candidate: Any,
+    x: F64,
+    y: npt.NDArray[np.int64],
+    provenance: dict[str, Any],
+) -> EvalSet:
+    """Both models' class probabilities on ``(x, y)`` as an :class:`EvalSet`."""
+    import torch
+
+    from strategies.evaluation import predict_proba
+
+    xt = torch.as_tensor(x, dtype=torch.float32)
+    return EvalSet(
+        name,
+        np.asarray(y, dtype=np.int64),
+        predict_proba(champion, xt).numpy().astype(np.float64),
+        predict_proba(candidate, xt).numpy().astype(np.float64),
+        np.asarray(x, dtype=np.float64),
+        provenance,
+    )

@@ -1,38 +1,123 @@
-"""The regression gate: a pure function from evaluation metrics to a promotion decision.
+"""The regression gate: a pure function from evaluation evidence to a promotion decision.
 
-A candidate passes when it is better on the new data (a gain over the champion, or good
-enough outright) and has not forgotten any golden set. The gate fails closed: a missing,
-NaN or out-of-range metric, too few evaluated rows, or an expected golden set that was not
-evaluated fails its check, with the reason in plain words.
+The evidence is per-row predictions of champion and candidate on the new-data holdout and
+on every golden set (:mod:`runtime.evidence`). Rules in config name a metric, where it is
+measured (new data, golden sets, each class, each slice) and conditions: absolute bounds
+(``at_least``/``at_most``) and changes versus the champion (``max_worsening``/
+``min_improvement``, absolute or relative, in the metric's own direction).
+
+Noise: each condition is judged on a one-sided confidence bound at level ``1 - alpha``
+(paired bootstrap on the same rows, or the McNemar variance for accuracy). A condition
+passes only when the evidence shows it holds; so a candidate that truly lost more than
+the tolerance is refused with probability at least ``1 - alpha``, and one of identical
+quality is refused at most ``alpha`` of the time whenever the set is large enough to tell
+the tolerance from noise (the reason says so when it is not).
+
+The gate fails closed: missing evidence, a golden set that was expected but not evaluated,
+too few rows, a NaN metric, or a metric that does not apply fail their check, with the
+reason in plain words.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from dataclasses import asdict, dataclass, field
+from statistics import NormalDist
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Check", "EvalMetrics", "GateConfig", "GateDecision", "evaluate"]
+from runtime.evidence import NEW_DATA, EvalSet, Evidence
+from runtime.metrics import (
+    CLASSIFICATION,
+    HIGHER_IS_BETTER,
+    REGRESSION,
+    Metric,
+    PairedScores,
+    paired_scores,
+    resample_weights,
+    stable_seed,
+)
 
-NEW_DATA = "new_data"
+__all__ = ["Check", "GateConfig", "GateDecision", "Rule", "evaluate", "refused", "rules_of"]
+
 GOLDEN_PREFIX = "golden:"
-METRIC = "accuracy"
-# Absorbs float error at the boundary (0.82 - 0.80 < 0.02 in binary floating point).
-_EPS = 1e-9
+_EPS = 1e-9  # absorbs float error at a boundary (0.82 - 0.80 < 0.02 in binary floating point)
+Bound = tuple[float | None, float | None]
+_LABELS = {
+    "accuracy": "accuracy",
+    "macro_f1": "macro-F1",
+    "log_loss": "log loss",
+    "ece": "calibration error (ECE)",
+    "negative_flip_rate": "negative flip rate",
+    "mae": "MAE",
+    "rmse": "RMSE",
+}
 
-Score = tuple[float, float, int]
+
+class Rule(BaseModel):
+    """One rule: a metric, where it is measured, and the conditions it must meet.
+
+    ``on`` picks the sets (``new_data``, every ``golden`` set, or ``all``); ``by`` splits
+    each set (``overall``, per ``class``, per ``slice`` of :attr:`GateConfig.slices`).
+    Changes are in the metric's own direction (a worsening of log loss is a rise);
+    ``relative`` reads them as fractions of the champion's value. ``require: any`` passes
+    when one condition holds (e.g. a gain, or a good enough score outright).
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    metric: Metric = "accuracy"
+    on: Literal["new_data", "golden", "all"] = "golden"
+    by: Literal["overall", "class", "slice"] = "overall"
+    only: list[str] | None = None
+    """Restrict ``by: class`` to these class labels or ``by: slice`` to these slices."""
+    at_least: float | None = None
+    at_most: float | None = None
+    max_worsening: float | None = Field(default=None, ge=0)
+    min_improvement: float | None = None
+    relative: bool = False
+    require: Literal["all", "any"] = "all"
+
+    @model_validator(mode="after")
+    def _conditions(self) -> Rule:
+        given = [self.at_least, self.at_most, self.max_worsening, self.min_improvement]
+        if all(c is None for c in given):
+            raise ValueError(
+                "a rule needs a condition: at_least, at_most, max_worsening or min_improvement"
+            )
+        if self.metric == "negative_flip_rate" and (
+            self.max_worsening is not None or self.min_improvement is not None or self.at_least
+        ):
+            raise ValueError("negative_flip_rate is already relative to the champion: use at_most")
+        if self.only is not None and self.by == "overall":
+            raise ValueError("'only' applies to by: class or by: slice")
+        return self
+
+    def describe(self) -> str:
+        parts = []
+        unit = " (relative)" if self.relative else ""
+        if self.min_improvement is not None:
+            parts.append(f"gain >= {_fmt(self.min_improvement)}{unit}")
+        if self.max_worsening is not None:
+            parts.append(f"loss <= {_fmt(self.max_worsening)}{unit}")
+        if self.at_least is not None:
+            parts.append(f"candidate >= {_fmt(self.at_least)}")
+        if self.at_most is not None:
+            parts.append(f"candidate <= {_fmt(self.at_most)}")
+        return (" or " if self.require == "any" else " and ").join(parts)
 
 
 class GateConfig(BaseModel):
-    """Thresholds of the gate.
+    """The gate's rules and how much noise it tolerates.
 
-    ``min_gain``/``min_accuracy`` judge the new data: the candidate must beat the champion
-    by ``min_gain`` or reach ``min_accuracy``. ``max_forgetting`` bounds the accuracy the
-    candidate may lose on each golden set. ``min_holdout``/``min_golden`` are the fewest
-    evaluated rows that count as evidence.
+    Without ``rules``, the simple thresholds make the rule set: on the new data the
+    candidate must gain ``min_gain`` accuracy over the champion or reach
+    ``min_accuracy``; on each golden set it may lose at most ``max_forgetting``.
+    ``min_holdout``/``min_golden``/``min_subset_rows`` are the fewest rows that count as
+    evidence for the new data, a golden set, and a class or slice.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -42,6 +127,34 @@ class GateConfig(BaseModel):
     max_forgetting: float = Field(default=0.02, ge=0.0)
     min_holdout: int = Field(default=50, ge=1)
     min_golden: int = Field(default=50, ge=1)
+    min_subset_rows: int = Field(default=30, ge=1)
+    rules: list[Rule] | None = None
+    slices: dict[str, dict[str, Bound]] = Field(default_factory=dict)
+    """Slice name → ``{feature: [low, high)}`` (either end may be null)."""
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    test: Literal["bootstrap", "mcnemar"] = "bootstrap"
+    """``mcnemar`` uses the paired-proportion (McNemar) variance for accuracy checks."""
+    resamples: int = Field(default=1000, ge=100)
+    seed: int = 0
+    mode: Literal["auto", "manual", "shadow"] = "auto"
+    """``auto`` promotes on pass; ``manual`` waits for ``driftloop approve``; ``shadow``
+    scores the candidate on live labelled rows next to the champion first."""
+    shadow_rows: int = Field(default=500, ge=1)
+
+
+def rules_of(cfg: GateConfig) -> list[Rule]:
+    """The rules in force: ``cfg.rules``, or the ones the simple thresholds make."""
+    if cfg.rules is not None:
+        return list(cfg.rules)
+    return [
+        Rule(
+            on="new_data",
+            min_improvement=cfg.min_gain,
+            at_least=cfg.min_accuracy,
+            require="any",
+        ),
+        Rule(on="golden", max_worsening=cfg.max_forgetting),
+    ]
 
 
 def _json_float(x: float | None) -> float | None:
@@ -50,7 +163,11 @@ def _json_float(x: float | None) -> float | None:
 
 @dataclass(frozen=True)
 class Check:
-    """One check of the gate; ``name`` is ``new_data`` or ``golden:<set name>``."""
+    """One check: a rule on one set (or one class or slice of it).
+
+    ``name`` is ``new_data`` or ``golden:<set>``, plus ``/class=<c>`` or ``/slice=<s>``.
+    ``numbers`` holds the tested quantities and their confidence bounds.
+    """
 
     name: str
     metric: str
@@ -60,12 +177,14 @@ class Check:
     passed: bool
     reason: str
     n: int
+    numbers: dict[str, float | None] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form (NaN and infinity become None)."""
         out = asdict(self)
         out["champion"] = _json_float(self.champion)
         out["candidate"] = _json_float(self.candidate)
+        out["numbers"] = {k: _json_float(v) for k, v in self.numbers.items()}
         return out
 
 
@@ -76,6 +195,8 @@ class GateDecision:
     passed: bool
     checks: tuple[Check, ...]
     reasons: tuple[str, ...]
+    alpha: float = 0.05
+    test: str = "bootstrap"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, for the ``gate.passed`` / ``gate.failed`` event payload."""
@@ -83,166 +204,361 @@ class GateDecision:
             "passed": self.passed,
             "checks": [c.to_dict() for c in self.checks],
             "reasons": list(self.reasons),
+            "confidence": 1 - self.alpha,
+            "test": self.test,
         }
-
-
-@dataclass(frozen=True)
-class EvalMetrics:
-    """Accuracies of champion and candidate.
-
-    ``holdout`` is (champion, candidate, n) on held-out new data; ``golden`` maps each
-    golden set's name to (champion, candidate, n).
-    """
-
-    holdout: Score | None
-    golden: dict[str, Score] = field(default_factory=dict)
 
 
 def _fmt(x: float) -> str:
     return f"{x:.2f}" if round(x, 2) == x else f"{x:.4g}"
 
 
-def _acc_problem(label: str, value: Any) -> str | None:
-    if value is None:
-        return f"{label} accuracy is missing"
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return f"{label} accuracy {value!r} is not a number"
-    if math.isnan(value):
-        return f"{label} accuracy is NaN"
-    if not 0.0 <= value <= 1.0:
-        return f"{label} accuracy {value!r} is outside [0, 1]"
-    return None
+def _change(gain: float, unit: str) -> str:
+    if gain > -5e-4:  # never print "gained -0.000"
+        return f"it gained {max(gain, 0.0):.3f}{unit}"
+    return f"it lost {-gain:.3f}{unit}"
 
 
-def _num(x: Any) -> float | None:
-    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else None
+def _sentence(text: str) -> str:
+    return text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
+def _decide(checks: list[Check], cfg: GateConfig) -> GateDecision:
+    failed = [c.reason for c in checks if not c.passed]
+    reasons = tuple(failed) if failed else (f"All {len(checks)} checks passed.",)
+    return GateDecision(not failed, tuple(checks), reasons, cfg.alpha, cfg.test)
+
+
+def refused(reason: str, cfg: GateConfig, name: str = "evidence") -> GateDecision:
+    """A decision that fails closed on one problem (integrity, unreadable evidence, ...)."""
+    check = Check(name, "-", None, None, "readable and intact", False, _sentence(reason), 0)
+    return _decide([check], cfg)
+
+
+# -- scopes -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class _Reading:
-    """A score as given, and why it cannot be judged (None when it can)."""
+class _Scope:
+    name: str
+    label: str
+    rows: EvalSet | None
+    minimum: int
+    problem: str | None = None
 
-    champion: float | None
-    candidate: float | None
-    n: int
-    problem: str | None
+
+def _set_label(name: str) -> str:
+    return "the new-data holdout" if name == NEW_DATA else f"golden set {name!r}"
 
 
-def _read(score: Any, where: str, rows: str, minimum: int) -> _Reading:
-    if not (isinstance(score, tuple | list) and len(score) == 3):
-        return _Reading(None, None, 0, f"{where} was expected but not evaluated")
-    champion, candidate, n = score
-    n_ok = isinstance(n, int) and not isinstance(n, bool)
-    count = n if n_ok else 0
-    reading = _Reading(_num(champion), _num(candidate), count, None)
-    problem = (
-        (None if n_ok else f"the row count {n!r} is not an integer")
-        or _acc_problem("the champion's", champion)
-        or _acc_problem("the candidate's", candidate)
-    )
+def _set_names(rule: Rule, evidence: Evidence, expected: Sequence[str]) -> list[str]:
+    out = []
+    if rule.on in ("new_data", "all"):
+        out.append(NEW_DATA)
+    if rule.on in ("golden", "all"):
+        out.extend(sorted((set(evidence.sets) - {NEW_DATA}) | set(expected)))
+    return out
+
+
+def _slice_mask(evidence: Evidence, rows: EvalSet, where: dict[str, Bound]) -> Any:
+    mask = np.ones(len(rows), dtype=bool)
+    for feature, (lo, hi) in where.items():
+        col = rows.x[:, evidence.features.index(feature)]
+        if lo is not None:
+            mask &= col >= lo
+        if hi is not None:
+            mask &= col < hi
+    return mask
+
+
+def _scopes(
+    rule: Rule, evidence: Evidence, expected: Sequence[str], cfg: GateConfig
+) -> list[_Scope]:
+    scopes: list[_Scope] = []
+    for set_name in _set_names(rule, evidence, expected):
+        name = set_name if set_name == NEW_DATA else GOLDEN_PREFIX + set_name
+        label = _set_label(set_name)
+        rows = evidence.sets.get(set_name)
+        minimum = cfg.min_holdout if set_name == NEW_DATA else cfg.min_golden
+        if rows is None:
+            scopes.append(
+                _Scope(name, label, None, minimum, f"{label} was expected but not evaluated")
+            )
+            continue
+        if rule.by == "overall":
+            scopes.append(_Scope(name, label, rows, minimum))
+        elif rule.by == "class":
+            for pos, cls in enumerate(evidence.classes):
+                if rule.only is not None and str(cls) not in rule.only:
+                    continue
+                sub = rows.subset(np.asarray(rows.y) == pos)
+                if len(sub):  # a class absent from a set is not evidence either way
+                    scopes.append(
+                        _Scope(
+                            f"{name}/class={cls}",
+                            f"class {cls} of {label}",
+                            sub,
+                            cfg.min_subset_rows,
+                        )
+                    )
+        else:
+            for sl in rule.only if rule.only is not None else sorted(cfg.slices):
+                where = cfg.slices.get(sl)
+                unknown = sorted(set(where or {}) - set(evidence.features))
+                scope_name, scope_label = f"{name}/slice={sl}", f"slice {sl!r} of {label}"
+                if where is None or unknown:
+                    what = (
+                        f"slice {sl!r} is not defined"
+                        if where is None
+                        else (f"slice {sl!r} names unknown feature(s) {', '.join(unknown)}")
+                    )
+                    scopes.append(_Scope(scope_name, scope_label, None, 0, what))
+                    continue
+                sub = rows.subset(_slice_mask(evidence, rows, where))
+                if len(sub):
+                    scopes.append(_Scope(scope_name, scope_label, sub, cfg.min_subset_rows))
+    return scopes
+
+
+# -- judging one rule on one scope ----------------------------------------------------------
+
+
+@dataclass
+class _Bounds:
+    """Estimate and one-sided confidence bounds of a quantity."""
+
+    estimate: float
+    lower: float
+    upper: float
+
+
+def _bounds(estimate: float, boot: Any, alpha: float, se: float | None) -> _Bounds:
+    if se is not None:
+        z = NormalDist().inv_cdf(1 - alpha)
+        return _Bounds(estimate, estimate - z * se, estimate + z * se)
+    finite = boot[np.isfinite(boot)]
+    if len(finite) < 0.9 * len(boot):
+        return _Bounds(estimate, math.nan, math.nan)
+    lo, hi = np.quantile(finite, [alpha, 1 - alpha])
+    return _Bounds(estimate, float(lo), float(hi))
+
+
+def _mcnemar_se(s: EvalSet) -> float:
+    """Standard error of the accuracy difference on paired rows (McNemar's variance)."""
+    a = s.champion.argmax(axis=1) == s.y
+    b = s.candidate.argmax(axis=1) == s.y
+    n = len(s.y)
+    lost, won = float(np.sum(a & ~b)), float(np.sum(~a & b))
+    return math.sqrt(max(lost + won - (lost - won) ** 2 / n, 0.0)) / n
+
+
+def _problem(rule: Rule, scope: _Scope, task: str) -> str | None:
+    if scope.problem is not None:
+        return scope.problem
+    assert scope.rows is not None
+    if rule.metric in REGRESSION and task != "regression":
+        return f"{_LABELS[rule.metric]} applies to regression models, this one is a classifier"
+    if rule.metric in CLASSIFICATION and task != "classification":
+        return f"{_LABELS[rule.metric]} applies to classifiers, this model is a regressor"
+    if len(scope.rows) < scope.minimum:
+        return (
+            f"only {len(scope.rows)} rows of {scope.label} were evaluated; at least "
+            f"{scope.minimum} are needed to decide"
+        )
+    return None
+
+
+def _nan_problem(ps: PairedScores, label: str) -> str | None:
+    metric = _LABELS[ps.metric]
+    if not math.isfinite(ps.candidate):
+        return f"on {label}, the candidate's {metric} is NaN (its predictions are not finite)"
+    if ps.champion is not None and not math.isfinite(ps.champion):
+        return f"on {label}, the champion's {metric} is NaN (its predictions are not finite)"
+    return None
+
+
+def _judge(rule: Rule, scope: _Scope, task: str, weights: Any, cfg: GateConfig) -> Check:
+    threshold = rule.describe()
+    problem = _problem(rule, scope, task)
+    n = len(scope.rows) if scope.rows is not None else 0
+    if problem is not None or scope.rows is None:
+        return Check(
+            scope.name,
+            rule.metric,
+            None,
+            None,
+            threshold,
+            False,
+            _sentence(problem or "nothing to judge"),
+            n,
+        )
+    rows = scope.rows
+    ps = paired_scores(rule.metric, rows.y, rows.champion, rows.candidate, weights)
+    problem = _nan_problem(ps, scope.label)
     if problem is not None:
-        return replace(reading, problem=f"On {where}, {problem}")
-    if count < minimum:
-        return replace(
-            reading,
-            problem=f"Only {count} {rows} were evaluated; at least {minimum} are required",
+        return Check(
+            scope.name,
+            rule.metric,
+            ps.champion,
+            ps.candidate,
+            threshold,
+            False,
+            _sentence(problem),
+            n,
         )
-    return reading
-
-
-def _sentence(text: str | None) -> str:
-    text = text or "the metrics cannot be judged"
-    return text[0].upper() + text[1:] + "."
-
-
-def _gain_verdict(champion: float, candidate: float, n: int, cfg: GateConfig) -> tuple[bool, str]:
-    gain = candidate - champion
-    said = (
-        f"The candidate scores {candidate:.3f} vs the champion's {champion:.3f} "
-        f"on {n} new-data rows"
+    verdicts, numbers = _conditions(rule, ps, rows, cfg)
+    passed = (all if rule.require == "all" else any)(ok for ok, _ in verdicts)
+    shown = [text for ok, text in verdicts if ok == passed] or [t for _, t in verdicts]
+    joiner = " and "
+    head = (
+        f"on {scope.label} ({n} rows), the candidate's {_LABELS[rule.metric]} is {ps.candidate:.3f}"
     )
-    if gain >= cfg.min_gain - _EPS:
-        return True, f"{said}: a gain of {gain:.3f} meets {_fmt(cfg.min_gain)}."
-    if candidate >= cfg.min_accuracy - _EPS:
-        return True, f"{said}: it reaches the {_fmt(cfg.min_accuracy)} floor."
-    return False, (
-        f"{said}: a gain of {gain:.3f} is below {_fmt(cfg.min_gain)} "
-        f"and it is below the {_fmt(cfg.min_accuracy)} floor."
+    if ps.champion is not None:
+        head += f" vs the champion's {ps.champion:.3f}"
+    reason = _sentence(f"{head}: {joiner.join(shown)}")
+    return Check(
+        scope.name, rule.metric, ps.champion, ps.candidate, threshold, passed, reason, n, numbers
     )
 
 
-def _forgetting_verdict(
-    name: str, champion: float, candidate: float, n: int, cfg: GateConfig
-) -> tuple[bool, str]:
-    forgetting = champion - candidate
-    said = (
-        f"On golden set {name!r} the candidate scores {candidate:.3f} "
-        f"vs the champion's {champion:.3f} on {n} rows"
-    )
-    if forgetting <= cfg.max_forgetting + _EPS:
-        return True, (
-            f"{said}: forgetting {max(forgetting, 0.0):.3f} is within {_fmt(cfg.max_forgetting)}."
+def _conditions(
+    rule: Rule, ps: PairedScores, rows: EvalSet, cfg: GateConfig
+) -> tuple[list[tuple[bool, str]], dict[str, float | None]]:
+    conf = f"{1 - cfg.alpha:.0%}"
+    analytic = cfg.test == "mcnemar" and rule.metric == "accuracy"
+    out: list[tuple[bool, str]] = []
+    numbers: dict[str, float | None] = {}
+    n = len(rows)
+    if rule.at_least is not None or rule.at_most is not None:
+        se = math.sqrt(max(ps.candidate * (1 - ps.candidate), 0.0) / n) if analytic else None
+        v = _bounds(ps.candidate, ps.candidate_boot, cfg.alpha, se)
+        numbers.update(candidate_lower=v.lower, candidate_upper=v.upper)
+        if rule.at_least is not None:
+            ok = v.lower >= rule.at_least - _EPS
+            out.append(
+                (
+                    ok,
+                    f"it reaches the {_fmt(rule.at_least)} floor ({v.lower:.3f} at "
+                    f"{conf} confidence)"
+                    if ok
+                    else f"it is not shown to reach the {_fmt(rule.at_least)} floor "
+                    f"({conf} lower bound {v.lower:.3f})",
+                )
+            )
+        if rule.at_most is not None:
+            ok = v.upper <= rule.at_most + _EPS
+            out.append(
+                (
+                    ok,
+                    f"it stays under the {_fmt(rule.at_most)} ceiling ({v.upper:.3f} at "
+                    f"{conf} confidence)"
+                    if ok
+                    else f"it is not shown to stay under the {_fmt(rule.at_most)} ceiling "
+                    f"({conf} upper bound {v.upper:.3f})",
+                )
+            )
+    if rule.max_worsening is None and rule.min_improvement is None:
+        return out, numbers
+    assert ps.champion is not None and ps.champion_boot is not None
+    sign = 1.0 if HIGHER_IS_BETTER[rule.metric] else -1.0
+    loss = sign * (ps.champion - ps.candidate)
+    boot = sign * (ps.champion_boot - ps.candidate_boot)
+    se = _mcnemar_se(rows) if analytic else None
+    unit = ""
+    if rule.relative:
+        scale = abs(ps.champion)
+        loss = loss / scale if scale > 0 else math.nan
+        with np.errstate(divide="ignore", invalid="ignore"):
+            boot = boot / np.abs(ps.champion_boot)
+        se = se / scale if se is not None and scale > 0 else se
+        unit = " of the champion's value"
+    w = _bounds(loss, boot, cfg.alpha, se)
+    numbers.update(loss=w.estimate, loss_upper=w.upper, gain=-w.estimate, gain_lower=-w.upper)
+    if not (math.isfinite(w.estimate) and math.isfinite(w.upper)):
+        out.append((False, "the change versus the champion cannot be measured (NaN)"))
+        return out, numbers
+    if rule.max_worsening is not None:
+        t = rule.max_worsening
+        said = _change(-w.estimate, unit)
+        if w.upper <= t + _EPS:
+            bound = (
+                f"a loss of at most {w.upper:.3f}"
+                if w.upper > 0
+                else f"a gain of at least {-w.upper:.3f}"
+            )
+            out.append(
+                (True, f"{said} ({bound} at {conf} confidence), within the allowed {_fmt(t)}")
+            )
+        else:
+            text = (
+                f"{said} and may have lost up to {w.upper:.3f} ({conf} confidence), "
+                f"more than the allowed {_fmt(t)}"
+            )
+            noise = w.upper - w.estimate
+            if w.estimate <= t and 2 * noise > t:  # refused on the uncertainty alone
+                text += (
+                    f"; {n} rows are too few to tell a loss of {_fmt(t)} from noise (±{noise:.3f})"
+                )
+            out.append((False, text))
+    if rule.min_improvement is not None:
+        g, lo = -w.estimate, -w.upper
+        ok = lo >= rule.min_improvement - _EPS
+        out.append(
+            (
+                ok,
+                f"{_change(g, unit)} (a gain of at least {lo:.3f} at {conf} confidence), "
+                f"{'meeting' if ok else 'short of'} the required gain of "
+                f"{_fmt(rule.min_improvement)}",
+            )
         )
-    return False, (
-        f"{said}: it forgot {forgetting:.3f}, more than the allowed {_fmt(cfg.max_forgetting)}."
-    )
-
-
-def _new_data(score: Score | None, cfg: GateConfig) -> Check:
-    threshold = f"gain >= {_fmt(cfg.min_gain)} or candidate >= {_fmt(cfg.min_accuracy)}"
-    r = _read(score, "the held-out new data", "held-out new-data rows", cfg.min_holdout)
-    if r.problem is None and r.champion is not None and r.candidate is not None:
-        passed, reason = _gain_verdict(r.champion, r.candidate, r.n, cfg)
-    else:
-        passed, reason = False, _sentence(r.problem)
-    return Check(NEW_DATA, METRIC, r.champion, r.candidate, threshold, passed, reason, r.n)
-
-
-def _golden(name: str, score: Score | None, cfg: GateConfig) -> Check:
-    threshold = f"forgetting <= {_fmt(cfg.max_forgetting)}"
-    r = _read(score, f"golden set {name!r}", f"rows of golden set {name!r}", cfg.min_golden)
-    if r.problem is None and r.champion is not None and r.candidate is not None:
-        passed, reason = _forgetting_verdict(name, r.champion, r.candidate, r.n, cfg)
-    else:
-        passed, reason = False, _sentence(r.problem)
-    name = GOLDEN_PREFIX + name
-    return Check(name, METRIC, r.champion, r.candidate, threshold, passed, reason, r.n)
+    return out, numbers
 
 
 def evaluate(
-    metrics: EvalMetrics, cfg: GateConfig, expected_golden: Sequence[str] = ()
+    evidence: Evidence | None, cfg: GateConfig, expected_golden: Sequence[str] = ()
 ) -> GateDecision:
     """Decide whether the candidate may replace the champion.
 
     Parameters
     ----------
-    metrics
-        Champion and candidate accuracies on the new-data holdout and the golden sets.
+    evidence
+        Per-row predictions of champion and candidate (None: nothing was evaluated).
     cfg
-        Thresholds.
+        Rules, noise level, minimum rows.
     expected_golden
-        Golden sets that must have been evaluated; a missing one fails its check.
-        Every golden set present in ``metrics`` is checked as well.
+        Golden sets that must have been evaluated; a missing one fails its checks.
+        Every golden set present in ``evidence`` is checked as well.
 
     Returns
     -------
     GateDecision
-        One check for the new data, then one per golden set (sorted by name).
+        One check per rule and scope, in rule order; scopes sorted by name.
 
     Examples
     --------
-    >>> m = EvalMetrics(holdout=(0.80, 0.86, 200), golden={"base": (0.93, 0.92, 100)})
-    >>> d = evaluate(m, GateConfig(), expected_golden=["base"])
-    >>> d.passed, d.reasons
-    (True, ('All 2 checks passed.',))
-    >>> evaluate(EvalMetrics(holdout=None), GateConfig()).reasons
-    ('The held-out new data was expected but not evaluated.',)
+    >>> import numpy as np
+    >>> from runtime.evidence import EvalSet, Evidence
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 2, 400)
+    >>> unsure = np.full((400, 2), 0.5)           # always predicts class 0
+    >>> sure = np.eye(2)[y] * 0.8 + 0.1           # right on every row
+    >>> s = EvalSet("new_data", y, unsure, sure, np.zeros((400, 1)))
+    >>> ev = Evidence("classification", ("f",), (0, 1), {"new_data": s})
+    >>> evaluate(ev, GateConfig()).passed
+    True
+    >>> evaluate(None, GateConfig()).reasons
+    ('The evaluation evidence is missing.',)
     """
     if isinstance(expected_golden, str):
         raise TypeError("expected_golden must be a sequence of set names, not one string")
-    checks = [_new_data(metrics.holdout, cfg)]
-    names = sorted(set(metrics.golden) | set(expected_golden))
-    checks.extend(_golden(name, metrics.golden.get(name), cfg) for name in names)
-    failed = [c.reason for c in checks if not c.passed]
-    reasons = tuple(failed) if failed else (f"All {len(checks)} checks passed.",)
-    return GateDecision(passed=not failed, checks=tuple(checks), reasons=reasons)
+    if evidence is None:
+        return refused("the evaluation evidence is missing", cfg)
+    checks: list[Check] = []
+    weights: dict[str, Any] = {}
+    for rule in rules_of(cfg):
+        for scope in _scopes(rule, evidence, expected_golden, cfg):
+            if scope.name not in weights and scope.rows is not None:
+                rng = np.random.default_rng(stable_seed(cfg.seed, scope.name))
+                weights[scope.name] = resample_weights(len(scope.rows), cfg.resamples, rng)
+            checks.append(_judge(rule, scope, evidence.task, weights.get(scope.name), cfg))
+    return _decide(checks, cfg)

@@ -67,7 +67,7 @@ def _hard(pred: F64) -> npt.NDArray[np.int64]:
 
 def _correct(y: npt.NDArray[np.generic], pred: F64) -> F64:
     # A NaN row makes argmax meaningless: mark it NaN so the metric comes out NaN.
-    ok = (_hard(pred) == y).astype(np.float64)
+    ok: F64 = (_hard(pred) == y).astype(np.float64)
     ok[np.isnan(pred).any(axis=1)] = np.nan
     return ok
 

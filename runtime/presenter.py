@@ -59,10 +59,7 @@ def event_summary(e: Event) -> str:
     if k == ev.RETRAIN_FAILED:
         return f"{p.get('trigger_id')}: {p.get('reason')}"
     if k in (ev.GATE_PASSED, ev.GATE_FAILED):
-        verdict = "promote" if k == ev.GATE_PASSED else "refuse"
-        return f"{p.get('candidate')} vs {p.get('champion')}: {verdict} — " + " ".join(
-            p.get("reasons", [])
-        )
+        return gate_summary(p, passed=k == ev.GATE_PASSED)
     if k == ev.MODEL_PROMOTED:
         return (
             f"{e.model_version} is champion (was {p.get('previous_champion')}): {p.get('reason')}"
@@ -78,8 +75,36 @@ def event_summary(e: Event) -> str:
     return ""
 
 
+def gate_summary(p: dict[str, Any], passed: bool) -> str:
+    """A gate decision in words: the verdict, what happens next, and why."""
+    checks = p.get("checks", [])
+    failed = sum(1 for c in checks if not c.get("passed"))
+    nxt = {
+        "promote": "promote",
+        "refuse": "refuse",
+        "await approval": "wait for `driftloop approve/reject`",
+        "shadow": "score live traffic in shadow first",
+    }.get(str(p.get("next")), "promote" if passed else "refuse")
+    stage = " after shadow" if p.get("stage") == "shadow" else ""
+    counted = f"{failed} of {len(checks)} checks failed" if checks else "no checks"
+    head = f"{p.get('candidate')} vs {p.get('champion')}{stage}: {nxt} ({counted})"
+    return f"{head} — " + " ".join(p.get("reasons", []))
+
+
+def gate_checks(p: dict[str, Any]) -> list[str]:
+    """One indented line per check of a gate decision."""
+    return [
+        f"        {'pass' if c.get('passed') else 'FAIL'}  {c.get('name')} [{c.get('metric')}]"
+        f"  {c.get('reason')}"
+        for c in p.get("checks", [])
+    ]
+
+
 def event_line(e: Event) -> str:
-    return f"{e.id:>5}  {e.ts}  {e.kind:<17} {e.model_version or '-':<5} {event_summary(e)}"
+    line = f"{e.id:>5}  {e.ts}  {e.kind:<17} {e.model_version or '-':<5} {event_summary(e)}"
+    if e.kind in (ev.GATE_PASSED, ev.GATE_FAILED) and len(e.payload.get("checks", [])) > 1:
+        line = "\n".join([line, *gate_checks(e.payload)])
+    return line
 
 
 def status_dict(

@@ -379,14 +379,16 @@ class Registry:
             raise
         fsync_dir(self.models_dir)
 
-    def prune(self, keep_candidates: int) -> builtins.list[str]:
+    def prune(
+        self, keep_candidates: int, protect: frozenset[str] = frozenset()
+    ) -> builtins.list[str]:
         """Delete the files of old never-promoted versions, keeping the newest ``keep_candidates``.
 
         Only ``candidate`` and ``refused`` versions that were never champion are pruned;
         champions and former champions (rollback targets) always keep their files. The
         row stays (lineage, events) with ``meta["pruned_at"]`` set, so versions are never
-        renumbered; loading a pruned version raises IntegrityError saying so. The caller
-        must not prune while a candidate it still needs is being evaluated.
+        renumbered; loading a pruned version raises IntegrityError saying so. Versions in
+        ``protect`` (a candidate awaiting approval or in shadow) are never pruned.
 
         Returns
         -------
@@ -401,6 +403,7 @@ class Registry:
             for mv in self.list()
             if mv.status in {"candidate", "refused"}
             and mv.version not in promoted
+            and mv.version not in protect
             and "pruned_at" not in mv.meta
         ]
         doomed = prunable[: max(0, len(prunable) - keep_candidates)]
@@ -474,13 +477,20 @@ class Registry:
                 conn=conn,
             )
 
-    def rollback(self, to: str | None = None, reason: str = "manual") -> Event:
+    def rollback(
+        self,
+        to: str | None = None,
+        reason: str = "manual",
+        evidence: Mapping[str, Any] | None = None,
+    ) -> Event:
         """Return to an earlier champion; returns the ``model.rolled_back`` event.
 
         ``to=None`` means :meth:`previous_champion`. The target must have been champion
         before and its files must verify. In one transaction: the current champion becomes
         ``retired``, the target ``champion``, the pointer moves and the event
-        ``{"from", "to", "reason"}`` is appended.
+        ``{"from", "to", "reason"}`` (plus ``"evidence"`` when given) is appended.
+        The whole unit returns: weights, rehearsal buffer, reference window and golden-set
+        index are all files and meta of the target version.
         """
         current = self.champion()
         if current is None:
@@ -506,7 +516,12 @@ class Registry:
             previous = self._switch(conn, to, expect=current)
             return self.events.append(
                 ev.MODEL_ROLLED_BACK,
-                {"from": previous, "to": to, "reason": reason},
+                {
+                    "from": previous,
+                    "to": to,
+                    "reason": reason,
+                    **({"evidence": dict(evidence)} if evidence is not None else {}),
+                },
                 model_version=to,
                 conn=conn,
             )

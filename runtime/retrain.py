@@ -1,6 +1,7 @@
 """The retrain job: runs in a child process, writes a candidate version.
 
-The daemon (:class:`RetrainRunner`) starts ``python -m runtime.retrain SPEC RESULT`` and
+The daemon's :class:`runtime.worker.RetrainRunner` runs :func:`main` in a child process
+forked from a warm worker (or ``python -m runtime.retrain SPEC RESULT`` by hand) and
 polls it. The child loads the champion's unit, trains on the labelled rows since the
 drift onset plus the rehearsal buffer, measures champion and candidate on the held-out
 split and on every golden set, saves the candidate unit and writes a JSON result. A crash,
@@ -14,11 +15,8 @@ import copy
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +28,12 @@ from runtime.atomic import write_json_atomic
 from runtime.config import DriftloopConfig
 from runtime.db import Database
 from runtime.events import EventLog
+from runtime.evidence import NEW_DATA, Evidence, evidence_path, write_evidence
+from runtime.evidence import score as score_set
 from runtime.registry import Registry
 from runtime.rowstore import labelled_rows, recent_rows
 from runtime.unit import golden_sets, load_unit, save_unit
 from strategies.base import Budget, Progress
-from strategies.evaluation import accuracy
 from strategies.registry import build as build_strategy
 
 
@@ -71,8 +70,6 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
     hold, train = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
     xt = torch.as_tensor(x[train], dtype=torch.float32)
     yt = torch.as_tensor(y[train], dtype=torch.int64)
-    xh = torch.as_tensor(x[hold], dtype=torch.float32)
-    yh = torch.as_tensor(y[hold], dtype=torch.int64)
 
     def progress(p: Progress) -> None:
         events.append(
@@ -103,15 +100,28 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
     )
     model.eval()
 
-    golden = {}
-    for name, (gx, gy) in golden_sets(registry, unit.golden_index).items():
-        gxt = torch.as_tensor(gx, dtype=torch.float32)
-        gyt = torch.as_tensor(gy, dtype=torch.int64)
-        golden[name] = [accuracy(unit.model, gxt, gyt), accuracy(model, gxt, gyt), len(gy)]
-    metrics = {
-        "holdout": [accuracy(unit.model, xh, yh), accuracy(model, xh, yh), len(hold)],
-        "golden": golden,
+    # The gate judges per-row predictions of both models (a safetensors side file);
+    # the accuracies in meta are a summary for people.
+    sets = {
+        NEW_DATA: score_set(
+            NEW_DATA,
+            unit.model,
+            model,
+            x[hold],
+            y[hold],
+            {"rows": len(hold), "first_row": int(seqs[0]), "last_row": int(seqs[-1]),
+             "source": "held-out split of the retrain data"},
+        )
     }
+    for name, (gx, gy) in golden_sets(registry, unit.golden_index).items():
+        provenance = registry.get(name).meta.get("golden_provenance", {})
+        sets[name] = score_set(name, unit.model, model, gx, gy, provenance)
+    evidence = Evidence("classification", tuple(cfg.schema.features),
+                        tuple(cfg.schema.classes), sets)
+    evidence_sha = write_evidence(evidence_path(cfg.state_dir, candidate), evidence)
+    summary = evidence.summary()
+    metrics = {"holdout": summary["holdout"], "golden": summary["golden"]}
+    gold = np.sort(perm[: min(n_hold, cfg.golden.max_rows)])  # golden sets are bounded
     unit.buffer.add(xt, yt)
     _, reference = recent_rows(db, nf, cfg.retrain.reference_size, since=onset, upto=upto)
     train_info = {
@@ -140,7 +150,7 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
         "train": train_info,
         "golden_index": [*unit.golden_index, candidate],
         "golden_provenance": {
-            "rows": len(hold),
+            "rows": len(gold),
             "first_row": int(seqs[0]),
             "last_row": int(seqs[-1]),
             "source": "held-out split of the retrain data",
@@ -152,7 +162,7 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
         model=model,
         buffer=unit.buffer,
         reference=reference,
-        golden=(x[hold], y[hold]),
+        golden=(x[gold], y[gold]),
         meta=meta,
         parent=champion,
     )
@@ -160,6 +170,7 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "candidate": candidate,
         "metrics": metrics,
+        "evidence": {"path": str(evidence_path(cfg.state_dir, candidate)), "sha256": evidence_sha},
         "train": train_info,
         "golden_index": meta["golden_index"],
     }
@@ -187,96 +198,6 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
         return 1
-
-
-@dataclass(frozen=True)
-class Outcome:
-    ok: bool
-    result: dict[str, Any]
-    reason: str
-    seconds: float
-
-
-class RetrainRunner:
-    """Starts and watches one child process at a time."""
-
-    def __init__(self, work_dir: Path, timeout_seconds: float) -> None:
-        self.work_dir = work_dir
-        self.timeout = timeout_seconds
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.trigger_id: str | None = None
-        self.started = 0.0
-        self._result_path: Path | None = None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None
-
-    def start(self, trigger_id: str, spec: dict[str, Any]) -> None:
-        assert self.proc is None, "one retrain at a time"
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in trigger_id)
-        spec_path = self.work_dir / f"{safe}.spec.json"
-        self._result_path = self.work_dir / f"{safe}.result.json"
-        self._result_path.unlink(missing_ok=True)
-        write_json_atomic(spec_path, spec)
-        log = (self.work_dir / f"{safe}.log").open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "runtime.retrain", str(spec_path), str(self._result_path)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # a Ctrl-C on the daemon's terminal is the daemon's to handle
-        )
-        log.close()
-        self.trigger_id = trigger_id
-        self.started = time.monotonic()
-
-    def poll(self) -> Outcome | None:
-        """``None`` while running; the outcome once the child is done (or timed out)."""
-        if self.proc is None:
-            return None
-        elapsed = time.monotonic() - self.started
-        code = self.proc.poll()
-        if code is None:
-            if elapsed <= self.timeout:
-                return None
-            self._kill()
-            return self._finish(Outcome(False, {}, f"timed out after {self.timeout:g} s", elapsed))
-        result: dict[str, Any] = {}
-        if self._result_path is not None and self._result_path.exists():
-            result = json.loads(self._result_path.read_text())
-        if code == 0 and result.get("ok"):
-            return self._finish(Outcome(True, result, "", elapsed))
-        if result.get("error"):
-            reason = str(result["error"])
-        elif code < 0:
-            reason = f"child process killed by signal {signal.Signals(-code).name}"
-        else:
-            reason = f"child process exited with code {code}"
-        return self._finish(Outcome(False, result, reason, elapsed))
-
-    def cancel(self) -> float:
-        """Stop the running child (daemon shutdown); returns its run time."""
-        elapsed = time.monotonic() - self.started
-        if self.proc is not None:
-            self._kill()
-            self._finish(Outcome(False, {}, "cancelled", elapsed))
-        return elapsed
-
-    def _kill(self) -> None:
-        assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def _finish(self, outcome: Outcome) -> Outcome:
-        self.proc = None
-        self.trigger_id = None
-        return outcome
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ loop turns it into a :class:`Plan` for one run:
   many epochs;
 - a learning-rate schedule: linear warm-up over ``warmup_steps``, then constant, linear
   or cosine decay to ``min_lr_ratio * lr`` at the end of the budget;
+- ``validation_fraction``: early stopping on a held-out split of the new rows;
 - ``lora``: low-rank adaptation through peft (:mod:`strategies.peft_adapter`), merged
   into the weights when the run ends, so the model keeps its architecture.
 
@@ -39,7 +40,7 @@ class LoraConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     r: int = Field(default=8, gt=0)
-    alpha: float = Field(default=16.0, gt=0)
+    alpha: int = Field(default=16, gt=0)
     dropout: float = Field(default=0.0, ge=0, lt=1)
     target_modules: list[str] | None = None
     """Module names to adapt (peft's matching: exact name or name suffix). ``None``:
@@ -70,6 +71,9 @@ class AdaptConfig(BaseModel):
     schedule: Literal["constant", "linear", "cosine"] = "constant"
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1)
     max_grad_norm: float | None = Field(default=None, gt=0)
+    validation_fraction: float | None = Field(default=None, gt=0, lt=1)
+    """When the caller gives no validation data: hold out this fraction of the new rows
+    (seeded) for early stopping and best-epoch weights."""
     lora: LoraConfig | None = None
 
     @model_validator(mode="after")
@@ -141,10 +145,8 @@ def lr_factor(
     if schedule == "constant" or total is None or total <= warmup:
         return 1.0
     progress = min(1.0, (step - warmup) / (total - warmup))
-    if schedule == "linear":
-        decay = 1.0 - progress
-    else:
-        decay = 0.5 * (1.0 + math.cos(math.pi * progress))
+    cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+    decay = 1.0 - progress if schedule == "linear" else cosine
     return min_ratio + (1.0 - min_ratio) * decay
 
 

@@ -12,12 +12,18 @@ avalanche draws its reservoir keys from torch's global RNG; every update runs in
 so a buffer reproduces from its seed and the global RNG is left as it was. The
 reservoir keys are the sampling state: avalanche keeps them in ``_buffer_weights``
 without an accessor, so :func:`_weights` / :func:`_set_weights` are the one place that
-reads and writes them.
+reads and writes them (and :func:`_set_experience_count` the experience counter of the
+experience-balanced policy, also kept without an accessor).
+
+Rows may carry the model's logits (DER replays them). They travel with their rows
+through every policy decision; rows added without logits hold NaN until
+``set_logits`` fills them.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -32,6 +38,9 @@ with warnings.catch_warnings():
     from avalanche.benchmarks.utils import DataAttribute, as_classification_dataset
     from avalanche.training.storage_policy import (
         ClassBalancedBuffer as AvalancheClassBalancedBuffer,
+    )
+    from avalanche.training.storage_policy import (
+        ExperienceBalancedBuffer as AvalancheExperienceBalancedBuffer,
     )
     from avalanche.training.storage_policy import ReservoirSamplingBuffer
 
@@ -77,6 +86,17 @@ def _set_weights(policy: ReservoirSamplingBuffer, weights: torch.Tensor) -> None
     policy._buffer_weights = weights.to(torch.float32).clone()
 
 
+def _set_experience_count(policy: AvalancheExperienceBalancedBuffer, n: int) -> None:
+    policy._num_exps = n
+
+
+@dataclass(frozen=True)
+class _Experience:
+    """What ``ExperienceBalancedBuffer.post_adapt`` reads of an experience."""
+
+    dataset: Any
+
+
 def _update_seed(seed: int, update: int) -> int:
     entropy = [seed % 2**64, update]
     return int(np.random.SeedSequence(entropy).generate_state(1, np.uint64)[0])
@@ -95,12 +115,13 @@ class _Rows:
         self.x = torch.empty(0, 0, dtype=torch.float32)
         self.y = torch.empty(0, dtype=torch.int64)
         self.ids = torch.empty(0, dtype=torch.int64)
+        self.logits: torch.Tensor | None = None  # [n, k], NaN rows where unknown
         self.n_features: int | None = None
         self.seen = 0  # rows offered so far; the next row's sample id
 
     def offer(
-        self, x: torch.Tensor, y: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Validate and copy a batch to the CPU; give its rows fresh sample ids."""
         if x.ndim != 2:
             raise ValueError(f"buffer rows must be a matrix [n, d], got shape {list(x.shape)}")
@@ -110,18 +131,40 @@ class _Rows:
             raise ValueError(f"buffer labels must be integers, got {y.dtype}")
         if self.n_features is not None and x.shape[1] != self.n_features:
             raise ValueError(f"buffer holds rows of {self.n_features} features, got {x.shape[1]}")
+        zs = None
+        if logits is not None:
+            if logits.ndim != 2 or len(logits) != len(x):
+                raise ValueError(f"buffer logits must be [{len(x)}, k], got {list(logits.shape)}")
+            if self.logits is not None and logits.shape[1] != self.logits.shape[1]:
+                raise ValueError(
+                    f"buffer holds logits of width {self.logits.shape[1]}, got {logits.shape[1]}"
+                )
+            zs = logits.detach().to("cpu", torch.float32).clone()
         xs = x.detach().to("cpu", torch.float32).clone()
         ys = y.detach().to("cpu", torch.int64).clone()
         ids = torch.arange(self.seen, self.seen + len(xs), dtype=torch.int64)
-        return xs, ys, ids
+        return xs, ys, ids, zs
 
-    def accept(self, xs: torch.Tensor, ys: torch.Tensor, ids: torch.Tensor) -> None:
+    def accept(
+        self, xs: torch.Tensor, ys: torch.Tensor, ids: torch.Tensor, zs: torch.Tensor | None
+    ) -> None:
+        if zs is not None and self.logits is None:
+            self.logits = torch.full((len(self.y), zs.shape[1]), torch.nan)
+        if zs is None and self.logits is not None:
+            zs = torch.full((len(ys), self.logits.shape[1]), torch.nan)
         self.seen += len(ids)
         self.n_features = xs.shape[1]
         old_x = self.x if len(self.x) else self.x.reshape(0, xs.shape[1])
         self.x = torch.cat([xs, old_x])
         self.y = torch.cat([ys, self.y])
         self.ids = torch.cat([ids, self.ids])
+        if zs is not None and self.logits is not None:
+            self.logits = torch.cat([zs, self.logits])
+
+    def set_logits(self, logits: torch.Tensor) -> None:
+        if logits.ndim != 2 or len(logits) != len(self.y):
+            raise ValueError(f"buffer logits must be [{len(self.y)}, k], got {list(logits.shape)}")
+        self.logits = logits.detach().to("cpu", torch.float32).clone()
 
     def keep(self, kept: torch.Tensor) -> None:
         """Keep exactly the rows whose sample ids are ``kept``, in that order."""
@@ -132,9 +175,14 @@ class _Rows:
             raise RuntimeError("avalanche returned sample ids that were never offered")
         idx = order[pos]
         self.x, self.y, self.ids = self.x[idx], self.y[idx], self.ids[idx]
+        if self.logits is not None:
+            self.logits = self.logits[idx]
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        return {"x": self.x, "y": self.y, "sample_id": self.ids}
+        out = {"x": self.x, "y": self.y, "sample_id": self.ids}
+        if self.logits is not None:
+            out["logits"] = self.logits
+        return out
 
     def meta(self) -> dict[str, Any]:
         return {"samples_seen": self.seen, "n_features": self.n_features}
@@ -147,6 +195,10 @@ class _Rows:
         self.x = x.to("cpu", torch.float32).clone()
         self.y = y.to("cpu", torch.int64).clone()
         self.ids = ids.to("cpu", torch.int64).clone()
+        z = tensors.get("logits")
+        if z is not None and (z.ndim != 2 or len(z) != n):
+            raise ValueError("buffer state: logits do not line up with the rows")
+        self.logits = None if z is None else z.to("cpu", torch.float32).clone()
         self.seen = int(meta["samples_seen"])
         nf = meta["n_features"]
         self.n_features = None if nf is None else int(nf)
@@ -168,7 +220,56 @@ def _check_capacity(capacity: int) -> None:
         raise ValueError(f"buffer capacity must be positive, got {capacity}")
 
 
-class ReservoirBuffer:
+def _common_meta(buf: Any) -> dict[str, Any]:
+    return {
+        "version": STATE_VERSION,
+        "kind": buf.kind,
+        "capacity": buf.capacity,
+        "seed": buf.seed,
+        "rng": {"seed": buf.seed, "updates": buf._updates},
+        **buf._rows.meta(),
+    }
+
+
+def _read_common(
+    tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+) -> tuple[_Rows, torch.Tensor, int, int, int]:
+    try:
+        rows = _Rows()
+        rows.restore(tensors, meta)
+        return (
+            rows,
+            tensors["weight"],
+            int(meta["capacity"]),
+            int(meta["rng"]["seed"]),
+            int(meta["rng"]["updates"]),
+        )
+    except KeyError as exc:
+        raise ValueError(f"buffer state is missing {exc.args[0]!r}") from None
+
+
+class _RowsAccess:
+    """What every buffer answers from its rows."""
+
+    _rows: _Rows
+
+    def __len__(self) -> int:
+        return len(self._rows.y)
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stored rows ``(x [n, d] float32, y [n] int64)``; don't modify them."""
+        return self._rows.x, self._rows.y
+
+    def logits(self) -> torch.Tensor | None:
+        """Stored logits ``[n, k]`` aligned with :meth:`tensors` (NaN rows: unknown)."""
+        return self._rows.logits
+
+    def set_logits(self, logits: torch.Tensor) -> None:
+        """Replace the stored logits (``[n, k]``, aligned with :meth:`tensors`)."""
+        self._rows.set_logits(logits)
+
+
+class ReservoirBuffer(_RowsAccess):
     """A uniform sample of everything offered so far, at most ``capacity`` rows.
 
     Wraps avalanche's ``ReservoirSamplingBuffer``: each row gets a random key and the
@@ -200,39 +301,25 @@ class ReservoirBuffer:
         self._rows = _Rows()
         self._policy = ReservoirSamplingBuffer(capacity)
 
-    def __len__(self) -> int:
-        return len(self._rows.y)
-
-    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """Offer rows; the reservoir decides which are kept."""
-        xs, ys, ids = self._rows.offer(x, y)
+    def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None) -> None:
+        """Offer rows (and optionally their logits); the reservoir decides which are kept."""
+        xs, ys, ids, zs = self._rows.offer(x, y, logits)
         if len(ids) == 0:
             return
         _seeded_call(self.seed, self._updates, self._policy.update_from_dataset, _dataset(ids, ys))
         self._updates += 1
-        self._rows.accept(xs, ys, ids)
+        self._rows.accept(xs, ys, ids, zs)
         self._sync()
 
     def _sync(self) -> None:
         self._rows.keep(_kept_ids(self._policy.buffer))
         self._policy.buffer = _dataset(self._rows.ids, self._rows.y)
 
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The stored rows ``(x [n, d] float32, y [n] int64)``; don't modify them."""
-        return self._rows.x, self._rows.y
-
     def state_tensors(self) -> dict[str, torch.Tensor]:
         return {**self._rows.tensors(), "weight": _weights(self._policy)}
 
     def state_meta(self) -> dict[str, Any]:
-        return {
-            "version": STATE_VERSION,
-            "kind": self.kind,
-            "capacity": self.capacity,
-            "seed": self.seed,
-            "rng": {"seed": self.seed, "updates": self._updates},
-            **self._rows.meta(),
-        }
+        return _common_meta(self)
 
     def load(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
         """Restore a saved state (an empty ``meta`` means nothing was saved: no-op).
@@ -244,14 +331,7 @@ class ReservoirBuffer:
         if not meta:
             return
         _check_meta(meta, self.kind)
-        try:
-            rows = _Rows()
-            rows.restore(tensors, meta)
-            weight = tensors["weight"]
-            saved_capacity = int(meta["capacity"])
-            seed, updates = int(meta["rng"]["seed"]), int(meta["rng"]["updates"])
-        except KeyError as exc:
-            raise ValueError(f"buffer state is missing {exc.args[0]!r}") from None
+        rows, weight, saved_capacity, seed, updates = _read_common(tensors, meta)
         if weight.shape != rows.y.shape or len(rows.y) > saved_capacity:
             raise ValueError("buffer state: weights do not line up with the rows")
         policy = ReservoirSamplingBuffer(saved_capacity)
@@ -263,7 +343,59 @@ class ReservoirBuffer:
             self._sync()
 
 
-class ClassBalancedBuffer:
+class _Grouped(_RowsAccess):
+    """A buffer split into reservoir groups by an avalanche balanced policy."""
+
+    kind: str
+    capacity: int
+    seed: int
+    _updates: int
+    _policy: Any
+
+    def _sync(self) -> None:
+        groups = list(self._policy.buffer_groups.values())
+        per_group = [_kept_ids(g.buffer) for g in groups]
+        self._rows.keep(torch.cat(per_group) if per_group else torch.empty(0, dtype=torch.int64))
+        start = 0
+        for g, ids in zip(groups, per_group, strict=True):
+            stop = start + len(ids)
+            g.buffer = _dataset(self._rows.ids[start:stop], self._rows.y[start:stop])
+            start = stop
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        groups = list(self._policy.buffer_groups.values())
+        weight = torch.cat([_weights(g) for g in groups]) if groups else torch.empty(0)
+        return {**self._rows.tensors(), "weight": weight}
+
+    def _group_meta(self) -> list[list[int]]:
+        return [
+            [int(c), int(g.max_size), len(g.buffer)] for c, g in self._policy.buffer_groups.items()
+        ]
+
+    def _load_groups(
+        self, policy: Any, tensors: dict[str, torch.Tensor], meta: dict[str, Any]
+    ) -> None:
+        rows, weight, saved_capacity, seed, updates = _read_common(tensors, meta)
+        try:
+            groups = [(int(c), int(m), int(n)) for c, m, n in meta["groups"]]
+        except KeyError as exc:
+            raise ValueError(f"buffer state is missing {exc.args[0]!r}") from None
+        if weight.shape != rows.y.shape or sum(n for _, _, n in groups) != len(rows.y):
+            raise ValueError("buffer state: groups or weights do not line up with the rows")
+        start = 0
+        for c, max_size, n in groups:
+            group = ReservoirSamplingBuffer(max_size)
+            group.buffer = _dataset(rows.ids[start : start + n], rows.y[start : start + n])
+            _set_weights(group, weight[start : start + n])
+            policy.buffer_groups[c] = group
+            start += n
+        self._policy, self._rows, self.seed, self._updates = policy, rows, seed, updates
+        if saved_capacity != self.capacity:
+            self._policy.resize(None, self.capacity)
+            self._sync()
+
+
+class ClassBalancedBuffer(_Grouped):
     """At most ``capacity`` rows, split evenly over the classes seen so far.
 
     Wraps avalanche's ``ClassBalancedBuffer`` with adaptive size: with ``k`` classes seen,
@@ -296,56 +428,26 @@ class ClassBalancedBuffer:
         self._rows = _Rows()
         self._policy = AvalancheClassBalancedBuffer(capacity, adaptive_size=True)
 
-    def __len__(self) -> int:
-        return len(self._rows.y)
-
-    def add(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None) -> None:
         """Offer rows; each class's reservoir decides which of its rows are kept."""
-        xs, ys, ids = self._rows.offer(x, y)
+        xs, ys, ids, zs = self._rows.offer(x, y, logits)
         if len(ids) == 0:
             return
         _seeded_call(self.seed, self._updates, self._policy.update_from_dataset, _dataset(ids, ys))
         self._updates += 1
-        self._rows.accept(xs, ys, ids)
+        self._rows.accept(xs, ys, ids, zs)
         self._sync()
-
-    def _sync(self) -> None:
-        groups = list(self._policy.buffer_groups.values())
-        per_group = [_kept_ids(g.buffer) for g in groups]
-        self._rows.keep(torch.cat(per_group) if per_group else torch.empty(0, dtype=torch.int64))
-        start = 0
-        for g, ids in zip(groups, per_group, strict=True):
-            stop = start + len(ids)
-            g.buffer = _dataset(self._rows.ids[start:stop], self._rows.y[start:stop])
-            start = stop
-
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The stored rows ``(x [n, d] float32, y [n] int64)``, grouped by class."""
-        return self._rows.x, self._rows.y
 
     def class_counts(self) -> dict[int, int]:
         """Rows held per class."""
         return {int(c): len(g.buffer) for c, g in self._policy.buffer_groups.items()}
 
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        groups = list(self._policy.buffer_groups.values())
-        weight = torch.cat([_weights(g) for g in groups]) if groups else torch.empty(0)
-        return {**self._rows.tensors(), "weight": weight}
-
     def state_meta(self) -> dict[str, Any]:
         return {
-            "version": STATE_VERSION,
-            "kind": self.kind,
-            "capacity": self.capacity,
-            "seed": self.seed,
-            "rng": {"seed": self.seed, "updates": self._updates},
-            **self._rows.meta(),
+            **_common_meta(self),
             # set iteration order decides which classes get the remainder slots
             "seen_classes": [int(c) for c in self._policy.seen_classes],
-            "groups": [
-                [int(c), int(g.max_size), len(g.buffer)]
-                for c, g in self._policy.buffer_groups.items()
-            ],
+            "groups": self._group_meta(),
         }
 
     def load(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -356,30 +458,75 @@ class ClassBalancedBuffer:
         if not meta:
             return
         _check_meta(meta, self.kind)
-        try:
-            rows = _Rows()
-            rows.restore(tensors, meta)
-            weight = tensors["weight"]
-            saved_capacity = int(meta["capacity"])
-            seed, updates = int(meta["rng"]["seed"]), int(meta["rng"]["updates"])
-            seen = [int(c) for c in meta["seen_classes"]]
-            groups = [(int(c), int(m), int(n)) for c, m, n in meta["groups"]]
-        except KeyError as exc:
-            raise ValueError(f"buffer state is missing {exc.args[0]!r}") from None
-        if weight.shape != rows.y.shape or sum(n for _, _, n in groups) != len(rows.y):
-            raise ValueError("buffer state: groups or weights do not line up with the rows")
-        policy = AvalancheClassBalancedBuffer(saved_capacity, adaptive_size=True)
+        policy = AvalancheClassBalancedBuffer(int(meta.get("capacity", 0)) or 1, adaptive_size=True)
         policy.seen_classes = set()
-        for c in seen:
-            policy.seen_classes.add(c)
-        start = 0
-        for c, max_size, n in groups:
-            group = ReservoirSamplingBuffer(max_size)
-            group.buffer = _dataset(rows.ids[start : start + n], rows.y[start : start + n])
-            _set_weights(group, weight[start : start + n])
-            policy.buffer_groups[c] = group
-            start += n
-        self._policy, self._rows, self.seed, self._updates = policy, rows, seed, updates
-        if saved_capacity != self.capacity:
-            self._policy.resize(None, self.capacity)
-            self._sync()
+        for c in meta.get("seen_classes", []):
+            policy.seen_classes.add(int(c))
+        self._load_groups(policy, tensors, meta)
+
+
+class ExperienceBalancedBuffer(_Grouped):
+    """At most ``capacity`` rows, split evenly over the experiences seen so far.
+
+    Wraps avalanche's ``ExperienceBalancedBuffer`` with adaptive size. An experience is
+    one ``add`` call (in the daemon: the training rows of one retrain), so old
+    distributions keep their share however much data later ones bring. With ``k``
+    experiences each gets ``capacity // k`` slots (the remainder goes to the first),
+    filled by reservoir sampling within the experience.
+
+    Parameters
+    ----------
+    capacity
+        Maximum number of rows held.
+    seed
+        Seed of the reservoir keys.
+
+    Examples
+    --------
+    >>> buf = ExperienceBalancedBuffer(capacity=10, seed=0)
+    >>> buf.add(torch.zeros(100, 2), torch.zeros(100).long())
+    >>> buf.add(torch.ones(5, 2), torch.ones(5).long())
+    >>> buf.experience_counts()
+    [5, 5]
+    """
+
+    kind = "experience_balanced"
+
+    def __init__(self, capacity: int, seed: int) -> None:
+        _check_capacity(capacity)
+        self.capacity = capacity
+        self.seed = seed
+        self._updates = 0
+        self._rows = _Rows()
+        self._policy = AvalancheExperienceBalancedBuffer(capacity, adaptive_size=True)
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None) -> None:
+        """Offer rows as one new experience; older experiences shrink to make room."""
+        xs, ys, ids, zs = self._rows.offer(x, y, logits)
+        if len(ids) == 0:
+            return
+        experience = _Experience(_dataset(ids, ys))
+        _seeded_call(self.seed, self._updates, self._policy.post_adapt, None, experience)
+        self._updates += 1
+        self._rows.accept(xs, ys, ids, zs)
+        self._sync()
+
+    def experience_counts(self) -> list[int]:
+        """Rows held per experience, oldest first."""
+        return [len(g.buffer) for g in self._policy.buffer_groups.values()]
+
+    def state_meta(self) -> dict[str, Any]:
+        return {**_common_meta(self), "groups": self._group_meta()}
+
+    def load(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        """Restore a saved state (an empty ``meta`` means nothing was saved: no-op).
+
+        See :meth:`ReservoirBuffer.load`.
+        """
+        if not meta:
+            return
+        _check_meta(meta, self.kind)
+        capacity = int(meta.get("capacity", 0)) or 1
+        policy = AvalancheExperienceBalancedBuffer(capacity, adaptive_size=True)
+        self._load_groups(policy, tensors, meta)
+        _set_experience_count(self._policy, len(self._policy.buffer_groups))

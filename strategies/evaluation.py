@@ -47,6 +47,32 @@ def predict_proba(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> 
     return torch.cat(chunks)
 
 
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """The model's logits, ``[n, n_classes]`` float32 on the CPU (eval mode, restored after).
+
+    Examples
+    --------
+    >>> predict_logits(torch.nn.Linear(3, 2), torch.zeros(4, 3)).shape
+    torch.Size([4, 2])
+    """
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    device = _device_of(model)
+    was_training = model.training
+    model.eval()
+    try:
+        chunks = [
+            model(x[i : i + batch_size].to(device, torch.float32)).float().cpu()
+            for i in range(0, len(x), batch_size)
+        ]
+        if not chunks:
+            return torch.empty(0, _n_outputs(model, x, device))
+    finally:
+        model.train(was_training)
+    return torch.cat(chunks)
+
+
 def _n_outputs(model: nn.Module, x: torch.Tensor, device: torch.device) -> int:
     """Width of the output for an empty input (one dummy row through the model)."""
     was_training = model.training

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from strategies.adaptation import AdaptConfig
 from strategies.base import Budget, ProgressFn, RehearsalBuffer, TrainResult
 from strategies.loop import OptimizerSpec, fit
 
@@ -25,6 +27,8 @@ class Config(BaseModel):
     patience: int | None = Field(default=3, gt=0)
     """Early stopping after this many epochs without better validation accuracy (when
     ``train`` is given ``val``); ``None`` never stops early."""
+    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
+    """Optimizer, freezing, layerwise learning rates, schedule, LoRA."""
 
 
 class Finetune:
@@ -63,6 +67,7 @@ class Finetune:
         val: tuple[torch.Tensor, torch.Tensor] | None = None,
         should_stop: Callable[[], bool] | None = None,
         device: str | None = None,
+        checkpoint: str | Path | None = None,
     ) -> TrainResult:
         """Train ``model`` in place on ``(x, y)``; see :func:`strategies.loop.fit`."""
         return fit(
@@ -80,6 +85,8 @@ class Finetune:
             patience=self.cfg.patience,
             should_stop=should_stop,
             device=device,
+            adapt=self.cfg.adapt,
+            checkpoint=checkpoint,
         )
 
 

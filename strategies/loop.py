@@ -1,14 +1,20 @@
-"""The training loop: explicit, seeded, budgeted, interruptible.
+"""The training loop: explicit, seeded, budgeted, interruptible, resumable.
 
 One loop for every strategy. An epoch is one pass over the new data in shuffled order;
 with rehearsal, each batch is ``batch_size`` rows of which ``round(mix * batch_size)``
 are drawn uniformly (with replacement) from the rehearsal set. Data are indexed as
-tensors on the training device; there is no ``DataLoader``.
+tensors on the training device; there is no ``DataLoader``. The loss is cross-entropy
+plus an optional :class:`~strategies.base.Penalty` (EWC, LwF, DER's logit replay).
 
 Randomness: shuffling and rehearsal draws come from a ``torch.Generator`` seeded with
 ``seed``; layers that draw from torch's global RNG (dropout) run inside
 ``torch.random.fork_rng`` with a seed derived from ``seed``, so the same seed gives the
 same model and the caller's RNG state is left as it was.
+
+Resumption: with ``checkpoint``, the state at the end of every epoch (weights, optimizer,
+RNG states, counters) is saved there (:mod:`strategies.checkpoint`); a later call with
+the same arguments and the same starting model continues from it and ends where an
+uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -17,20 +23,23 @@ import copy
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from strategies.base import Budget, Progress, ProgressFn, TrainResult
+from strategies import checkpoint as ckpt
+from strategies.adaptation import AdaptConfig, lr_factor, plan
+from strategies.base import Batch, Budget, Penalty, Progress, ProgressFn, TrainResult
 from strategies.evaluation import accuracy
 
 
 @dataclass(frozen=True)
 class OptimizerSpec:
-    """Adam's settings for one run."""
+    """The optimizer's learning rate (of the top layer) and weight decay for one run."""
 
     lr: float
     weight_decay: float
@@ -87,12 +96,52 @@ def _seed_global_rngs(seed: int, device: torch.device) -> None:
             torch.cuda.manual_seed(seed)
 
 
+def split_validation(
+    x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """``((x_train, y_train), (x_val, y_val))``: a seeded random ``fraction`` held out.
+
+    Examples
+    --------
+    >>> (xt, yt), (xv, yv) = split_validation(torch.zeros(10, 2), torch.zeros(10), 0.2, 0)
+    >>> len(xt), len(xv)
+    (8, 2)
+    """
+    n = len(y)
+    n_val = min(n - 1, max(1, round(n * fraction)))
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed ^ 0x5EED))
+    val, train = perm[:n_val].sort().values, perm[n_val:].sort().values
+    return (x[train], y[train]), (x[val], y[val])
+
+
+def _total_steps(budget: Budget, n_batches: int) -> int | None:
+    limits = [budget.steps] if budget.steps is not None else []
+    if budget.epochs is not None:
+        limits.append(budget.epochs * n_batches)
+    return min(limits) if limits else None
+
+
+def _fingerprint(
+    model: nn.Module, x: torch.Tensor, n_rep: int, batch_size: int, seed: int, budget: Budget
+) -> dict[str, Any]:
+    return {
+        "seed": seed,
+        "rows": len(x),
+        "row_shape": list(x.shape[1:]),
+        "rehearsal_per_batch": n_rep,
+        "batch_size": batch_size,
+        "parameters": [n for n, p in model.named_parameters() if p.requires_grad],
+        "budget": asdict(budget),
+    }
+
+
 def fit(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
     *,
     rehearsal: tuple[torch.Tensor, torch.Tensor] | None = None,
+    rehearsal_logits: torch.Tensor | None = None,
     mix: float,
     batch_size: int,
     optimizer: OptimizerSpec,
@@ -103,49 +152,64 @@ def fit(
     patience: int | None = None,
     should_stop: Callable[[], bool] | None = None,
     device: str | None = None,
+    penalty: Penalty | None = None,
+    adapt: AdaptConfig | None = None,
+    checkpoint: str | Path | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place with Adam and cross-entropy on its logits.
+    """Train ``model`` in place: cross-entropy on its logits (plus ``penalty``).
 
     Parameters
     ----------
     model
-        Maps ``x`` rows to logits. Only parameters with ``requires_grad`` are trained.
-        It is moved to the training device and back to its own device at the end.
+        Maps ``x`` rows to logits. Only parameters with ``requires_grad`` are trained
+        (and of those, what ``adapt`` leaves trainable). It is moved to the training
+        device and back to its own device at the end.
     x, y
         New data: rows ``[n, ...]`` and int64 labels ``[n]``.
     rehearsal
         Old data ``(x, y)`` to mix into each batch; ``None`` or empty for none.
+    rehearsal_logits
+        Stored logits ``[len(rehearsal), k]`` for the rehearsal rows (NaN rows where
+        unknown); the penalty sees the replayed rows' logits as ``Batch.replay_logits``.
     mix
         Fraction of each batch drawn from ``rehearsal``, in ``[0, 1)``.
     batch_size
         Rows per step, new and rehearsal together.
     optimizer
-        Adam's learning rate and weight decay.
+        Learning rate and weight decay (the optimizer's kind is ``adapt.optimizer``).
     budget
         Limits; the first one reached ends training (checked after every step).
     seed
-        Seed for shuffling, rehearsal draws and dropout.
+        Seed for shuffling, rehearsal draws, dropout and the validation split.
     progress
         Called with a :class:`Progress` after every epoch and after a final partial epoch.
     val
         ``(x, y)`` evaluated after every epoch. The weights of the epoch with the best
-        validation accuracy are restored at the end.
+        validation accuracy are restored at the end. Without ``val``,
+        ``adapt.validation_fraction`` holds out that fraction of ``(x, y)``.
     patience
-        With ``val``: stop after this many epochs without a better validation accuracy
-        (``stopped_by="early_stopping"``). ``None`` never stops early.
+        With validation: stop after this many epochs without a better validation
+        accuracy (``stopped_by="early_stopping"``). ``None`` never stops early.
     should_stop
         Polled before every step; ``True`` ends training (``stopped_by="interrupted"``).
     device
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available.
         On CUDA the forward pass runs under bf16 autocast.
+    penalty
+        Added to the loss of every batch.
+    adapt
+        Freezing, layerwise learning rates, schedule, LoRA (:mod:`strategies.adaptation`).
+    checkpoint
+        Directory for the epoch checkpoint; an existing checkpoint of the same run is
+        resumed from.
 
     Returns
     -------
     TrainResult
         ``samples_processed`` counts new and rehearsal rows; ``epochs`` counts completed
         epochs; ``extra`` holds ``device``, ``new_samples``, ``rehearsal_samples``,
-        ``samples_per_second`` and, with ``val``, ``best_epoch`` and
-        ``best_val_accuracy``.
+        ``samples_per_second``, ``resumed_from_epoch`` and, with validation,
+        ``best_epoch`` and ``best_val_accuracy``.
 
     Examples
     --------
@@ -159,6 +223,9 @@ def fit(
     _check(x, y, rehearsal, mix, batch_size, budget)
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be positive, got {patience}")
+    adapt = adapt or AdaptConfig()
+    if val is None and adapt.validation_fraction is not None:
+        (x, y), val = split_validation(x, y, adapt.validation_fraction, seed)
     start = time.perf_counter()
     dev = pick_device(device)
     home = _home_device(model)
@@ -168,39 +235,67 @@ def fit(
 
     xd = x.to(dev, torch.float32)
     yd = y.to(dev, torch.int64)
-    rx = ry = None
+    rx = ry = rz = None
     if rehearsal is not None and len(rehearsal[1]) > 0 and mix > 0:
         rx, ry = rehearsal[0].to(dev, torch.float32), rehearsal[1].to(dev, torch.int64)
+        if rehearsal_logits is not None:
+            if len(rehearsal_logits) != len(ry):
+                raise ValueError("rehearsal_logits do not line up with the rehearsal rows")
+            rz = rehearsal_logits.to(dev, torch.float32)
     n_rep = 0 if rx is None else min(round(batch_size * mix), batch_size - 1)
     n_new = batch_size - n_rep
     n = len(yd)
     n_batches = math.ceil(n / n_new)
+    total_steps = _total_steps(budget, n_batches)
     vd = None if val is None else (val[0].to(dev, torch.float32), val[1].to(dev, torch.int64))
+    ckpt_dir = None if checkpoint is None else Path(checkpoint)
 
     model.to(dev)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adam(
-        params, lr=optimizer.lr, weight_decay=optimizer.weight_decay, fused=dev.type == "cuda"
-    )
-    use_bf16 = dev.type == "cuda"
-
+    run = plan(model, adapt, lr=optimizer.lr, weight_decay=optimizer.weight_decay, seed=seed)
     step = samples = new_samples = epochs_done = 0
     stopped_by: str | None = None
     history: list[Progress] = []
     best_acc, best_epoch, best_state, bad_epochs = -math.inf, 0, None, 0
     weights_are_best = False
     final_loss = math.nan
+    resumed_from = 0
     fork_devices: list[int] = []
     if dev.type == "cuda":
         fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()]
     try:
+        opt = run.optimizer(fused=dev.type == "cuda")
+        base_lrs = run.base_lrs()
+        params = run.parameters
+        fingerprint = _fingerprint(model, x, n_rep, batch_size, seed, budget)
+        saved = None if ckpt_dir is None else ckpt.load(ckpt_dir, fingerprint)
+        use_bf16 = dev.type == "cuda"
+        if penalty is not None:
+            penalty.prepare(dev)
         with torch.random.fork_rng(devices=fork_devices):
             _seed_global_rngs(dropout_seed, dev)
+            if saved is not None:
+                model.load_state_dict(saved.model)
+                opt.load_state_dict(saved.optimizer)
+                gen.set_state(saved.rng["gen"])
+                torch.set_rng_state(saved.rng["cpu"])
+                if dev.type == "cuda" and "cuda" in saved.rng:
+                    torch.cuda.set_rng_state(saved.rng["cuda"], dev)
+                s = saved.loop
+                epochs_done, step, samples = s["epochs"], s["step"], s["samples"]
+                new_samples, final_loss, stopped_by = s["new_samples"], s["loss"], s["stopped_by"]
+                best_epoch, bad_epochs = s["best_epoch"], s["bad_epochs"]
+                best_acc = -math.inf if s["best_acc"] is None else s["best_acc"]
+                best_state = saved.best
+                weights_are_best = s["weights_are_best"]
+                history = [Progress(**p) for p in s["history"]]
+                start -= s["seconds"]
+                resumed_from = epochs_done
             model.train()
             while stopped_by is None:
                 if budget.epochs is not None and epochs_done >= budget.epochs:
                     stopped_by = "epochs"
                     break
+                run.start_epoch(epochs_done)
                 perm = torch.randperm(n, generator=gen).to(dev)
                 rep_idx = None
                 if rx is not None:
@@ -213,15 +308,26 @@ def fit(
                         break
                     idx = perm[b * n_new : (b + 1) * n_new]
                     xb, yb = xd[idx], yd[idx]
+                    zb = None
                     if rep_idx is not None and rx is not None and ry is not None:
                         k = n_rep if len(idx) == n_new else max(1, round(len(idx) * n_rep / n_new))
                         r = rep_idx[b, :k]
                         xb, yb = torch.cat([xb, rx[r]]), torch.cat([yb, ry[r]])
+                        zb = None if rz is None else rz[r]
+                    if adapt.warmup_steps or adapt.schedule != "constant":
+                        f = lr_factor(step, warmup=adapt.warmup_steps, schedule=adapt.schedule,
+                                      total=total_steps, min_ratio=adapt.min_lr_ratio)
+                        for group, base in zip(opt.param_groups, base_lrs, strict=True):
+                            group["lr"] = base * f
                     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                         logits = model(xb)
                     loss = F.cross_entropy(logits.float(), yb)
+                    if penalty is not None:
+                        loss = loss + penalty(model, Batch(xb, yb, logits, len(idx), zb))
                     opt.zero_grad(set_to_none=True)
                     loss.backward()  # type: ignore[no-untyped-call]
+                    if adapt.max_grad_norm is not None:
+                        torch.nn.utils.clip_grad_norm_(params, adapt.max_grad_norm)
                     opt.step()
                     weights_are_best = False
                     loss_sum += loss.detach()
@@ -265,9 +371,28 @@ def fit(
                 history.append(report)
                 if progress is not None:
                     progress(report)
+                if ckpt_dir is not None and completed and stopped_by != "interrupted":
+                    rng = {"gen": gen.get_state(), "cpu": torch.get_rng_state()}
+                    if dev.type == "cuda":
+                        rng["cuda"] = torch.cuda.get_rng_state(dev)
+                    ckpt.save(
+                        ckpt_dir, fingerprint=fingerprint, model=model.state_dict(),
+                        best=best_state, optimizer=opt.state_dict(), rng=rng,
+                        loop={
+                            "epochs": epochs_done, "step": step, "samples": samples,
+                            "new_samples": new_samples, "loss": final_loss,
+                            "stopped_by": stopped_by, "best_epoch": best_epoch,
+                            "bad_epochs": bad_epochs,
+                            "best_acc": None if best_acc == -math.inf else best_acc,
+                            "weights_are_best": weights_are_best,
+                            "history": [asdict(p) for p in history],
+                            "seconds": time.perf_counter() - start,
+                        },
+                    )
         if best_state is not None and not weights_are_best:
             model.load_state_dict(best_state)
     finally:
+        run.finish()
         model.to(home)
         model.train(was_training)
 
@@ -277,6 +402,7 @@ def fit(
         "new_samples": new_samples,
         "rehearsal_samples": samples - new_samples,
         "samples_per_second": samples / seconds if seconds > 0 else math.nan,
+        "resumed_from_epoch": resumed_from,
     }
     if vd is not None:
         extra["best_epoch"] = best_epoch

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal, Protocol
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from strategies import finetune, replay
+from strategies import der, ewc, finetune, joint, lwf, replay
 from strategies.base import RehearsalBuffer, Strategy
 
 
@@ -28,12 +28,19 @@ class StrategyModule(Protocol):
 STRATEGIES: dict[str, StrategyModule] = {
     "finetune": finetune,
     "replay": replay,
+    "der": der,
+    "lwf": lwf,
+    "ewc": ewc,
+    "joint": joint,
 }
 
-StrategyConfig = Annotated[finetune.Config | replay.Config, Field(discriminator="kind")]
+AnyStrategyConfig = (
+    finetune.Config | replay.Config | der.Config | lwf.Config | ewc.Config | joint.Config
+)
+StrategyConfig = Annotated[AnyStrategyConfig, Field(discriminator="kind")]
 
 
-def build(cfg: finetune.Config | replay.Config) -> Strategy:
+def build(cfg: AnyStrategyConfig) -> Strategy:
     """The strategy that ``cfg`` describes, chosen by ``cfg.kind``.
 
     Examples
@@ -49,7 +56,7 @@ class BufferConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal["reservoir", "class_balanced"] = "reservoir"
+    kind: Literal["reservoir", "class_balanced", "experience_balanced"] = "reservoir"
     capacity: int = Field(default=1000, gt=0)
 
 
@@ -69,7 +76,9 @@ def build_buffer(cfg: BufferConfig, seed: int) -> RehearsalBuffer:
 
     if cfg.kind == "reservoir":
         return avalanche_adapter.ReservoirBuffer(cfg.capacity, seed)
-    return avalanche_adapter.ClassBalancedBuffer(cfg.capacity, seed)
+    if cfg.kind == "class_balanced":
+        return avalanche_adapter.ClassBalancedBuffer(cfg.capacity, seed)
+    return avalanche_adapter.ExperienceBalancedBuffer(cfg.capacity, seed)
 
 
 def restore_buffer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> RehearsalBuffer:

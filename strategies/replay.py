@@ -7,12 +7,14 @@ Chaudhry et al., "On Tiny Episodic Memories in Continual Learning", 2019
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from strategies.adaptation import AdaptConfig
 from strategies.base import Budget, ProgressFn, RehearsalBuffer, TrainResult
 from strategies.loop import OptimizerSpec, fit
 
@@ -31,6 +33,8 @@ class Config(BaseModel):
     patience: int | None = Field(default=3, gt=0)
     """Early stopping after this many epochs without better validation accuracy (when
     ``train`` is given ``val``); ``None`` never stops early."""
+    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
+    """Optimizer, freezing, layerwise learning rates, schedule, LoRA."""
 
 
 class Replay:
@@ -39,6 +43,10 @@ class Replay:
     An epoch is one pass over the new data; a fraction ``mix`` of each batch is drawn
     uniformly from the buffer. With an empty or no buffer this is plain fine-tuning.
     The buffer is only read: the caller adds the new data after training.
+
+    To combine replay with a regularizer, use that regularizer's strategy with ``mix``
+    above zero: ``{kind: ewc, mix: 0.5}`` or ``{kind: lwf, mix: 0.5}`` replay exactly as
+    this strategy does and add their penalty (DER always replays).
 
     Parameters
     ----------
@@ -76,6 +84,7 @@ class Replay:
         val: tuple[torch.Tensor, torch.Tensor] | None = None,
         should_stop: Callable[[], bool] | None = None,
         device: str | None = None,
+        checkpoint: str | Path | None = None,
     ) -> TrainResult:
         """Train ``model`` in place; see :func:`strategies.loop.fit`."""
         rehearsal = buffer.tensors() if buffer is not None and len(buffer) > 0 else None
@@ -94,6 +103,8 @@ class Replay:
             patience=self.cfg.patience,
             should_stop=should_stop,
             device=device,
+            adapt=self.cfg.adapt,
+            checkpoint=checkpoint,
         )
 
 

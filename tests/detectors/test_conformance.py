@@ -38,6 +38,14 @@ CASES = {
     "hddm_w": Case(("bernoulli",), quiet=10_000, warmup=2_000, within=200),
     "fhddm": Case(("bernoulli",), quiet=10_000, warmup=2_000, within=200),
     "ks": Case(("normal",), quiet=5_000, warmup=3_000, within=200),
+    "cvm": Case(("normal",), quiet=5_000, warmup=3_000, within=200),
+    "chi2": Case(("normal",), quiet=5_000, warmup=3_000, within=200),
+    "psi": Case(("normal",), quiet=5_000, warmup=3_000, within=200),
+    "wasserstein": Case(("normal",), quiet=5_000, warmup=3_000, within=200),
+    "jensenshannon": Case(("normal",), quiet=5_000, warmup=3_000, within=200),
+    "cusum": Case(("bernoulli", "normal"), quiet=10_000, warmup=2_000, within=200),
+    "mmd": Case(("normal",), quiet=3_000, warmup=2_500, within=300),
+    "classifier": Case(("normal",), quiet=4_000, warmup=2_500, within=500),
 }
 
 PARAMS = [(kind, s) for kind, case in CASES.items() for s in case.streams]

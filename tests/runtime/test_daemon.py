@@ -17,7 +17,8 @@ from runtime.db import Database
 from runtime.events import EventLog
 from runtime.lock import AlreadyRunning
 from runtime.registry import Registry
-from runtime.retrain import RetrainRunner, class_positions
+from runtime.retrain import class_positions
+from runtime.worker import RetrainRunner
 from runtime.synthetic import evaluation_sample
 from runtime.unit import load_unit
 from strategies.evaluation import accuracy

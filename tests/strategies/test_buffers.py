@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from strategies.base import RehearsalBuffer
 from strategies.registry import BufferConfig, build_buffer, restore_buffer
 
-KINDS = ["reservoir", "class_balanced"]
+KINDS = ["reservoir", "class_balanced", "experience_balanced"]
 
 
 Batch = tuple[torch.Tensor, torch.Tensor]
@@ -176,3 +176,41 @@ def test_class_balanced_keeps_classes_balanced() -> None:
     res = build_buffer(BufferConfig(kind="reservoir", capacity=30), seed=0)
     res.add(x, y)
     assert torch.bincount(res.tensors()[1], minlength=2)[0] > 20
+
+
+def test_experience_balanced_gives_each_add_an_equal_share() -> None:
+    buf = build_buffer(BufferConfig(kind="experience_balanced", capacity=30), seed=0)
+    buf.add(torch.randn(500, 2), torch.zeros(500, dtype=torch.int64))
+    assert len(buf) == 30
+    buf.add(torch.randn(20, 2), torch.ones(20, dtype=torch.int64))  # a small experience
+    buf.add(torch.randn(400, 2), torch.full((400,), 2))
+    counts = buf.experience_counts()  # type: ignore[attr-defined]
+    assert counts == [10, 10, 10]
+    assert torch.bincount(buf.tensors()[1]).tolist() == [10, 10, 10]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_logits_travel_with_their_rows_and_round_trip(kind: str, tmp_path: Path) -> None:
+    cfg = BufferConfig(kind=kind, capacity=12)  # type: ignore[arg-type]
+    buf = build_buffer(cfg, seed=0)
+    batches = _batches(3, [20, 20])
+    assert buf.logits() is None
+    buf.add(*batches[0])  # no logits: NaN once any row has some
+    x1, y1 = batches[1]
+    z1 = torch.stack([x1[:, 0], -x1[:, 0]], dim=1)  # logits derived from the row
+    buf.add(x1, y1, logits=z1)
+    bx, _ = buf.tensors()
+    z = buf.logits()
+    assert z is not None and z.shape == (len(buf), 2)
+    known = torch.isfinite(z).all(dim=1)
+    assert torch.equal(z[known, 0], bx[known, 0])  # aligned with their rows
+    assert (~known).any() or kind == "reservoir"
+    save_file({k: v.contiguous() for k, v in buf.state_tensors().items()}, tmp_path / "b.st")
+    back = restore_buffer(load_file(tmp_path / "b.st"), json.loads(json.dumps(buf.state_meta())))
+    back_z = back.logits()
+    assert back_z is not None and torch.equal(back_z.nan_to_num(7.0), z.nan_to_num(7.0))
+    full = torch.zeros(len(buf), 2)
+    back.set_logits(full)
+    assert torch.equal(back.logits(), full)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="width 2"):
+        back.add(x1, y1, logits=torch.zeros(len(x1), 3))

@@ -41,7 +41,7 @@ def test_every_strategy_builds_from_its_kind(kind: str) -> None:
 def test_unknown_kind_is_rejected() -> None:
     adapter: pydantic.TypeAdapter[typing.Any] = pydantic.TypeAdapter(StrategyConfig)
     with pytest.raises(pydantic.ValidationError, match="kind"):
-        adapter.validate_python({"kind": "ewc"})
+        adapter.validate_python({"kind": "icarl"})
 
 
 def test_replay_mix_must_leave_room_for_new_rows() -> None:

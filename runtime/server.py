@@ -1,0 +1,112 @@
+"""The API server: uvicorn in a thread of the daemon's process.
+
+The daemon starts it in ``run`` when ``api:`` is configured and stops it first thing
+on shutdown (in-flight requests finish, new connections are refused), so that no row
+is acknowledged after the daemon stopped monitoring. Also :class:`HttpSource`, the
+source of ``source: {kind: http}``: rows arrive only through ``POST /v1/ingest``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import uvicorn
+
+from runtime.api import Host, create_app
+from runtime.config import ApiConfig
+from runtime.sources import Batch
+
+log = logging.getLogger(__name__)
+
+
+class ServerError(RuntimeError):
+    """The API could not start (bad token setup, port in use)."""
+
+
+def resolve_token(api: ApiConfig) -> str | None:
+    """The bearer token from ``api.token_env``; an unset or empty variable is an error
+    (a service must not come up with its write endpoints open or silently disabled)."""
+    if api.token_env is None:
+        return None
+    token = os.environ.get(api.token_env, "")
+    if not token.strip():
+        raise ServerError(
+            f"the API needs a bearer token in ${api.token_env} "
+            "(or set api.token_env: null for a read-only API)"
+        )
+    return token.strip()
+
+
+class ApiServer:
+    """Serves :func:`runtime.api.create_app` for ``host`` until :meth:`stop`."""
+
+    def __init__(self, host: Host, api: ApiConfig, token: str | None) -> None:
+        self.api = api
+        app = create_app(host, api, token)
+        config = uvicorn.Config(
+            app,
+            host=api.host,
+            port=api.port,
+            log_config=None,  # the daemon's JSON logging stays in charge
+            access_log=False,
+            lifespan="off",
+            server_header=False,
+            timeout_graceful_shutdown=max(1, int(api.shutdown_seconds)),
+        )
+        self._server = uvicorn.Server(config)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful with ``port: 0``)."""
+        for server in self._server.servers:
+            for sock in server.sockets:
+                return int(sock.getsockname()[1])
+        return self.api.port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.api.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start serving; returns once the socket listens (raises :class:`ServerError`)."""
+        self._thread = threading.Thread(target=self._server.run, name="driftloop-api", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise ServerError(
+                    f"the API could not listen on {self.api.host}:{self.api.port} "
+                    "(port in use or address unavailable)"
+                )
+            if time.monotonic() > deadline:
+                raise ServerError(f"the API did not start within {timeout:.0f} s")
+            time.sleep(0.02)
+        log.info("API listening on %s", self.url)
+
+    def stop(self) -> None:
+        """Stop accepting, let in-flight requests finish (``shutdown_seconds`` at most)."""
+        if self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join(self.api.shutdown_seconds + 2)
+        if self._thread.is_alive():
+            self._server.force_exit = True
+            self._thread.join(2)
+        self._thread = None
+
+
+class HttpSource:
+    """``source: {kind: http}``: the daemon polls nothing; the API brings the rows."""
+
+    name = "http"
+    blocks_on_retrain = False
+
+    def poll(self) -> Batch | None:
+        return None
+
+    def exhausted(self) -> bool:
+        return False

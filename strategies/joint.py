@@ -1,0 +1,129 @@
+"""Joint training, the oracle: retrain from scratch on everything kept.
+
+Not a continual-learning method but the reference the others are measured against: it
+sees the new rows and every buffered row at once, from freshly initialised weights, and
+pays for it with compute that grows with the memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from strategies.adaptation import AdaptConfig
+from strategies.base import Budget, ProgressFn, RehearsalBuffer, TrainResult
+from strategies.loop import OptimizerSpec, fit
+
+
+class Config(BaseModel):
+    """Settings of :class:`Joint`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["joint"] = "joint"
+    lr: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    patience: int | None = Field(default=3, gt=0)
+    """Early stopping after this many epochs without better validation accuracy."""
+    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
+    """Optimizer, freezing, layerwise learning rates, schedule, LoRA."""
+
+
+def reinitialize(model: nn.Module, seed: int) -> int:
+    """Re-draw the weights of every submodule that has ``reset_parameters``; returns how
+    many were reset. Buffers such as input normalisation are kept.
+
+    Examples
+    --------
+    >>> reinitialize(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU()), seed=0)
+    1
+    """
+    n = 0
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        for m in model.modules():
+            reset = getattr(m, "reset_parameters", None)
+            if callable(reset):
+                reset()
+                n += 1
+    return n
+
+
+class Joint:
+    """Re-initialise the model, then train on the new rows plus every buffered row.
+
+    With the buffer large enough to hold everything, this is the joint-training upper
+    bound of the continual-learning literature.
+
+    Parameters
+    ----------
+    cfg
+        Learning rate, batch size, weight decay, patience, adaptation.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from strategies.base import Budget
+    >>> from strategies.registry import BufferConfig, build_buffer
+    >>> buffer = build_buffer(BufferConfig(capacity=50), seed=0)
+    >>> buffer.add(torch.randn(32, 2), torch.randint(0, 2, (32,)))
+    >>> model = torch.nn.Linear(2, 2)
+    >>> x, y = torch.randn(32, 2), torch.randint(0, 2, (32,))
+    >>> result = build(Config(batch_size=16)).train(
+    ...     model, x, y, buffer, Budget(epochs=1), seed=0, device="cpu")
+    >>> result.samples_processed
+    64
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+
+    def train(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        buffer: RehearsalBuffer | None,
+        budget: Budget,
+        seed: int,
+        progress: ProgressFn | None = None,
+        *,
+        val: tuple[torch.Tensor, torch.Tensor] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        device: str | None = None,
+        checkpoint: str | Path | None = None,
+    ) -> TrainResult:
+        """Re-initialise ``model`` in place and train it; see :func:`strategies.loop.fit`."""
+        if buffer is not None and len(buffer) > 0:
+            bx, by = buffer.tensors()
+            x = torch.cat([x.to(torch.float32).cpu(), bx])
+            y = torch.cat([y.to(torch.int64).cpu(), by])
+        reinitialize(model, seed)
+        return fit(
+            model,
+            x,
+            y,
+            mix=0.0,
+            batch_size=self.cfg.batch_size,
+            optimizer=OptimizerSpec(lr=self.cfg.lr, weight_decay=self.cfg.weight_decay),
+            budget=budget,
+            seed=seed,
+            progress=progress,
+            val=val,
+            patience=self.cfg.patience,
+            should_stop=should_stop,
+            device=device,
+            adapt=self.cfg.adapt,
+            checkpoint=checkpoint,
+        )
+
+
+def build(cfg: Config) -> Joint:
+    """The strategy ``cfg`` describes."""
+    return Joint(cfg)
