@@ -617,7 +617,13 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
         """Reject a candidate waiting for a person (manual gate mode)."""
         return _decide(host.registry, version, "reject", body)
 
-    @app.post("/v1/retrain", response_model=RetrainResponse, tags=["model"])
+    @app.post(
+        "/v1/retrain",
+        response_model=RetrainResponse,
+        status_code=201,
+        tags=["model"],
+        responses={200: {"model": RetrainResponse, "description": "already requested"}},
+    )
     def retrain(
         _: Auth,
         response: Response,

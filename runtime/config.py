@@ -166,6 +166,15 @@ class PolicyConfig(_Model):
     retrain_on: list[str] = Field(default=["error", "loss"])
     retrain_on_feature_drift: bool = False
     refresh_reference_on_feature_drift: bool = True
+    hysteresis_rows: int = Field(default=0, ge=0)
+    """A detector's alarm within this many rows of its previous one continues that drift
+    (suppressed); the detector re-arms after this many rows without an alarm."""
+    vote_k: int = Field(default=1, ge=1)
+    """Act only when at least this many distinct detectors (of ``vote_among``) alarmed
+    within ``vote_window_rows`` rows."""
+    vote_among: list[str] | None = None
+    """Detector names that vote (``None``: all); the others act alone."""
+    vote_window_rows: int = Field(default=1000, ge=1)
 
 
 class BudgetConfig(_Model):

@@ -419,6 +419,7 @@ class Daemon:
         candidate = self.registry.next_version()
         spec = {
             "config": self.cfg.model_dump(mode="json", by_alias=True),
+            "config_hash": self.cfg.config_hash(),  # the daemon's, whatever the child parses
             "trigger_id": trigger,
             "champion": self.unit.version,
             "candidate": candidate,

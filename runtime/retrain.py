@@ -145,7 +145,7 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
         },
         "strategy": cfg.retrain.strategy.kind,
         "buffer_kind": cfg.retrain.buffer.kind,
-        "config_hash": cfg.config_hash(),
+        "config_hash": spec.get("config_hash", cfg.config_hash()),
         "metrics": metrics,
         "train": train_info,
         "golden_index": [*unit.golden_index, candidate],

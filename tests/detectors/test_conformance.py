@@ -48,11 +48,18 @@ CASES = {
     "classifier": Case(("normal",), quiet=4_000, warmup=2_500, within=500),
 }
 
+# the two multivariate tests are heavy (a kernel matrix or a model fit per test): smaller
+# references keep the suite fast; everything else runs with its defaults
+OVERRIDES: dict[str, dict[str, object]] = {
+    "mmd": {"max_reference": 500, "permutations": 100, "device": "cpu"},
+    "classifier": {"max_reference": 500, "max_iter": 10, "folds": 3},
+}
+
 PARAMS = [(kind, s) for kind, case in CASES.items() for s in case.streams]
 
 
 def make(kind: str) -> Detector:
-    det = build(DETECTORS[kind].Config(), FEATURES)  # type: ignore[arg-type]
+    det = build(DETECTORS[kind].Config(**OVERRIDES.get(kind, {})), FEATURES)  # type: ignore[arg-type]
     assert isinstance(det, Detector)
     return det
 

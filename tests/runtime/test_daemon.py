@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +172,24 @@ def test_restart_continues_where_it_stopped(tmp_path: Path) -> None:
 
     assert last_seq(db) == sum(s["rows"] for s in SMALL["source"]["segments"])
     assert seen > 0 and np.isfinite(seen)
+
+
+def test_a_retrain_cancelled_by_shutdown_runs_again_exactly_once(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    d = Daemon(cfg)
+    d.open()
+    deadline = time.monotonic() + 300
+    while not d.runner.running and time.monotonic() < deadline:
+        d.step()
+    assert d.runner.running
+    trigger = d.runner.trigger_id
+    d.close("test stop")
+    log = EventLog(Database.for_state_dir(cfg.state_dir, None))
+    cancelled = log.last(ev.RETRAIN_FAILED)
+    assert cancelled is not None and cancelled.payload["cancelled"] is True
+    assert cancelled.payload["trigger_id"] == trigger
+    Daemon(cfg).run(until_drained=True)
+    started = [e.payload["trigger_id"] for e in log.list(kinds=[ev.RETRAIN_STARTED])]
+    finished = [e.payload["trigger_id"] for e in log.list(kinds=[ev.RETRAIN_FINISHED])]
+    assert started.count(trigger) == 2 and finished.count(trigger) == 1
+    assert log.list(kinds=[ev.DAEMON_STARTED])[-1].payload["requeued_retrains"] == 1

@@ -47,9 +47,9 @@ def test_every_strategy_learns_the_new_task_reproducibly(
     "cfg",
     [
         der.Config(lr=1e-2),
-        ewc.Config(lr=1e-2, strength=1e4),
+        ewc.Config(lr=1e-2, strength=1e5),
         ewc.Config(lr=1e-2, mix=0.5),
-        lwf.Config(lr=1e-2, mix=0.5),
+        lwf.Config(lr=1e-2, mix=0.5, alpha=0.1),
         joint.Config(lr=1e-2),
     ],
     ids=["der", "ewc", "ewc+replay", "lwf+replay", "joint"],
