@@ -46,6 +46,7 @@ from strategies.models import MLPConfig, build_model, fit_normalization  # noqa:
 
 FLIPS = (0.0, 0.1, 0.2, 0.4)
 N_FEATURES = 6
+SHIFT = 2.0
 TOL_GOLDEN, TOL_CLASS, MIN_GAIN, ALPHA = 0.03, 0.05, 0.02, 0.05
 PROMOTION_RULES = [
     Rule(on="new_data", min_improvement=MIN_GAIN),
@@ -61,8 +62,8 @@ NON_INFERIORITY_RULES = [
 
 def concept(x: np.ndarray) -> np.ndarray:
     """The true label: a fixed nonlinear boundary over the first three features."""
-    score = np.sin(1.3 * x[:, 0]) + 0.8 * np.cos(1.1 * x[:, 1]) * x[:, 2] + 0.3 * x[:, 0] * x[:, 1]
-    return (score > 0.2).astype(np.int64)
+    score = np.sin(2.0 * x[:, 0]) + np.sin(2.0 * x[:, 1]) + 0.5 * x[:, 2]
+    return (score > 0.0).astype(np.int64)
 
 
 def sample(rng: np.random.Generator, n: int, shift: float) -> tuple[np.ndarray, np.ndarray]:
@@ -110,7 +111,7 @@ def fine_tune(
     epochs: int,
 ) -> torch.nn.Module:
     model = copy.deepcopy(champion)
-    strategy = replay.build(replay.Config(lr=3e-3, batch_size=64, mix=0.3, patience=None))
+    strategy = replay.build(replay.Config(lr=3e-3, batch_size=64, mix=0.5, patience=None))
     strategy.train(
         model, _t(x), torch.as_tensor(y), buffer, Budget(epochs=epochs), seed, device="cpu"
     )
@@ -151,13 +152,13 @@ def one_run(seed: int, sizes: dict[str, int]) -> list[dict[str, Any]]:
     xa, ya = sample(rng, sizes["train"], 0.0)
     xg, yg = sample(rng, sizes["golden"], 0.0)
     xea, yea = sample(rng, sizes["truth"], 0.0)
-    xeb, yeb = sample(rng, sizes["truth"], 1.8)
+    xeb, yeb = sample(rng, sizes["truth"], SHIFT)
     champion = train_champion(xa, ya, seed, sizes["epochs"])
     before_a, before_b = true_scores(champion, xea, yea), true_scores(champion, xeb, yeb)
     pick = rng.choice(len(ya), size=min(1000, len(ya)), replace=False)
     buffer = _Buffer(_t(xa[pick]), torch.as_tensor(ya[pick]))
     out: list[dict[str, Any]] = []
-    xb, yb_clean = sample(rng, sizes["new"], 1.8)
+    xb, yb_clean = sample(rng, sizes["new"], SHIFT)
     n_hold = int(0.3 * len(yb_clean))
     for f in FLIPS:
         yb = flip(np.random.default_rng(seed * 100 + int(f * 100)), yb_clean, f)
@@ -231,7 +232,7 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(1)
     runs = args.runs or (12 if args.quick else 60)
-    sizes = {"train": 3000, "golden": 2000, "new": 3000, "truth": 20000, "epochs": 12}
+    sizes = {"train": 2000, "golden": 2000, "new": 2500, "truth": 20000, "epochs": 12}
     t0 = time.perf_counter()
     rows: list[dict[str, Any]] = []
     for seed in range(args.seed, args.seed + runs):

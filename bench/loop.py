@@ -219,27 +219,32 @@ def main() -> None:
     results["demo"] = bench_demo()
 
     i, r, d = results["ingest"], results["retrain"], results["demo"]
-    print(f"{'measure':<46}{'driftloop':>14}{'baseline':>14}")
-    print(f"{'ingest+monitor+detect rows/s (batch 1000)':<46}{i['rows_per_s']:>14,.0f}{'-':>14}")
-    print(
-        f"{'  ingest only (validate + durable append)':<46}{i['ingest_rows_per_s']:>14,.0f}{'-':>14}"
-    )
-    print(f"{'  monitor + detectors only':<46}{i['monitor_detect_rows_per_s']:>14,.0f}{'-':>14}")
-    print(
-        f"{'retrain samples/s (replay vs plain loop)':<46}{r['ours_samples_per_s']:>14,.0f}"
-        f"{r['plain_samples_per_s']:>14,.0f}   ratio {r['ratio']:.2f}"
-    )
-    print(
-        f"{'demo: first alarm, rows after the drift':<46}{d.get('first_alarm_delay_rows', '-'):>14}"
-    )
-    print(
-        f"{'demo: drift onset → promotion, seconds':<46}{d.get('onset_to_promotion_seconds', float('nan')):>14.1f}"
-    )
-    print(
-        f"{'demo: retrain seconds (in child / wall)':<46}"
-        f"{d.get('retrain_seconds', float('nan')):>14.1f}{d.get('retrain_wall_seconds', float('nan')):>14.1f}"
-    )
-    print(f"{'demo: whole run, seconds':<46}{d['demo_wall_seconds']:>14.1f}")
+    nan = float("nan")
+    rows = [
+        ("ingest+monitor+detect rows/s (batch 1000)", f"{i['rows_per_s']:,.0f}", "-"),
+        ("  ingest only (validate + durable append)", f"{i['ingest_rows_per_s']:,.0f}", "-"),
+        ("  monitor + detectors only", f"{i['monitor_detect_rows_per_s']:,.0f}", "-"),
+        (
+            "retrain samples/s: replay vs plain loop",
+            f"{r['ours_samples_per_s']:,.0f}",
+            f"{r['plain_samples_per_s']:,.0f}  (ratio {r['ratio']:.2f})",
+        ),
+        ("demo: first alarm, rows after the drift", str(d.get("first_alarm_delay_rows", "-")), "-"),
+        (
+            "demo: drift onset → promotion, s",
+            f"{d.get('onset_to_promotion_seconds', nan):.1f}",
+            "-",
+        ),
+        (
+            "demo: retrain s (in child / wall)",
+            f"{d.get('retrain_seconds', nan):.1f}",
+            f"{d.get('retrain_wall_seconds', nan):.1f}",
+        ),
+        ("demo: whole run, s", f"{d['demo_wall_seconds']:.1f}", "-"),
+    ]
+    print(f"{'measure':<46}{'driftloop':>14}  baseline")
+    for name, ours, base in rows:
+        print(f"{name:<46}{ours:>14}  {base}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))

@@ -371,9 +371,7 @@ Auth = Annotated[None, Depends(_authorized)]
 IdemKey = Annotated[
     str | None, Header(alias="Idempotency-Key", pattern=IDEMPOTENCY, max_length=100)
 ]
-Version = Annotated[
-    str, PathParam(pattern=r"^v[1-9][0-9]{0,8}$", description="a version like v3")
-]
+Version = Annotated[str, PathParam(pattern=r"^v[1-9][0-9]{0,8}$", description="a version like v3")]
 
 
 # -- the app -------------------------------------------------------------------------------
@@ -584,9 +582,7 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
 
     # -- operator actions ----------------------------------------------------------------------
     @app.post("/v1/models/{version}/promote", response_model=ActionResponse, tags=["model"])
-    def promote(
-        version: Version, _: Auth, body: ActionRequest | None = None
-    ) -> ActionResponse:
+    def promote(version: Version, _: Auth, body: ActionRequest | None = None) -> ActionResponse:
         """Make a candidate the champion (recorded as ``model.promoted``)."""
         reason = (body.reason if body else None) or "manual promotion through the API"
         _get_version(host.registry, version)
@@ -594,9 +590,7 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
         return ActionResponse(champion=host.registry.champion(), event=_event(event))
 
     @app.post("/v1/models/{version}/rollback", response_model=ActionResponse, tags=["model"])
-    def rollback(
-        version: Version, _: Auth, body: ActionRequest | None = None
-    ) -> ActionResponse:
+    def rollback(version: Version, _: Auth, body: ActionRequest | None = None) -> ActionResponse:
         """Make an earlier champion the champion again (``model.rolled_back``)."""
         reason = (body.reason if body else None) or "manual rollback through the API"
         _get_version(host.registry, version)
@@ -604,16 +598,12 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
         return ActionResponse(champion=host.registry.champion(), event=_event(event))
 
     @app.post("/v1/models/{version}/approve", response_model=ActionResponse, tags=["model"])
-    def approve(
-        version: Version, _: Auth, body: ActionRequest | None = None
-    ) -> ActionResponse:
+    def approve(version: Version, _: Auth, body: ActionRequest | None = None) -> ActionResponse:
         """Approve a candidate waiting for a person (manual gate mode)."""
         return _decide(host.registry, version, "approve", body)
 
     @app.post("/v1/models/{version}/reject", response_model=ActionResponse, tags=["model"])
-    def reject(
-        version: Version, _: Auth, body: ActionRequest | None = None
-    ) -> ActionResponse:
+    def reject(version: Version, _: Auth, body: ActionRequest | None = None) -> ActionResponse:
         """Reject a candidate waiting for a person (manual gate mode)."""
         return _decide(host.registry, version, "reject", body)
 

@@ -103,8 +103,7 @@ class Daemon:
         saved = self._load_state()
         self.source = self._make_source(cursor=int(saved.get("cursor", 0)))
         requeued = self._requeue() if self.leader.poll(force=True) else 0
-        if self._next_request() is not None:
-            self.runner.warm()
+        self.runner.warm()  # its imports take seconds: pay them before the first drift
         champion = self.registry.champion()
         if champion is None:
             self._ingest_bootstrap_data()

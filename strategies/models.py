@@ -56,7 +56,31 @@ class FactoryConfig(BaseModel):
         return v
 
 
-ModelConfig = MLPConfig | FactoryConfig
+class CNNConfig(BaseModel):
+    """A small convolutional network over rows that are flattened images or signals.
+
+    ``shape`` is ``[channels, length]`` (1-D convolutions, e.g. MNIST-1D: ``[1, 40]``)
+    or ``[channels, height, width]`` (2-D, e.g. 8×8 digits: ``[1, 8, 8]``); a row holds
+    ``prod(shape)`` features.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["cnn"] = "cnn"
+    shape: list[int] = Field(min_length=2, max_length=3)
+    channels: list[int] = Field(default_factory=lambda: [16, 32])
+    hidden: int = Field(default=64, gt=0)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+    @field_validator("shape", "channels")
+    @classmethod
+    def _positive_sizes(cls, v: list[int]) -> list[int]:
+        if any(s <= 0 for s in v):
+            raise ValueError("sizes must be positive")
+        return v
+
+
+ModelConfig = MLPConfig | CNNConfig | FactoryConfig
 
 
 class MLP(nn.Module):
@@ -99,6 +123,66 @@ class MLP(nn.Module):
         return self.net((x - self.mean) / self.std)  # type: ignore[no-any-return]
 
 
+class CNN(nn.Module):
+    """Standardise, reshape, then ``Conv → ReLU → MaxPool`` per entry of ``channels``
+    (kernel 3, padding 1, pooling 2 while the spatial size allows), then a hidden
+    linear layer and the head.
+
+    The convolutions live in ``features``, the classifier in ``head`` (names to freeze
+    by pattern: ``features.*`` is the backbone).
+
+    Examples
+    --------
+    >>> model = CNN(64, 10, shape=[1, 8, 8], channels=[4, 8], hidden=16, dropout=0.0)
+    >>> model(torch.zeros(5, 64)).shape
+    torch.Size([5, 10])
+    >>> CNN(40, 10, shape=[1, 40], channels=[4], hidden=8, dropout=0.0)(torch.zeros(2, 40)).shape
+    torch.Size([2, 10])
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor
+
+    def __init__(
+        self, n_features: int, n_classes: int, *, shape: list[int], channels: list[int],
+        hidden: int, dropout: float,
+    ) -> None:
+        super().__init__()
+        size = 1
+        for s in shape:
+            size *= s
+        if size != n_features:
+            raise ValueError(f"cnn shape {shape} holds {size} features, the rows have {n_features}")
+        self.shape = list(shape)
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+        two_d = len(shape) == 3
+        conv = nn.Conv2d if two_d else nn.Conv1d
+        pool = nn.MaxPool2d if two_d else nn.MaxPool1d
+        spatial = list(shape[1:])
+        layers: list[nn.Module] = []
+        width = shape[0]
+        for c in channels:
+            layers += [conv(width, c, kernel_size=3, padding=1), nn.ReLU()]
+            if min(spatial) >= 2:
+                layers.append(pool(2))
+                spatial = [s // 2 for s in spatial]
+            width = c
+        flat = width
+        for s in spatial:
+            flat *= s
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        head: list[nn.Module] = [nn.Linear(flat, hidden), nn.ReLU()]
+        if dropout > 0:
+            head.append(nn.Dropout(dropout))
+        head.append(nn.Linear(hidden, n_classes))
+        self.head = nn.Sequential(*head)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = ((x - self.mean) / self.std).reshape(len(x), *self.shape)
+        return self.head(self.features(z))  # type: ignore[no-any-return]
+
+
 def build_model(
     cfg: ModelConfig, n_features: int, n_classes: int, *, seed: int | None = None
 ) -> nn.Module:
@@ -107,7 +191,7 @@ def build_model(
     Parameters
     ----------
     cfg
-        :class:`MLPConfig` or :class:`FactoryConfig`.
+        :class:`MLPConfig`, :class:`CNNConfig` or :class:`FactoryConfig`.
     n_features, n_classes
         Input width and number of classes.
     seed
@@ -137,6 +221,9 @@ def build_model(
 def _build(cfg: ModelConfig, n_features: int, n_classes: int) -> nn.Module:
     if isinstance(cfg, MLPConfig):
         return MLP(n_features, n_classes, cfg.hidden, cfg.dropout)
+    if isinstance(cfg, CNNConfig):
+        return CNN(n_features, n_classes, shape=cfg.shape, channels=cfg.channels,
+                   hidden=cfg.hidden, dropout=cfg.dropout)
     fn = _resolve(cfg.factory)
     try:
         model = fn(n_features=n_features, n_classes=n_classes, **cfg.kwargs)

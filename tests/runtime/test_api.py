@@ -33,7 +33,9 @@ TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-def synthetic(n: int, seed: int, age: tuple[float, float] = (20, 40)) -> tuple[list[Any], list[int]]:
+def synthetic(
+    n: int, seed: int, age: tuple[float, float] = (20, 40)
+) -> tuple[list[Any], list[int]]:
     got = list(segment_rows(Segment(rows=n, function=1, where={"age": age}), seed=seed))
     return [r[0] for r in got], [int(r[1]) for r in got]
 
@@ -220,7 +222,8 @@ def test_model_actions_refuse_clearly(served: tuple[Daemon, TestClient]) -> None
 def test_manual_retrain_is_one_request_per_key(served: tuple[Daemon, TestClient]) -> None:
     daemon, client = served
     headers = {**AUTH, "Idempotency-Key": "ops-1"}
-    first = client.post("/v1/retrain", json={"reason": "new labels", "since_seq": 1}, headers=headers)
+    body = {"reason": "new labels", "since_seq": 1}
+    first = client.post("/v1/retrain", json=body, headers=headers)
     assert first.status_code == 201, first.text
     again = client.post("/v1/retrain", json={"since_seq": 1}, headers=headers)
     assert again.status_code == 200

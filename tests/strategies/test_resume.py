@@ -75,7 +75,7 @@ def test_checkpoint_of_another_run_is_refused(task_a: Task, task_b: Task, tmp_pa
 
 def test_torn_checkpoint_is_ignored(task_a: Task, task_b: Task, tmp_path: Path) -> None:
     strategy = replay.build(replay.Config(batch_size=32, patience=None))
-    _, first = _run(strategy, task_a, task_b, tmp_path, stop_at=60)
+    _run(strategy, task_a, task_b, tmp_path, stop_at=60)
     (tmp_path / "checkpoint.safetensors").write_bytes(b"torn")
     _, again = _run(strategy, task_a, task_b, tmp_path, stop_at=None)
     assert again.extra["resumed_from_epoch"] == 0  # type: ignore[attr-defined]

@@ -1,0 +1,291 @@
+"""From a finished retrain to a champion: integrity, evidence, modes, approval, the watch.
+
+Models are linear (``hidden: []``) with hand-set weights, so each test knows which model is
+right where; the gate's evidence is written the way the retrain child writes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from runtime import events as ev
+from runtime.config import DriftloopConfig
+from runtime.db import Database
+from runtime.events import EventLog
+from runtime.evidence import (
+    NEW_DATA,
+    Evidence,
+    EvidenceError,
+    evidence_path,
+    read_evidence,
+    score,
+    write_evidence,
+)
+from runtime.gatekeeper import Gatekeeper
+from runtime.registry import Registry
+from runtime.review import ReviewError, approve, awaiting_approval, reject, review
+from runtime.unit import Unit, load_unit
+from runtime.watch import PairedLive, mcnemar_greater, worse_than_before
+from tests.conftest import small_config
+
+N_FEATURES = 9
+
+
+def weights(sign: float) -> dict[str, torch.Tensor]:
+    """A linear model: class 1 iff ``sign * x0 > 0`` (sign 0: always class 0)."""
+    w = torch.zeros(2, N_FEATURES)
+    w[1, 0], w[0, 0] = 5.0 * sign, -5.0 * sign
+    b = torch.tensor([0.1, 0.0]) if sign == 0 else torch.zeros(2)
+    return {
+        "mean": torch.zeros(N_FEATURES),
+        "std": torch.ones(N_FEATURES),
+        "net.0.weight": w,
+        "net.0.bias": b,
+    }
+
+
+def rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0, 1, (n, N_FEATURES))
+    return x, (x[:, 0] > 0).astype(np.int64)
+
+
+class World:
+    def __init__(self, tmp_path: Path, **gate: Any) -> None:
+        self.cfg: DriftloopConfig = small_config(
+            tmp_path,
+            model={"kind": "mlp", "hidden": []},
+            gate={"min_gain": 0.02, "min_accuracy": 0.9, "max_forgetting": 0.03, **gate},
+            watch={"rows": 300, "alpha": 0.01},
+        )
+        self.db = Database.for_state_dir(self.cfg.state_dir, None)
+        self.db.create_all()
+        self.events = EventLog(self.db)
+        self.registry = Registry(self.db, self.cfg.state_dir / "models", self.events)
+        self.lines: list[str] = []
+        self.keeper = Gatekeeper(self.cfg, self.registry, self.events, self.lines.append)
+
+    def save(self, version: str, sign: float, parent: str | None, golden: list[str]) -> None:
+        x, y = rows(400, seed=len(version) + int(version[1:]))
+        self.registry.save(
+            version,
+            tensors={
+                "model": weights(sign),
+                "reference": {"x": torch.zeros(1, N_FEATURES, dtype=torch.float64)},
+                "golden": {"x": torch.as_tensor(x), "y": torch.as_tensor(y)},
+            },
+            meta={"golden_index": [*golden, version], "golden_provenance": {"rows": 400}},
+            parent=parent,
+        )
+
+    def unit(self, version: str) -> Unit:
+        return load_unit(self.registry, self.cfg, version)
+
+    def result(self, champion: str, candidate: str) -> dict[str, Any]:
+        """What the retrain child reports: evidence of both models on holdout and golden."""
+        a, b = self.unit(champion).model, self.unit(candidate).model
+        x, y = rows(400, seed=99)
+        sets = {NEW_DATA: score(NEW_DATA, a, b, x, y, {})}
+        for name in self.unit(champion).golden_index:
+            g = self.registry.load(name).tensors["golden"]
+            sets[name] = score(name, a, b, g["x"].numpy(), g["y"].numpy(), {})
+        ev_ = Evidence("classification", tuple(self.cfg.schema.features), (0, 1), sets)
+        path = evidence_path(self.cfg.state_dir, candidate)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "candidate": candidate,
+            "evidence": {"path": str(path), "sha256": write_evidence(path, ev_)},
+        }
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    w = World(tmp_path)
+    w.save("v1", 0.0, None, [])  # always class 0: about half right
+    w.registry.promote("v1", {"reason": "bootstrap"})
+    w.save("v2", 1.0, "v1", ["v1"])  # right everywhere
+    return w
+
+
+def kinds(w: World) -> list[str]:
+    return [e.kind for e in w.events.list()]
+
+
+# -- auto mode and fail-closed paths -------------------------------------------------------
+
+
+def test_auto_mode_promotes_a_candidate_that_passes(world: World) -> None:
+    promoted = world.keeper.judge("t1", world.result("v1", "v2"), world.unit("v1"))
+    assert promoted == "v2" and world.registry.champion() == "v2"
+    gate = world.events.last(ev.GATE_PASSED)
+    assert gate is not None and gate.payload["next"] == "promote"
+    assert {c["name"] for c in gate.payload["checks"]} == {"new_data", "golden:v1"}
+
+
+def test_champion_checksum_mismatch_fails_closed(world: World) -> None:
+    champion = world.unit("v1")
+    result = world.result("v1", "v2")
+    path = world.registry.path("v1") / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    assert world.keeper.judge("t1", result, champion) is None  # recorded, not raised
+    assert world.registry.champion() == "v1" and world.registry.get("v2").status == "refused"
+    decision, evidence = review(world.registry, world.cfg.gate, result, "v1", ["v1"])
+    assert not decision.passed and evidence is None
+    assert decision.checks[0].name == "integrity:champion"
+    assert "The champion v1 failed its integrity check" in decision.reasons[0]
+    assert "sha256" in decision.reasons[0]
+
+
+def test_a_corrupted_candidate_is_recorded_as_refused_not_a_crash(world: World) -> None:
+    champion = world.unit("v1")
+    result = world.result("v1", "v2")
+    path = world.registry.path("v2") / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:-10])  # truncated
+    assert world.keeper.judge("t1", result, champion) is None
+    failed = world.events.last(ev.GATE_FAILED)
+    assert failed is not None and failed.model_version == "v2"
+    assert "The candidate v2 failed its integrity check" in failed.payload["reasons"][0]
+    assert "truncated" in failed.payload["reasons"][0]
+    assert world.registry.get("v2").status == "refused"
+    assert world.registry.champion() == "v1"
+
+
+def test_altered_or_missing_evidence_fails_closed(world: World) -> None:
+    result = world.result("v1", "v2")
+    path = Path(result["evidence"]["path"])
+    path.write_bytes(path.read_bytes() + b" ")
+    decision, _ = review(world.registry, world.cfg.gate, result, "v1", ["v1"])
+    assert not decision.passed and "was changed after the retrain wrote it" in decision.reasons[0]
+    path.unlink()
+    decision, _ = review(world.registry, world.cfg.gate, result, "v1", ["v1"])
+    assert "is missing" in decision.reasons[0]
+    decision, _ = review(world.registry, world.cfg.gate, {"candidate": "v2"}, "v1", ["v1"])
+    assert decision.reasons == ("The retrain reported no evaluation evidence.",)
+
+
+def test_evidence_round_trips_and_refuses_garbage(world: World, tmp_path: Path) -> None:
+    result = world.result("v1", "v2")
+    got = read_evidence(Path(result["evidence"]["path"]), result["evidence"]["sha256"])
+    assert set(got.sets) == {NEW_DATA, "v1"} and got.classes == (0, 1)
+    assert got.sets["v1"].champion.shape == (400, 2)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file")
+    with pytest.raises(EvidenceError, match="not readable"):
+        read_evidence(junk, None)
+
+
+# -- manual mode ---------------------------------------------------------------------------
+
+
+def test_manual_mode_waits_for_approval(tmp_path: Path) -> None:
+    w = World(tmp_path, mode="manual")
+    w.save("v1", 0.0, None, [])
+    w.registry.promote("v1", {"reason": "bootstrap"})
+    w.save("v2", 1.0, "v1", ["v1"])
+    assert w.keeper.judge("t1", w.result("v1", "v2"), w.unit("v1")) is None
+    assert w.registry.champion() == "v1"
+    assert awaiting_approval(w.registry, w.events) == ["v2"]
+    event = approve(w.registry, w.events, "v2")
+    assert event.kind == ev.MODEL_PROMOTED and w.registry.champion() == "v2"
+    assert "approved" in event.payload["reason"]
+    with pytest.raises(ReviewError, match="not awaiting approval"):
+        approve(w.registry, w.events, "v2")
+
+
+def test_manual_reject_and_stale_approval(tmp_path: Path) -> None:
+    w = World(tmp_path, mode="manual")
+    w.save("v1", 0.0, None, [])
+    w.registry.promote("v1", {"reason": "bootstrap"})
+    w.save("v2", 1.0, "v1", ["v1"])
+    w.save("v3", 1.0, "v1", ["v1"])
+    w.keeper.judge("t1", w.result("v1", "v2"), w.unit("v1"))
+    w.keeper.judge("t2", w.result("v1", "v3"), w.unit("v1"))
+    event = reject(w.registry, w.events, "v2", "labels from the broken feed")
+    assert event.kind == ev.GATE_FAILED
+    assert event.payload["reasons"] == ["Rejected by an operator: labels from the broken feed."]
+    assert w.registry.get("v2").status == "refused"
+    w.registry.set_status("v2", "candidate")  # pretend it were still pending
+    approve(w.registry, w.events, "v3")
+    with pytest.raises(ReviewError, match="not awaiting approval"):
+        approve(w.registry, w.events, "v2")
+    with pytest.raises(ReviewError, match="no model version"):
+        reject(w.registry, w.events, "v9", "x")
+
+
+# -- shadow mode ---------------------------------------------------------------------------
+
+
+def test_shadow_mode_decides_after_live_rows(tmp_path: Path) -> None:
+    w = World(tmp_path, mode="shadow", shadow_rows=200)
+    w.save("v1", 0.0, None, [])
+    w.registry.promote("v1", {"reason": "bootstrap"})
+    w.save("v2", 1.0, "v1", ["v1"])
+    champion = w.unit("v1")
+    assert w.keeper.judge("t1", w.result("v1", "v2"), champion) is None
+    assert w.keeper.protected() == frozenset({"v2"})
+    x, y = rows(250, seed=5)
+    y_pos = y.copy()
+    y_pos[::5] = -1  # unlabelled rows are skipped
+    assert w.keeper.observe(np.arange(100), x[:100], y_pos[:100], champion) is None
+    assert w.keeper.observe(np.arange(100, 250), x[100:], y_pos[100:], champion) == "v2"
+    final = w.events.last(ev.GATE_PASSED)
+    assert final is not None and final.payload["stage"] == "shadow"
+    new = next(c for c in final.payload["checks"] if c["name"] == "new_data")
+    assert new["n"] == 200 and w.registry.champion() == "v2"
+
+
+def test_a_restart_refuses_a_candidate_left_in_shadow(tmp_path: Path) -> None:
+    w = World(tmp_path, mode="shadow")
+    w.save("v1", 0.0, None, [])
+    w.registry.promote("v1", {"reason": "bootstrap"})
+    w.save("v2", 1.0, "v1", ["v1"])
+    w.keeper.judge("t1", w.result("v1", "v2"), w.unit("v1"))
+    fresh = Gatekeeper(w.cfg, w.registry, w.events, lambda _: None)
+    fresh.recover([v.version for v in w.registry.list()])
+    assert w.registry.get("v2").status == "refused"
+    assert "stopped during the shadow" in w.events.list()[-1].payload["reasons"][0]
+
+
+# -- the rollback watch ----------------------------------------------------------------------
+
+
+def test_watch_rolls_back_a_promotion_that_errs_more_live(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.save("v1", 1.0, None, [])  # right everywhere
+    w.registry.promote("v1", {"reason": "bootstrap"})
+    w.save("v2", 0.0, "v1", [])  # always class 0
+    old = w.unit("v1")
+    w.registry.promote("v2", {"reason": "test"})
+    w.keeper.followed("v2")
+    assert w.keeper.watch is not None
+    x, y = rows(300, seed=7)
+    back = w.keeper.observe(np.arange(300), x, y, w.unit("v2"))
+    assert back == "v1" and w.registry.champion() == "v1"
+    rolled = w.events.last(ev.MODEL_ROLLED_BACK)
+    assert rolled is not None and rolled.payload["reason"].startswith("automatic")
+    evidence = rolled.payload["evidence"]
+    assert evidence["rows"] == 300 and evidence["p_value"] < 0.01
+    assert evidence["error_rate"] > evidence["predecessor_error_rate"]
+    del old
+
+
+def test_watch_keeps_a_champion_that_is_not_worse(world: World) -> None:
+    world.keeper.judge("t1", world.result("v1", "v2"), world.unit("v1"))
+    x, y = rows(300, seed=8)
+    assert world.keeper.observe(np.arange(300), x, y, world.unit("v2")) is None
+    assert world.keeper.watch is None and world.registry.champion() == "v2"
+
+
+def test_mcnemar_and_worse_than_before_on_equal_models() -> None:
+    assert mcnemar_greater(5, 5) > 0.5 and mcnemar_greater(20, 2) < 1e-3
+    m = torch.nn.Linear(2, 2)
+    live = PairedLive("v1", "v2", m, m, 10)
+    live.add(np.arange(10), np.zeros((10, 2)), np.zeros(10, dtype=np.int64))
+    assert worse_than_before(live, 0.05) is None
