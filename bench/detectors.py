@@ -64,7 +64,9 @@ def sea_errors(rng: np.random.Generator) -> np.ndarray:
 
 
 SCENARIOS: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
-    "mean 0->0.5 sd": mean_shift, "variance sd 1->2": variance_shift, "SEA concept (error)": sea_errors,
+    "mean 0->0.5 sd": mean_shift,
+    "variance sd 1->2": variance_shift,
+    "SEA concept (error)": sea_errors,
 }
 
 
@@ -190,9 +192,9 @@ def speed_windowed(n_ref: int, n_cur: int, m: int, evidently: bool) -> dict[str,
                               "calibration": sig.details.get("calibration")}
         if kind == "ks":
             decisions = [bool(r["drifted"]) for r in sig.details["features"]]
+        boot = " + bootstrap calibration" if kind in {"psi", "wasserstein", "jensenshannon"} else ""
         print(f"  windowed {kind:>13} {n_ref}x{n_cur}x{m}: {seconds:.3f} s "
-              f"(reference sort{' + bootstrap calibration' if kind in {'psi', 'wasserstein', 'jensenshannon'} else ''}"
-              f" + test)", flush=True)
+              f"(reference sort{boot} + test)", flush=True)
     out["ks_drifted"] = decisions
     if evidently:
         import pandas as pd

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import multiprocessing
 import platform
 import sys
 import time
@@ -87,6 +88,24 @@ class _Buffer:
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.x, self.y
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None) -> None:
+        raise NotImplementedError("the bench never adds to its buffer")
+
+    def logits(self) -> torch.Tensor | None:
+        return None
+
+    def set_logits(self, logits: torch.Tensor) -> None:
+        raise NotImplementedError("replay stores no logits")
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        return {"x": self.x, "y": self.y}
+
+    def state_meta(self) -> dict[str, Any]:
+        return {}
+
+    def load(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        raise NotImplementedError("the bench never restores its buffer")
 
 
 def _t(x: np.ndarray) -> torch.Tensor:
@@ -179,17 +198,20 @@ def one_run(seed: int, sizes: dict[str, int]) -> list[dict[str, Any]]:
                 "lost_beyond_tolerance": lost,
             }
         )
-    # identical quality: trained exactly like the champion, another seed
-    twin = train_champion(xa, ya, seed + 10_000, sizes["epochs"])
-    xh, yh = sample(rng, sizes["golden"], 0.0)
+    # identical quality: a retrain without drift (fresh rows of A, the same replay)
+    xn, yn = sample(rng, sizes["new"], 0.0)
+    twin = fine_tune(champion, xn[n_hold:], yn[n_hold:], buffer, seed + 1, 2)
     twin_a = true_scores(twin, xea, yea)
-    passed = judge(champion, twin, (xh, yh), (xg, yg), NON_INFERIORITY_RULES, seed)
+    passed = judge(
+        champion, twin, (xn[:n_hold], yn[:n_hold]), (xg, yg), NON_INFERIORITY_RULES, seed
+    )
     out.append(
         {
             "seed": seed,
             "kind": "identical",
             "passed": passed,
             "true_loss_golden": before_a["all"] - twin_a["all"],
+            "true_loss_class": max(before_a[k] - twin_a[k] for k in ("class0", "class1")),
         }
     )
     return out
@@ -223,20 +245,31 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _init() -> None:
+    torch.set_num_threads(1)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="few runs, for iteration")
     ap.add_argument("--runs", type=int, help="seeded runs (default 12 quick, 60 full)")
     ap.add_argument("--seed", type=int, default=0, help="first seed")
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--workers", type=int, default=1, help="processes running seeds in parallel")
     args = ap.parse_args()
     torch.set_num_threads(1)
     runs = args.runs or (12 if args.quick else 60)
     sizes = {"train": 2000, "golden": 2000, "new": 2500, "truth": 20000, "epochs": 12}
     t0 = time.perf_counter()
+    seeds = range(args.seed, args.seed + runs)
     rows: list[dict[str, Any]] = []
-    for seed in range(args.seed, args.seed + runs):
-        rows.extend(one_run(seed, sizes))
+    if args.workers > 1:
+        with multiprocessing.get_context("spawn").Pool(args.workers, _init) as pool:
+            for got in pool.starmap(one_run, [(s, sizes) for s in seeds]):
+                rows.extend(got)
+    else:
+        for seed in seeds:
+            rows.extend(one_run(seed, sizes))
     result = {
         "bench": "gate",
         "mode": "quick" if args.quick else "full",
@@ -244,6 +277,7 @@ def main() -> int:
         "sizes": sizes,
         "machine": f"{platform.machine()} {platform.processor() or ''} {platform.node()}".strip(),
         "torch_threads": 1,
+        "workers": args.workers,
         "seconds": round(time.perf_counter() - t0, 1),
         **summarize(rows),
         "rows": rows,

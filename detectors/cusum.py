@@ -180,7 +180,8 @@ class CusumDetector:
             hi = float(h0[j]) + 1.0
             while excess(hi) > 0:
                 hi = float(h0[j]) + 2 * (hi - float(h0[j]))
-            out[j] = optimize.brentq(excess, float(h0[j]), hi) if excess(float(h0[j])) > 0 else h0[j]
+            low = float(h0[j])
+            out[j] = optimize.brentq(excess, low, hi) if excess(low) > 0 else low
         return out
 
     def update(

@@ -60,7 +60,7 @@ class Fields(WindowFields):
     correction: Correction = "bonferroni"
     drift_share: Annotated[float, Field(ge=0, le=1)] = 0.0
     bootstrap_draws: Annotated[int, Field(ge=20)] = 200
-    bootstrap_reference_cap: Annotated[int, Field(ge=100)] = 10_000
+    bootstrap_reference_cap: Annotated[int, Field(ge=100)] = 2_000
 
 
 class FeatureTest(Protocol):
@@ -156,7 +156,8 @@ class PerFeatureJudge:
             scale = self.test.scale(nr, nc, bool(self.is_cat[j]))
             if self.is_cat[j]:
                 p = ref.counts / n
-                a, b = rng.multinomial(nr, p, cfg.bootstrap_draws), rng.multinomial(nc, p, cfg.bootstrap_draws)
+                a = rng.multinomial(nr, p, cfg.bootstrap_draws)
+                b = rng.multinomial(nc, p, cfg.bootstrap_draws)
                 stat = [self.test.categorical(a[i].astype(float), b[i].astype(float))[0]
                         for i in range(cfg.bootstrap_draws)]
             else:

@@ -44,6 +44,7 @@ from runtime.prometheus import build_registry
 from runtime.registry import IntegrityError, ModelVersion, Registry
 from runtime.rowstore import count_labelled, last_seq
 from runtime.sources import Batch
+from runtime.ui import ui_router
 from runtime.unit import Unit
 from strategies.evaluation import predict_proba
 
@@ -438,6 +439,7 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
         return response
 
     app.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
+    app.include_router(ui_router(host))  # the review page at /ui, same token
 
     # -- writes: rows and labels ---------------------------------------------------------
     @app.post("/v1/ingest", response_model=IngestResponse, tags=["data"])

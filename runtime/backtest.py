@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -64,7 +65,8 @@ def read_table(path: Path) -> pd.DataFrame:
 
 def _numeric(frame: pd.DataFrame, name: str) -> np.ndarray:
     if name not in frame.columns:
-        raise ValueError(f"the file has no column {name!r} (columns: {', '.join(map(str, frame.columns))})")
+        columns = ", ".join(map(str, frame.columns))
+        raise ValueError(f"the file has no column {name!r} (columns: {columns})")
     col = frame[name]
     if not np.issubdtype(col.dtype, np.number):
         raise ValueError(f"column {name!r} is not numeric")
@@ -115,7 +117,9 @@ def replay(dets: list[Detector], feeds: dict[str, np.ndarray], rows: int) -> lis
             sig = det.check()
             if sig.drift:
                 at = sig.index if sig.index is not None else int(idx[-1])
-                stat = sig.statistic if sig.statistic is None or np.isfinite(sig.statistic) else None
+                stat = sig.statistic
+                if stat is not None and not np.isfinite(stat):
+                    stat = None
                 alarms.append(Alarm(int(at), sig.onset, sig.detector, sig.signal, stat))
     return alarms
 
@@ -129,7 +133,7 @@ def score(alarms: list[int], truth: list[int]) -> dict[str, Any]:
     bounds = [*sorted(truth), float("inf")]
     delays: list[int | None] = []
     used: set[int] = set()
-    for t, nxt in zip(bounds[:-1], bounds[1:], strict=True):
+    for t, nxt in pairwise(bounds):
         hit = next((a for a in sorted(alarms) if t <= a < nxt), None)
         delays.append(None if hit is None else int(hit - t))
         if hit is not None:

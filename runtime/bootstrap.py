@@ -4,11 +4,16 @@ The rows are split three ways: a golden set (never trained on; the gate guards i
 ever after), a validation split for the exit criterion, and the training rows. v1 is
 saved as a complete unit (weights, rehearsal buffer seeded with its training rows,
 reference window, golden set) and promoted; ``stage.finished`` records the metrics.
+
+With ``stages:`` in the config, v1 is trained by :mod:`runtime.stages` instead (one
+``stage.finished`` per stage, each stage checkpointed); v1's meta carries the whole
+lineage (every stage's metrics, checkpoint and sha256).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +25,7 @@ from runtime.db import Database
 from runtime.events import EventLog
 from runtime.registry import Registry
 from runtime.retrain import class_positions
+from runtime.stages import Split, StageFailed, run_stages
 from runtime.unit import new_buffer, new_model, save_unit
 from strategies import finetune
 from strategies.base import Budget, Progress
@@ -60,8 +66,12 @@ def bootstrap_from_rows(
     yv = torch.as_tensor(y[val], dtype=torch.int64)
 
     model = new_model(cfg, seed=cfg.seed)
-    fit_normalization(model, xt)
     version = registry.next_version()
+    if cfg.stages:
+        return _staged(cfg, events, registry, model, version, x, y, (xt, yt), (xv, yv),
+                       gold, len(train), first_row=first_row, last_row=last_row,
+                       source=source, report=report)
+    fit_normalization(model, xt)
     strategy = finetune.build(finetune.Config(lr=b.lr, batch_size=b.batch_size))
 
     def progress(p: Progress) -> None:
@@ -85,7 +95,8 @@ def bootstrap_from_rows(
         "stage": "bootstrap", "passed": passed, "metrics": metrics,
         "exit_criteria": {"val_accuracy": f">= {b.min_accuracy}"},
     }, model_version=version)
-    report(f"bootstrap: {version} validation accuracy {val_acc:.3f} (exit criterion >= {b.min_accuracy})")
+    report(f"bootstrap: {version} validation accuracy {val_acc:.3f} "
+           f"(exit criterion >= {b.min_accuracy})")
     if not passed:
         raise BootstrapError(
             f"stage bootstrap missed its exit criterion: validation accuracy {val_acc:.3f} "
@@ -105,4 +116,60 @@ def bootstrap_from_rows(
     save_unit(registry, version, model=model, buffer=buffer, reference=reference,
               golden=(x[gold], y[gold]), meta=meta, parent=None)
     registry.promote(version, {"reason": "bootstrap", "metrics": metrics})
+    return version
+
+
+def _staged(
+    cfg: DriftloopConfig,
+    events: EventLog,
+    registry: Registry,
+    model: torch.nn.Module,
+    version: str,
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.int64],
+    task_train: Split,
+    task_val: Split,
+    gold: npt.NDArray[np.int64],
+    n_train: int,
+    *,
+    first_row: int | None,
+    last_row: int | None,
+    source: str,
+    report: Callable[[str], None],
+) -> str:
+    """Run the config's stages; save and promote the last stage's model as ``version``."""
+    torch.set_num_threads(cfg.torch_threads)  # `driftloop bootstrap` owns its process
+    buffer = new_buffer(cfg)
+    report(f"bootstrap: {len(cfg.stages)} stages for {version} "
+           f"({n_train} bootstrap rows for training, {len(gold)} golden)")
+    try:
+        results = run_stages(cfg, model, (task_train, task_val), buffer, events=events,
+                             version=version, report=report)
+    except StageFailed as err:
+        raise BootstrapError(str(err)) from None
+    if all(st.data is not None for st in cfg.stages):
+        buffer.add(*task_train)  # no stage trained on the bootstrap rows: remember them
+    model.eval()
+    gold_acc = accuracy(model, torch.as_tensor(x[gold], dtype=torch.float32),
+                        torch.as_tensor(y[gold], dtype=torch.int64))
+    last = results[-1]
+    metrics: dict[str, Any] = {**last.metrics, "val_accuracy": last.metrics["accuracy"],
+                               "golden_accuracy": gold_acc, "golden_rows": len(gold)}
+    report(f"bootstrap: {version} golden accuracy {gold_acc:.4f} after {len(results)} stages")
+    lineage = [{"stage": r.name, "metrics": r.metrics, "checkpoint": r.checkpoint,
+                "sha256": r.sha256} for r in results]
+    meta = {
+        "trigger_id": "bootstrap",
+        "data": {"first_row": first_row, "last_row": last_row, "rows": len(y), "source": source},
+        "strategy": "staged", "config_hash": cfg.config_hash(), "metrics": metrics,
+        "stages": lineage,
+        "golden_index": [version],
+        "golden_provenance": {"rows": len(gold), "first_row": first_row, "last_row": last_row,
+                              "source": f"held-out split of the bootstrap data ({source})"},
+    }
+    reference = x[-cfg.retrain.reference_size:]
+    save_unit(registry, version, model=model, buffer=buffer, reference=reference,
+              golden=(x[gold], y[gold]), meta=meta, parent=None)
+    registry.promote(version, {"reason": "bootstrap", "metrics": metrics,
+                               "stages": [r.name for r in results]})
     return version

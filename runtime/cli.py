@@ -12,12 +12,21 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runtime import events as ev
-from runtime.config import ConfigError, DriftloopConfig, load_config
+
+if TYPE_CHECKING:
+    from runtime.config import DriftloopConfig
 
 log = logging.getLogger(__name__)
+
+
+def load_config(path: Path) -> DriftloopConfig:
+    """The config, imported lazily: ``--help`` must not pay for torch."""
+    from runtime.config import load_config as load
+
+    return load(path)
 
 
 class CliError(Exception):
@@ -98,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--truth", type=Path, help="JSON list of true drift row indices")
     bt.add_argument("--json", action="store_true")
     bt.add_argument("--plot", type=Path, help="write a PNG of the signal with the alarms")
+    rp = sub.add_parser("report", help="the review page as one self-contained HTML file")
+    state_args(rp)
+    rp.add_argument("--out", "-o", type=Path, default=Path("report.html"), help="the HTML file")
+    rp.add_argument(
+        "--no-matrix", action="store_true", help="skip evaluating every version (faster)"
+    )
     return p
 
 
@@ -130,16 +145,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runtime.summary import run_summary
 
     cfg = load_config(args.config)
+    live = _live_progress(cfg) if not args.quiet and sys.stdout.isatty() else None
     out = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
-    daemon = Daemon(cfg, report=out)
+    daemon = Daemon(cfg, report=live.line if live else out)
     first = daemon.events.list(descending=True, limit=1)
     start_id = first[0].id if first else 0
     try:
-        daemon.run(until_drained=args.until_drained)
+        if live is not None:
+            from runtime.progress import DaemonView
+
+            live.attach(daemon.events, DaemonView(daemon))
+            with live:
+                daemon.run(until_drained=args.until_drained)
+        else:
+            daemon.run(until_drained=args.until_drained)
     except AlreadyRunning as err:
         raise CliError(str(err), code=1) from None
     if args.until_drained:
         print(run_summary(cfg, after_id=start_id))
+    return 0
+
+
+def _live_progress(cfg: DriftloopConfig) -> Any:
+    """The terminal's status line (rows, champion, retrain epochs) for ``run`` on a TTY."""
+    from runtime.config import SyntheticSourceConfig
+    from runtime.progress import LiveProgress
+
+    src = cfg.source
+    total = sum(s.rows for s in src.segments) if isinstance(src, SyntheticSourceConfig) else None
+    return LiveProgress(sys.stdout, total, cfg.retrain.budget.epochs)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from runtime.report import open_review, write_report
+
+    cfg, state_dir, url = _config_or_state(args)
+    if url is None and not (state_dir / "driftloop.db").exists():
+        raise CliError(f"no driftloop state in {state_dir} (has the daemon run?)")
+    review = open_review(cfg, state_dir, url, matrix=not args.no_matrix)
+    path = write_report(review, args.out)
+    print(
+        f"wrote {path}: {len(review.chapters)} decisions, {review.total_events} events, "
+        f"{len(review.versions)} versions; champion {review.champion}"
+    )
     return 0
 
 
@@ -313,6 +361,7 @@ COMMANDS = {
     "reject": cmd_reject,
     "bootstrap": cmd_bootstrap,
     "backtest": cmd_backtest,
+    "report": cmd_report,
 }
 
 
@@ -321,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     setup_logging()
+    from runtime.config import ConfigError
+
     try:
         return COMMANDS[args.command](args)
     except (CliError, ConfigError) as err:

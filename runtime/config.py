@@ -196,6 +196,34 @@ class RetrainConfig(_Model):
     seed: int = 0
 
 
+class ExitCriterion(_Model):
+    """A threshold on one metric of a stage's validation data (``min`` and/or ``max``)."""
+
+    metric: Literal["accuracy", "balanced_accuracy", "loss"]
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bound(self) -> ExitCriterion:
+        if self.min is None and self.max is None:
+            raise ValueError("an exit criterion needs min or max")
+        return self
+
+
+class StageConfig(_Model):
+    """One stage of staged training (``driftloop bootstrap`` runs them in order)."""
+
+    name: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    data: Path | None = None
+    """Rows for this stage (CSV, Parquet or JSON lines with the schema's columns);
+    ``None``: the bootstrap rows (their golden split is never trained on)."""
+    strategy: StrategyConfig = Field(default_factory=lambda: _default_stage_strategy())
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+    """Held out of ``data`` for validation (the bootstrap rows use bootstrap's split)."""
+    exit: list[ExitCriterion] = Field(default_factory=list)
+
+
 class GoldenConfig(_Model):
     max_rows: int = Field(default=1000, gt=0)
 
@@ -218,6 +246,8 @@ class DriftloopConfig(_Model):
     source: SourceConfig
     model: ModelConfig = Field(default_factory=MLPConfig)
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
+    stages: list[StageConfig] = Field(default_factory=list)
+    """Staged training for v1; empty: one stage from ``bootstrap``'s settings."""
     detectors: list[DetectorConfig] = Field(min_length=1)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
@@ -236,6 +266,9 @@ class DriftloopConfig(_Model):
 
     @model_validator(mode="after")
     def _detector_names(self) -> DriftloopConfig:
+        stage_names = [st.name for st in self.stages]
+        if len(set(stage_names)) != len(stage_names):
+            raise ValueError("stage names must be distinct")
         names = [d.name or d.kind for d in self.detectors]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
@@ -265,6 +298,12 @@ class DriftloopConfig(_Model):
         """sha256 of the canonical JSON of the config (recorded in each version's lineage)."""
         blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _default_stage_strategy() -> StrategyConfig:
+    from strategies.finetune import Config as FinetuneConfig
+
+    return FinetuneConfig()
 
 
 def _default_strategy() -> StrategyConfig:
@@ -327,6 +366,11 @@ def _resolve_paths(cfg: DriftloopConfig, base: Path) -> DriftloopConfig:
         updates["source"] = cfg.source.model_copy(update={"path": fix(cfg.source.path)})
     if cfg.bootstrap.data is not None:
         updates["bootstrap"] = cfg.bootstrap.model_copy(update={"data": fix(cfg.bootstrap.data)})
+    if any(st.data is not None for st in cfg.stages):
+        updates["stages"] = [
+            st if st.data is None else st.model_copy(update={"data": fix(st.data)})
+            for st in cfg.stages
+        ]
     return cfg.model_copy(update=updates)
 
 

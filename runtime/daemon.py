@@ -48,6 +48,7 @@ from runtime.scheduler import Scheduler
 from runtime.server import ApiServer, HttpSource, resolve_token
 from runtime.sources import DirectorySource, FileStamp, Source, SyntheticSource, read_file
 from runtime.systemd import notify, watchdog_interval
+from runtime.trace import TRACE_KEY, load_trace, write_trace
 from runtime.unit import Unit, load_unit
 
 log = logging.getLogger(__name__)
@@ -75,9 +76,12 @@ class Daemon:
         self.ingestor = Ingestor(self.db, cfg.schema, self.events)
         self.leader: Leadership = build_leader(self.db, cfg.leader)
         self.state_key = STATE_KEY
+        self.trace_key = TRACE_KEY
         if cfg.leader is not None:  # daemons sharing a database share state_dir: a lock each
             self.lock = StateLock(cfg.state_dir / "instances" / self.leader.instance)
             self.state_key = f"{STATE_KEY}:{self.leader.instance}"
+            self.trace_key = f"{TRACE_KEY}:{self.leader.instance}"
+        self.trace = load_trace(self.db, self.trace_key)  # detector statistics for the review
         self.inbox = Inbox(cfg.api.monitor_queue_rows if cfg.api else 200_000)
         self.last_signals: dict[str, DriftSignal] = {}
         self._watchdog = watchdog_interval()
@@ -299,9 +303,28 @@ class Daemon:
                 det.update(x[:, self.features.index(det.signal)], seqs)
             signal_ = det.check()
             self.last_signals[det.name] = signal_
+            self._trace(det, signal_, seqs, x, sig)
             if signal_.drift:
                 row = signal_.index if signal_.index is not None else int(seqs[-1])
                 self._alarm(det, signal_, int(row))
+
+    def _trace(
+        self, det: Detector, s: DriftSignal, seqs: np.ndarray, x: np.ndarray | None, sig: Signals
+    ) -> None:
+        """One point of the detector's statistic for the review charts (runtime.trace)."""
+        if det.signal in ("error", "loss", "confidence"):
+            watched: np.ndarray | None = sig.get(det.signal)
+        elif det.signal != "features" and x is not None:
+            watched = x[:, self.features.index(det.signal)]
+        else:
+            watched = None
+        value = None
+        if watched is not None and np.isfinite(watched).any():
+            value = float(np.nanmean(np.where(np.isfinite(watched), watched, np.nan)))
+        self.trace.record(
+            det.name, det.signal, int(seqs[-1]), value=value, statistic=s.statistic,
+            threshold=s.threshold, drift=s.drift, champion=self._champion(),
+        )
 
     def _alarm(self, det: Detector, sig: DriftSignal, row: int) -> None:
         decision = self.policy.decide(sig, row)
@@ -690,6 +713,7 @@ class Daemon:
         }
         blob = to_json(state)
         with self.db.begin() as conn:
+            write_trace(conn, self.trace_key, self.trace)
             if conn.execute(select(kv.c.key).where(kv.c.key == self.state_key)).first() is None:
                 conn.execute(kv.insert(), [{"key": self.state_key, "value": blob}])
             else:

@@ -29,7 +29,7 @@ from runtime.events import EventLog
 from runtime.evidence import NEW_DATA, Evidence
 from runtime.gate import GateDecision, evaluate
 from runtime.registry import Registry
-from runtime.review import AWAIT_APPROVAL, review
+from runtime.review import AWAIT_APPROVAL, awaiting_approval, review
 from runtime.unit import Unit, load_unit
 from runtime.watch import PairedLive, worse_than_before
 
@@ -244,8 +244,9 @@ class Gatekeeper:
 
     # -- housekeeping --------------------------------------------------------------------
     def protected(self) -> frozenset[str]:
-        """Versions retention must keep: the candidate in shadow."""
-        return frozenset({self.shadow.challenger_version} if self.shadow else set())
+        """Versions retention must keep: the candidate in shadow and those awaiting approval."""
+        shadow = {self.shadow.challenger_version} if self.shadow else set()
+        return frozenset(shadow | set(awaiting_approval(self.registry, self.events)))
 
     def recover(self, pending: Sequence[str]) -> None:
         """Refuse candidates a previous daemon left in shadow (the comparison is lost)."""

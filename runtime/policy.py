@@ -126,7 +126,8 @@ class Policy:
         return Decision("retrain", f"{sig.signal} drift: retrain", refresh_reference=refresh)
 
     def start_episode(self, trigger_event: int, sig: DriftSignal, row: int) -> Episode:
-        onset = sig.onset if sig.onset is not None else (sig.index if sig.index is not None else row)
+        fallback = sig.index if sig.index is not None else row
+        onset = sig.onset if sig.onset is not None else fallback
         if self._vote_onset is not None:
             onset = min(onset, self._vote_onset)
         self.episode = Episode(trigger_event, int(onset), row, sig.detector)
@@ -163,7 +164,9 @@ class Policy:
 
     def load_state(self, state: dict[str, Any]) -> None:
         if state.get("version") != STATE_VERSION:
-            raise ValueError(f"policy state version {state.get('version')!r} is not {STATE_VERSION}")
+            raise ValueError(
+                f"policy state version {state.get('version')!r} is not {STATE_VERSION}"
+            )
         self.baseline_row = int(state["baseline_row"])
         ltr = state["last_trigger_row"]
         self.last_trigger_row = None if ltr is None else int(ltr)

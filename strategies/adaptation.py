@@ -172,16 +172,20 @@ class Plan:
         return [p for layer in self.layers for p in layer]
 
     def base_lrs(self) -> list[float]:
-        """The learning rate of each layer (top layer: ``lr``)."""
-        decay = self.cfg.layer_decay or 1.0
+        """The learning rate of each optimizer group: one per layer (top layer: ``lr``)
+        with ``layer_decay``, else one group at ``lr``."""
+        if self.cfg.layer_decay is None:
+            return [self.lr]
         top = len(self.layers) - 1
-        return [self.lr * decay ** (top - i) for i in range(len(self.layers))]
+        return [self.lr * self.cfg.layer_decay ** (top - i) for i in range(len(self.layers))]
 
     def optimizer(self, fused: bool) -> torch.optim.Optimizer:
-        """One parameter group per layer."""
+        """One parameter group per layer with ``layer_decay`` (else one group: fewer
+        optimizer launches per step)."""
+        layers = self.layers if self.cfg.layer_decay is not None else [self.parameters]
         groups: list[dict[str, Any]] = [
             {"params": layer, "lr": lr}
-            for layer, lr in zip(self.layers, self.base_lrs(), strict=True)
+            for layer, lr in zip(layers, self.base_lrs(), strict=True)
         ]
         c = self.cfg
         if c.optimizer == "sgd":

@@ -64,7 +64,9 @@ def test_with_a_config(tmp_path: Path) -> None:
     ({"a": [1.0, 2.0], "b": [3.0, 4.0]}, "one numeric column"),
     ({"a": ["x", "y"]}, "one numeric column"),
 ])
-def test_errors_are_one_line(tmp_path: Path, content: dict[str, list[object]], message: str) -> None:
+def test_errors_are_one_line(
+    tmp_path: Path, content: dict[str, list[object]], message: str
+) -> None:
     path = tmp_path / "bad.csv"
     pd.DataFrame(content).to_csv(path, index=False)
     with pytest.raises(ValueError, match=message):

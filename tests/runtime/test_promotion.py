@@ -63,6 +63,7 @@ class World:
             gate={"min_gain": 0.02, "min_accuracy": 0.9, "max_forgetting": 0.03, **gate},
             watch={"rows": 300, "alpha": 0.01},
         )
+        self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.db = Database.for_state_dir(self.cfg.state_dir, None)
         self.db.create_all()
         self.events = EventLog(self.db)

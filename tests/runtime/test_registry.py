@@ -269,6 +269,31 @@ def test_prune_keeps_champions_former_champions_and_the_newest_candidates(
         reg.prune(keep_candidates=-1)
 
 
+def test_prune_never_touches_a_protected_candidate(reg: Registry) -> None:
+    for seed in range(4):
+        add(reg, seed)
+    reg.promote("v1", {})
+    assert reg.prune(keep_candidates=0, protect=frozenset({"v3"})) == ["v2", "v4"]
+    reg.load("v3")
+
+
+def test_rollback_records_its_evidence(reg: Registry, log: EventLog) -> None:
+    add(reg, 0)
+    add(reg, 1)
+    reg.promote("v1", {})
+    reg.promote("v2", {})
+    event = reg.rollback(reason="automatic: errors rose", evidence={"p_value": 0.001})
+    assert event.payload == {
+        "from": "v2",
+        "to": "v1",
+        "reason": "automatic: errors rose",
+        "evidence": {"p_value": 0.001},
+    }
+    loaded = reg.load("v1").tensors
+    assert torch.equal(loaded["model"]["w"], unit(0)["model"]["w"])
+    assert torch.equal(loaded["buffer"]["x"], unit(0)["buffer"]["x"])
+
+
 # -- promotion ----------------------------------------------------------------------------
 
 

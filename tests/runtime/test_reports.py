@@ -10,7 +10,7 @@ from runtime.reports import write_feature_drift_report
 
 def test_report_is_written_under_reports(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
-    ref, cur = rng.normal(size=(300, 2)), rng.normal(size=(200, 2)) + [0.0, 1.0]
+    ref, cur = rng.normal(size=(300, 2)), rng.normal(size=(200, 2)) + np.array([0.0, 1.0])
     path = write_feature_drift_report(tmp_path, ref, cur, ["a", "b"], "ks", "event 17/ks")
     assert path == tmp_path / "reports" / "drift-event-17-ks.html"
     html = path.read_text(encoding="utf-8")

@@ -101,7 +101,13 @@ def test_retrain_interrupted_by_a_crash_runs_again_exactly_once(tmp_path: Path) 
         )
         assert r.status_code == 201, r.text
         wait_until(
-            lambda: bool(svc.events(kind="retrain.progress")), 180, "the retrain to make progress"
+            lambda: any(
+                e["payload"].get("trigger_id") == "manual-crash-1"
+                for e in svc.events(kind="retrain.progress")
+            ),
+            180,
+            "the retrain to make progress",
+            svc,
         )
         svc.kill(signal.SIGKILL)
         svc.wait(10)
@@ -130,3 +136,94 @@ def test_retrain_interrupted_by_a_crash_runs_again_exactly_once(tmp_path: Path) 
         ).one()
     db.dispose()
     assert (status, attempts) == ("finished", 2)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_postgres_and_redis_stream_a_drifting_dataset_end_to_end(tmp_path: Path) -> None:
+    """The daemon as a process on PostgreSQL, fed through a Redis stream: the drift to
+    customers it never saw is detected, retrained on and promoted (v2); the segment with
+    flipped labels is retrained on and refused. Checked through the HTTP API."""
+    import copy
+
+    import redis as redis_client
+
+    from runtime.synthetic import AGRAWAL_FEATURES
+    from tests.conftest import SMALL
+    from tests.runtime.service import postgres_schema
+
+    r = redis_client.Redis.from_url("redis://127.0.0.1:6379/0")
+    try:
+        r.ping()
+    except redis_client.ConnectionError as err:
+        pytest.skip(f"redis not reachable: {err}")
+    stream = f"driftloop-e2e-{tmp_path.name[-12:]}-{time.monotonic_ns()}"
+
+    def publish(batch: list[tuple[list[float], int]], prefix: str) -> None:
+        pipe = r.pipeline()
+        for i, (x, y) in enumerate(batch):
+            row = {**dict(zip(AGRAWAL_FEATURES, x, strict=True)), "class": int(y)}
+            pipe.xadd(stream, {"row": json.dumps({**row, "row_id": f"{prefix}{i}"})})
+        pipe.execute()
+
+    with postgres_schema() as url:
+        cfg = copy.deepcopy(SMALL)
+        cfg.update(
+            state_dir=str(tmp_path / "state"),
+            database_url=url,
+            source={"kind": "redis", "stream": stream, "batch_size": 200, "block_ms": 100},
+            scheduler={"tick_seconds": 0.1},
+            api={"port": free_port()},
+            leader={"name": "e2e", "instance": "solo"},
+        )
+        svc = Service(tmp_path, cfg).start()
+        try:
+            publish(synthetic(1800, seed=11, age=(20, 40)), "young-")
+            publish(synthetic(2200, seed=12, age=(60, 81)), "old-")
+            wait_until(
+                lambda: svc.client.get("/v1/status").json()["champion"] == "v2",
+                400,
+                "v2 to be promoted after the drift",
+                svc,
+            )
+            publish(synthetic(1400, seed=13, age=(60, 81), noise=0.4), "noisy-")
+            wait_until(lambda: bool(svc.events(kind="gate.failed")), 400, "the refusal", svc)
+            wait_until(
+                lambda: svc.client.get("/v1/status").json()["rows"] == 5400, 60, "all rows", svc
+            )
+            events = svc.events()
+            status = svc.client.get("/v1/status").json()
+            models = svc.client.get("/v1/models").json()
+            x = [synthetic(3, seed=14, age=(60, 81))[i][0] for i in range(3)]
+            predicted = svc.client.post("/v1/predict", json={"rows": x}).json()
+            metrics = svc.client.get("/metrics").text
+        finally:
+            svc.stop()
+            r.delete(stream)
+            r.close()
+    kinds = [e["kind"] for e in events if e["kind"] != ev.RETRAIN_PROGRESS]
+    expected = [
+        ev.DAEMON_STARTED,
+        ev.MODEL_PROMOTED,  # v1, bootstrapped from the stream
+        ev.DRIFT_DETECTED,
+        ev.RETRAIN_REQUESTED,
+        ev.RETRAIN_STARTED,
+        ev.RETRAIN_FINISHED,
+        ev.GATE_PASSED,
+        ev.MODEL_PROMOTED,  # v2
+        ev.DRIFT_DETECTED,
+        ev.RETRAIN_STARTED,
+        ev.RETRAIN_FINISHED,
+        ev.GATE_FAILED,
+    ]
+    it = iter(kinds)
+    assert all(k in it for k in expected), kinds
+    assert [e["model_version"] for e in events if e["kind"] == ev.MODEL_PROMOTED][:2] == [
+        "v1",
+        "v2",
+    ]
+    assert status["champion"] == "v2" and status["leader"] is True
+    assert status["rows"] == 1800 + 2200 + 1400  # every entry stored exactly once
+    assert {m["version"]: m["status"] for m in models["models"]}["v2"] == "champion"
+    assert predicted["model_version"] == "v2"
+    assert "driftloop_champion_version 2.0" in metrics

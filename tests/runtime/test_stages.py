@@ -1,0 +1,131 @@
+"""Staged bootstrap: stages in order, exit criteria, checkpoints, lineage, events."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from runtime import events as ev
+from runtime.bootstrap import BootstrapError
+from runtime.config import DriftloopConfig, parse_config
+from runtime.daemon import Daemon
+from runtime.db import Database
+from runtime.events import EventLog
+from runtime.registry import Registry
+from runtime.synthetic import AGRAWAL_FEATURES, segment_rows
+from tests.conftest import SMALL
+
+
+def _broad_csv(path: Path, n: int = 600, label_map: dict[int, int] | None = None) -> Path:
+    """Rows from every age band: the 'broad' pretraining data."""
+    from runtime.config import Segment
+
+    rows = list(segment_rows(Segment(rows=n, function=1), seed=5, n=n, clean=True))
+    df = pd.DataFrame([r[0] for r in rows], columns=list(AGRAWAL_FEATURES))
+    labels = np.array([r[1] for r in rows])
+    if label_map:
+        labels = np.vectorize(label_map.get)(labels)
+    df["class"] = labels
+    df.to_csv(path, index=False)
+    return path
+
+
+def _cfg(tmp_path: Path, stages: list[dict[str, Any]]) -> DriftloopConfig:
+    data = json.loads(json.dumps(SMALL))
+    data["state_dir"] = str(tmp_path / "state")
+    data["bootstrap"] = {"rows": 500, "epochs": 5}
+    data["stages"] = stages
+    return parse_config(data, origin="test")
+
+
+def _events(cfg: DriftloopConfig) -> list[ev.Event]:
+    db = Database.for_state_dir(cfg.state_dir, None)
+    out = EventLog(db).list()
+    db.dispose()
+    return out
+
+
+FAST = {"kind": "finetune", "lr": 0.005, "batch_size": 64}
+
+
+def test_stages_run_in_order_and_v1_carries_the_lineage(tmp_path: Path) -> None:
+    broad = _broad_csv(tmp_path / "broad.csv")
+    cfg = _cfg(tmp_path, [
+        {"name": "pretrain", "data": str(broad), "strategy": FAST, "budget": {"epochs": 5},
+         "exit": [{"metric": "accuracy", "min": 0.6}]},
+        {"name": "finetune", "strategy": {**FAST, "kind": "replay", "mix": 0.3,
+                                          "adapt": {"layer_decay": 0.5}},
+         "budget": {"epochs": 5}, "exit": [{"metric": "loss", "max": 5.0}]},
+        {"name": "adapt", "strategy": {**FAST, "adapt": {"freeze": ["net.0.*"]}},
+         "budget": {"epochs": 2}},
+    ])
+    lines: list[str] = []
+    version = Daemon(cfg, report=lines.append).bootstrap()
+    assert version == "v1"
+    finished = [e for e in _events(cfg) if e.kind == ev.STAGE_FINISHED]
+    assert [e.payload["stage"] for e in finished] == ["pretrain", "finetune", "adapt"]
+    assert all(e.payload["passed"] and e.model_version == "v1" for e in finished)
+    assert finished[0].payload["exit_criteria"] == {"accuracy": ">= 0.6"}
+    assert sum("exit criteria" in line for line in lines) == 3
+    db = Database.for_state_dir(cfg.state_dir, None)
+    registry = Registry(db, cfg.state_dir / "models", EventLog(db))
+    assert registry.champion() == "v1"
+    meta = registry.get("v1").meta
+    assert [s["stage"] for s in meta["stages"]] == ["pretrain", "finetune", "adapt"]
+    for stage in meta["stages"]:
+        blob = Path(stage["checkpoint"]).read_bytes()
+        assert hashlib.sha256(blob).hexdigest() == stage["sha256"]
+        assert json.loads((Path(stage["checkpoint"]).parent / "stage.json").read_text())["passed"]
+    # v1's buffer remembers the pretraining rows as well as the bootstrap rows
+    loaded = registry.load("v1")
+    assert len(loaded.tensors["buffer"]["y"]) == cfg.retrain.buffer.capacity
+    db.dispose()
+
+
+def test_a_stage_that_misses_its_exit_criteria_stops_with_one_line(tmp_path: Path) -> None:
+    cfg = _cfg(tmp_path, [
+        {"name": "first", "strategy": FAST, "budget": {"epochs": 1}},
+        {"name": "hopeless", "strategy": FAST, "budget": {"epochs": 1},
+         "exit": [{"metric": "accuracy", "min": 0.999}, {"metric": "loss", "max": 0.0001}]},
+        {"name": "never", "strategy": FAST, "budget": {"epochs": 1}},
+    ])
+    with pytest.raises(BootstrapError) as info:
+        Daemon(cfg).bootstrap()
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert msg.startswith("stage 'hopeless' missed its exit criteria: accuracy ")
+    assert "< 0.999" in msg and "> 0.0001" in msg
+    finished = [e for e in _events(cfg) if e.kind == ev.STAGE_FINISHED]
+    assert [(e.payload["stage"], e.payload["passed"]) for e in finished] == [
+        ("first", True), ("hopeless", False)]
+    db = Database.for_state_dir(cfg.state_dir, None)
+    assert Registry(db, cfg.state_dir / "models", EventLog(db)).champion() is None
+    db.dispose()
+
+
+def test_stage_data_with_unknown_labels_is_one_clear_error(tmp_path: Path) -> None:
+    bad = _broad_csv(tmp_path / "bad.csv", n=50, label_map={0: 0, 1: 7})
+    cfg = _cfg(tmp_path, [{"name": "pretrain", "data": str(bad), "strategy": FAST}])
+    with pytest.raises(BootstrapError, match=r"labels \[7.0\] are not in schema.classes"):
+        Daemon(cfg).bootstrap()
+
+
+def test_stage_config_is_validated() -> None:
+    data = json.loads(json.dumps(SMALL))
+    data["stages"] = [{"name": "a"}, {"name": "a"}]
+    from runtime.config import ConfigError
+
+    with pytest.raises(ConfigError, match="stage names must be distinct"):
+        parse_config(data)
+    data["stages"] = [{"name": "a", "exit": [{"metric": "accuracy"}]}]
+    with pytest.raises(ConfigError, match="min or max"):
+        parse_config(data)
+    data["stages"] = [{"name": "a", "exit": [{"metric": "f1", "min": 0.5}]}]
+    with pytest.raises(ConfigError, match="metric"):
+        parse_config(data)
