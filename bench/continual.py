@@ -134,7 +134,7 @@ def digits_class_incremental(quick: bool) -> Benchmark:
     te, tr = perm[:n_test], perm[n_test:]
     model = CNNConfig(shape=[1, 8, 8], channels=[16, 32], hidden=64)
     return _class_incremental("digits_class_incremental", x[tr], y[tr], x[te], y[te], model,
-                              capacity=300, epochs=10 if quick else 15,
+                              capacity=400, epochs=10 if quick else 15,
                               joint_epochs=10 if quick else 15, lr=2e-3)
 
 
@@ -153,7 +153,7 @@ def mnist1d_class_incremental(quick: bool) -> Benchmark:
     model = CNNConfig(shape=[1, 40], channels=[32, 64], hidden=128)
     return _class_incremental("mnist1d_class_incremental", data["x"], data["y"].astype(np.int64),
                               data["x_test"], data["y_test"].astype(np.int64), model,
-                              capacity=500, epochs=10 if quick else 15,
+                              capacity=1000 if quick else 2000, epochs=10 if quick else 15,
                               joint_epochs=10 if quick else 15, lr=2e-3)
 
 

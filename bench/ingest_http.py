@@ -129,6 +129,7 @@ def run(seconds: float, clients: int) -> dict[str, Any]:
             if time.monotonic() > deadline:
                 raise SystemExit("no champion after bootstrap")
             time.sleep(0.5)
+        boot = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         for b in bodies[:4]:  # warm-up: imports, first model calls, SQLite pages
             assert _post(boot, b)[0] == 200
 

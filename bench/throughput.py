@@ -4,8 +4,8 @@ Same model, same data, same batch composition (half new rows, half drawn from a
 rehearsal set), same optimizer (Adam; fused on CUDA), same precision (bf16 autocast on
 CUDA, float32 on CPU), measured in the same run: the two loops alternate, each repeat
 starts from the same initial weights, and the best and median samples/s of each are
-reported. On CUDA the clock is read after ``torch.cuda.synchronize()`` and one short
-warm-up run of each loop comes first.
+reported. One short warm-up run of each loop comes first; on CUDA the clock is read
+after ``torch.cuda.synchronize()``.
 
 - ``--device cpu``: the daemon's kind of model (MLP 9 → 64 → 64 → 2) on one thread.
 - ``--device cuda``: a model large enough to occupy an H100 (MLP 1024 → 3 × 8192 → 1000,
@@ -17,6 +17,7 @@ Usage: python bench/throughput.py [--device cpu|cuda] [--quick] [--json OUT.json
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import statistics
@@ -39,7 +40,7 @@ def mlp(widths: list[int], seed: int) -> nn.Module:
     with torch.random.fork_rng(devices=[]):
         torch.default_generator.manual_seed(seed)
         layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:], strict=True):
+        for a, b in itertools.pairwise(widths):
             layers += [nn.Linear(a, b), nn.ReLU()]
         return nn.Sequential(*layers[:-1])
 
@@ -109,9 +110,8 @@ def measure(cfg: dict[str, Any], dev: torch.device, repeats: int) -> dict[str, A
         m.load_state_dict(template.state_dict())
         return m
 
-    if dev.type == "cuda":  # warm-up: handles, autotuning, caches
-        for fn in (ours, plain_loop):
-            fn(fresh(), x[: cfg["batch"] * 8], y[: cfg["batch"] * 8], rx, ry, epochs=1, **kw)
+    for fn in (ours, plain_loop):  # warm-up: lazy initialisation, handles, autotuning, caches
+        fn(fresh(), x[: cfg["batch"] * 8], y[: cfg["batch"] * 8], rx, ry, epochs=1, **kw)
     rates: dict[str, list[float]] = {"ours": [], "plain": []}
     for _ in range(repeats):
         for name, fn in (("ours", ours), ("plain", plain_loop)):

@@ -87,7 +87,7 @@ def line_chart(
         x1 = x0 + 1
     if log_y:
         ly = [math.log10(y) for y in ys] or [0.0]
-        y0, y1 = math.floor(min(ly)), math.ceil(max(ly))
+        y0, y1 = float(math.floor(min(ly))), float(math.ceil(max(ly)))
         if y1 <= y0:
             y1 = y0 + 1
     else:
@@ -159,9 +159,10 @@ def line_chart(
             if line == len(ends):
                 ends.append(0.0)
             ends[line] = x + 3 + 6.2 * len(m.label)
-            ly = top + 12 + 12 * line + (13 if bands else 0)
+            label_y = top + 12 + 12 * line + (13 if bands else 0)
             out.append(f'<line class="{m.cls}" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" '
                        f'y2="{top + ph}"><title>{escape(m.label)}</title></line>'
-                       f'<text class="{m.cls}l" x="{x + 3:.1f}" y="{ly}">{escape(m.label)}</text>')
+                       f'<text class="{m.cls}l" x="{x + 3:.1f}" y="{label_y}">'
+                       f"{escape(m.label)}</text>")
     out.append("</svg>")
     return "".join(out)

@@ -42,7 +42,6 @@ from runtime.lock import StateLock
 from runtime.monitor import Monitor, Signals
 from runtime.policy import Policy
 from runtime.registry import Registry
-from runtime.worker import Outcome, RetrainRunner
 from runtime.rowstore import count_labelled, labelled_rows, last_seq, recent_rows
 from runtime.scheduler import Scheduler
 from runtime.server import ApiServer, HttpSource, resolve_token
@@ -50,6 +49,7 @@ from runtime.sources import DirectorySource, FileStamp, Source, SyntheticSource,
 from runtime.systemd import notify, watchdog_interval
 from runtime.trace import TRACE_KEY, load_trace, write_trace
 from runtime.unit import Unit, load_unit
+from runtime.worker import Outcome, RetrainRunner
 
 log = logging.getLogger(__name__)
 Reporter = Callable[[str], None]

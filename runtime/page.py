@@ -21,7 +21,7 @@ from runtime.events import Event
 from runtime.page_assets import CSS, JS
 from runtime.presenter import event_summary
 from runtime.report import Review
-from runtime.story import Chapter, check_phrase, gate_headline
+from runtime.story import Chapter, gate_headline
 from runtime.trace import Point
 
 __all__ = ["Live", "render"]
@@ -144,9 +144,9 @@ def _chapter(ch: Chapter) -> str:
         extra = (f'<div class="cols"><div>{gate}</div><div>'
                  f"{progress_chart(ch.progress, f'retraining {ch.version}: loss per epoch')}"
                  "</div></div>")
+    tag = TAGS.get(ch.tone, ch.kind) if ch.kind == "retrain" else ch.kind
     return (f'<li class="ch {ch.tone}" data-kind="{_e(ch.kind)}"><div class="hl">'
-            f'<span class="tag">{_e(TAGS.get(ch.tone, ch.kind) if ch.kind == "retrain" else ch.kind)}'
-            f"</span>{_e(ch.headline)}</div>"
+            f'<span class="tag">{_e(tag)}</span>{_e(ch.headline)}</div>'
             f'<div class="meta">{_e(ch.ts[:19].replace("T", " "))} UTC · events {ids}</div>'
             f"<ul>{lines}</ul>{extra}</li>")
 
@@ -190,7 +190,8 @@ def _models(r: Review, live: bool) -> str:
         m, d = v.meta.get("metrics", {}), v.meta.get("data", {})
         hold = m.get("holdout")
         if isinstance(hold, list) and len(hold) >= 2:
-            new = f"{_n(hold[0])} → <b>{_n(hold[1])}</b> ({_n(hold[2]) if len(hold) > 2 else '?'} rows)"
+            n = _n(hold[2]) if len(hold) > 2 else "?"
+            new = f"{_n(hold[0])} → <b>{_n(hold[1])}</b> ({n} rows)"
         elif m.get("val_accuracy") is not None:
             new = f"validation {_n(m.get('val_accuracy'))}"
         else:
@@ -306,8 +307,9 @@ def _matrix(r: Review) -> str:
                 continue
             heat = min(4, max(0, int((a - 0.5) / 0.1))) if a >= 0.5 else 0
             diff = ""
-            if base is not None and base[j] is not None:
-                dlt = a - base[j]
+            before = base[j] if base is not None else None
+            if before is not None:
+                dlt = a - before
                 if dlt <= -0.02:
                     diff = f'<span class="drop">↓{-dlt:.3f}</span>'
                 elif dlt >= 0.02:
@@ -399,7 +401,8 @@ def _log(r: Review, href: Callable[[str], str]) -> str:
     for e in r.events:
         counts[e.kind] = counts.get(e.kind, 0) + 1
     boxes = "".join(
-        f'<label><input type="checkbox" value="{_e(k)}" data-default="{0 if k in HIDDEN_BY_DEFAULT else 1}"'
+        f'<label><input type="checkbox" value="{_e(k)}" '
+        f'data-default="{0 if k in HIDDEN_BY_DEFAULT else 1}"'
         f'{"" if k in HIDDEN_BY_DEFAULT else " checked"}> {_e(k)} ({n})</label>'
         for k, n in sorted(counts.items())
     )

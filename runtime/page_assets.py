@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (stylesheet and script text: long lines read better unbroken)
 """The review page's stylesheet and script, inlined by :mod:`runtime.page`.
 
 The script filters the event log by kind, time and text (the initial state comes from

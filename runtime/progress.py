@@ -67,7 +67,7 @@ def bar(fraction: float, width: int) -> str:
     '█████░░░░░'
     """
     fraction = min(max(fraction, 0.0), 1.0)
-    full = int(round(fraction * width))
+    full = round(fraction * width)
     return "█" * full + "░" * (width - full)
 
 

@@ -54,6 +54,7 @@ class ApiServer:
             access_log=False,
             lifespan="off",
             server_header=False,
+            timeout_keep_alive=30,  # clients batching every few seconds keep their connection
             timeout_graceful_shutdown=max(1, int(api.shutdown_seconds)),
         )
         self._server = uvicorn.Server(config)

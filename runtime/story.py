@@ -326,11 +326,11 @@ def story(events: Sequence[Event]) -> list[Chapter]:
             head = f"Rolled back {p.get('from')} → {p.get('to')}: {p.get('reason')}"
             out.append((e.id, Chapter("rollback", BAD if auto else WARN, head, e.ts, (),
                                       (e.id,), str(p.get("to")))))
-        elif e.kind == ev.MODEL_PROMOTED and not isinstance(p.get("trigger_id"), str):
-            if p.get("reason") != "bootstrap":
-                head = f"{e.model_version} promoted by hand: {p.get('reason')}"
-                out.append((e.id, Chapter("promotion", WARN, head, e.ts, (), (e.id,),
-                                          e.model_version)))
+        elif (e.kind == ev.MODEL_PROMOTED and not isinstance(p.get("trigger_id"), str)
+              and p.get("reason") != "bootstrap"):
+            head = f"{e.model_version} promoted by hand: {p.get('reason')}"
+            out.append((e.id, Chapter("promotion", WARN, head, e.ts, (), (e.id,),
+                                      e.model_version)))
     flush()
     out.sort(key=lambda pair: pair[0])
     return [ch for _, ch in out]

@@ -172,7 +172,7 @@ def read_traces(db: Database) -> dict[str, tuple[str, list[Point]]]:
         except (ValueError, KeyError, TypeError):
             continue
         for name in trace.detectors():
-            signal, pts = merged.setdefault(name, (trace.signal(name), []))
+            _, pts = merged.setdefault(name, (trace.signal(name), []))
             pts.extend(trace.points(name))
     for _, pts in merged.values():
         pts.sort(key=lambda p: p.row)

@@ -16,6 +16,7 @@ import hmac
 import re
 import secrets
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
@@ -108,8 +109,6 @@ def ui_router(host: UiHost, *, prefix: str = "/ui", token: str | None = _UNSET,
         if cached is None:
             cache.put(key, (review.matrix, review.matrix_note))
         else:
-            from dataclasses import replace
-
             review = replace(review, matrix=cached[0], matrix_note=cached[1])
         root = str(request.scope.get("root_path", "")).rstrip("/")
         nonce = secrets.token_urlsafe(16)

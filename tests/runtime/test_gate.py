@@ -155,7 +155,8 @@ def test_a_nan_prediction_fails_closed(who: str) -> None:
     s = make_set("v1", 400, 0.95, 0.95)
     bad = getattr(s, who).copy()
     bad[7] = np.nan
-    s = EvalSet(s.name, s.y, *(bad, s.candidate) if who == "champion" else (s.champion, bad), s.x)
+    champ, cand = (bad, s.candidate) if who == "champion" else (s.champion, bad)
+    s = EvalSet(s.name, s.y, champ, cand, s.x)
     ev = evidence(make_set(NEW_DATA, 400, 0.8, 0.9), s)
     d = evaluate(ev, GateConfig(), ["v1"])
     assert not d.passed

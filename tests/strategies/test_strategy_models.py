@@ -88,3 +88,29 @@ def test_model_config_union_picks_by_shape() -> None:
     assert isinstance(adapter.validate_python({"factory": "a.b:c"}), FactoryConfig)
     with pytest.raises(pydantic.ValidationError):
         adapter.validate_python({"hiden": [3]})
+
+
+@pytest.mark.parametrize("shape", [[1, 8, 8], [2, 10], [1, 3, 5]])
+def test_cnn_builds_from_config_and_normalises(shape: list[int]) -> None:
+    from strategies.models import CNNConfig
+
+    n = 1
+    for s in shape:
+        n *= s
+    model = build_model(CNNConfig(shape=shape, channels=[4, 8], hidden=16), n, 3, seed=0)
+    x = torch.randn(20, n) * 5 + 2
+    fit_normalization(model, x)
+    assert model(x).shape == (20, 3)
+    assert torch.allclose(model.mean, x.mean(dim=0))  # type: ignore[arg-type]
+    again = build_model(CNNConfig(shape=shape, channels=[4, 8], hidden=16), n, 3, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters(),
+                                                 strict=True))
+
+
+def test_cnn_shape_must_match_the_rows() -> None:
+    from strategies.models import CNNConfig
+
+    with pytest.raises(ValueError, match="holds 64 features, the rows have 63"):
+        build_model(CNNConfig(shape=[1, 8, 8]), 63, 10, seed=0)
+    with pytest.raises(pydantic.ValidationError):
+        CNNConfig(shape=[64])
