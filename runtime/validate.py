@@ -18,8 +18,8 @@ def build_everything(cfg: DriftloopConfig) -> Iterator[str]:
     yield f"schema: {len(features)} features, label {s.label!r}, classes {s.classes}"
     src = cfg.source
     if isinstance(src, SyntheticSourceConfig):
-        s = SyntheticSource(src, cfg.schema)
-        yield f"source: synthetic agrawal, {len(src.segments)} segments, {s.total} rows"
+        total = SyntheticSource(src, cfg.schema).total
+        yield f"source: synthetic agrawal, {len(src.segments)} segments, {total} rows"
     elif isinstance(src, DirectorySourceConfig):
         note = "" if src.path.is_dir() else " (does not exist yet; it will be watched once created)"
         yield f"source: directory {src.path}{note}"

@@ -150,7 +150,9 @@ class RetrainRunner:
             if code is not None:
                 self._drop_worker()
                 return self._finish(
-                    Outcome(False, {}, f"the retrain worker process died (exit code {code})", elapsed)
+                    Outcome(
+                        False, {}, f"the retrain worker process died (exit code {code})", elapsed
+                    )
                 )
             # the job's clock starts with its child; a cold worker gets time to import
             if self._child is not None:
@@ -242,8 +244,9 @@ def _serve(jobs: IO[str], out: IO[str]) -> None:
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
     import torch  # noqa: F401  - the point of this process: import once, fork many
-    import strategies.avalanche_adapter  # noqa: F401
+
     import runtime.retrain  # noqa: F401
+    import strategies.avalanche_adapter  # noqa: F401
 
     _serve(sys.stdin, sys.stdout)
     return 0

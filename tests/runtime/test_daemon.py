@@ -19,9 +19,9 @@ from runtime.events import EventLog
 from runtime.lock import AlreadyRunning
 from runtime.registry import Registry
 from runtime.retrain import class_positions
-from runtime.worker import RetrainRunner
 from runtime.synthetic import evaluation_sample
 from runtime.unit import load_unit
+from runtime.worker import RetrainRunner
 from strategies.evaluation import accuracy
 from tests.conftest import SMALL, small_config
 

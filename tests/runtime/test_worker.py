@@ -21,8 +21,14 @@ def _wait(runner: RetrainRunner, limit: float = 240.0) -> Outcome:
 
 def test_one_worker_many_children(small_cfg: DriftloopConfig, tmp_path: Path) -> None:
     runner = RetrainRunner(tmp_path / "work", timeout_seconds=60)
-    spec = {"config": small_cfg.model_dump(mode="json", by_alias=True), "trigger_id": "t1",
-            "champion": "v1", "candidate": "v2", "onset": 0, "upto": 10}
+    spec = {
+        "config": small_cfg.model_dump(mode="json", by_alias=True),
+        "trigger_id": "t1",
+        "champion": "v1",
+        "candidate": "v2",
+        "onset": 0,
+        "upto": 10,
+    }
     try:
         runner.start("t1", {**spec, "crash_for_test": True})
         out = _wait(runner)
@@ -30,7 +36,9 @@ def test_one_worker_many_children(small_cfg: DriftloopConfig, tmp_path: Path) ->
         worker = runner._worker
         runner.start("t2", {**spec, "trigger_id": "t2"})  # no state at all: an exception
         out = _wait(runner)
-        assert not out.ok and out.reason.startswith(("OperationalError", "KeyError", "IntegrityError"))
+        assert not out.ok and out.reason.startswith(
+            ("OperationalError", "KeyError", "IntegrityError")
+        )
         assert runner._worker is worker  # the same warm worker served both
         assert (tmp_path / "work" / "t2.log").exists()
     finally:
@@ -42,8 +50,15 @@ def test_a_dead_worker_fails_the_job_and_the_next_one_gets_a_new_worker(
     small_cfg: DriftloopConfig, tmp_path: Path
 ) -> None:
     runner = RetrainRunner(tmp_path / "work", timeout_seconds=60)
-    spec = {"config": small_cfg.model_dump(mode="json", by_alias=True), "trigger_id": "t1",
-            "champion": "v1", "candidate": "v2", "onset": 0, "upto": 10, "crash_for_test": True}
+    spec = {
+        "config": small_cfg.model_dump(mode="json", by_alias=True),
+        "trigger_id": "t1",
+        "champion": "v1",
+        "candidate": "v2",
+        "onset": 0,
+        "upto": 10,
+        "crash_for_test": True,
+    }
     try:
         runner.start("t1", spec)
         assert runner._worker is not None
