@@ -18,7 +18,8 @@ from detectors.ring import FloatArray, IndexArray
 BRANCHES = ("mean_up", "mean_down", "variance_up", "variance_down")
 _BLOCKS = 100
 _BLOCK = 2000
-_REFERENCES = 50
+_REFERENCES = 20
+_RATE_SAMPLE = 1000
 _CHUNK = 65_536
 
 
@@ -48,10 +49,10 @@ class Config(BaseModel):
     kind: Literal["cusum"] = "cusum"
     name: str | None = None
     signal: str = "error"
-    reference_size: Annotated[int, Field(ge=10)] = 1000
+    reference_size: Annotated[int, Field(ge=10)] = 2000
     shift: Annotated[float, Field(gt=0)] = 0.5
     scale: Annotated[float, Field(gt=1)] = 2.0
-    false_alarms_per_rows: Annotated[int, Field(ge=100)] = 100_000
+    false_alarms_per_rows: Annotated[int, Field(ge=100)] = 300_000
     seed: int = 0
 
 
@@ -162,8 +163,9 @@ class CusumDetector:
         maxima = (c - np.minimum(np.minimum.accumulate(c, axis=1), 0.0)).max(axis=1)
         h0 = np.median(maxima, axis=0)  # run length about _BLOCK / ln 2
         boot = ref[rng.integers(0, n, (_REFERENCES, n))]
+        sample = ref[rng.choice(n, min(n, _RATE_SAMPLE), replace=False)]
         x_all = np.concatenate(
-            [self._increments(ref, float(b.mean()), float(b.std()) or self._sd) for b in boot],
+            [self._increments(sample, float(b.mean()), float(b.std()) or self._sd) for b in boot],
             axis=1,
         )
         rates = tail_rates(x_all).reshape(_REFERENCES, len(BRANCHES))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from runtime import events as ev
@@ -86,55 +86,57 @@ class Ingestor:
         if missing:
             whole = f"missing column(s) {', '.join(map(repr, missing))}"
             return frame.iloc[0:0], {i: whole for i in range(n)}, "rows"
-        out = pd.DataFrame(index=frame.index)
-        for f in s.features:
-            raw = frame[f]
-            blank = raw.isna()
-            if raw.dtype == object:
-                blank |= raw.astype(str).str.strip() == ""
-            num = pd.to_numeric(raw, errors="coerce").astype(float)
-            bad_type = num.isna() & ~blank
-            for i in np.flatnonzero(bad_type.to_numpy()):
-                reasons.setdefault(
-                    int(i), f"feature '{f}' is not a number: {str(raw.iloc[i])[:40]!r}"
-                )
-            if not s.allow_nan:
-                for i in np.flatnonzero(blank.to_numpy()):
-                    reasons.setdefault(int(i), f"feature '{f}' is missing or NaN")
-            inf = np.isinf(num.to_numpy())
-            for i in np.flatnonzero(inf):
-                reasons.setdefault(int(i), f"feature '{f}' is not finite")
-            out[f] = num
+        x = np.empty((n, len(s.features)), dtype=np.float64)
+        for j, f in enumerate(s.features):
+            x[:, j] = self._feature(frame[f], f, reasons)
+        out = pd.DataFrame(x, columns=list(s.features), index=frame.index)
         out["__label"] = self._labels(frame, reasons)
         out["__id"] = self._ids(frame, batch)
-        seen: set[str] = set()
-        for pos, rid in enumerate(out["__id"].tolist()):
-            if rid in seen:
-                reasons.setdefault(pos, f"duplicate row id {rid!r} in this batch")
-            seen.add(rid)
+        dup = out["__id"].duplicated().to_numpy()
+        for pos in np.flatnonzero(dup):
+            rid = out["__id"].iloc[pos]
+            reasons.setdefault(int(pos), f"duplicate row id {rid!r} in this batch")
         good = np.ones(n, dtype=bool)
         good[list(reasons)] = False
         return out[good], reasons, "rows"
+
+    def _feature(self, raw: pd.Series, f: str, reasons: dict[int, str]) -> npt.NDArray[np.float64]:
+        """One feature column as floats; problems recorded by row position."""
+        if raw.dtype.kind in "fiub":  # already numeric: no parsing, only NaN/inf checks
+            num = raw.to_numpy(dtype=np.float64)
+            blank = np.isnan(num)
+            bad_type = np.zeros(len(num), dtype=bool)
+        else:
+            blank = raw.isna().to_numpy()
+            blank |= (raw.astype(str).str.strip() == "").to_numpy()
+            num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+            bad_type = np.isnan(num) & ~blank
+        for i in np.flatnonzero(bad_type):
+            reasons.setdefault(int(i), f"feature '{f}' is not a number: {str(raw.iloc[i])[:40]!r}")
+        if not self.schema.allow_nan:
+            for i in np.flatnonzero(blank):
+                reasons.setdefault(int(i), f"feature '{f}' is missing or NaN")
+        for i in np.flatnonzero(np.isinf(num)):
+            reasons.setdefault(int(i), f"feature '{f}' is not finite")
+        return np.asarray(num, dtype=np.float64)
 
     def _labels(self, frame: pd.DataFrame, reasons: dict[int, str]) -> pd.Series:
         s = self.schema
         if s.label not in frame.columns:
             return pd.Series(-1, index=frame.index, dtype=np.int64)
         raw = frame[s.label]
-        blank = raw.isna() | (raw.astype(str).str.strip() == "")
-        num = pd.to_numeric(raw, errors="coerce")
-        labels = np.full(len(frame), -1, dtype=np.int64)
-        for i, (b, v, r) in enumerate(
-            zip(blank.to_numpy(), num.to_numpy(), raw.tolist(), strict=True)
-        ):
-            if b:
-                continue
-            if np.isnan(v) or v != int(v) or int(v) not in self.classes:
-                reasons.setdefault(
-                    i, f"unknown label {str(r)[:40]!r} (classes: {sorted(self.classes)})"
-                )
-                continue
-            labels[i] = int(v)
+        blank = raw.isna().to_numpy()
+        if raw.dtype == object:
+            blank |= (raw.astype(str).str.strip() == "").to_numpy()
+        num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            whole = np.isfinite(num) & (num == np.round(num))
+        known = whole & np.isin(np.where(whole, num, 0), sorted(self.classes))
+        labels = np.where(known, np.where(whole, num, -1), -1).astype(np.int64)
+        for i in np.flatnonzero(~blank & ~known):
+            reasons.setdefault(
+                int(i), f"unknown label {str(raw.iloc[i])[:40]!r} (classes: {sorted(self.classes)})"
+            )
         return pd.Series(labels, index=frame.index)
 
     def _ids(self, frame: pd.DataFrame, batch: Batch) -> pd.Series:
@@ -143,13 +145,9 @@ class Ingestor:
         if s.id_column not in frame.columns:
             return pd.Series(generated, index=frame.index)
         raw = frame[s.id_column]
-        ids = [
-            g
-            if (v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "")
-            else str(v)
-            for v, g in zip(raw.tolist(), generated, strict=True)
-        ]
-        return pd.Series(ids, index=frame.index)
+        text = raw.astype(str).str.strip()
+        missing = raw.isna() | (text == "")
+        return text.where(~missing, pd.Series(generated, index=frame.index))
 
     def _validate_labels(self, frame: pd.DataFrame, reasons: dict[int, str]) -> pd.DataFrame:
         out = pd.DataFrame(index=frame.index)
@@ -233,13 +231,9 @@ class Ingestor:
             }
             for rid, blob, lab in zip(ids, encode_features(x), y.tolist(), strict=True)
         ]
-        stmt = _insert_ignore(conn).returning(
-            rows.c.seq, rows.c.row_id, sort_by_parameter_order=True
-        )
-        got = conn.execute(stmt, params).all()
-        inserted = {rid: seq for seq, rid in got}
-        keep = np.array([rid in inserted for rid in ids], dtype=bool)
-        seqs = np.array([inserted[rid] for rid in ids if rid in inserted], dtype=np.int64)
+        inserted = self._insert(conn, params)
+        keep = np.fromiter((rid in inserted for rid in ids), dtype=bool, count=len(ids))
+        seqs = np.fromiter((inserted[r] for r in ids if r in inserted), dtype=np.int64)
         return Accepted(
             seqs=seqs,
             x=x[keep],
@@ -248,6 +242,42 @@ class Ingestor:
             rejected=rejected,
             duplicates=int((~keep).sum()),
         )
+
+    @staticmethod
+    def _insert(conn: Connection, params: list[dict[str, Any]]) -> dict[str, int]:
+        """Insert new rows (skipping row ids already stored); returns row id → seq.
+
+        SQLite: writers are serialised (``BEGIN IMMEDIATE``), so seqs are assigned here and
+        the rows go in with one ``executemany`` (RETURNING would cost one statement per
+        row). PostgreSQL: ``ON CONFLICT DO NOTHING RETURNING`` is batched by the driver.
+        """
+        if conn.dialect.name == "postgresql":
+            stmt = (
+                postgresql.insert(rows)
+                .on_conflict_do_nothing(index_elements=["row_id"])
+                .returning(rows.c.seq, rows.c.row_id)
+            )
+            return {rid: int(seq) for seq, rid in conn.execute(stmt, params).all()}
+        ids = [p["row_id"] for p in params]
+        known: set[str] = set()
+        for i in range(0, len(ids), 900):
+            part = ids[i : i + 900]
+            sql = f"SELECT row_id FROM rows WHERE row_id IN ({', '.join('?' * len(part))})"
+            known.update(r[0] for r in conn.exec_driver_sql(sql, tuple(part)))
+        fresh = [p for p in params if p["row_id"] not in known]
+        if not fresh:
+            return {}
+        top = conn.execute(select(func.coalesce(func.max(rows.c.seq), 0))).scalar_one()
+        for n, p in enumerate(fresh, start=int(top) + 1):
+            p["seq"] = n
+        cols = ("seq", "row_id", "ingested_at", "source", "features", "label", "labeled_at")
+        # the driver's executemany directly: SQLAlchemy's per-row parameter processing
+        # would cost more than the insert itself
+        conn.exec_driver_sql(
+            f"INSERT INTO rows ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+            [tuple(p[c] for c in cols) for p in fresh],
+        )
+        return {p["row_id"]: p["seq"] for p in fresh}
 
     def _join_labels(
         self, conn: Connection, clean: pd.DataFrame, reasons: dict[int, str], now: str

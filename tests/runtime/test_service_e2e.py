@@ -186,10 +186,19 @@ def test_postgres_and_redis_stream_a_drifting_dataset_end_to_end(tmp_path: Path)
                 "v2 to be promoted after the drift",
                 svc,
             )
+            # the detectors re-baseline on v2; ADWIN needs a stretch of the new normal
+            # before the labelling bug to see the error rate change
+            publish(synthetic(1200, seed=15, age=(60, 81)), "old-more-")
+            wait_until(
+                lambda: svc.client.get("/v1/status").json()["rows_seen"] >= 5200,
+                120,
+                "the clean rows to be monitored",
+                svc,
+            )
             publish(synthetic(1400, seed=13, age=(60, 81), noise=0.4), "noisy-")
             wait_until(lambda: bool(svc.events(kind="gate.failed")), 400, "the refusal", svc)
             wait_until(
-                lambda: svc.client.get("/v1/status").json()["rows"] == 5400, 60, "all rows", svc
+                lambda: svc.client.get("/v1/status").json()["rows"] == 6600, 60, "all rows", svc
             )
             events = svc.events()
             status = svc.client.get("/v1/status").json()
@@ -223,7 +232,7 @@ def test_postgres_and_redis_stream_a_drifting_dataset_end_to_end(tmp_path: Path)
         "v2",
     ]
     assert status["champion"] == "v2" and status["leader"] is True
-    assert status["rows"] == 1800 + 2200 + 1400  # every entry stored exactly once
+    assert status["rows"] == 1800 + 2200 + 1200 + 1400  # every entry stored exactly once
     assert {m["version"]: m["status"] for m in models["models"]}["v2"] == "champion"
     assert predicted["model_version"] == "v2"
     assert "driftloop_champion_version 2.0" in metrics

@@ -88,7 +88,7 @@ def test_the_page_in_a_browser(served: tuple[str, Daemon, list[Event]], tmp_path
         # an event's details open: the refused candidate's gate checks
         refused = next(e for e in gates if e.kind == ev.GATE_FAILED)
         item = page.locator(f"#ev-{refused.id}")
-        item.locator("summary").click()
+        item.locator("> summary").click()
         expect(item.locator(".body table")).to_be_visible()
         expect(item.locator(".body")).to_contain_text("FAIL")
         item.scroll_into_view_if_needed()
@@ -126,5 +126,8 @@ def test_the_page_in_a_browser(served: tuple[str, Daemon, list[Event]], tmp_path
         page.screenshot(path=str(shots / "ui-4-after-rollback.png"), full_page=True)
         browser.close()
     assert daemon.registry.champion() == "v1"
-    assert problems == []
+    # the one console error allowed: the browser logs the 403 of the wrong token's check
+    refused = "Failed to load resource: the server responded with a status of 403"
+    assert [m for m in problems if refused not in m] == []
+    assert sum(refused in m for m in problems) <= 1
     assert len(list(shots.glob("ui-*.png"))) == 4
