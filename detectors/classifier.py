@@ -12,7 +12,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from detectors.base import ReferenceDetector
+from detectors.base import ReferenceDetector, Status
 from detectors.ring import FloatArray
 from detectors.windowed import Verdict, WindowedDetector, WindowFields, Windows
 
@@ -68,7 +68,7 @@ class ClassifierJudge:
         details.update({"auc": auc, "p_value": p})
         if not np.isfinite(p):
             return Verdict("not_enough_data", None, self.threshold, details)
-        status = "drift" if self.threshold is not None and p < self.threshold else "ok"
+        status: Status = "drift" if self.threshold is not None and p < self.threshold else "ok"
         return Verdict(status, p, self.threshold, details)
 
 

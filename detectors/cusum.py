@@ -177,7 +177,7 @@ class CusumDetector:
                 continue
 
             def excess(h: float, theta: FloatArray = theta, h0: float = float(h0[j])) -> float:
-                return float(np.mean(np.exp(-theta * (h - h0)))) - _BLOCK / np.log(2) / target
+                return float(np.mean(np.exp(-theta * (h - h0))) - _BLOCK / np.log(2) / target)
 
             hi = float(h0[j]) + 1.0
             while excess(hi) > 0:

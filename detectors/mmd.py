@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from detectors.base import ReferenceDetector
+from detectors.base import ReferenceDetector, Status
 from detectors.calibration import gamma_pvalues
 from detectors.ring import FloatArray
 from detectors.windowed import Verdict, WindowedDetector, WindowFields, Windows
@@ -96,7 +96,7 @@ class MMDJudge:
                         "bandwidth": float(np.sqrt(1 / (2 * self._gamma)))})
         if not np.isfinite(p):  # never read a NaN as "no drift"
             return Verdict("not_enough_data", None, self.threshold, details)
-        status = "drift" if self.threshold is not None and p < self.threshold else "ok"
+        status: Status = "drift" if self.threshold is not None and p < self.threshold else "ok"
         return Verdict(status, p, self.threshold, details)
 
 

@@ -152,7 +152,8 @@ class PerFeatureJudge:
             n = len(ref.values)
             if n < 2:
                 continue
-            nr, nc = min(n, cfg.bootstrap_reference_cap), cfg.window_size
+            nr = min(n, cfg.bootstrap_reference_cap)
+            nc = min(cfg.window_size, max(nr // 4, 2))
             scale = self.test.scale(nr, nc, bool(self.is_cat[j]))
             if self.is_cat[j]:
                 p = ref.counts / n

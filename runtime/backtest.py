@@ -70,7 +70,8 @@ def _numeric(frame: pd.DataFrame, name: str) -> np.ndarray:
     col = frame[name]
     if not np.issubdtype(col.dtype, np.number):
         raise ValueError(f"column {name!r} is not numeric")
-    return col.to_numpy(dtype=np.float64)
+    out: np.ndarray = col.to_numpy(dtype=np.float64)
+    return out
 
 
 def plan(frame: pd.DataFrame, cfg: DriftloopConfig | None, column: str | None
@@ -128,7 +129,9 @@ def score(alarms: list[int], truth: list[int]) -> dict[str, Any]:
     """Delays, false alarms and misses of one detector's alarm rows against true drifts.
 
     >>> score([50, 1010, 1100, 2600], [1000, 2000])
-    {'detected': 1, 'missed': 1, 'false_alarms': 3, 'delays': [10, None], 'mean_delay': 10.0}
+    {'detected': 2, 'missed': 0, 'false_alarms': 2, 'delays': [10, 600], 'mean_delay': 305.0}
+    >>> score([50], [1000])['missed']
+    1
     """
     bounds = [*sorted(truth), float("inf")]
     delays: list[int | None] = []

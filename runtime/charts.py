@@ -111,32 +111,46 @@ def line_chart(
     for b in bands:
         a, z = max(sx(b.x0), left), min(sx(b.x1), left + pw)
         if z > a:
-            out.append(f'<rect class="{b.cls}" x="{a:.1f}" y="{top}" width="{z - a:.1f}" '
-                       f'height="{ph}"/><text class="bl" x="{a + 4:.1f}" y="{top + 12}">'
-                       f"{escape(b.label)}</text>")
-    yticks = ([10.0**k for k in range(int(y0), int(y1) + 1)] if log_y
-              else _ticks(y0, y1))
+            out.append(
+                f'<rect class="{b.cls}" x="{a:.1f}" y="{top}" width="{z - a:.1f}" '
+                f'height="{ph}"/><text class="bl" x="{a + 4:.1f}" y="{top + 12}">'
+                f"{escape(b.label)}</text>"
+            )
+    yticks = [10.0**k for k in range(int(y0), int(y1) + 1)] if log_y else _ticks(y0, y1)
     step = max(1, len(yticks) // 6)
     for t in yticks[::step]:
         y = sy(t)
-        out.append(f'<line class="grid" x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}"/>'
-                   f'<text class="tk" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
-                   f"{_fmt(t)}</text>")
+        out.append(
+            f'<line class="grid" x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="tk" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">'
+            f"{_fmt(t)}</text>"
+        )
     for t in _ticks(x0, x1, 6):
         x = sx(t)
-        out.append(f'<text class="tk" x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle">'
-                   f"{_fmt(t)}</text>")
-    out.append(f'<text class="al" x="{left + pw}" y="{height - 4}" text-anchor="end">'
-               f"{escape(x_label)}</text>")
-    out.append(f'<text class="al" x="12" y="{top + ph / 2:.1f}" text-anchor="middle" '
-               f'transform="rotate(-90 12 {top + ph / 2:.1f})">{escape(y_label)}</text>')
+        out.append(
+            f'<text class="tk" x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle">'
+            f"{_fmt(t)}</text>"
+        )
+    out.append(
+        f'<text class="al" x="{left + pw}" y="{height - 4}" text-anchor="end">'
+        f"{escape(x_label)}</text>"
+    )
+    out.append(
+        f'<text class="al" x="12" y="{top + ph / 2:.1f}" text-anchor="middle" '
+        f'transform="rotate(-90 12 {top + ph / 2:.1f})">{escape(y_label)}</text>'
+    )
     out.append(f'<rect class="frame" x="{left}" y="{top}" width="{pw}" height="{ph}"/>')
-    if threshold is not None and ok(threshold) and y0 <= (
-            math.log10(threshold) if log_y else threshold) <= y1:
+    if (
+        threshold is not None
+        and ok(threshold)
+        and y0 <= (math.log10(threshold) if log_y else threshold) <= y1
+    ):
         y = sy(threshold)
-        out.append(f'<line class="thr" x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}"/>'
-                   f'<text class="thl" x="{left + pw - 4}" y="{y - 4:.1f}" text-anchor="end">'
-                   f"threshold {_fmt(threshold)}</text>")
+        out.append(
+            f'<line class="thr" x1="{left}" x2="{left + pw}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="thl" x="{left + pw - 4}" y="{y - 4:.1f}" text-anchor="end">'
+            f"threshold {_fmt(threshold)}</text>"
+        )
     segs: list[list[str]] = [[]]
     for x, y in points:
         if ok(y):
@@ -160,9 +174,11 @@ def line_chart(
                 ends.append(0.0)
             ends[line] = x + 3 + 6.2 * len(m.label)
             label_y = top + 12 + 12 * line + (13 if bands else 0)
-            out.append(f'<line class="{m.cls}" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" '
-                       f'y2="{top + ph}"><title>{escape(m.label)}</title></line>'
-                       f'<text class="{m.cls}l" x="{x + 3:.1f}" y="{label_y}">'
-                       f"{escape(m.label)}</text>")
+            out.append(
+                f'<line class="{m.cls}" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" '
+                f'y2="{top + ph}"><title>{escape(m.label)}</title></line>'
+                f'<text class="{m.cls}l" x="{x + 3:.1f}" y="{label_y}">'
+                f"{escape(m.label)}</text>"
+            )
     out.append("</svg>")
     return "".join(out)

@@ -29,9 +29,15 @@ __all__ = ["Live", "render"]
 HIDDEN_BY_DEFAULT = frozenset({ev.RETRAIN_PROGRESS})
 TAGS = {"good": "promoted", "bad": "refused", "warn": "attention", "info": "info"}
 KIND_TONE = {
-    ev.DRIFT_DETECTED: "warn", ev.GATE_PASSED: "good", ev.GATE_FAILED: "bad",
-    ev.MODEL_PROMOTED: "good", ev.MODEL_ROLLED_BACK: "bad", ev.RETRAIN_FAILED: "bad",
-    ev.INGEST_REJECTED: "warn", ev.RETRAIN_STARTED: "info", ev.RETRAIN_FINISHED: "info",
+    ev.DRIFT_DETECTED: "warn",
+    ev.GATE_PASSED: "good",
+    ev.GATE_FAILED: "bad",
+    ev.MODEL_PROMOTED: "good",
+    ev.MODEL_ROLLED_BACK: "bad",
+    ev.RETRAIN_FAILED: "bad",
+    ev.INGEST_REJECTED: "warn",
+    ev.RETRAIN_STARTED: "info",
+    ev.RETRAIN_FINISHED: "info",
 }
 
 
@@ -67,15 +73,22 @@ def _kv(pairs: Iterable[tuple[str, Any]]) -> str:
     return f'<dl class="kv">{rows}</dl>'
 
 
-def _table(head: Sequence[str], rows: Iterable[Sequence[str]], num: Sequence[int] = (),
-           row_cls: Sequence[str] | None = None) -> str:
-    th = "".join(f'<th class="num">{h}</th>' if i in num else f"<th>{h}</th>"
-                 for i, h in enumerate(head))
+def _table(
+    head: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    num: Sequence[int] = (),
+    row_cls: Sequence[str] | None = None,
+) -> str:
+    th = "".join(
+        f'<th class="num">{h}</th>' if i in num else f"<th>{h}</th>" for i, h in enumerate(head)
+    )
     body = []
     for r, cells in enumerate(rows):
         cls = f' class="{row_cls[r]}"' if row_cls and row_cls[r] else ""
-        tds = "".join(f'<td class="num">{c}</td>' if i in num else f"<td>{c}</td>"
-                      for i, c in enumerate(cells))
+        tds = "".join(
+            f'<td class="num">{c}</td>' if i in num else f"<td>{c}</td>"
+            for i, c in enumerate(cells)
+        )
         body.append(f"<tr{cls}>{tds}</tr>")
     return f"<table><thead><tr>{th}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
@@ -90,16 +103,31 @@ def gate_table(p: dict[str, Any], compact: bool = False) -> str:
         ch, ca = c.get("champion"), c.get("candidate")
         delta = ca - ch if isinstance(ch, int | float) and isinstance(ca, int | float) else None
         ok = bool(c.get("passed"))
-        rows.append([
-            f'<span class="{"pass" if ok else "fail"}">{"pass" if ok else "FAIL"}</span>',
-            _e(c.get("name")), _e(c.get("metric")), _n(ch), _n(ca),
-            ("+" if delta is not None and delta >= 0 else "") + _n(delta),
-            _e(c.get("threshold")), _n(c.get("n")),
-            f'<span class="reason">{_e(c.get("reason"))}</span>',
-        ])
+        rows.append(
+            [
+                f'<span class="{"pass" if ok else "fail"}">{"pass" if ok else "FAIL"}</span>',
+                _e(c.get("name")),
+                _e(c.get("metric")),
+                _n(ch),
+                _n(ca),
+                ("+" if delta is not None and delta >= 0 else "") + _n(delta),
+                _e(c.get("threshold")),
+                _n(c.get("n")),
+                f'<span class="reason">{_e(c.get("reason"))}</span>',
+            ]
+        )
         cls.append("" if ok else "drifted")
-    head = ["", "check", "metric", f"champion {_e(p.get('champion'))}",
-            f"candidate {_e(p.get('candidate'))}", "change", "rule", "rows", "why"]
+    head = [
+        "",
+        "check",
+        "metric",
+        f"champion {_e(p.get('champion'))}",
+        f"candidate {_e(p.get('candidate'))}",
+        "change",
+        "rule",
+        "rows",
+        "why",
+    ]
     if compact:  # the story's headline already says why
         keep = (0, 1, 3, 4, 5, 6)
         head = [head[i] for i in keep]
@@ -111,25 +139,49 @@ def gate_table(p: dict[str, Any], compact: bool = False) -> str:
 def progress_chart(points: Sequence[tuple[int, float, float | None]], title: str) -> str:
     if not points:
         return ""
-    return line_chart([(float(e), loss) for e, loss, _ in points], title=title,
-                      y_label="training loss", x_label="epoch", width=460, height=180)
+    return line_chart(
+        [(float(e), loss) for e, loss, _ in points],
+        title=title,
+        y_label="training loss",
+        x_label="epoch",
+        width=460,
+        height=180,
+    )
 
 
 def _feature_table(d: dict[str, Any]) -> str:
     table = [r for r in d.get("features", []) if isinstance(r, dict)]
     table.sort(key=lambda r: (not r.get("drifted"), r.get("p_adjusted") or 1.0))
-    rows = [[
-        _e(r.get("feature")), _e(r.get("type")), _n(r.get("ref_mean"), 4),
-        _n(r.get("cur_mean"), 4), _n(r.get("statistic")), _n(r.get("p_value")),
-        _n(r.get("p_adjusted")), '<span class="fail">drifted</span>' if r.get("drifted") else "–",
-    ] for r in table]
+    rows = [
+        [
+            _e(r.get("feature")),
+            _e(r.get("type")),
+            _n(r.get("ref_mean"), 4),
+            _n(r.get("cur_mean"), 4),
+            _n(r.get("statistic")),
+            _n(r.get("p_value")),
+            _n(r.get("p_adjusted")),
+            '<span class="fail">drifted</span>' if r.get("drifted") else "–",
+        ]
+        for r in table
+    ]
     cls = ["drifted" if r.get("drifted") else "" for r in table]
-    head = ["feature", "type", "reference mean", "window mean", "statistic", "p-value",
-            "adjusted p", "verdict"]
+    head = [
+        "feature",
+        "type",
+        "reference mean",
+        "window mean",
+        "statistic",
+        "p-value",
+        "adjusted p",
+        "verdict",
+    ]
     test = _e(d.get("test") or "")
-    note = (f'<p class="cap">{test} test per feature, {_e(d.get("correction"))} correction; '
-            f'{_n(d.get("reference_rows"))} reference rows vs {_n(d.get("window_rows"))} in the '
-            "window.</p>")
+    note = (
+        f'<p class="cap">{test} test per feature, {_e(d.get("correction"))} correction; '
+        f"{_n(d.get('reference_rows'))} reference rows vs {_n(d.get('window_rows'))} in the "
+        "window.</p>"
+    )
     return note + _table(head, rows, num=(2, 3, 4, 5, 6), row_cls=cls)
 
 
@@ -139,16 +191,26 @@ def _chapter(ch: Chapter) -> str:
     lines = "".join(f"<li>{_e(line)}</li>" for line in ch.lines)
     extra = ""
     if ch.gate is not None or ch.progress:
-        gate = (f"<h4>Gate: {_e(ch.gate.get('candidate'))} vs {_e(ch.gate.get('champion'))}"
-                f"</h4>{gate_table(ch.gate, compact=True)}") if ch.gate is not None else ""
-        extra = (f'<div class="cols"><div>{gate}</div><div>'
-                 f"{progress_chart(ch.progress, f'retraining {ch.version}: loss per epoch')}"
-                 "</div></div>")
+        gate = (
+            (
+                f"<h4>Gate: {_e(ch.gate.get('candidate'))} vs {_e(ch.gate.get('champion'))}"
+                f"</h4>{gate_table(ch.gate, compact=True)}"
+            )
+            if ch.gate is not None
+            else ""
+        )
+        extra = (
+            f'<div class="cols"><div>{gate}</div><div>'
+            f"{progress_chart(ch.progress, f'retraining {ch.version}: loss per epoch')}"
+            "</div></div>"
+        )
     tag = TAGS.get(ch.tone, ch.kind) if ch.kind == "retrain" else ch.kind
-    return (f'<li class="ch {ch.tone}" data-kind="{_e(ch.kind)}"><div class="hl">'
-            f'<span class="tag">{_e(tag)}</span>{_e(ch.headline)}</div>'
-            f'<div class="meta">{_e(ch.ts[:19].replace("T", " "))} UTC · events {ids}</div>'
-            f"<ul>{lines}</ul>{extra}</li>")
+    return (
+        f'<li class="ch {ch.tone}" data-kind="{_e(ch.kind)}"><div class="hl">'
+        f'<span class="tag">{_e(tag)}</span>{_e(ch.headline)}</div>'
+        f'<div class="meta">{_e(ch.ts[:19].replace("T", " "))} UTC · events {ids}</div>'
+        f"<ul>{lines}</ul>{extra}</li>"
+    )
 
 
 def _story(r: Review) -> str:
@@ -161,13 +223,19 @@ def _story(r: Review) -> str:
 def _actions(r: Review, version: str) -> str:
     out = []
     if version in r.awaiting:
-        out.append(f'<button class="act primary" data-verb="approve" data-version="{_e(version)}">'
-                   "Approve</button>")
-        out.append(f'<button class="act danger" data-verb="reject" data-version="{_e(version)}">'
-                   "Reject</button>")
+        out.append(
+            f'<button class="act primary" data-verb="approve" data-version="{_e(version)}">'
+            "Approve</button>"
+        )
+        out.append(
+            f'<button class="act danger" data-verb="reject" data-version="{_e(version)}">'
+            "Reject</button>"
+        )
     if version in r.rollback_targets:
-        out.append(f'<button class="act" data-verb="rollback" data-version="{_e(version)}">'
-                   f"Roll back to {_e(version)}</button>")
+        out.append(
+            f'<button class="act" data-verb="rollback" data-version="{_e(version)}">'
+            f"Roll back to {_e(version)}</button>"
+        )
     return " ".join(out)
 
 
@@ -182,8 +250,10 @@ def _models(r: Review, live: bool) -> str:
             parent = f'<span class="arrow">· from {_e(v.parent)} →</span> '
         else:
             parent = '<span class="arrow">·</span> ' if i else ""
-        nodes.append(f'{parent}<span class="node {_e(v.status)}"><b>{_e(v.version)}</b> '
-                     f'<span class="badge {_e(v.status)}">{_e(v.status)}</span></span>')
+        nodes.append(
+            f'{parent}<span class="node {_e(v.status)}"><b>{_e(v.version)}</b> '
+            f'<span class="badge {_e(v.status)}">{_e(v.status)}</span></span>'
+        )
     lineage = f'<div class="lineage">{"".join(nodes)}</div>'
     rows = []
     for v in r.versions:
@@ -197,26 +267,53 @@ def _models(r: Review, live: bool) -> str:
         else:
             new = "–"
         gold = m.get("golden")
-        golden = "; ".join(f"{_e(k)}: {_n(x[0])} → {_n(x[1])}" for k, x in gold.items()
-                           if isinstance(x, list) and len(x) >= 2) if isinstance(gold, dict) else (
-            f"{_n(m.get('golden_accuracy'))}" if m.get("golden_accuracy") is not None else "–")
-        span = (f"{_n(d.get('first_row'))}..{_n(d.get('last_row'))} ({_n(d.get('rows'))})"
-                if d else "–")
+        golden = (
+            "; ".join(
+                f"{_e(k)}: {_n(x[0])} → {_n(x[1])}"
+                for k, x in gold.items()
+                if isinstance(x, list) and len(x) >= 2
+            )
+            if isinstance(gold, dict)
+            else (
+                f"{_n(m.get('golden_accuracy'))}" if m.get("golden_accuracy") is not None else "–"
+            )
+        )
+        span = (
+            f"{_n(d.get('first_row'))}..{_n(d.get('last_row'))} ({_n(d.get('rows'))})" if d else "–"
+        )
         star = " ★" if v.version == r.champion else ""
-        cells = [f"<b>{_e(v.version)}</b>{star}", f'<span class="badge {_e(v.status)}">'
-                 f"{_e(v.status)}</span>", _e(v.parent or "–"), _e(v.meta.get("strategy", "–")),
-                 _e(v.meta.get("trigger_id", "–")), span, new, golden,
-                 _e(v.created_at[:19].replace("T", " "))]
+        cells = [
+            f"<b>{_e(v.version)}</b>{star}",
+            f'<span class="badge {_e(v.status)}">{_e(v.status)}</span>',
+            _e(v.parent or "–"),
+            _e(v.meta.get("strategy", "–")),
+            _e(v.meta.get("trigger_id", "–")),
+            span,
+            new,
+            golden,
+            _e(v.created_at[:19].replace("T", " ")),
+        ]
         if live:
             cells.append(_actions(r, v.version))
         rows.append(cells)
-    head = ["version", "status", "parent", "strategy", "trigger", "trained on rows",
-            "new data: champion → this", "golden sets: champion → this", "created (UTC)"]
+    head = [
+        "version",
+        "status",
+        "parent",
+        "strategy",
+        "trigger",
+        "trained on rows",
+        "new data: champion → this",
+        "golden sets: champion → this",
+        "created (UTC)",
+    ]
     if live:
         head.append('<span class="act">actions</span>')
-    cap = ('<p class="cap">Each version is the whole unit (weights, rehearsal buffer, reference '
-           "window, golden sets). Accuracies are measured when the version was gated: on the "
-           "held-out part of its new data and on every earlier golden set, champion first.</p>")
+    cap = (
+        '<p class="cap">Each version is the whole unit (weights, rehearsal buffer, reference '
+        "window, golden sets). Accuracies are measured when the version was gated: on the "
+        "held-out part of its new data and on every earlier golden set, champion first.</p>"
+    )
     return lineage + cap + _table(head, rows)
 
 
@@ -233,11 +330,13 @@ def _bands(points: Sequence[Point]) -> list[Band]:
     return out
 
 
-def _detector_chart(name: str, signal: str, points: list[Point], alarms: list[Event],
-                    r: Review) -> str:
+def _detector_chart(
+    name: str, signal: str, points: list[Point], alarms: list[Event], r: Review
+) -> str:
     marks = [Mark(row, f"data: {seg}", "mark") for row, seg in r.segments]
-    marks += [Mark(float(a.payload.get("row", 0)), f"#{a.id} {a.payload.get('action')}")
-              for a in alarms]
+    marks += [
+        Mark(float(a.payload.get("row", 0)), f"#{a.id} {a.payload.get('action')}") for a in alarms
+    ]
     values = [(float(p.row), p.value) for p in points if p.value is not None]
     stats = [(float(p.row), p.statistic) for p in points if p.statistic is not None]
     thresholds = [p.threshold for p in points if p.threshold is not None]
@@ -249,28 +348,47 @@ def _detector_chart(name: str, signal: str, points: list[Point], alarms: list[Ev
         series: list[tuple[float, float]] = [(x, y) for x, y in values]
         title, thr, log_y = f"{name}: {label} per batch (what it watches)", None, False
         dots = False
-        how = (f"{_e(name)} watches the champion's {_e(label)} on labelled rows; the line is "
-               "its mean per batch")
+        how = (
+            f"{_e(name)} watches the champion's {_e(label)} on labelled rows; the line is "
+            "its mean per batch"
+        )
     else:
         if not stats:
-            stats = [(float(a.payload.get("row", 0)), float(a.payload["statistic"]))
-                     for a in alarms if isinstance(a.payload.get("statistic"), int | float)]
+            stats = [
+                (float(a.payload.get("row", 0)), float(a.payload["statistic"]))
+                for a in alarms
+                if isinstance(a.payload.get("statistic"), int | float)
+            ]
         series = [(x, y) for x, y in stats]
         dots = len(series) == len([a for a in alarms if a.payload.get("statistic") is not None])
         positive = all(0 < y <= 1 for _, y in series)
         log_y = bool(series) and positive and threshold is not None and threshold <= 0.2
         label = "smallest adjusted p-value" if log_y else "statistic"
         title, thr = f"{name} on {signal}: {label}", threshold
-        how = (f"{_e(name)} compares a window of recent rows with its reference; drift when the "
-               "p-value falls below the threshold" if log_y else f"{_e(name)}'s statistic")
+        how = (
+            f"{_e(name)} compares a window of recent rows with its reference; drift when the "
+            "p-value falls below the threshold"
+            if log_y
+            else f"{_e(name)}'s statistic"
+        )
     if not series and not alarms:
         return ""
-    chart = line_chart(series, title=title, y_label=label, threshold=thr, log_y=log_y,
-                       marks=marks, bands=_bands(points), x_range=x_range,
-                       dots_only=not values and dots)
+    chart = line_chart(
+        series,
+        title=title,
+        y_label=label,
+        threshold=thr,
+        log_y=log_y,
+        marks=marks,
+        bands=_bands(points),
+        x_range=x_range,
+        dots_only=not values and dots,
+    )
     seg = "; dashed grey lines: where the stream's data changed" if r.segments else ""
-    return (f"{chart}<p class=\"cap\">{how}. Red lines: its alarms (event number and action)"
-            f"{seg}; shading: which version was champion.</p>")
+    return (
+        f'{chart}<p class="cap">{how}. Red lines: its alarms (event number and action)'
+        f"{seg}; shading: which version was champion.</p>"
+    )
 
 
 def _detectors(r: Review) -> str:
@@ -298,8 +416,10 @@ def _matrix(r: Review) -> str:
     by_version = {v: accs for v, _, accs in mat.rows}
     rows = []
     for version, status, accs in mat.rows:
-        cells = [f"<b>{_e(version)}</b>{' ★' if version == r.champion else ''}",
-                 f'<span class="badge {_e(status)}">{_e(status)}</span>']
+        cells = [
+            f"<b>{_e(version)}</b>{' ★' if version == r.champion else ''}",
+            f'<span class="badge {_e(status)}">{_e(status)}</span>',
+        ]
         base = by_version.get(parents.get(version) or "")
         for j, a in enumerate(accs):
             if a is None:
@@ -317,68 +437,138 @@ def _matrix(r: Review) -> str:
             cells.append(f'<td class="h h{heat}">{a:.3f}{diff}</td>')
         rows.append(cells)
     th = "".join(f'<th class="num">{_e(n)}</th>' for n in mat.distributions)
-    body = "".join("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in cells)
-                   + "</tr>" for cells in rows)
-    return (f'<table class="matrix"><thead><tr><th>version</th><th>status</th>{th}</tr></thead>'
-            f"<tbody>{body}</tbody></table>"
-            '<p class="cap">Accuracy of each version (row) on clean held-out samples of each '
-            "distribution the stream went through (column). Arrows compare a version with its "
-            "parent: ↑ it learned the new data, ↓ it forgot some of the old.</p>")
+    body = "".join(
+        "<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in cells) + "</tr>"
+        for cells in rows
+    )
+    return (
+        f'<table class="matrix"><thead><tr><th>version</th><th>status</th>{th}</tr></thead>'
+        f"<tbody>{body}</tbody></table>"
+        '<p class="cap">Accuracy of each version (row) on clean held-out samples of each '
+        "distribution the stream went through (column). Arrows compare a version with its "
+        "parent: ↑ it learned the new data, ↓ it forgot some of the old.</p>"
+    )
 
 
 # -- event log ---------------------------------------------------------------------------
-def _detail(e: Event, r: Review, href: Callable[[str], str],
-            progress: dict[str, list[tuple[int, float, float | None]]]) -> str:
+def _detail(
+    e: Event,
+    r: Review,
+    href: Callable[[str], str],
+    progress: dict[str, list[tuple[int, float, float | None]]],
+) -> str:
     p = e.payload
     out = []
     if e.kind == ev.DRIFT_DETECTED:
         d = p.get("details") or {}
         win = p.get("window")
-        out.append(_kv([
-            ("detector", _e(p.get("detector"))), ("signal", _e(p.get("signal"))),
-            ("alarm at row", _n(p.get("row"))), ("change began near row", _n(p.get("onset"))),
-            ("window", f"rows {_n(win[0])}..{_n(win[1])}" if isinstance(win, list) and win
-             else None),
-            ("statistic", _n(p.get("statistic"))), ("threshold", _n(p.get("threshold"))),
-            ("mean before → after", f"{_n(d.get('mean_before'))} → {_n(d.get('mean_after'))}"
-             if d.get("mean_after") is not None else None),
-            ("decision", f"<b>{_e(p.get('action'))}</b>: {_e(p.get('reason'))}"),
-        ]))
+        out.append(
+            _kv(
+                [
+                    ("detector", _e(p.get("detector"))),
+                    ("signal", _e(p.get("signal"))),
+                    ("alarm at row", _n(p.get("row"))),
+                    ("change began near row", _n(p.get("onset"))),
+                    (
+                        "window",
+                        f"rows {_n(win[0])}..{_n(win[1])}"
+                        if isinstance(win, list) and win
+                        else None,
+                    ),
+                    ("statistic", _n(p.get("statistic"))),
+                    ("threshold", _n(p.get("threshold"))),
+                    (
+                        "mean before → after",
+                        f"{_n(d.get('mean_before'))} → {_n(d.get('mean_after'))}"
+                        if d.get("mean_after") is not None
+                        else None,
+                    ),
+                    ("decision", f"<b>{_e(p.get('action'))}</b>: {_e(p.get('reason'))}"),
+                ]
+            )
+        )
         if e.id in r.reports:
-            out.append(f'<p><a href="{_e(href(r.reports[e.id]))}">Open the drift report '
-                       f"({_e(r.reports[e.id])})</a></p>")
+            out.append(
+                f'<p><a href="{_e(href(r.reports[e.id]))}">Open the drift report '
+                f"({_e(r.reports[e.id])})</a></p>"
+            )
         if isinstance(d.get("features"), list):
             out.append(_feature_table(d))
     elif e.kind in (ev.GATE_PASSED, ev.GATE_FAILED):
         tone, head = gate_headline(p)
-        out.append(f'<p><span class="badge {tone}">{_e(p.get("next") or tone)}</span> '
-                   f"<b>{_e(head)}</b></p>")
+        out.append(
+            f'<p><span class="badge {tone}">{_e(p.get("next") or tone)}</span> '
+            f"<b>{_e(head)}</b></p>"
+        )
         out.append(gate_table(p))
-        out.append(_kv([("mode", _e(p.get("mode"))), ("stage", _e(p.get("stage"))),
-                        ("confidence", _n(p.get("confidence"), 2)), ("test", _e(p.get("test"))),
-                        ("trigger", _e(p.get("trigger_id")))]))
+        out.append(
+            _kv(
+                [
+                    ("mode", _e(p.get("mode"))),
+                    ("stage", _e(p.get("stage"))),
+                    ("confidence", _n(p.get("confidence"), 2)),
+                    ("test", _e(p.get("test"))),
+                    ("trigger", _e(p.get("trigger_id"))),
+                ]
+            )
+        )
     elif e.kind.startswith("retrain."):
-        keys = ["trigger_id", "champion", "candidate", "strategy", "onset", "upto",
-                "labelled_rows", "epochs", "samples", "seconds", "final_loss", "stopped_by",
-                "rows_train", "rows_holdout", "reason", "epoch", "loss"]
+        keys = [
+            "trigger_id",
+            "champion",
+            "candidate",
+            "strategy",
+            "onset",
+            "upto",
+            "labelled_rows",
+            "epochs",
+            "samples",
+            "seconds",
+            "final_loss",
+            "stopped_by",
+            "rows_train",
+            "rows_holdout",
+            "reason",
+            "epoch",
+            "loss",
+        ]
         out.append(_kv((k, _n(p[k])) for k in keys if k in p))
         curve = progress.get(str(p.get("trigger_id")), [])
         if curve and e.kind != ev.RETRAIN_PROGRESS:
             out.append(progress_chart(curve, f"{p.get('trigger_id')}: training loss per epoch"))
     elif e.kind == ev.MODEL_PROMOTED:
         gate = p.get("gate")
-        out.append(_kv([("champion now", _e(e.model_version)),
-                        ("previous champion", _e(p.get("previous_champion"))),
-                        ("reason", _e(p.get("reason"))), ("trigger", _e(p.get("trigger_id")))]))
+        out.append(
+            _kv(
+                [
+                    ("champion now", _e(e.model_version)),
+                    ("previous champion", _e(p.get("previous_champion"))),
+                    ("reason", _e(p.get("reason"))),
+                    ("trigger", _e(p.get("trigger_id"))),
+                ]
+            )
+        )
         if isinstance(gate, dict):
-            out.append(gate_table({**gate, "candidate": e.model_version,
-                                   "champion": p.get("previous_champion")}))
+            out.append(
+                gate_table(
+                    {**gate, "candidate": e.model_version, "champion": p.get("previous_champion")}
+                )
+            )
     elif e.kind == ev.MODEL_ROLLED_BACK:
         evidence = p.get("evidence")
-        out.append(_kv([("from", _e(p.get("from"))), ("to", _e(p.get("to"))),
-                        ("reason", _e(p.get("reason"))),
-                        ("evidence", _e(evidence.get("summary")) if isinstance(evidence, dict)
-                         else None)]))
+        out.append(
+            _kv(
+                [
+                    ("from", _e(p.get("from"))),
+                    ("to", _e(p.get("to"))),
+                    ("reason", _e(p.get("reason"))),
+                    (
+                        "evidence",
+                        _e(evidence.get("summary")) if isinstance(evidence, dict) else None,
+                    ),
+                ]
+            )
+        )
     raw = escape(json.dumps(e.to_dict(), indent=2, sort_keys=True))
     out.append(f'<details class="raw"><summary>raw event</summary><pre>{raw}</pre></details>')
     return "".join(out)
@@ -395,15 +585,19 @@ def _log(r: Review, href: Callable[[str], str]) -> str:
     for e in r.events:
         if e.kind == ev.RETRAIN_PROGRESS:
             progress.setdefault(str(e.payload.get("trigger_id")), []).append(
-                (int(e.payload.get("epoch", 0)), float(e.payload.get("loss", 0.0)),
-                 e.payload.get("val_accuracy")))
+                (
+                    int(e.payload.get("epoch", 0)),
+                    float(e.payload.get("loss", 0.0)),
+                    e.payload.get("val_accuracy"),
+                )
+            )
     counts: dict[str, int] = {}
     for e in r.events:
         counts[e.kind] = counts.get(e.kind, 0) + 1
     boxes = "".join(
         f'<label><input type="checkbox" value="{_e(k)}" '
         f'data-default="{0 if k in HIDDEN_BY_DEFAULT else 1}"'
-        f'{"" if k in HIDDEN_BY_DEFAULT else " checked"}> {_e(k)} ({n})</label>'
+        f"{'' if k in HIDDEN_BY_DEFAULT else ' checked'}> {_e(k)} ({n})</label>"
         for k, n in sorted(counts.items())
     )
     filters = (
@@ -419,9 +613,9 @@ def _log(r: Review, href: Callable[[str], str]) -> str:
         tone = KIND_TONE.get(e.kind, "")
         items.append(
             f'<details class="ev" id="ev-{e.id}" data-kind="{_e(e.kind)}" data-ts="{_e(e.ts)}"'
-            f'{" hidden" if e.kind in HIDDEN_BY_DEFAULT else ""}><summary>'
+            f"{' hidden' if e.kind in HIDDEN_BY_DEFAULT else ''}><summary>"
             f'<span class="id">#{e.id}</span><time datetime="{_e(e.ts)}">'
-            f'{_e(e.ts[:19].replace("T", " "))}</time>'
+            f"{_e(e.ts[:19].replace('T', ' '))}</time>"
             f'<span><span class="badge {tone}">{_e(e.kind)}</span></span>'
             f"<span>{_e(e.model_version or '')}</span>"
             f'<span class="sum">{_e(_summary(e))}</span></summary>'
@@ -429,36 +623,45 @@ def _log(r: Review, href: Callable[[str], str]) -> str:
         )
     more = ""
     if r.total_events > len(r.events):
-        more = (f'<p class="note">Showing the newest {len(r.events):,} of {r.total_events:,} '
-                "events (the story above is told from all of them).</p>")
+        more = (
+            f'<p class="note">Showing the newest {len(r.events):,} of {r.total_events:,} '
+            "events (the story above is told from all of them).</p>"
+        )
     return filters + more + f'<div class="log">{"".join(items)}</div>'
 
 
 # -- the page ----------------------------------------------------------------------------
-def render(review: Review, *, report_href: Callable[[str], str],
-           live: Live | None = None) -> str:
+def render(review: Review, *, report_href: Callable[[str], str], live: Live | None = None) -> str:
     """The whole HTML document."""
     r, st = review, review.status
     nonce = f' nonce="{_e(live.nonce)}"' if live and live.nonce else ""
-    csp = "" if live else (
-        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
-        "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">")
+    csp = (
+        ""
+        if live
+        else (
+            '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+            "style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:\">"
+        )
+    )
     auth = ""
     if live:
-        auth = ('<form id="auth" autocomplete="off"><input id="token" type="password" '
-                'placeholder="operator token (for actions)" aria-label="operator token">'
-                '<button type="submit">Unlock actions</button>'
-                '<span class="msg">read-only</span></form>')
+        auth = (
+            '<form id="auth" autocomplete="off"><input id="token" type="password" '
+            'placeholder="operator token (for actions)" aria-label="operator token">'
+            '<button type="submit">Unlock actions</button>'
+            '<span class="msg">read-only</span></form>'
+        )
     mode = "live" if live else "static"
-    data = (f' data-api="{_e(live.api_base)}" data-ui="{_e(live.ui_base)}"' if live else "")
-    sub = (f"champion <b>{_e(r.champion or 'none yet')}</b> · {len(r.versions)} versions · "
-           f"{_n(st.get('rows'))} rows ({_n(st.get('labelled_rows'))} labelled, "
-           f"{_n(st.get('quarantined_rows'))} quarantined) · {r.total_events:,} events · "
-           f"daemon {'running' if st.get('daemon_running') else 'not running'}")
-    where = (f"state {_e(r.state_dir)} · generated {_e(r.generated_at[:19].replace('T', ' '))} "
-             "UTC")
+    data = f' data-api="{_e(live.api_base)}" data-ui="{_e(live.ui_base)}"' if live else ""
+    sub = (
+        f"champion <b>{_e(r.champion or 'none yet')}</b> · {len(r.versions)} versions · "
+        f"{_n(st.get('rows'))} rows ({_n(st.get('labelled_rows'))} labelled, "
+        f"{_n(st.get('quarantined_rows'))} quarantined) · {r.total_events:,} events · "
+        f"daemon {'running' if st.get('daemon_running') else 'not running'}"
+    )
+    where = f"state {_e(r.state_dir)} · generated {_e(r.generated_at[:19].replace('T', ' '))} UTC"
     return (
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"{csp}<title>driftloop review — champion {_e(r.champion)}</title>"
         f"<style{nonce}>{CSS}</style></head>"

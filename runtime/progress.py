@@ -14,6 +14,7 @@ import re
 import shutil
 import threading
 import time
+from collections import deque
 from types import TracebackType
 from typing import Any, Protocol, TextIO
 
@@ -84,8 +85,9 @@ class LiveProgress:
         The retrain budget's epochs, if set.
     """
 
-    def __init__(self, stream: TextIO, total_rows: int | None, epochs: int | None,
-                 interval: float = 0.25) -> None:
+    def __init__(
+        self, stream: TextIO, total_rows: int | None, epochs: int | None, interval: float = 0.25
+    ) -> None:
         self.stream = stream
         self.events: EventLog | None = None
         self.total_rows = total_rows
@@ -97,7 +99,7 @@ class LiveProgress:
         self._thread: threading.Thread | None = None
         self._status = ""
         self._note = ""
-        self._start = time.monotonic()
+        self._samples: deque[tuple[float, int]] = deque()
         self._last_event = 0
         self._retrain: tuple[str, str] = ("", "")  # trigger, "epoch 3/30 loss 0.12"
         self._route = ""
@@ -109,9 +111,9 @@ class LiveProgress:
     # -- the Reporter ------------------------------------------------------------------
     def line(self, text: str) -> None:
         """A report line from the daemon: progress lines update the status, others print."""
+        if text.startswith("bootstrap"):
+            self._note = text.removesuffix(" collected")
         if _FOLDED.match(text):
-            if text.startswith("bootstrap"):
-                self._note = text
             return
         with self._lock:
             self._clear()
@@ -132,11 +134,15 @@ class LiveProgress:
         cols = shutil.get_terminal_size((100, 20)).columns
         st = self.state
         rows = st.rows_seen if st else 0
-        rate = rows / max(time.monotonic() - self._start, 1e-6)
+        now = time.monotonic()
+        self._samples.append((now, rows))
+        while len(self._samples) > 2 and now - self._samples[0][0] > 5.0:
+            self._samples.popleft()  # the rate over the last few seconds, not since start
+        t0, r0 = self._samples[0]
+        rate = (rows - r0) / (now - t0) if now > t0 else 0.0
         if self.total_rows:
             frac = rows / self.total_rows
-            head = (f"ingest {bar(frac, 20)} {rows:,}/{self.total_rows:,} rows "
-                    f"({100 * frac:.0f}%)")
+            head = f"ingest {bar(frac, 20)} {rows:,}/{self.total_rows:,} rows ({100 * frac:.0f}%)"
         else:
             head = f"ingest {rows:,} rows"
         parts = [head, f"{rate:,.0f} rows/s", f"champion {st.champion() if st else None}"]
@@ -155,8 +161,9 @@ class LiveProgress:
         if not trigger or self.events is None:
             return
         try:
-            new = self.events.list(kinds=[ev.RETRAIN_STARTED, ev.RETRAIN_PROGRESS],
-                                   after_id=self._last_event)
+            new = self.events.list(
+                kinds=[ev.RETRAIN_STARTED, ev.RETRAIN_PROGRESS], after_id=self._last_event
+            )
         except Exception:  # the database is closing: the display is best effort
             return
         for e in new:
@@ -183,13 +190,16 @@ class LiveProgress:
     def __enter__(self) -> LiveProgress:
         last = self.events.list(descending=True, limit=1) if self.events else []
         self._last_event = last[0].id if last else 0
-        self._thread = threading.Thread(target=self._loop, name="driftloop-progress",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="driftloop-progress", daemon=True)
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(2)

@@ -146,7 +146,8 @@ def collect(
     champion = registry.champion()
     promoted = registry.promoted_versions()
     targets = tuple(
-        v.version for v in versions
+        v.version
+        for v in versions
         if v.version in promoted and v.version != champion and v.status != "refused"
     )
     mat, note = _matrix(cfg, registry) if matrix else (None, "Not computed for this view.")

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -183,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         spec = json.loads(spec_path.read_text())
         cfg = DriftloopConfig.model_validate(spec["config"])
         torch.set_num_threads(cfg.torch_threads)
+        if spec.get("sleep_for_test"):  # lets the tests catch a child mid-run
+            time.sleep(float(spec["sleep_for_test"]))
         if spec.get("crash_for_test"):  # lets the tests prove a dying child is survived
             os.kill(os.getpid(), signal.SIGKILL)
         out = run_job(cfg, spec)

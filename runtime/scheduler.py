@@ -10,6 +10,17 @@ from apscheduler.schedulers.background import BackgroundScheduler
 log = logging.getLogger(__name__)
 
 
+class _NoSkipNoise(logging.Filter):
+    """A step that outlasts its interval is normal (a bootstrap, a gate): APScheduler's
+    'skipped: maximum number of running instances' would flood the log on every tick."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in record.getMessage()
+
+
+logging.getLogger("apscheduler.scheduler").addFilter(_NoSkipNoise())
+
+
 class Scheduler:
     """Runs callables at fixed intervals in a background thread, never overlapping."""
 

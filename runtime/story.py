@@ -73,8 +73,9 @@ def drift_sentence(p: dict[str, Any]) -> str:
         parts = []
         for r in flagged[:3]:
             shift = ""
-            if isinstance(r.get("ref_mean"), int | float) and isinstance(r.get("cur_mean"),
-                                                                          int | float):
+            if isinstance(r.get("ref_mean"), int | float) and isinstance(
+                r.get("cur_mean"), int | float
+            ):
                 shift = f"mean {r['ref_mean']:.4g} → {r['cur_mean']:.4g}"
             pv = r.get("p_adjusted")
             pval = f"p = {pv:.2g}" if isinstance(pv, int | float) else ""
@@ -109,7 +110,7 @@ def _where(name: str, champion: str | None) -> str:
     return where
 
 
-def check_phrase(c: dict[str, Any], champion: str | None) -> str:
+def check_phrase(c: dict[str, Any], champion: str | None, confidence: Any = 0.95) -> str:
     """One gate check in words, e.g. ``"it did not beat v2 on the new data (0.573 vs
     0.605, needed +0.02 or ≥ 0.90)"``."""
     thr = str(c.get("threshold", ""))
@@ -121,16 +122,28 @@ def check_phrase(c: dict[str, Any], champion: str | None) -> str:
     floor = _num(thr, r"candidate >= (-?[\d.]+(?:e-?\d+)?)")
     loss = _num(thr, r"loss <= (-?[\d.]+(?:e-?\d+)?)")
     unit = " relative" if "relative" in thr else ""
+    conf = f"{100 * confidence:.0f}%" if isinstance(confidence, float) else "95%"
     vs = f"{metric}{_f(cand)} vs {_f(champ)}"
     passed = bool(c.get("passed"))
     if cand is None or (champ is None and floor is None):
         return str(c.get("reason") or c.get("name"))
     if gain is not None or floor is not None:
         need = " or ".join(
-            x for x in (f"+{gain:g}{unit}" if gain is not None else "",
-                        f"≥ {floor:g}" if floor is not None else "") if x
+            x
+            for x in (
+                f"+{gain:g}{unit}" if gain is not None else "",
+                f"≥ {floor:g}" if floor is not None else "",
+            )
+            if x
         )
         if not passed:
+            if gain is not None and cand - champ >= gain - 1e-9:
+                return (
+                    f"its gain over {champion} {where} was too uncertain to count ({vs}, "
+                    f"needed {need} at {conf} confidence)"
+                )
+            if cand > champ:
+                return f"it did not beat {champion} by enough {where} ({vs}, needed {need})"
             return f"it did not beat {champion} {where} ({vs}, needed {need})"
         lower = nums.get("gain_lower")
         if gain is not None and isinstance(lower, int | float) and lower >= gain - 1e-9:
@@ -151,10 +164,11 @@ def gate_headline(p: dict[str, Any]) -> tuple[str, str]:
     cand, champ = p.get("candidate"), p.get("champion")
     checks = [c for c in p.get("checks", []) if isinstance(c, dict)]
     reasons = [str(r) for r in p.get("reasons", [])]
+    conf = p.get("confidence", 0.95)
     if p.get("rejected_by"):
         return BAD, f"{cand} rejected by {p['rejected_by']}: " + " ".join(reasons)
     if not p.get("passed"):
-        failed = [check_phrase(c, champ) for c in checks if not c.get("passed")]
+        failed = [check_phrase(c, champ, conf) for c in checks if not c.get("passed")]
         why = "; ".join(failed[:2]) + (f"; and {len(failed) - 2} more" if len(failed) > 2 else "")
         return BAD, f"{cand} refused: {why or ' '.join(reasons) or 'no reason recorded'}"
     nxt = p.get("next")
@@ -188,10 +202,12 @@ def _noisy_hint(p: dict[str, Any]) -> str | None:
     if not (isinstance(a_new, float) and isinstance(a_own, float)):
         return None
     if a_new < 0.75 and a_own - a_new > 0.2 and (new.get("candidate") or 0) < a_new + 0.05:
-        return (f"A likely reading: {champ} still scores {a_own:.3f} on its own golden set "
-                f"but only {a_new:.3f} on the new rows, and retraining did not help: the new "
-                "rows look inconsistent (noisy or wrong labels?) rather than a new pattern "
-                "to learn.")
+        return (
+            f"A likely reading: {champ} still scores {a_own:.3f} on its own golden set "
+            f"but only {a_new:.3f} on the new rows, and retraining did not help: the new "
+            "rows look inconsistent (noisy or wrong labels?) rather than a new pattern "
+            "to learn."
+        )
     return None
 
 
@@ -211,27 +227,35 @@ def _retrain_chapter(trigger: str, evs: list[Event], by_id: dict[int, Event]) ->
     if req:
         rp = req[0].payload
         if cause is None:
-            lines.append(f"Why: {rp.get('reason') or rp.get('detector') or 'requested'} "
-                         f"(trigger {trigger}).")
+            lines.append(
+                f"Why: {rp.get('reason') or rp.get('detector') or 'requested'} (trigger {trigger})."
+            )
     started = kinds.get(ev.RETRAIN_STARTED, [])
     cand = champ = None
     if started:
         sp = started[-1].payload
         cand, champ = sp.get("candidate"), sp.get("champion")
         retries = f" (attempt {len(started)})" if len(started) > 1 else ""
-        lines.append(f"Retrained {champ} → {cand} with {sp.get('strategy')} on rows "
-                     f"{sp.get('onset')}..{sp.get('upto')}{retries}.")
+        lines.append(
+            f"Retrained {champ} → {cand} with {sp.get('strategy')} on rows "
+            f"{sp.get('onset')}..{sp.get('upto')}{retries}."
+        )
     fin = kinds.get(ev.RETRAIN_FINISHED, [])
     if fin:
         f = fin[-1].payload
         by = f.get("stopped_by")
         stop = f" (stopped by its {by} budget)" if by not in (None, "epochs") else ""
-        lines.append(f"Training: {f.get('rows_train')} rows to learn from + {f.get('rows_holdout')}"
-                     f" held out to judge it, {f.get('epochs')} epochs{stop}, "
-                     f"{_f(f.get('seconds'), 1)} s, final loss {_f(f.get('final_loss'), 4)}.")
+        lines.append(
+            f"Training: {f.get('rows_train')} rows to learn from + {f.get('rows_holdout')}"
+            f" held out to judge it, {f.get('epochs')} epochs{stop}, "
+            f"{_f(f.get('seconds'), 1)} s, final loss {_f(f.get('final_loss'), 4)}."
+        )
     progress = tuple(
-        (int(e.payload.get("epoch", 0)), float(e.payload.get("loss", 0.0)),
-         e.payload.get("val_accuracy"))
+        (
+            int(e.payload.get("epoch", 0)),
+            float(e.payload.get("loss", 0.0)),
+            e.payload.get("val_accuracy"),
+        )
         for e in kinds.get(ev.RETRAIN_PROGRESS, [])
         if not started or e.id > started[-1].id
     )
@@ -246,39 +270,78 @@ def _retrain_chapter(trigger: str, evs: list[Event], by_id: dict[int, Event]) ->
             lines.append(hint)
         promoted = kinds.get(ev.MODEL_PROMOTED, [])
         if promoted:
-            lines.append(f"Outcome: {promoted[-1].model_version} became the champion "
-                         f"(replacing {promoted[-1].payload.get('previous_champion')}).")
+            lines.append(
+                f"Outcome: {promoted[-1].model_version} became the champion "
+                f"(replacing {promoted[-1].payload.get('previous_champion')})."
+            )
         elif g.kind == ev.GATE_FAILED:
-            lines.append(f"Outcome: {g.payload.get('candidate')} was refused; "
-                         f"{g.payload.get('champion')} stayed the champion.")
-        return Chapter("retrain", tone, head, last.ts, tuple(lines), tuple(ids), cand,
-                       dict(g.payload), progress)
+            lines.append(
+                f"Outcome: {g.payload.get('candidate')} was refused; "
+                f"{g.payload.get('champion')} stayed the champion."
+            )
+        return Chapter(
+            "retrain",
+            tone,
+            head,
+            last.ts,
+            tuple(lines),
+            tuple(ids),
+            cand,
+            dict(g.payload),
+            progress,
+        )
     failed = kinds.get(ev.RETRAIN_FAILED, [])
     if failed and (not started or failed[-1].id > started[-1].id):
         fp = failed[-1].payload
         cancelled = bool(fp.get("cancelled"))
         head = f"Retrain {trigger} {'cancelled' if cancelled else 'failed'}: {fp.get('reason')}"
-        return Chapter("retrain", WARN if cancelled else BAD, head, last.ts, tuple(lines),
-                       tuple(ids), cand, None, progress)
-    head = (f"Retrain {trigger} is running: {champ} → {cand}" if started
-            else f"Retrain {trigger} is waiting to start")
+        return Chapter(
+            "retrain",
+            WARN if cancelled else BAD,
+            head,
+            last.ts,
+            tuple(lines),
+            tuple(ids),
+            cand,
+            None,
+            progress,
+        )
+    head = (
+        f"Retrain {trigger} is running: {champ} → {cand}"
+        if started
+        else f"Retrain {trigger} is waiting to start"
+    )
     return Chapter("retrain", INFO, head, last.ts, tuple(lines), tuple(ids), cand, None, progress)
 
 
 def _alerts_chapter(alerts: list[Event]) -> Chapter:
     first, last = alerts[0], alerts[-1]
     dets = sorted({str(e.payload.get("detector")) for e in alerts})
-    rows = f"row {first.payload.get('row')}" if len(alerts) == 1 else (
-        f"rows {first.payload.get('row')}–{last.payload.get('row')}")
+    rows = (
+        f"row {first.payload.get('row')}"
+        if len(alerts) == 1
+        else (f"rows {first.payload.get('row')}–{last.payload.get('row')}")
+    )
     times = "once" if len(alerts) == 1 else f"{len(alerts)} times"
     action = str(first.payload.get("reason") or first.payload.get("action"))
-    only = "alert only" if all(e.payload.get("action") != "retrain" for e in alerts) else (
-        "no retrain started yet")
-    head = (f"{', '.join(dets)} flagged drift {times} ({rows}), {only}: "
-            f"{drift_sentence(first.payload)}")
+    only = (
+        "alert only"
+        if all(e.payload.get("action") != "retrain" for e in alerts)
+        else ("no retrain started yet")
+    )
+    head = (
+        f"{', '.join(dets)} flagged drift {times} ({rows}), {only}: {drift_sentence(first.payload)}"
+    )
     lines = [_drift_line(e) for e in alerts] + [f"Policy: {action}."]
-    return Chapter("alert", WARN, head, first.ts, tuple(lines), tuple(e.id for e in alerts),
-                   first.model_version)
+    return Chapter(
+        "alert",
+        WARN,
+        head,
+        first.ts,
+        tuple(lines),
+        tuple(e.id for e in alerts),
+        first.model_version,
+    )
 
 
 def story(events: Sequence[Event]) -> list[Chapter]:
@@ -309,28 +372,56 @@ def story(events: Sequence[Event]) -> list[Chapter]:
         if e.kind == ev.DRIFT_DETECTED and e.id not in causes:
             alerts.append(e)
             continue
-        if e.kind in (ev.RETRAIN_REQUESTED, ev.MODEL_PROMOTED,
-                      ev.MODEL_ROLLED_BACK, ev.STAGE_FINISHED):
+        if e.kind in (
+            ev.RETRAIN_REQUESTED,
+            ev.MODEL_PROMOTED,
+            ev.MODEL_ROLLED_BACK,
+            ev.STAGE_FINISHED,
+        ):
             flush()
         if e.kind == ev.STAGE_FINISHED:
             m = p.get("metrics", {})
             ok = "passed" if p.get("passed") else "FAILED"
-            head = (f"{e.model_version} trained from scratch ({p.get('stage')} {ok}): validation "
-                    f"accuracy {_f(m.get('val_accuracy'))} on {m.get('val_rows', '?')} rows")
-            lines = (f"Trained on {m.get('train_rows', '?')} rows in {_f(m.get('seconds'), 1)} s; "
-                     f"golden-set accuracy {_f(m.get('golden_accuracy'))}.",)
-            out.append((e.id, Chapter("bootstrap", GOOD if p.get("passed") else BAD, head, e.ts,
-                                      lines, (e.id,), e.model_version)))
+            head = (
+                f"{e.model_version} trained from scratch ({p.get('stage')} {ok}): validation "
+                f"accuracy {_f(m.get('val_accuracy'))} on {m.get('val_rows', '?')} rows"
+            )
+            lines = (
+                f"Trained on {m.get('train_rows', '?')} rows in {_f(m.get('seconds'), 1)} s; "
+                f"golden-set accuracy {_f(m.get('golden_accuracy'))}.",
+            )
+            out.append(
+                (
+                    e.id,
+                    Chapter(
+                        "bootstrap",
+                        GOOD if p.get("passed") else BAD,
+                        head,
+                        e.ts,
+                        lines,
+                        (e.id,),
+                        e.model_version,
+                    ),
+                )
+            )
         elif e.kind == ev.MODEL_ROLLED_BACK:
             auto = str(p.get("reason", "")).startswith("automatic")
             head = f"Rolled back {p.get('from')} → {p.get('to')}: {p.get('reason')}"
-            out.append((e.id, Chapter("rollback", BAD if auto else WARN, head, e.ts, (),
-                                      (e.id,), str(p.get("to")))))
-        elif (e.kind == ev.MODEL_PROMOTED and not isinstance(p.get("trigger_id"), str)
-              and p.get("reason") != "bootstrap"):
+            out.append(
+                (
+                    e.id,
+                    Chapter(
+                        "rollback", BAD if auto else WARN, head, e.ts, (), (e.id,), str(p.get("to"))
+                    ),
+                )
+            )
+        elif (
+            e.kind == ev.MODEL_PROMOTED
+            and not isinstance(p.get("trigger_id"), str)
+            and p.get("reason") != "bootstrap"
+        ):
             head = f"{e.model_version} promoted by hand: {p.get('reason')}"
-            out.append((e.id, Chapter("promotion", WARN, head, e.ts, (), (e.id,),
-                                      e.model_version)))
+            out.append((e.id, Chapter("promotion", WARN, head, e.ts, (), (e.id,), e.model_version)))
     flush()
     out.sort(key=lambda pair: pair[0])
     return [ch for _, ch in out]

@@ -42,14 +42,26 @@ class Point:
     champion: str | None
 
     def to_list(self) -> list[Any]:
-        return [self.row, self.value, self.statistic, self.threshold, int(self.drift),
-                self.champion]
+        return [
+            self.row,
+            self.value,
+            self.statistic,
+            self.threshold,
+            int(self.drift),
+            self.champion,
+        ]
 
     @classmethod
     def from_list(cls, item: list[Any]) -> Point:
         row, value, statistic, threshold, drift, champion = item
-        return cls(int(row), _finite(value), _finite(statistic), _finite(threshold),
-                   bool(drift), None if champion is None else str(champion))
+        return cls(
+            int(row),
+            _finite(value),
+            _finite(statistic),
+            _finite(threshold),
+            bool(drift),
+            None if champion is None else str(champion),
+        )
 
 
 def _finite(v: Any) -> float | None:
@@ -86,16 +98,33 @@ class DetectorTrace:
         self.max_points = max_points
         self._series: dict[str, _Series] = {}
 
-    def record(self, detector: str, signal: str, row: int, *, value: float | None,
-               statistic: float | None, threshold: float | None, drift: bool,
-               champion: str | None) -> None:
+    def record(
+        self,
+        detector: str,
+        signal: str,
+        row: int,
+        *,
+        value: float | None,
+        statistic: float | None,
+        threshold: float | None,
+        drift: bool,
+        champion: str | None,
+    ) -> None:
         """Add one checked batch (kept if it falls on the current stride or alarmed)."""
         s = self._series.setdefault(detector, _Series(signal, []))
         s.calls += 1
         if not drift and (s.calls - 1) % s.stride:
             return
-        s.points.append(Point(int(row), _finite(value), _finite(statistic), _finite(threshold),
-                              bool(drift), champion))
+        s.points.append(
+            Point(
+                int(row),
+                _finite(value),
+                _finite(statistic),
+                _finite(threshold),
+                bool(drift),
+                champion,
+            )
+        )
         if len(s.points) > self.max_points:
             s.points = [p for i, p in enumerate(s.points) if p.drift or i % 2 == 0]
             s.stride *= 2
@@ -116,8 +145,12 @@ class DetectorTrace:
             "version": TRACE_VERSION,
             "max_points": self.max_points,
             "detectors": {
-                name: {"signal": s.signal, "stride": s.stride, "calls": s.calls,
-                       "points": [p.to_list() for p in s.points]}
+                name: {
+                    "signal": s.signal,
+                    "stride": s.stride,
+                    "calls": s.calls,
+                    "points": [p.to_list() for p in s.points],
+                }
                 for name, s in self._series.items()
             },
         }
@@ -130,8 +163,11 @@ class DetectorTrace:
         out = cls(int(state.get("max_points", 2000)))
         for name, s in state.get("detectors", {}).items():
             out._series[str(name)] = _Series(
-                str(s["signal"]), [Point.from_list(p) for p in s["points"]],
-                int(s.get("stride", 1)), int(s.get("calls", 0)))
+                str(s["signal"]),
+                [Point.from_list(p) for p in s["points"]],
+                int(s.get("stride", 1)),
+                int(s.get("calls", 0)),
+            )
         return out
 
 
@@ -161,9 +197,9 @@ def read_traces(db: Database) -> dict[str, tuple[str, list[Point]]]:
     (points in row order)."""
     with db.connect() as conn:
         found = conn.execute(
-            select(kv.c.value).where(
-                (kv.c.key == TRACE_KEY) | kv.c.key.startswith(f"{TRACE_KEY}:")
-            ).order_by(kv.c.key)
+            select(kv.c.value)
+            .where((kv.c.key == TRACE_KEY) | kv.c.key.startswith(f"{TRACE_KEY}:"))
+            .order_by(kv.c.key)
         ).all()
     merged: dict[str, tuple[str, list[Point]]] = {}
     for (blob,) in found:

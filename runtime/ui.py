@@ -65,15 +65,22 @@ class _MatrixCache:
 
 
 def _headers(nonce: str) -> dict[str, str]:
-    csp = (f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
-           "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
-           "frame-ancestors 'none'")
-    return {"Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer", "Cache-Control": "no-store"}
+    csp = (
+        f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; "
+        "img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+    return {
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+    }
 
 
-def ui_router(host: UiHost, *, prefix: str = "/ui", token: str | None = _UNSET,
-              max_events: int = 2000) -> APIRouter:
+def ui_router(
+    host: UiHost, *, prefix: str = "/ui", token: str | None = _UNSET, max_events: int = 2000
+) -> APIRouter:
     """A router serving the review page of ``host``'s state.
 
     Parameters
@@ -104,17 +111,25 @@ def ui_router(host: UiHost, *, prefix: str = "/ui", token: str | None = _UNSET,
     ) -> HTMLResponse:
         key = tuple((v.version, v.status) for v in host.registry.list())
         cached = cache.get(key)
-        review = collect(host.cfg.state_dir, host.db, host.events, host.registry, host.cfg,
-                         matrix=cached is None, max_events=limit or max_events)
+        review = collect(
+            host.cfg.state_dir,
+            host.db,
+            host.events,
+            host.registry,
+            host.cfg,
+            matrix=cached is None,
+            max_events=limit or max_events,
+        )
         if cached is None:
             cache.put(key, (review.matrix, review.matrix_note))
         else:
             review = replace(review, matrix=cached[0], matrix_note=cached[1])
+        if hasattr(host, "runtime_status"):  # served by the daemon itself, so it runs
+            review = replace(review, status={**review.status, "daemon_running": True})
         root = str(request.scope.get("root_path", "")).rstrip("/")
         nonce = secrets.token_urlsafe(16)
         live = Live(api_base=root, ui_base=root + prefix, nonce=nonce)
-        html = render(review, report_href=lambda name: f"{root}{prefix}/reports/{name}",
-                      live=live)
+        html = render(review, report_href=lambda name: f"{root}{prefix}/reports/{name}", live=live)
         return HTMLResponse(html, headers=_headers(nonce))
 
     @router.get("/reports/{name}", include_in_schema=False)
@@ -123,8 +138,9 @@ def ui_router(host: UiHost, *, prefix: str = "/ui", token: str | None = _UNSET,
         path = folder / name
         if not REPORT_FILE.match(name) or not path.is_file():
             raise HTTPException(404, "no such drift report")
-        return FileResponse(path, media_type="text/html",
-                            headers={"X-Content-Type-Options": "nosniff"})
+        return FileResponse(
+            path, media_type="text/html", headers={"X-Content-Type-Options": "nosniff"}
+        )
 
     @router.post("/session", status_code=204, include_in_schema=False)
     def session(

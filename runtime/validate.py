@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from detectors.registry import build as build_detector
-from runtime.config import DirectorySourceConfig, DriftloopConfig, SyntheticSourceConfig
+from runtime.config import (
+    DirectorySourceConfig,
+    DriftloopConfig,
+    HttpSourceConfig,
+    RedisSourceConfig,
+    SyntheticSourceConfig,
+)
 from runtime.sources import SyntheticSource
 from runtime.unit import new_buffer, new_model
 from strategies.registry import build as build_strategy
@@ -23,6 +29,15 @@ def build_everything(cfg: DriftloopConfig) -> Iterator[str]:
     elif isinstance(src, DirectorySourceConfig):
         note = "" if src.path.is_dir() else " (does not exist yet; it will be watched once created)"
         yield f"source: directory {src.path}{note}"
+    elif isinstance(src, RedisSourceConfig):
+        yield f"source: redis stream {src.stream!r} (group {src.group!r}) at {_host(src.url)}"
+    elif isinstance(src, HttpSourceConfig):
+        yield "source: rows arrive through the HTTP API (POST /v1/ingest)"
+    if cfg.api is not None:
+        auth = f"token from ${cfg.api.token_env}" if cfg.api.token_env else "read-only"
+        yield f"api: http://{cfg.api.host}:{cfg.api.port} ({auth})"
+    if cfg.leader is not None:
+        yield f"leader election: {cfg.leader.name!r} on the shared database"
     model = new_model(cfg)
     n_params = sum(p.numel() for p in model.parameters())
     yield f"model: {type(model).__name__}, {n_params} parameters"
@@ -41,3 +56,8 @@ def build_everything(cfg: DriftloopConfig) -> Iterator[str]:
     yield f"state: {cfg.state_dir}" + (
         f" on {cfg.database_url.split('@')[-1]}" if cfg.database_url else " (SQLite)"
     )
+
+
+def _host(url: str) -> str:
+    """A URL without its credentials."""
+    return url.split("@")[-1]

@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -214,29 +215,65 @@ class RetrainRunner:
         return outcome
 
 
-def _serve(jobs: IO[str], out: IO[str]) -> None:
+def _lines(fd: int) -> Iterator[str | None]:
+    """Lines from ``fd``; ``None`` when nothing arrived within 0.5 s; ends at EOF."""
+    buf = b""
+    while True:
+        if b"\n" in buf:
+            line, buf = buf.split(b"\n", 1)
+            yield line.decode()
+            continue
+        if not select.select([fd], [], [], 0.5)[0]:
+            yield None
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return
+        buf += chunk
+
+
+def _fork_job(spec: str, result: str, log: str) -> int:
     from runtime import retrain
 
-    for line in jobs:
-        spec, result, log = line.rstrip("\n").split("\t")
-        pid = os.fork()
-        if pid == 0:  # the child: one retrain, then _exit (never back into this loop)
-            code = 1
-            try:
-                os.setsid()
-                fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                os.dup2(fd, 1)
-                os.dup2(fd, 2)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                code = retrain.main([spec, result])
-            finally:
-                with contextlib.suppress(Exception):
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                os._exit(code)
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1  # the child: one retrain, then _exit (never back into the worker's loop)
+    try:
+        os.setsid()
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        code = retrain.main([spec, result])
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _serve(fd: int, out: IO[str]) -> None:
+    """Run jobs read from ``fd`` one at a time. If the daemon goes away (its end of the
+    pipe closes), the running child is killed: no retrain outlives its daemon, so a
+    restarted daemon re-runs the trigger exactly once instead of racing an orphan."""
+    lines = _lines(fd)
+    for line in lines:
+        if line is None:
+            continue
+        spec, result, log = line.split("\t")
+        pid = _fork_job(spec, result, log)
         out.write(f"started {pid}\n")
         out.flush()
-        _, status = os.waitpid(pid, 0)
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if next(lines, "EOF") == "EOF":  # the daemon is gone
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                return
         out.write(f"exit {pid} {os.waitstatus_to_exitcode(status)}\n")
         out.flush()
 
@@ -248,7 +285,7 @@ def main() -> int:
     import runtime.retrain  # noqa: F401
     import strategies.avalanche_adapter  # noqa: F401
 
-    _serve(sys.stdin, sys.stdout)
+    _serve(sys.stdin.fileno(), sys.stdout)
     return 0
 
 

@@ -81,19 +81,29 @@ def fisher_diagonal(
 
 class Consolidation:
     """``strength / 2 * Σ F_i (θ_i - θ*_i)²`` over the parameters, with θ* the weights
-    before training and F the Fisher diagonal on the old data."""
+    before training and F the Fisher diagonal on the old data.
+
+    Parameters are found by name in the training model at the first step (after the loop
+    has moved it to its device); names that LoRA renamed are frozen and skipped.
+    """
 
     def __init__(self, model: nn.Module, fisher: dict[str, torch.Tensor], strength: float):
         by_name = dict(model.named_parameters())
-        self.terms = [(by_name[n], by_name[n].detach().clone(), f) for n, f in fisher.items()]
+        self.anchors = {n: (by_name[n].detach().clone(), f) for n, f in fisher.items()}
         self.strength = strength
+        self._terms: list[tuple[nn.Parameter, torch.Tensor, torch.Tensor]] | None = None
 
     def prepare(self, device: torch.device) -> None:
-        self.terms = [(p, s.to(device), f.to(device)) for p, s, f in self.terms]
+        self.anchors = {n: (s.to(device), f.to(device)) for n, (s, f) in self.anchors.items()}
+        self._terms = None
 
     def __call__(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        if self._terms is None:
+            params = dict(model.named_parameters())
+            self._terms = [(params[n], s, f) for n, (s, f) in self.anchors.items()
+                           if n in params]
         total = batch.logits.new_zeros((), dtype=torch.float32)
-        for p, star, f in self.terms:
+        for p, star, f in self._terms:
             total = total + (f * (p - star).pow(2)).sum()
         return 0.5 * self.strength * total
 

@@ -26,16 +26,28 @@ from runtime.ui import ui_router
 Burst = tuple[DriftloopConfig, list[Event]]
 
 
-def _check(name: str, champion: float, candidate: float, passed: bool, threshold: str,
-           **numbers: float) -> dict[str, Any]:
-    return {"name": name, "metric": "accuracy", "champion": champion, "candidate": candidate,
-            "passed": passed, "threshold": threshold, "n": 300, "numbers": numbers,
-            "reason": f"{name} reason"}
+def _check(
+    name: str, champion: float, candidate: float, passed: bool, threshold: str, **numbers: float
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "metric": "accuracy",
+        "champion": champion,
+        "candidate": candidate,
+        "passed": passed,
+        "threshold": threshold,
+        "n": 300,
+        "numbers": numbers,
+        "reason": f"{name} reason",
+    }
 
 
 def test_gate_headlines_say_why_in_plain_words() -> None:
     refused = {
-        "candidate": "v3", "champion": "v2", "passed": False, "next": "refuse",
+        "candidate": "v3",
+        "champion": "v2",
+        "passed": False,
+        "next": "refuse",
         "checks": [
             _check("new_data", 0.573, 0.568, False, "gain >= 0.02", gain=-0.005),
             _check("golden:v1", 0.97, 0.96, True, "loss <= 0.03", gain=-0.01),
@@ -47,10 +59,20 @@ def test_gate_headlines_say_why_in_plain_words() -> None:
     assert head == "v3 refused: it did not beat v2 on the new data (0.568 vs 0.573, needed +0.02)"
 
     promoted = {
-        "candidate": "v2", "champion": "v1", "passed": True, "next": "promote",
+        "candidate": "v2",
+        "champion": "v1",
+        "passed": True,
+        "next": "promote",
         "checks": [
-            _check("new_data", 0.737, 0.953, True, "gain >= 0.02 or candidate >= 0.90",
-                   gain=0.216, gain_lower=0.17),
+            _check(
+                "new_data",
+                0.737,
+                0.953,
+                True,
+                "gain >= 0.02 or candidate >= 0.90",
+                gain=0.216,
+                gain_lower=0.17,
+            ),
             _check("golden:v1", 0.978, 0.975, True, "loss <= 0.03", gain=-0.003),
         ],
     }
@@ -59,22 +81,46 @@ def test_gate_headlines_say_why_in_plain_words() -> None:
     assert head.startswith("v2 promoted: it beat v1 on the new data (0.953 vs 0.737, needed +0.02")
     assert "v1's golden set (0.975 vs 0.978, allowed −0.03)" in head
 
-    forgot = dict(refused, checks=[_check("golden:v1", 0.97, 0.90, False, "loss <= 0.03",
-                                          loss_upper=0.1)])
-    assert "forgot too much on v1's golden set (0.900 vs 0.970, allowed −0.03" in (
-        gate_headline(forgot)[1])
-    manual = {"candidate": "v4", "champion": "v2", "passed": True, "next": "await approval",
-              "checks": []}
+    forgot = dict(
+        refused, checks=[_check("golden:v1", 0.97, 0.90, False, "loss <= 0.03", loss_upper=0.1)]
+    )
+    assert (
+        "forgot too much on v1's golden set (0.900 vs 0.970, allowed −0.03"
+        in (gate_headline(forgot)[1])
+    )
+    manual = {
+        "candidate": "v4",
+        "champion": "v2",
+        "passed": True,
+        "next": "await approval",
+        "checks": [],
+    }
     assert gate_headline(manual) == ("warn", "v4 passed the gate and awaits a person's approval")
-    rejected = {"candidate": "v4", "passed": False, "checks": [], "rejected_by": "ana",
-                "reasons": ["Rejected by ana: looks off."]}
+    rejected = {
+        "candidate": "v4",
+        "passed": False,
+        "checks": [],
+        "rejected_by": "ana",
+        "reasons": ["Rejected by ana: looks off."],
+    }
     assert gate_headline(rejected)[1] == "v4 rejected by ana: Rejected by ana: looks off."
-    broken = {"candidate": "v5", "champion": "v2", "passed": False, "checks": [
-        {"name": "integrity:candidate", "metric": "-", "champion": None, "candidate": None,
-         "passed": False, "threshold": "readable and intact",
-         "reason": "The candidate v5 failed its integrity check."}]}
-    assert gate_headline(broken)[1] == (
-        "v5 refused: The candidate v5 failed its integrity check.")
+    broken = {
+        "candidate": "v5",
+        "champion": "v2",
+        "passed": False,
+        "checks": [
+            {
+                "name": "integrity:candidate",
+                "metric": "-",
+                "champion": None,
+                "candidate": None,
+                "passed": False,
+                "threshold": "readable and intact",
+                "reason": "The candidate v5 failed its integrity check.",
+            }
+        ],
+    }
+    assert gate_headline(broken)[1] == ("v5 refused: The candidate v5 failed its integrity check.")
 
 
 def test_story_of_a_drifting_run(burst: Burst) -> None:
@@ -118,8 +164,9 @@ def test_report_file_is_self_contained_and_complete(burst: Burst, tmp_path: Path
     assert review.traces["adwin"][1] and review.traces["adwin"][1][0].value is not None
 
 
-def test_cli_report_from_a_state_dir(burst: Burst, tmp_path: Path,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_report_from_a_state_dir(
+    burst: Burst, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg, _ = burst
     out = tmp_path / "r.html"
     assert main(["report", "--state-dir", str(cfg.state_dir), "--out", str(out)]) == 0
@@ -140,11 +187,20 @@ def _state(tmp_path: Path) -> tuple[Database, EventLog, Registry]:
 def test_values_are_escaped_and_drift_reports_linked(tmp_path: Path) -> None:
     db, log, registry = _state(tmp_path)
     evil = "<script>alert(1)</script>"
-    e = log.append(ev.DRIFT_DETECTED, {
-        "detector": "ks", "signal": "features", "row": 10, "onset": 5, "action": "alert",
-        "reason": evil, "statistic": 0.001, "threshold": 0.01,
-        "details": {"features": [{"feature": evil, "drifted": True, "p_adjusted": 0.001}]},
-    })
+    e = log.append(
+        ev.DRIFT_DETECTED,
+        {
+            "detector": "ks",
+            "signal": "features",
+            "row": 10,
+            "onset": 5,
+            "action": "alert",
+            "reason": evil,
+            "statistic": 0.001,
+            "threshold": 0.01,
+            "details": {"features": [{"feature": evil, "drifted": True, "p_adjusted": 0.001}]},
+        },
+    )
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / f"drift-event-{e.id}-ks.html").write_text("<html></html>")
     review = collect(tmp_path, db, log, registry)
@@ -159,8 +215,16 @@ def test_values_are_escaped_and_drift_reports_linked(tmp_path: Path) -> None:
 def test_trace_is_bounded_and_round_trips(tmp_path: Path) -> None:
     t = DetectorTrace(max_points=50)
     for row in range(1000):
-        t.record("adwin", "error", row, value=0.1, statistic=None, threshold=None,
-                 drift=row in (500, 501), champion="v1" if row < 600 else "v2")
+        t.record(
+            "adwin",
+            "error",
+            row,
+            value=0.1,
+            statistic=None,
+            threshold=None,
+            drift=row in (500, 501),
+            champion="v1" if row < 600 else "v2",
+        )
     pts = t.points("adwin")
     assert len(pts) <= 50
     assert {500, 501} <= {p.row for p in pts}  # alarms are never thinned away
@@ -179,8 +243,9 @@ def test_ui_router_reads_freely_and_checks_the_token(burst: Burst) -> None:
     cfg, events = burst
     db = Database.for_state_dir(cfg.state_dir, None)
     log = EventLog(db)
-    host = SimpleNamespace(cfg=cfg, db=db, events=log,
-                           registry=Registry(db, cfg.state_dir / "models", log))
+    host = SimpleNamespace(
+        cfg=cfg, db=db, events=log, registry=Registry(db, cfg.state_dir / "models", log)
+    )
     app = FastAPI()
     app.state.token = "tok"
     app.include_router(ui_router(host))  # the same call create_app makes
@@ -200,3 +265,27 @@ def test_ui_router_reads_freely_and_checks_the_token(burst: Burst) -> None:
     assert client.get("/ui/reports/drift-none.html").status_code == 404
     assert client.get("/ui/reports/..%2Fdriftloop.db").status_code == 404
     db.dispose()
+
+
+def test_a_gain_too_uncertain_is_not_called_a_loss() -> None:
+    p = {
+        "candidate": "v3",
+        "champion": "v2",
+        "passed": False,
+        "confidence": 0.95,
+        "checks": [
+            _check(
+                "new_data",
+                0.546,
+                0.571,
+                False,
+                "gain >= 0.02 or candidate >= 0.90",
+                gain=0.025,
+                gain_lower=-0.004,
+            )
+        ],
+    }
+    assert gate_headline(p)[1] == (
+        "v3 refused: its gain over v2 on the new data was too uncertain to count "
+        "(0.571 vs 0.546, needed +0.02 or ≥ 0.9 at 95% confidence)"
+    )

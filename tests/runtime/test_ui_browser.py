@@ -22,8 +22,16 @@ from runtime.events import Event
 from runtime.server import ApiServer
 
 CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 TOKEN = "ui-test-token"
 
 pytestmark = [
@@ -33,8 +41,9 @@ pytestmark = [
 
 
 @pytest.fixture
-def served(burst: tuple[DriftloopConfig, list[Event]],
-           tmp_path: Path) -> Iterator[tuple[str, Daemon, list[Event]]]:
+def served(
+    burst: tuple[DriftloopConfig, list[Event]], tmp_path: Path
+) -> Iterator[tuple[str, Daemon, list[Event]]]:
     cfg, events = burst
     state = tmp_path / "state"
     shutil.copytree(cfg.state_dir, state, ignore=shutil.ignore_patterns("lock"))
@@ -60,8 +69,12 @@ def test_the_page_in_a_browser(served: tuple[str, Daemon, list[Event]], tmp_path
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.on("console", lambda m: problems.append(f"{m.type}: {m.text}")
-                if m.type in ("error", "warning") else None)
+        page.on(
+            "console",
+            lambda m: (
+                problems.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None
+            ),
+        )
         page.on("pageerror", lambda err: problems.append(f"pageerror: {err}"))
         page.goto(f"{url}/ui")
         expect(page.locator("h1")).to_have_text("driftloop review")
@@ -116,6 +129,7 @@ def test_the_page_in_a_browser(served: tuple[str, Daemon, list[Event]], tmp_path
         page.fill("#token", TOKEN)
         page.click("#auth button")
         expect(rollback).to_be_visible()
+        page.locator("#models").scroll_into_view_if_needed()
         page.screenshot(path=str(shots / "ui-3-unlocked.png"))
         page.once("dialog", lambda d: d.accept("browser test"))
         rollback.click()
@@ -123,6 +137,7 @@ def test_the_page_in_a_browser(served: tuple[str, Daemon, list[Event]], tmp_path
         page.wait_for_load_state("load")
         expect(page.locator("header")).to_contain_text("champion v1", timeout=10_000)
         expect(page.locator("ol.story")).to_contain_text("Rolled back v2 → v1")
+        page.evaluate("window.scrollTo(0, 0)")
         page.screenshot(path=str(shots / "ui-4-after-rollback.png"), full_page=True)
         browser.close()
     assert daemon.registry.champion() == "v1"

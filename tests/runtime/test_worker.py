@@ -69,3 +69,40 @@ def test_a_dead_worker_fails_the_job_and_the_next_one_gets_a_new_worker(
         assert "SIGKILL" in _wait(runner).reason
     finally:
         runner.close()
+
+
+def test_no_retrain_outlives_its_daemon(small_cfg: DriftloopConfig, tmp_path: Path) -> None:
+    import os
+
+    runner = RetrainRunner(tmp_path / "work", timeout_seconds=600)
+    spec = {
+        "config": small_cfg.model_dump(mode="json", by_alias=True),
+        "trigger_id": "t1",
+        "champion": "v1",
+        "candidate": "v2",
+        "onset": 0,
+        "upto": 10,
+        "sleep_for_test": 300,
+    }
+    try:
+        runner.start("t1", spec)
+        end = time.monotonic() + 240
+        while runner._child is None and time.monotonic() < end:
+            assert runner.poll() is None
+            time.sleep(0.05)
+        child, worker = runner._child, runner._worker
+        assert child is not None and worker is not None and worker.stdin is not None
+        os.kill(child, 0)  # alive, sleeping
+        worker.stdin.close()  # what the kernel does when the daemon is killed with -9
+        worker.wait(timeout=30)
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            try:
+                os.kill(child, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            raise AssertionError("the retrain child outlived its worker")
+    finally:
+        runner.close()
