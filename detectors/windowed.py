@@ -166,6 +166,14 @@ class WindowedDetector:
         v[~np.isfinite(v)] = np.nan
         return v, rows
 
+    def reference(self) -> npt.NDArray[np.float64]:
+        """The reference window's rows, over :attr:`features` (for drift reports)."""
+        return self._reference.values()
+
+    def current(self) -> npt.NDArray[np.float64]:
+        """The current window's rows, over :attr:`features`."""
+        return self._window.values()
+
     def set_reference(
         self, values: npt.NDArray[np.float64], index: npt.NDArray[np.int64] | None = None
     ) -> None:

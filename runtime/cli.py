@@ -339,9 +339,16 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config) if args.config else None
+    try:
+        return _backtest(args, cfg)
+    except ValueError as err:
+        raise CliError(str(err)) from None
+
+
+def _backtest(args: argparse.Namespace, cfg: DriftloopConfig | None) -> int:
     from runtime.backtest import backtest_command
 
-    cfg = load_config(args.config) if args.config else None
     print(
         backtest_command(
             args.data, cfg, column=args.column, truth=args.truth, as_json=args.json, plot=args.plot

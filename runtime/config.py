@@ -228,6 +228,13 @@ class GoldenConfig(_Model):
     max_rows: int = Field(default=1000, gt=0)
 
 
+class ReportsConfig(_Model):
+    """Files written next to the event log."""
+
+    drift_html: bool = True
+    """An evidently HTML report (DataDriftPreset, same test) for each feature-drift alarm."""
+
+
 class SchedulerConfig(_Model):
     tick_seconds: float = Field(default=0.5, gt=0)
     retention_seconds: float = Field(default=3600.0, gt=0)
@@ -255,6 +262,7 @@ class DriftloopConfig(_Model):
     watch: WatchConfig = Field(default_factory=WatchConfig)
     golden: GoldenConfig = Field(default_factory=GoldenConfig)
     scheduler: SchedulerConfig = Field(default_factory=SchedulerConfig)
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
     api: ApiConfig | None = None
     leader: LeaderConfig | None = None
 

@@ -322,12 +322,19 @@ class Daemon:
         if watched is not None and np.isfinite(watched).any():
             value = float(np.nanmean(np.where(np.isfinite(watched), watched, np.nan)))
         self.trace.record(
-            det.name, det.signal, int(seqs[-1]), value=value, statistic=s.statistic,
-            threshold=s.threshold, drift=s.drift, champion=self._champion(),
+            det.name,
+            det.signal,
+            int(seqs[-1]),
+            value=value,
+            statistic=s.statistic,
+            threshold=s.threshold,
+            drift=s.drift,
+            champion=self._champion(),
         )
 
     def _alarm(self, det: Detector, sig: DriftSignal, row: int) -> None:
         decision = self.policy.decide(sig, row)
+        report = self._drift_report(det, sig, row)
         payload: dict[str, Any] = {
             "detector": sig.detector,
             "signal": sig.signal,
@@ -341,6 +348,8 @@ class Daemon:
             "reason": decision.reason,
             "details": sig.details,
         }
+        if report is not None:
+            payload["report"] = report
         event = self.events.append(ev.DRIFT_DETECTED, payload, model_version=self._champion())
         self.report(
             f"drift   row={row:>7}  {sig.detector} on {sig.signal}"
@@ -356,6 +365,30 @@ class Daemon:
         if decision.action == "retrain":
             self.policy.start_episode(event.id, sig, row)
             self.runner.warm()  # the worker imports while the episode collects rows
+
+    def _drift_report(self, det: Detector, sig: DriftSignal, row: int) -> str | None:
+        """The evidently report for a feature-drift alarm (path relative to the state
+        directory), or None. A report that cannot be written never loses the alarm."""
+        reference = getattr(det, "reference", None)
+        current = getattr(det, "current", None)
+        if not (self.cfg.reports.drift_html and sig.signal == "features" and reference and current):
+            return None
+        from runtime.reports import write_feature_drift_report
+
+        kind = next((d.kind for d in self.cfg.detectors if (d.name or d.kind) == det.name), "ks")
+        try:
+            path = write_feature_drift_report(
+                self.cfg.state_dir,
+                reference(),
+                current(),
+                list(getattr(det, "features", [])),
+                kind,
+                f"row{row}-{sig.detector}",
+            )
+        except Exception as err:
+            log.warning("drift report for %s at row %d not written: %s", sig.detector, row, err)
+            return None
+        return str(path.relative_to(self.cfg.state_dir))
 
     def _maybe_request_retrain(self) -> None:
         ep = self.policy.episode

@@ -269,6 +269,8 @@ def fit(
         fingerprint = _fingerprint(model, x, n_rep, batch_size, seed, budget)
         saved = None if ckpt_dir is None else ckpt.load(ckpt_dir, fingerprint)
         use_bf16 = dev.type == "cuda"
+        scheduled = adapt.warmup_steps > 0 or adapt.schedule != "constant"
+        clip = adapt.max_grad_norm
         if penalty is not None:
             penalty.prepare(dev)
         with torch.random.fork_rng(devices=fork_devices):
@@ -310,11 +312,13 @@ def fit(
                     xb, yb = xd[idx], yd[idx]
                     zb = None
                     if rep_idx is not None and rx is not None and ry is not None:
-                        k = n_rep if len(idx) == n_new else max(1, round(len(idx) * n_rep / n_new))
-                        r = rep_idx[b, :k]
+                        if len(idx) == n_new:
+                            r = rep_idx[b]
+                        else:
+                            r = rep_idx[b, : max(1, round(len(idx) * n_rep / n_new))]
                         xb, yb = torch.cat([xb, rx[r]]), torch.cat([yb, ry[r]])
                         zb = None if rz is None else rz[r]
-                    if adapt.warmup_steps or adapt.schedule != "constant":
+                    if scheduled:
                         f = lr_factor(step, warmup=adapt.warmup_steps, schedule=adapt.schedule,
                                       total=total_steps, min_ratio=adapt.min_lr_ratio)
                         for group, base in zip(opt.param_groups, base_lrs, strict=True):
@@ -326,8 +330,8 @@ def fit(
                         loss = loss + penalty(model, Batch(xb, yb, logits, len(idx), zb))
                     opt.zero_grad(set_to_none=True)
                     loss.backward()  # type: ignore[no-untyped-call]
-                    if adapt.max_grad_norm is not None:
-                        torch.nn.utils.clip_grad_norm_(params, adapt.max_grad_norm)
+                    if clip is not None:
+                        torch.nn.utils.clip_grad_norm_(params, clip)
                     opt.step()
                     weights_are_best = False
                     loss_sum += loss.detach()

@@ -46,7 +46,7 @@ def _acc(cfg: DriftloopConfig, registry: Registry, version: str, segment: int) -
 
 
 def test_event_sequence_detect_rehearse_gate_promote_then_refuse(burst: Any) -> None:
-    _cfg, events = burst
+    cfg, events = burst
     kinds = _kinds(events)
     first = [
         ev.DAEMON_STARTED,
@@ -75,6 +75,13 @@ def test_event_sequence_detect_rehearse_gate_promote_then_refuse(burst: Any) -> 
             check
         )
     assert [e for e in events if e.kind == ev.RETRAIN_PROGRESS]
+    feature_drift = [
+        e for e in events if e.kind == ev.DRIFT_DETECTED and e.payload["signal"] == "features"
+    ]
+    assert feature_drift
+    for e in feature_drift:  # each with its evidently report, linked from the payload
+        html = (cfg.state_dir / e.payload["report"]).read_text()
+        assert "<html" in html.lower() and len(html) > 10_000
 
 
 def test_promoted_model_learned_the_new_distribution_without_forgetting(burst: Any) -> None:
