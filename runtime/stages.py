@@ -216,10 +216,11 @@ def run_stages(
             "checkpoint": res.checkpoint, "sha256": digest,
         }, model_version=version)
         verdict = "passed" if not missed else "MISSED " + "; ".join(missed)
+        wanted = ", ".join(f"{k} {v}" for k, v in _describe(stage.exit).items())
         report(f"stage {i}/{len(cfg.stages)} {stage.name}: accuracy {values['accuracy']:.4f}, "
                f"balanced accuracy {values['balanced_accuracy']:.4f}, loss {values['loss']:.4f} "
                f"({result.epochs} epochs, {stage_metrics['seconds']:.1f} s); exit criteria "
-               f"{_describe(stage.exit) or 'none'}: {verdict}")
+               f"{wanted or 'none'}: {verdict}")
         if missed:
             raise StageFailed(f"stage {stage.name!r} missed its exit criteria: "
                               f"{'; '.join(missed)} (checkpoint {directory})")
