@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_STATE := state/demo
 
-.PHONY: demo test lint typecheck bench clean-demo
+.PHONY: demo test test-slow lint bench
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,11 @@ demo: $(STAMP)
 	$(VENV)/bin/driftloop run --config configs/demo.yaml --until-drained
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow"
+
+# the long end-to-end scenarios (a real PostgreSQL + Redis service run, kill -9 mid-retrain)
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check runtime detectors strategies tests bench
