@@ -1,4 +1,4 @@
-"""The HTTP API (FastAPI; the one module that imports it): :func:`create_app`.
+"""The HTTP API (FastAPI, imported here and in its /ui router, runtime/ui.py): :func:`create_app`.
 
 Reads are open; mutating endpoints need ``Authorization: Bearer <token>``. Every error
 is JSON ``{"error": "<one clear line>", "detail": …}`` with a 4xx status for bad input.
