@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import select
 
 from runtime import events as ev
 from runtime.db import Database, kv, to_json
 from runtime.events import KINDS, Event, EventLog
-
-PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 ARCHITECTURE_KINDS = {
     "daemon.started",
@@ -38,40 +32,6 @@ ARCHITECTURE_KINDS = {
     "model.rolled_back",
     "stage.finished",
 }
-
-
-def postgres_database() -> Iterator[Database]:
-    """A fresh schema on the PostgreSQL server (dropped afterwards), or a skip."""
-    admin = Database(PG_URL + "?connect_timeout=3")
-    try:
-        with admin.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc.orig}")
-    schema = f"driftloop_test_{uuid.uuid4().hex[:12]}"
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    database = Database(f"{PG_URL}?options=-csearch_path%3D{schema}")
-    try:
-        database.create_all()
-        yield database
-    finally:
-        database.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "postgres":
-        yield from postgres_database()
-        return
-    database = Database.for_state_dir(tmp_path, None)
-    database.create_all()
-    yield database
-    database.dispose()
 
 
 class FakeClock:
