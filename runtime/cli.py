@@ -107,6 +107,11 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--truth", type=Path, help="JSON list of true drift row indices")
     bt.add_argument("--json", action="store_true")
     bt.add_argument("--plot", type=Path, help="write a PNG of the signal with the alarms")
+    sv = sub.add_parser("serve", help="serve the read-only review page (/ui) over a state")
+    sv.add_argument("--config", "-c", type=Path, required=True)
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8765)
+
     rp = sub.add_parser("report", help="the review page as one self-contained HTML file")
     state_args(rp)
     rp.add_argument("--out", "-o", type=Path, default=Path("report.html"), help="the HTML file")
@@ -357,6 +362,16 @@ def _backtest(args: argparse.Namespace, cfg: DriftloopConfig | None) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from runtime.server import serve_review
+
+    cfg = load_config(args.config)
+    if cfg.database_url is None and not (cfg.state_dir / "driftloop.db").exists():
+        raise CliError(f"no driftloop state in {cfg.state_dir} (has the daemon run?)")
+    serve_review(cfg, args.host, args.port)
+    return 0
+
+
 COMMANDS = {
     "run": cmd_run,
     "validate": cmd_validate,
@@ -369,6 +384,7 @@ COMMANDS = {
     "bootstrap": cmd_bootstrap,
     "backtest": cmd_backtest,
     "report": cmd_report,
+    "serve": cmd_serve,
 }
 
 

@@ -16,7 +16,7 @@ import time
 import uvicorn
 
 from runtime.api import Host, create_app
-from runtime.config import ApiConfig
+from runtime.config import ApiConfig, DriftloopConfig
 from runtime.sources import Batch
 
 log = logging.getLogger(__name__)
@@ -111,3 +111,27 @@ class HttpSource:
 
     def exhausted(self) -> bool:
         return False
+
+
+def serve_review(cfg: DriftloopConfig, host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Serve the read-only review page (``/ui``) over a state, without running the loop:
+    for looking at a finished run (``driftloop serve``). Blocks until Ctrl-C."""
+    from types import SimpleNamespace
+
+    from fastapi import FastAPI
+
+    from runtime.db import Database
+    from runtime.events import EventLog
+    from runtime.registry import Registry
+    from runtime.ui import ui_router
+
+    db = Database.for_state_dir(cfg.state_dir, cfg.database_url)
+    events = EventLog(db)
+    state = SimpleNamespace(
+        cfg=cfg, db=db, events=events, registry=Registry(db, cfg.state_dir / "models", events)
+    )
+    app = FastAPI(title="driftloop review", docs_url=None, redoc_url=None, openapi_url=None)
+    app.include_router(ui_router(state, token=None))  # read-only: no token, no actions
+    print(f"review page: http://{host}:{port}/ui  (Ctrl-C to stop)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+    db.dispose()

@@ -149,3 +149,37 @@ def test_bootstrap_refuses_when_there_is_a_champion(burst: Any, capsys: Any) -> 
     with pytest.raises(Exception, match="already has a champion"):
         d.bootstrap()
     assert isinstance(cfg, DriftloopConfig)
+
+
+def test_serve_shows_the_review_page_of_a_finished_run(burst: Any, tmp_path: Path) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    import yaml
+
+    cfg, _ = burst
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runtime.cli", "serve", "--config", str(path), "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        page = ""
+        end = time.monotonic() + 120
+        while time.monotonic() < end and not page:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui", timeout=5) as r:
+                    page = r.read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert "v2 promoted" in page and "v3 refused" in page
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
