@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from sqlalchemy.exc import OperationalError
 
 from runtime import events as ev
 from runtime.config import Segment
@@ -35,8 +36,12 @@ def _wait_for(state: Path, kind: str, timeout: float = 180.0) -> list[ev.Event]:
     while time.monotonic() < deadline:
         if (state / "driftloop.db").exists():
             db = Database.for_state_dir(state, None)
-            got = EventLog(db).list(kinds=[kind])
-            db.dispose()
+            try:
+                got = EventLog(db).list(kinds=[kind])
+            except OperationalError:  # the daemon is still creating its tables
+                got = []
+            finally:
+                db.dispose()
             if got:
                 return got
         time.sleep(0.3)
