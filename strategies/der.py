@@ -11,32 +11,23 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
-from strategies.adaptation import AdaptConfig
 from strategies.base import Batch, Budget, ProgressFn, RehearsalBuffer, TrainResult
 from strategies.evaluation import predict_logits
-from strategies.loop import OptimizerSpec, fit
+from strategies.loop import fit
+from strategies.settings import TrainingSettings
 
 
-class Config(BaseModel):
+class Config(TrainingSettings):
     """Settings of :class:`Der`."""
 
-    model_config = ConfigDict(extra="forbid")
-
     kind: Literal["der"] = "der"
-    lr: float = Field(default=1e-3, gt=0)
-    batch_size: int = Field(default=64, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
     mix: float = Field(default=0.5, gt=0, lt=1)
     """Fraction of each batch drawn from the buffer."""
     alpha: float = Field(default=0.5, ge=0)
     """Weight of the logit-matching term (mean squared error to the stored logits)."""
-    patience: int | None = Field(default=3, gt=0)
-    """Early stopping after this many epochs without better validation accuracy."""
-    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
-    """Optimizer, freezing, layerwise learning rates, schedule, LoRA."""
 
 
 class LogitReplay:
@@ -149,7 +140,7 @@ class Der:
             rehearsal_logits=logits,
             mix=self.cfg.mix,
             batch_size=self.cfg.batch_size,
-            optimizer=OptimizerSpec(lr=self.cfg.lr, weight_decay=self.cfg.weight_decay),
+            optimizer=self.cfg.optimizer,
             budget=budget,
             seed=seed,
             progress=progress,

@@ -11,35 +11,26 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
-from strategies.adaptation import AdaptConfig
 from strategies.base import Batch, Budget, ProgressFn, RehearsalBuffer, TrainResult
-from strategies.loop import OptimizerSpec, fit
+from strategies.loop import fit
+from strategies.settings import TrainingSettings
 
 
-class Config(BaseModel):
+class Config(TrainingSettings):
     """Settings of :class:`Ewc`."""
 
-    model_config = ConfigDict(extra="forbid")
-
     kind: Literal["ewc"] = "ewc"
-    lr: float = Field(default=1e-3, gt=0)
-    batch_size: int = Field(default=64, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
     strength: float = Field(default=1000.0, ge=0)
     """λ: weight of the quadratic penalty."""
     fisher_samples: int = Field(default=512, gt=0)
     """Buffer rows (at most) whose per-sample gradients estimate the Fisher information."""
     mix: float = Field(default=0.0, ge=0, lt=1)
     """Fraction of each batch replayed from the buffer: above zero, replay + EWC."""
-    patience: int | None = Field(default=3, gt=0)
-    """Early stopping after this many epochs without better validation accuracy."""
-    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
-    """Optimizer, freezing, layerwise learning rates, schedule, LoRA."""
 
 
 def fisher_diagonal(
@@ -174,7 +165,7 @@ class Ewc:
             rehearsal=rehearsal,
             mix=self.cfg.mix,
             batch_size=self.cfg.batch_size,
-            optimizer=OptimizerSpec(lr=self.cfg.lr, weight_decay=self.cfg.weight_decay),
+            optimizer=self.cfg.optimizer,
             budget=budget,
             seed=seed,
             progress=progress,

@@ -7,28 +7,17 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from strategies.adaptation import AdaptConfig
 from strategies.base import Budget, ProgressFn, RehearsalBuffer, TrainResult
-from strategies.loop import OptimizerSpec, fit
+from strategies.loop import fit
+from strategies.settings import TrainingSettings
 
 
-class Config(BaseModel):
+class Config(TrainingSettings):
     """Settings of :class:`Finetune`."""
 
-    model_config = ConfigDict(extra="forbid")
-
     kind: Literal["finetune"] = "finetune"
-    lr: float = Field(default=1e-3, gt=0)
-    batch_size: int = Field(default=64, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-    patience: int | None = Field(default=3, gt=0)
-    """Early stopping after this many epochs without better validation accuracy (when
-    ``train`` is given ``val``); ``None`` never stops early."""
-    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
-    """Optimizer, freezing, layerwise learning rates, schedule, LoRA."""
 
 
 class Finetune:
@@ -77,7 +66,7 @@ class Finetune:
             rehearsal=None,
             mix=0.0,
             batch_size=self.cfg.batch_size,
-            optimizer=OptimizerSpec(lr=self.cfg.lr, weight_decay=self.cfg.weight_decay),
+            optimizer=self.cfg.optimizer,
             budget=budget,
             seed=seed,
             progress=progress,

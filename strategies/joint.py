@@ -12,27 +12,17 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
-from strategies.adaptation import AdaptConfig
 from strategies.base import Budget, ProgressFn, RehearsalBuffer, TrainResult
-from strategies.loop import OptimizerSpec, fit
+from strategies.loop import fit
+from strategies.settings import TrainingSettings
 
 
-class Config(BaseModel):
+class Config(TrainingSettings):
     """Settings of :class:`Joint`."""
 
-    model_config = ConfigDict(extra="forbid")
-
     kind: Literal["joint"] = "joint"
-    lr: float = Field(default=1e-3, gt=0)
-    batch_size: int = Field(default=64, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-    patience: int | None = Field(default=3, gt=0)
-    """Early stopping after this many epochs without better validation accuracy."""
-    adapt: AdaptConfig = Field(default_factory=AdaptConfig)
-    """Optimizer, freezing, layerwise learning rates, schedule, LoRA."""
 
 
 def reinitialize(model: nn.Module, seed: int) -> int:
@@ -111,7 +101,7 @@ class Joint:
             y,
             mix=0.0,
             batch_size=self.cfg.batch_size,
-            optimizer=OptimizerSpec(lr=self.cfg.lr, weight_decay=self.cfg.weight_decay),
+            optimizer=self.cfg.optimizer,
             budget=budget,
             seed=seed,
             progress=progress,
