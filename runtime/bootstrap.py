@@ -82,7 +82,7 @@ def bootstrap_from_rows(
 
     report(f"bootstrap: training {version} on {len(train)} rows ({b.epochs} epochs)")
     result = strategy.train(model, xt, yt, None, Budget(epochs=b.epochs, steps=None, seconds=None),
-                            cfg.seed, progress)
+                            cfg.seed, progress, device=cfg.retrain.torch_device)
     model.eval()
     val_acc = accuracy(model, xv, yv)
     gold_acc = accuracy(model, torch.as_tensor(x[gold], dtype=torch.float32),

@@ -194,6 +194,15 @@ class RetrainConfig(_Model):
     max_rows: int = Field(default=20000, gt=0)
     reference_size: int = Field(default=2000, gt=0)
     seed: int = 0
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")
+    """Where retrains and bootstrap stages train: ``auto`` (CUDA when available, else
+    CPU), ``cpu``, ``cuda`` or ``cuda:N``. On CUDA the forward pass runs under bf16
+    autocast."""
+
+    @property
+    def torch_device(self) -> str | None:
+        """``device`` as the strategies take it (``None`` lets them pick)."""
+        return None if self.device == "auto" else self.device
 
 
 class ExitCriterion(_Model):

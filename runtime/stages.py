@@ -191,7 +191,8 @@ def run_stages(
         started = time.perf_counter()
         result = strategy.train(model, xt, yt, buffer, Budget(epochs=b.epochs, steps=b.steps,
                                                               seconds=b.seconds),
-                                cfg.seed + i, progress, val=(xv, yv))
+                                cfg.seed + i, progress, val=(xv, yv),
+                                device=cfg.retrain.torch_device)
         model.eval()
         values = metrics(model, xv, yv, n_classes)
         missed = check_exit(values, stage.exit)

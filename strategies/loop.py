@@ -46,10 +46,30 @@ class OptimizerSpec:
 
 
 def pick_device(device: str | None) -> torch.device:
-    """``device`` if given, else ``cuda`` when available, else ``cpu``."""
-    if device is not None:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """``device`` if given, else ``cuda`` when available, else ``cpu``.
+
+    Raises
+    ------
+    ValueError
+        ``device`` names CUDA (or a CUDA device index) this machine does not have.
+
+    Examples
+    --------
+    >>> pick_device("cpu")
+    device(type='cpu')
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but CUDA is not available here")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r} asked for, but there are {torch.cuda.device_count()} "
+                "CUDA device(s)"
+            )
+    return dev
 
 
 def _home_device(model: nn.Module) -> torch.device:
