@@ -53,7 +53,7 @@ def _config(state: Path, port: int) -> dict[str, Any]:
         "bootstrap": {"rows": 2000, "epochs": 5},
         "detectors": [
             {"kind": "adwin", "signal": "error", "delta": 0.002},
-            {"kind": "ks", "signal": "features", "reference_size": 2000, "window_size": 1000},
+            {"kind": "ks", "signal": "features", "reference_size": 2000, "window_size": 1000, "stride": 1000, "false_alarms_per_rows": 10_000_000},
         ],
         "scheduler": {"tick_seconds": 0.2},
         "api": {"port": port},

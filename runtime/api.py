@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Protocol
 
+import msgspec
 import numpy as np
 import pandas as pd
 import torch
@@ -31,6 +32,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from sqlalchemy import select, text
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -39,6 +41,7 @@ from runtime.config import ApiConfig, DriftloopConfig
 from runtime.db import Database, quarantine, retrain_requests, to_json, utcnow
 from runtime.events import Event, EventLog
 from runtime.ingest import Accepted, Ingestor
+from runtime.ingest_body import decode_ingest
 from runtime.presenter import status_dict
 from runtime.prometheus import build_registry
 from runtime.registry import IntegrityError, ModelVersion, Registry
@@ -105,6 +108,13 @@ class IngestRequest(_Body):
     features: list[str] | None = None
     labels: list[Label | None] | None = None
     row_ids: list[RowId] | None = None
+
+
+INGEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {"application/json": {"schema": IngestRequest.model_json_schema()}},
+}
+"""The ingest body as OpenAPI documents it (the endpoint decodes it itself, for speed)."""
 
 
 class RowError(BaseModel):
@@ -355,7 +365,7 @@ def _row_errors(db: Database, origin: str) -> list[RowError]:
 _bearer = HTTPBearer(auto_error=False)
 
 
-def _authorized(
+async def _authorized(  # async: no thread hop for a comparison of two strings
     request: Request,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> None:
@@ -442,47 +452,23 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
     app.include_router(ui_router(host))  # the review page at /ui, same token
 
     # -- writes: rows and labels ---------------------------------------------------------
-    @app.post("/v1/ingest", response_model=IngestResponse, tags=["data"])
-    def ingest(body: IngestRequest, _: Auth, idempotency_key: IdemKey = None) -> IngestResponse:
+    @app.post(
+        "/v1/ingest",
+        response_model=IngestResponse,
+        tags=["data"],
+        openapi_extra={"requestBody": INGEST_BODY},
+    )
+    async def ingest(request: Request, _: Auth, idempotency_key: IdemKey = None) -> Response:
         """Validate and store a batch of rows durably, then monitor them.
 
         Rows without ids get ``<Idempotency-Key>:<index>`` (so a retried request is
         recognised row by row) or a fresh unique id. Bad rows are quarantined and listed
         in ``errors``; the rest are stored. A repeated row id is skipped (``duplicates``).
         """
-        n = len(body.rows)
-        if n > api.max_batch_rows:
-            raise ApiError(413, f"too many rows in one batch: {n} (limit {api.max_batch_rows})")
-        if body.labels is not None and len(body.labels) != n:
-            raise ApiError(422, f"labels has {len(body.labels)} entries for {n} rows")
-        if body.row_ids is not None and len(body.row_ids) != n:
-            raise ApiError(422, f"row_ids has {len(body.row_ids)} entries for {n} rows")
-        x, errors = _matrix(body.rows, body.features, features)
-        frame = pd.DataFrame(x, columns=features)
-        if body.labels is not None:
-            frame[schema.label] = np.array(
-                [np.nan if v is None else float(v) for v in body.labels], dtype=np.float64
-            )
-        request_id = uuid.uuid4().hex
-        if body.row_ids is not None:
-            ids = list(body.row_ids)
-        elif idempotency_key is not None:
-            ids = [f"{idempotency_key}:{i}" for i in range(n)]
-        else:
-            ids = [f"http-{request_id}-{i}" for i in range(n)]
-        frame[schema.id_column] = ids
-        origin = f"http:{request_id}"
-        acc = host.ingestor.ingest(Batch(origin=origin, frame=frame, row_errors=errors))
-        host.submit(acc)
-        return IngestResponse(
-            accepted=acc.count,
-            duplicates=acc.duplicates,
-            rejected=acc.rejected,
-            first_seq=int(acc.seqs.min()) if acc.count else None,
-            last_seq=int(acc.seqs.max()) if acc.count else None,
-            replayed=acc.count == 0 and acc.duplicates == n,
-            errors=_row_errors(host.db, origin) if acc.rejected else [],
-        )
+        raw = await request.body()  # the body is decoded here, not by FastAPI: see ingest_body
+        ctype = request.headers.get("content-type")
+        out = await run_in_threadpool(_ingest, host, api, raw, ctype, idempotency_key)
+        return Response(msgspec.json.encode(out), media_type="application/json")
 
     @app.post("/v1/labels", response_model=LabelsResponse, tags=["data"])
     def labels(body: LabelsRequest, _: Auth) -> LabelsResponse:
@@ -670,6 +656,43 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
         return Response(generate_latest(prom), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+def _ingest(
+    host: Host, api: ApiConfig, raw: bytes, content_type: str | None, key: str | None
+) -> dict[str, Any]:
+    """The body of ``POST /v1/ingest``: decode, check, store, hand to the detectors."""
+    body = decode_ingest(raw, content_type, IngestRequest)
+    features = list(host.cfg.schema.features)
+    n = len(body.rows)
+    if n > api.max_batch_rows:
+        raise ApiError(413, f"too many rows in one batch: {n} (limit {api.max_batch_rows})")
+    if body.labels is not None and len(body.labels) != n:
+        raise ApiError(422, f"labels has {len(body.labels)} entries for {n} rows")
+    if body.row_ids is not None and len(body.row_ids) != n:
+        raise ApiError(422, f"row_ids has {len(body.row_ids)} entries for {n} rows")
+    x, errors = _matrix(body.rows, body.features, features)
+    labels = None if body.labels is None else np.array(body.labels, dtype=np.float64)
+    request_id = uuid.uuid4().hex
+    if body.row_ids is not None:
+        ids = list(body.row_ids)
+    elif key is not None:
+        ids = [f"{key}:{i}" for i in range(n)]
+    else:
+        ids = [f"http-{request_id}-{i}" for i in range(n)]
+    origin = f"http:{request_id}"
+    acc = host.ingestor.ingest_arrays(origin, x, labels, ids, errors)
+    host.submit(acc)
+    errs = _row_errors(host.db, origin) if acc.rejected else []
+    return IngestResponse(
+        accepted=acc.count,
+        duplicates=acc.duplicates,
+        rejected=acc.rejected,
+        first_seq=int(acc.seqs.min()) if acc.count else None,
+        last_seq=int(acc.seqs.max()) if acc.count else None,
+        replayed=acc.count == 0 and acc.duplicates == n,
+        errors=errs,
+    ).model_dump()
 
 
 def _kinds(given: list[str] | None) -> list[str] | None:

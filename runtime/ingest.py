@@ -10,14 +10,18 @@ one transaction, so a crash never half-ingests a file.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import Connection, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy.dialects import postgresql
 
 from runtime import events as ev
 from runtime.config import SchemaConfig
@@ -65,6 +69,7 @@ class Ingestor:
         self.schema = schema
         self.events = events
         self.classes = set(schema.classes)
+        self._class_values = np.array(sorted(self.classes), dtype=np.float64)
 
     # -- validation ------------------------------------------------------------------
     def _validate(self, batch: Batch) -> tuple[pd.DataFrame, dict[int, str], str]:
@@ -204,80 +209,91 @@ class Ingestor:
             self._mark_file(conn, batch, accepted, len(reasons))
         return result
 
+    def ingest_arrays(
+        self,
+        origin: str,
+        x: npt.NDArray[np.float64],
+        labels: npt.NDArray[np.float64] | None,
+        ids: list[str],
+        row_errors: dict[int, str] | None = None,
+    ) -> Accepted:
+        """Validate and write rows given as arrays (the HTTP API's path).
+
+        ``x`` holds the features in schema order (NaN where missing), ``labels`` the
+        labels as floats (NaN where missing) or None, ``ids`` one row id each;
+        ``row_errors`` are problems found while parsing (1-based, like a file's). A clean
+        batch (every value finite, every label a class or missing, ids distinct and
+        trimmed) is written without pandas; any other goes through :meth:`ingest`, so
+        bad rows are judged and quarantined exactly as from a file.
+        """
+        n = len(x)
+        y = self._clean_labels(labels, n)
+        clean = (
+            not row_errors
+            and y is not None
+            and x.ndim == 2
+            and x.shape[1] == len(self.schema.features)
+            and len(ids) == n
+            and bool(np.isfinite(x).all())
+            and _plain_ids(ids)
+        )
+        if not clean:
+            frame = pd.DataFrame(x, columns=list(self.schema.features))
+            if labels is not None:
+                frame[self.schema.label] = labels
+            frame[self.schema.id_column] = ids
+            return self.ingest(Batch(origin=origin, frame=frame, row_errors=row_errors or {}))
+        assert y is not None
+        with self.db.begin() as conn:
+            return self._write(conn, origin, utcnow(), x, y, ids, 0)
+
+    def _clean_labels(
+        self, labels: npt.NDArray[np.float64] | None, n: int
+    ) -> npt.NDArray[np.int64] | None:
+        """Labels as class values (-1 where missing), or None if any is not a class."""
+        if labels is None:
+            return np.full(n, -1, dtype=np.int64)
+        if len(labels) != n:
+            return None
+        missing = np.isnan(labels)
+        known = np.isin(labels, self._class_values)
+        if not bool((missing | known).all()):
+            return None
+        return np.where(known, labels, -1).astype(np.int64)
+
     def _append(
         self, conn: Connection, clean: pd.DataFrame, batch: Batch, now: str, rejected: int
     ) -> Accepted:
-        s = self.schema
-        nf = len(s.features)
-        if clean.empty:
-            return Accepted(
-                seqs=np.zeros(0, dtype=np.int64),
-                x=np.zeros((0, nf)),
-                y=np.zeros(0, dtype=np.int64),
-                row_ids=[],
-                rejected=rejected,
-            )
-        x = clean[list(s.features)].to_numpy(dtype=np.float64)
+        if clean.empty:  # no column but the input's when a whole batch was refused
+            return replace(_empty(len(self.schema.features)), rejected=rejected)
+        x = clean[list(self.schema.features)].to_numpy(dtype=np.float64)
         y = clean["__label"].to_numpy(dtype=np.int64)
-        ids = clean["__id"].tolist()
-        params = [
-            {
-                "row_id": rid,
-                "ingested_at": now,
-                "source": batch.origin,
-                "features": blob,
-                "label": int(lab) if lab >= 0 else None,
-                "labeled_at": now if lab >= 0 else None,
-            }
-            for rid, blob, lab in zip(ids, encode_features(x), y.tolist(), strict=True)
-        ]
-        inserted = self._insert(conn, params)
-        keep = np.fromiter((rid in inserted for rid in ids), dtype=bool, count=len(ids))
-        seqs = np.fromiter((inserted[r] for r in ids if r in inserted), dtype=np.int64)
+        return self._write(conn, batch.origin, now, x, y, clean["__id"].tolist(), rejected)
+
+    def _write(
+        self,
+        conn: Connection,
+        origin: str,
+        now: str,
+        x: npt.NDArray[np.float64],
+        y: npt.NDArray[np.int64],
+        ids: list[str],
+        rejected: int,
+    ) -> Accepted:
+        """Store validated rows (row ids distinct); rows whose id is stored already are
+        skipped and counted as duplicates."""
+        if not ids:
+            return replace(_empty(len(self.schema.features)), rejected=rejected)
+        keep, seqs = _insert(conn, origin, now, ids, encode_features(x), y)
+        every = bool(keep.all())
         return Accepted(
             seqs=seqs,
-            x=x[keep],
-            y=y[keep],
-            row_ids=[r for r in ids if r in inserted],
+            x=x if every else x[keep],
+            y=y if every else y[keep],
+            row_ids=ids if every else [r for r, k in zip(ids, keep.tolist(), strict=True) if k],
             rejected=rejected,
-            duplicates=int((~keep).sum()),
+            duplicates=int(len(ids) - len(seqs)),
         )
-
-    @staticmethod
-    def _insert(conn: Connection, params: list[dict[str, Any]]) -> dict[str, int]:
-        """Insert new rows (skipping row ids already stored); returns row id → seq.
-
-        SQLite: writers are serialised (``BEGIN IMMEDIATE``), so seqs are assigned here and
-        the rows go in with one ``executemany`` (RETURNING would cost one statement per
-        row). PostgreSQL: ``ON CONFLICT DO NOTHING RETURNING`` is batched by the driver.
-        """
-        if conn.dialect.name == "postgresql":
-            stmt = (
-                postgresql.insert(rows)
-                .on_conflict_do_nothing(index_elements=["row_id"])
-                .returning(rows.c.seq, rows.c.row_id)
-            )
-            return {rid: int(seq) for seq, rid in conn.execute(stmt, params).all()}
-        ids = [p["row_id"] for p in params]
-        known: set[str] = set()
-        for i in range(0, len(ids), 900):
-            part = ids[i : i + 900]
-            sql = f"SELECT row_id FROM rows WHERE row_id IN ({', '.join('?' * len(part))})"
-            known.update(r[0] for r in conn.exec_driver_sql(sql, tuple(part)))
-        fresh = [p for p in params if p["row_id"] not in known]
-        if not fresh:
-            return {}
-        top = conn.execute(select(func.coalesce(func.max(rows.c.seq), 0))).scalar_one()
-        for n, p in enumerate(fresh, start=int(top) + 1):
-            p["seq"] = n
-        cols = ("seq", "row_id", "ingested_at", "source", "features", "label", "labeled_at")
-        # the driver's executemany directly: SQLAlchemy's per-row parameter processing
-        # would cost more than the insert itself
-        conn.exec_driver_sql(
-            f"INSERT INTO rows ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-            [tuple(p[c] for c in cols) for p in fresh],
-        )
-        return {p["row_id"]: p["seq"] for p in fresh}
 
     def _join_labels(
         self, conn: Connection, clean: pd.DataFrame, reasons: dict[int, str], now: str
@@ -351,6 +367,12 @@ class Ingestor:
         self.events.append(ev.INGEST_REJECTED, payload, conn=conn)
 
 
+def _plain_ids(ids: list[str]) -> bool:
+    """Row ids that :meth:`Ingestor._ids` would keep as they are, none repeated."""
+    distinct = set(ids)
+    return len(distinct) == len(ids) and "" not in distinct and list(map(str.strip, ids)) == ids
+
+
 def _raw(frame: pd.DataFrame, i: int) -> str:
     if i >= len(frame):
         return ""
@@ -360,8 +382,87 @@ def _raw(frame: pd.DataFrame, i: int) -> str:
     ]
 
 
-def _insert_ignore(conn: Connection) -> Any:
-    """INSERT … ON CONFLICT (row_id) DO NOTHING, for the connection's dialect."""
+def _insert(
+    conn: Connection,
+    origin: str,
+    now: str,
+    ids: list[str],
+    blobs: list[bytes],
+    y: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """Insert rows whose id is not stored yet; returns (inserted mask, their seqs).
+
+    PostgreSQL: ``ON CONFLICT DO NOTHING RETURNING`` (batched by the driver). SQLite:
+    writers are serialised (``BEGIN IMMEDIATE``), so seqs are assigned here, in batch
+    order, and the rows go in as a few multi-row ``INSERT … ON CONFLICT DO NOTHING``
+    statements: a row id stored already leaves its seq unused (a gap, as a PostgreSQL
+    sequence would). One statement per few hundred rows, not one per row, because
+    sqlite3 releases the GIL around every statement step: per-row steps would queue
+    behind the detector thread for the interpreter's switch interval each time.
+    """
+    labels = [lab if lab >= 0 else None for lab in y.tolist()]
     if conn.dialect.name == "postgresql":
-        return postgresql.insert(rows).on_conflict_do_nothing(index_elements=["row_id"])
-    return sqlite.insert(rows).on_conflict_do_nothing(index_elements=["row_id"])
+        stmt = (
+            postgresql.insert(rows)
+            .on_conflict_do_nothing(index_elements=["row_id"])
+            .returning(rows.c.seq, rows.c.row_id)
+        )
+        params = [
+            {
+                "row_id": rid,
+                "ingested_at": now,
+                "source": origin,
+                "features": blob,
+                "label": lab,
+                "labeled_at": None if lab is None else now,
+            }
+            for rid, blob, lab in zip(ids, blobs, labels, strict=True)
+        ]
+        got = {rid: int(seq) for seq, rid in conn.execute(stmt, params).all()}
+        keep = np.fromiter((rid in got for rid in ids), dtype=np.bool_, count=len(ids))
+        return keep, np.fromiter((got[r] for r in ids if r in got), dtype=np.int64)
+    top = int(conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM rows").scalar_one())
+    seqs = np.arange(top + 1, top + 1 + len(ids), dtype=np.int64)
+    if (y >= 0).all():  # the common cases without a Python loop per row
+        labelled: Iterable[str | None] = repeat(now)
+    elif (y < 0).all():
+        labelled = repeat(None)
+    else:
+        labelled = [None if lab is None else now for lab in labels]
+    flat = list(
+        chain.from_iterable(
+            zip(seqs.tolist(), ids, repeat(now), repeat(origin), blobs, labels, labelled)
+        )
+    )
+    per = _rows_per_statement(conn)
+    stored = 0
+    for start in range(0, len(ids), per):
+        part = flat[start * _ROW_COLUMNS : (start + per) * _ROW_COLUMNS]
+        stored += conn.exec_driver_sql(_insert_sql(len(part) // _ROW_COLUMNS), tuple(part)).rowcount
+    if stored == len(ids):
+        return np.ones(len(ids), dtype=np.bool_), seqs
+    found = conn.exec_driver_sql(
+        "SELECT seq FROM rows WHERE seq BETWEEN ? AND ?", (int(seqs[0]), int(seqs[-1]))
+    )
+    keep = np.isin(seqs, np.fromiter((r[0] for r in found), dtype=np.int64))
+    return keep, seqs[keep]
+
+
+_ROW_COLUMNS = 7
+
+
+@lru_cache(maxsize=64)
+def _insert_sql(n: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
+    return (
+        "INSERT INTO rows (seq, row_id, ingested_at, source, features, label, labeled_at) "
+        f"VALUES {values} ON CONFLICT (row_id) DO NOTHING"
+    )
+
+
+def _rows_per_statement(conn: Connection) -> int:
+    """Rows per INSERT: 256, fewer where SQLite allows fewer bound variables."""
+    raw = conn.connection.dbapi_connection
+    getlimit = getattr(raw, "getlimit", None)  # Python 3.11+
+    limit = getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit is not None else 999
+    return max(1, min(256, limit // _ROW_COLUMNS))

@@ -1,0 +1,129 @@
+"""Decoding ``POST /v1/ingest`` bodies: msgspec for well-formed ones, pydantic for the rest.
+
+A batch of 1,000 rows × 20 features is 400 kB of JSON. FastAPI's own body handling
+(``json.loads`` into Python objects, then pydantic) costs several milliseconds of the
+interpreter per batch; msgspec decodes straight into typed lists in about a third of
+that. A body msgspec refuses is decoded again exactly as FastAPI would (``json.loads``
+then the pydantic model), so a bad body gets the same 422 and the same one-line message
+as before, and a body pydantic's lax mode accepts (a number sent as a string) is still
+accepted. The pydantic model stays the documented schema (OpenAPI).
+"""
+
+from __future__ import annotations
+
+import email.message
+import json
+from typing import Annotated, Protocol
+
+import msgspec
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+
+INT32 = 2**31
+
+
+class IngestBody(Protocol):
+    """What the ingest endpoint reads from a decoded body (either decoder's result)."""
+
+    @property
+    def rows(self) -> list[list[float | None]]: ...
+    @property
+    def features(self) -> list[str] | None: ...
+    @property
+    def labels(self) -> list[int | None] | None: ...
+    @property
+    def row_ids(self) -> list[str] | None: ...
+
+
+_Label = Annotated[int, msgspec.Meta(ge=-INT32, le=INT32 - 1)]
+_RowId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+class _Fast(msgspec.Struct, forbid_unknown_fields=True):
+    rows: Annotated[list[list[float | None]], msgspec.Meta(min_length=1)]
+    features: list[str] | None = None
+    labels: list[_Label | None] | None = None
+    row_ids: list[_RowId] | None = None
+
+
+_DECODER = msgspec.json.Decoder(_Fast)
+
+
+def _is_json(content_type: str | None) -> bool:
+    """FastAPI's rule (strict content type): ``application/json`` or ``+json`` only."""
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (
+        subtype == "json" or subtype.endswith("+json")
+    )
+
+
+def _clean_ids(ids: list[str] | None) -> bool:
+    """The checks pydantic's ``RowId`` adds to a length-checked string."""
+    if ids is None:
+        return True
+    if not all(r.isprintable() for r in ids):
+        return False
+    try:
+        "".join(ids).encode()  # lone surrogates
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def decode_ingest(raw: bytes, content_type: str | None, model: type[BaseModel]) -> IngestBody:
+    """The decoded body, or :class:`RequestValidationError` (422) naming what is wrong.
+
+    Parameters
+    ----------
+    raw
+        The request body.
+    content_type
+        The request's ``Content-Type`` header.
+    model
+        The pydantic model of the body (the schema; decides every body msgspec refuses).
+    """
+    if not raw:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    if not _is_json(content_type):
+        return _pydantic(raw, model)
+    try:
+        fast = _DECODER.decode(raw)
+    except msgspec.MsgspecError:
+        fast = None
+    if fast is not None and _clean_ids(fast.row_ids):
+        return fast
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", e.pos),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": e.msg},
+                }
+            ]
+        ) from None
+    except UnicodeDecodeError as e:
+        raise RequestValidationError(
+            [{"type": "json_invalid", "loc": ("body",), "msg": f"not UTF-8: {e.reason}"}]
+        ) from None
+    return _pydantic(data, model)
+
+
+def _pydantic(data: object, model: type[BaseModel]) -> IngestBody:
+    try:
+        body = model.model_validate(data)
+    except ValidationError as err:
+        raise RequestValidationError(
+            [{**e, "loc": ("body", *e["loc"])} for e in err.errors(include_url=False)]
+        ) from None
+    return body  # type: ignore[return-value]  # the model has the protocol's fields
