@@ -8,10 +8,27 @@ measured (new data, golden sets, each class, each slice) and conditions: absolut
 
 Noise: each condition is judged on a one-sided confidence bound at level ``1 - alpha``
 (paired bootstrap on the same rows, or the McNemar variance for accuracy). A condition
-passes only when the evidence shows it holds; so a candidate that truly lost more than
-the tolerance is refused with probability at least ``1 - alpha``, and one of identical
-quality is refused at most ``alpha`` of the time whenever the set is large enough to tell
-the tolerance from noise (the reason says so when it is not).
+passes only when the evidence shows it holds. The two errors the gate can make are
+controlled by two different things:
+
+- promoting a candidate that truly lost more than a tolerance: a ``max_worsening`` check
+  passes only when its upper bound is within the tolerance, so such a candidate passes that
+  check at most ``alpha`` of the time, whatever the set size; the candidate is promoted only
+  if *every* check passes (an intersection-union test), so no correction for the number of
+  checks is needed, and one (testing each at ``alpha / k``) would only refuse more good
+  candidates;
+- refusing a candidate of identical quality: it fails a check when noise alone pushes the
+  bound past the tolerance. That is a matter of power, set by the rows a check has, not
+  of the test level. Each tolerance check reports ``false_refusal_risk``, the chance an
+  identical candidate fails it at this noise (``1 - Phi(tolerance / se - z)``); the decision
+  reports their sum, a bound on the chance of failing at least one check that holds
+  however the checks are correlated (the union bound). When a check fails on the
+  uncertainty alone, its reason says so and how many rows would bring the risk to
+  ``alpha``.
+
+Near a boundary the gate fails closed: a candidate whose true loss is inside the tolerance
+by less than about ``(z_(1-alpha) + z_power) * se`` is refused often (``bench/gate.py``
+reports that margin zone on its own).
 
 The gate fails closed: missing evidence, a golden set that was expected but not evaluated,
 too few rows, a NaN metric, or a metric that does not apply fail their check, with the
@@ -41,7 +58,16 @@ from runtime.metrics import (
     stable_seed,
 )
 
-__all__ = ["Check", "GateConfig", "GateDecision", "Rule", "evaluate", "refused", "rules_of"]
+__all__ = [
+    "Check",
+    "GateConfig",
+    "GateDecision",
+    "Rule",
+    "evaluate",
+    "false_refusal_risk",
+    "refused",
+    "rules_of",
+]
 
 GOLDEN_PREFIX = "golden:"
 _EPS = 1e-9  # absorbs float error at a boundary (0.82 - 0.80 < 0.02 in binary floating point)
@@ -200,13 +226,21 @@ class GateDecision:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, for the ``gate.passed`` / ``gate.failed`` event payload."""
-        return {
+        risk = false_refusal_risk(self.checks)
+        out: dict[str, Any] = {
             "passed": self.passed,
             "checks": [c.to_dict() for c in self.checks],
             "reasons": list(self.reasons),
             "confidence": 1 - self.alpha,
             "test": self.test,
+            "false_refusal_risk": risk,
         }
+        if risk is not None:
+            out["noise"] = (
+                f"At these set sizes, a candidate of identical quality would fail at least one "
+                f"tolerance check with probability at most {risk:.1%} (alpha {self.alpha:g})."
+            )
+        return out
 
 
 def _fmt(x: float) -> str:
@@ -227,6 +261,18 @@ def _decide(checks: list[Check], cfg: GateConfig) -> GateDecision:
     failed = [c.reason for c in checks if not c.passed]
     reasons = tuple(failed) if failed else (f"All {len(checks)} checks passed.",)
     return GateDecision(not failed, tuple(checks), reasons, cfg.alpha, cfg.test)
+
+
+def false_refusal_risk(checks: Sequence[Check]) -> float | None:
+    """Chance an identical-quality candidate fails at least one tolerance check.
+
+    The union (Bonferroni) bound: the sum of each ``max_worsening`` check's risk, capped at
+    1. It holds whatever the correlation between checks (a set and its classes share rows).
+    None when no check has a tolerance on a change.
+    """
+    risks = [c.numbers.get("false_refusal_risk") for c in checks]
+    known = [r for r in risks if r is not None]
+    return min(1.0, sum(known)) if known else None
 
 
 def refused(reason: str, cfg: GateConfig, name: str = "evidence") -> GateDecision:
@@ -341,6 +387,34 @@ def _bounds(estimate: float, boot: Any, alpha: float, se: float | None) -> _Boun
         return _Bounds(estimate, math.nan, math.nan)
     lo, hi = np.quantile(finite, [alpha, 1 - alpha])
     return _Bounds(estimate, float(lo), float(hi))
+
+
+def _identical_risk(tolerance: float, w: _Bounds, alpha: float) -> float | None:
+    """Chance that a candidate of identical quality fails a ``loss <= tolerance`` check.
+
+    With the check's noise (its standard error, read off the bound), a candidate whose
+    true loss is 0 fails when its estimate plus ``z * se`` exceeds the tolerance:
+    ``1 - Phi(tolerance / se - z)``. None when the noise cannot be measured.
+    """
+    z = NormalDist().inv_cdf(1 - alpha)
+    se = (w.upper - w.estimate) / z
+    if not math.isfinite(se):
+        return None
+    if se <= 0:
+        return 0.0
+    return 1.0 - NormalDist().cdf(tolerance / se - z)
+
+
+def _underpowered(n: int, tolerance: float, risk: float, w: _Bounds, alpha: float) -> str:
+    """The clause saying a set is too small to tell the tolerance from noise."""
+    z = NormalDist().inv_cdf(1 - alpha)
+    se = (w.upper - w.estimate) / z
+    needed = math.ceil(n * (2 * z * se / tolerance) ** 2) if tolerance > 0 else None
+    more = f"; about {needed} rows would bring that to {alpha:g}" if needed else ""
+    return (
+        f"; {n} rows are too few to tell a loss of {_fmt(tolerance)} from noise: a candidate "
+        f"of identical quality would fail this check {risk:.0%} of the time{more}"
+    )
 
 
 def _mcnemar_se(s: EvalSet) -> float:
@@ -474,6 +548,8 @@ def _conditions(
         unit = " of the champion's value"
     w = _bounds(loss, boot, cfg.alpha, se)
     numbers.update(loss=w.estimate, loss_upper=w.upper, gain=-w.estimate, gain_lower=-w.upper)
+    if rule.max_worsening is not None:
+        numbers["false_refusal_risk"] = _identical_risk(rule.max_worsening, w, cfg.alpha)
     if not (math.isfinite(w.estimate) and math.isfinite(w.upper)):
         out.append((False, "the change versus the champion cannot be measured (NaN)"))
         return out, numbers
@@ -494,11 +570,9 @@ def _conditions(
                 f"{said} and may have lost up to {w.upper:.3f} ({conf} confidence), "
                 f"more than the allowed {_fmt(t)}"
             )
-            noise = w.upper - w.estimate
-            if w.estimate <= t and 2 * noise > t:  # refused on the uncertainty alone
-                text += (
-                    f"; {n} rows are too few to tell a loss of {_fmt(t)} from noise (±{noise:.3f})"
-                )
+            risk = numbers.get("false_refusal_risk")
+            if w.estimate <= t and risk is not None and risk > cfg.alpha:
+                text += _underpowered(n, t, risk, w, cfg.alpha)
             out.append((False, text))
     if rule.min_improvement is not None:
         g, lo = -w.estimate, -w.upper

@@ -319,6 +319,42 @@ def test_a_too_small_set_says_it_cannot_tell_the_tolerance_from_noise() -> None:
     ev = evidence(make_set("v1", 60, 0.9, 0.9, shared=0.8))
     d = evaluate(ev, GateConfig(rules=[Rule(max_worsening=0.03)]))
     assert not d.passed and "too few to tell a loss of 0.03 from noise" in d.reasons[0]
+    assert (
+        "would fail this check" in d.reasons[0] and "rows would bring that to 0.05" in d.reasons[0]
+    )
+
+
+def _risk_of(n: int, seed: int = 0) -> float:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    champ = rng.random(n) < 0.9
+    u = rng.random(n)
+    cand = np.where(champ, u >= 0.05 / 0.9, u < 0.05 / 0.1)
+    s = EvalSet("v1", y, probs(y, champ), probs(y, cand), np.zeros((n, 2)))
+    d = evaluate(evidence(s), GateConfig(rules=[Rule(max_worsening=0.03)], resamples=200))
+    risk = d.to_dict()["false_refusal_risk"]
+    assert isinstance(risk, float)
+    return risk
+
+
+def test_false_refusal_risk_predicts_how_often_an_identical_candidate_is_refused() -> None:
+    predicted = _risk_of(400)
+    assert 0.2 < predicted < 0.6  # 400 rows, 10% discordant: se 0.016 against a 0.03 tolerance
+    assert abs(_simulate(0.0, 400, 60, "bootstrap", seed=3) - predicted) < 0.2
+    assert _risk_of(4000) < 0.01
+
+
+def test_false_refusal_risk_is_the_union_bound_over_tolerance_checks() -> None:
+    cfg = GateConfig(
+        rules=[Rule(max_worsening=0.05), Rule(by="class", max_worsening=0.05)], resamples=200
+    )
+    d = evaluate(evidence(make_set("v1", 300, 0.9, 0.9, shared=0.85)), cfg).to_dict()
+    risks = [c["numbers"]["false_refusal_risk"] for c in d["checks"]]
+    assert len(risks) == 3 and all(0 < r < 1 for r in risks)
+    assert d["false_refusal_risk"] == pytest.approx(min(1.0, sum(risks)))
+    assert d["noise"].startswith("At these set sizes, a candidate of identical quality")
+    floor_only = evaluate(default_evidence(), GateConfig(rules=[Rule(on="new_data", at_least=0.5)]))
+    assert floor_only.to_dict()["false_refusal_risk"] is None
 
 
 def test_decisions_are_reproducible() -> None:
