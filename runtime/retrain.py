@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -50,6 +51,33 @@ def class_positions(y: np.ndarray, classes: list[int]) -> np.ndarray:
     return out
 
 
+def checkpoint_dir(spec: dict[str, Any]) -> Path | None:
+    """The directory for this job's epoch checkpoints (``spec["checkpoint_dir"]``).
+
+    The runner names it after the trigger, so a re-run of an interrupted retrain finds
+    the checkpoint its first attempt left and the training loop resumes from it. A
+    directory left by a different job under that name (another champion, other rows,
+    another config) is emptied first: only the same job resumes.
+    """
+    raw = spec.get("checkpoint_dir")
+    if not raw:
+        return None
+    path = Path(raw)
+    identity = {k: spec.get(k) for k in ("trigger_id", "champion", "onset", "upto",
+                                         "config_hash")}
+    marker = path / "job.json"
+    if path.exists():
+        try:
+            same = json.loads(marker.read_text()) == identity
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            shutil.rmtree(path)
+    path.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(marker, identity)
+    return path
+
+
 def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
     """The child's work; returns the JSON result."""
     db = Database.for_state_dir(cfg.state_dir, cfg.database_url)
@@ -72,7 +100,11 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
     xt = torch.as_tensor(x[train], dtype=torch.float32)
     yt = torch.as_tensor(y[train], dtype=torch.int64)
 
+    pause_after = spec.get("pause_after_epoch_for_test")  # lets the tests interrupt a run
+
     def progress(p: Progress) -> None:
+        if pause_after is not None and p.epoch > int(pause_after):
+            time.sleep(300)  # epoch pause_after's checkpoint is on disk; wait to be killed
         events.append(
             ev.RETRAIN_PROGRESS,
             {
@@ -98,6 +130,8 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
         Budget(epochs=b.epochs, steps=b.steps, seconds=b.seconds),
         seed,
         progress,
+        device=cfg.retrain.torch_device,
+        checkpoint=checkpoint_dir(spec),
     )
     model.eval()
 
@@ -132,6 +166,8 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
         "seconds": round(result.seconds, 3),
         "final_loss": result.final_loss,
         "stopped_by": result.stopped_by,
+        "resumed_from_epoch": int(result.extra.get("resumed_from_epoch", 0)),
+        "device": str(result.extra.get("device", "cpu")),
         "rows_train": len(train),
         "rows_holdout": len(hold),
     }

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -55,6 +56,7 @@ class RetrainRunner:
         self._child_started = 0.0
         self._exit: int | None = None
         self._result_path: Path | None = None
+        self._checkpoint: Path | None = None
 
     @property
     def running(self) -> bool:
@@ -127,6 +129,10 @@ class RetrainRunner:
         spec_path = self.work_dir / f"{safe}.spec.json"
         self._result_path = self.work_dir / f"{safe}.result.json"
         self._result_path.unlink(missing_ok=True)
+        # the training loop's epoch checkpoints: kept when the job is cancelled (daemon
+        # shutdown, lost leadership) so that the re-run resumes; removed once it is done
+        self._checkpoint = self.work_dir / f"{safe}.checkpoint"
+        spec = {**spec, "checkpoint_dir": str(self._checkpoint)}
         write_json_atomic(spec_path, spec)
         job = f"{spec_path}\t{self._result_path}\t{self.work_dir / f'{safe}.log'}\n"
         self.trigger_id = trigger_id
@@ -182,7 +188,7 @@ class RetrainRunner:
         elapsed = time.monotonic() - self.started
         if self.running:
             self._kill_child()
-            self._finish(Outcome(False, {}, "cancelled", elapsed))
+            self._finish(Outcome(False, {}, "cancelled", elapsed), keep_checkpoint=True)
         return elapsed
 
     def _kill_child(self) -> None:
@@ -209,7 +215,10 @@ class RetrainRunner:
             if self._exit is not None:
                 return
 
-    def _finish(self, outcome: Outcome) -> Outcome:
+    def _finish(self, outcome: Outcome, keep_checkpoint: bool = False) -> Outcome:
+        if not keep_checkpoint and self._checkpoint is not None:
+            shutil.rmtree(self._checkpoint, ignore_errors=True)
+        self._checkpoint = None
         self.trigger_id = None
         self._child = self._exit = None
         return outcome

@@ -129,10 +129,11 @@ class Der:
     ) -> TrainResult:
         """Train ``model`` in place; see :func:`strategies.loop.fit`."""
         rehearsal = logits = None
+        filled = 0
         if buffer is not None and len(buffer) > 0:
-            fill_logits(model, buffer)
+            filled = fill_logits(model, buffer)
             rehearsal, logits = buffer.tensors(), buffer.logits()
-        return fit(
+        result = fit(
             model,
             x,
             y,
@@ -152,6 +153,8 @@ class Der:
             adapt=self.cfg.adapt,
             checkpoint=checkpoint,
         )
+        result.extra["overhead_samples"] = filled  # forward passes that stored logits
+        return result
 
 
 def build(cfg: Config) -> Der:

@@ -150,15 +150,17 @@ class Ewc:
     ) -> TrainResult:
         """Train ``model`` in place; see :func:`strategies.loop.fit`."""
         penalty = rehearsal = None
+        fisher_rows = 0
         if buffer is not None and len(buffer) > 0:
             bx, by = buffer.tensors()
             pick = torch.randperm(len(by), generator=torch.Generator().manual_seed(seed))
             pick = pick[: self.cfg.fisher_samples]
             fisher = fisher_diagonal(model, bx[pick], by[pick])
+            fisher_rows = len(pick)
             penalty = Consolidation(model, fisher, self.cfg.strength)
             if self.cfg.mix > 0:
                 rehearsal = (bx, by)
-        return fit(
+        result = fit(
             model,
             x,
             y,
@@ -177,6 +179,9 @@ class Ewc:
             adapt=self.cfg.adapt,
             checkpoint=checkpoint,
         )
+        # per-row forward and backward passes that estimated the Fisher diagonal
+        result.extra["overhead_samples"] = fisher_rows
+        return result
 
 
 def build(cfg: Config) -> Ewc:

@@ -229,7 +229,9 @@ def fit(
         ``samples_processed`` counts new and rehearsal rows; ``epochs`` counts completed
         epochs; ``extra`` holds ``device``, ``new_samples``, ``rehearsal_samples``,
         ``samples_per_second``, ``resumed_from_epoch`` and, with validation,
-        ``best_epoch`` and ``best_val_accuracy``.
+        ``best_epoch``, ``best_val_accuracy`` and ``validation_samples`` (rows through
+        the validation forward passes). Strategies add ``overhead_samples``: rows through
+        their own extra passes (DER's logits, LwF's teacher, EWC's Fisher).
 
     Examples
     --------
@@ -429,6 +431,8 @@ def fit(
         "resumed_from_epoch": resumed_from,
     }
     if vd is not None:
+        evaluations = sum(p.val_accuracy is not None for p in history)
+        extra["validation_samples"] = evaluations * len(vd[1])
         extra["best_epoch"] = best_epoch
         extra["best_val_accuracy"] = best_acc if best_state is not None else math.nan
     return TrainResult(

@@ -105,7 +105,7 @@ class Lwf:
         """Train ``model`` in place; see :func:`strategies.loop.fit`."""
         use_buffer = buffer is not None and len(buffer) > 0 and self.cfg.mix > 0
         rehearsal = buffer.tensors() if use_buffer and buffer is not None else None
-        return fit(
+        result = fit(
             model,
             x,
             y,
@@ -124,6 +124,9 @@ class Lwf:
             adapt=self.cfg.adapt,
             checkpoint=checkpoint,
         )
+        # the teacher's forward pass runs on every training row
+        result.extra["overhead_samples"] = result.samples_processed
+        return result
 
 
 def build(cfg: Config) -> Lwf:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from runtime.config import DriftloopConfig
 from runtime.worker import Outcome, RetrainRunner
@@ -106,3 +107,81 @@ def test_no_retrain_outlives_its_daemon(small_cfg: DriftloopConfig, tmp_path: Pa
             raise AssertionError("the retrain child outlived its worker")
     finally:
         runner.close()
+
+
+def _state_with_champion(cfg: DriftloopConfig) -> int:
+    """Run the daemon until it has bootstrapped v1 and stored some rows past it (before
+    any drift); returns the last row's seq."""
+    from runtime.daemon import Daemon
+    from runtime.db import Database
+    from runtime.rowstore import last_seq
+
+    d = Daemon(cfg)
+    d.open()
+    try:
+        while d.rows_seen < 1600:
+            d.step()
+        assert not d.runner.running
+    finally:
+        d.close("test")
+    return last_seq(Database.for_state_dir(cfg.state_dir, None))
+
+
+def _candidate_weights(cfg: DriftloopConfig) -> dict[str, Any]:
+    from runtime.db import Database
+    from runtime.events import EventLog
+    from runtime.registry import Registry
+    from runtime.unit import load_unit
+
+    db = Database.for_state_dir(cfg.state_dir, None)
+    registry = Registry(db, cfg.state_dir / "models", EventLog(db))
+    return load_unit(registry, cfg, "v2").model.state_dict()
+
+
+def test_an_interrupted_retrain_resumes_from_its_last_epoch_checkpoint(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    import torch
+
+    from tests.conftest import SMALL, small_config
+
+    retrain = {**SMALL["retrain"], "budget": {"epochs": 6, "seconds": None}}
+    cfg = small_config(tmp_path / "a", retrain=retrain)
+    upto = _state_with_champion(cfg)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    ref_cfg = small_config(tmp_path / "b", retrain=retrain)
+
+    def spec(c: DriftloopConfig) -> dict[str, Any]:
+        return {"config": c.model_dump(mode="json", by_alias=True), "trigger_id": "t1",
+                "champion": "v1", "candidate": "v2", "onset": 1000, "upto": upto}
+
+    runner = RetrainRunner(tmp_path / "work", timeout_seconds=120)
+    checkpoint = tmp_path / "work" / "t1.checkpoint" / "checkpoint.json"
+    try:
+        runner.start("t1", spec(ref_cfg))  # uninterrupted, on a copy of the same state
+        reference = _wait(runner)
+        assert reference.ok, reference.reason
+        assert reference.result["train"]["resumed_from_epoch"] == 0
+        assert not checkpoint.parent.exists()  # a finished job leaves no checkpoint
+
+        runner.start("t1", {**spec(cfg), "pause_after_epoch_for_test": 2})
+        end = time.monotonic() + 240
+        while not (checkpoint.exists()
+                   and json.loads(checkpoint.read_text())["loop"]["epochs"] == 2):
+            assert runner.poll() is None and time.monotonic() < end
+            time.sleep(0.05)
+        runner.cancel()  # what a daemon shutdown does; the daemon re-runs it once
+        assert checkpoint.exists()
+
+        runner.start("t1", spec(cfg))
+        resumed = _wait(runner)
+    finally:
+        runner.close()
+    assert resumed.ok, resumed.reason
+    assert resumed.result["train"]["resumed_from_epoch"] == 2
+    assert resumed.result["train"]["epochs"] == reference.result["train"]["epochs"] == 6
+    assert resumed.result["metrics"] == reference.result["metrics"]
+    a, b = _candidate_weights(cfg), _candidate_weights(ref_cfg)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not checkpoint.parent.exists()
