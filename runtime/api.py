@@ -17,7 +17,7 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Protocol
 
 import msgspec
@@ -43,7 +43,7 @@ from runtime.events import Event, EventLog
 from runtime.ingest import Accepted, Ingestor
 from runtime.ingest_body import decode_ingest
 from runtime.presenter import status_dict
-from runtime.prometheus import build_registry
+from runtime.prometheus import HttpMetrics, build_registry
 from runtime.registry import IntegrityError, ModelVersion, Registry
 from runtime.rowstore import count_labelled, last_seq
 from runtime.sources import Batch
@@ -275,6 +275,35 @@ class BodyLimit:
         return f"request body too large (limit {self.max_bytes} bytes)"
 
 
+class Counting:
+    """Requests by route and status, and their latency, for /metrics (plain ASGI: a
+    ``BaseHTTPMiddleware`` would add a task and a body stream to every request)."""
+
+    def __init__(self, app: ASGIApp, http: HttpMetrics) -> None:
+        self.app = app
+        self.http = http
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500  # unless a response starts: an exception escaped
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            name = getattr(scope.get("route"), "path", "unmatched")  # set by the router
+            self.http.requests.labels(scope["method"], name, str(status)).inc()
+            self.http.latency.labels(name).observe(time.perf_counter() - start)
+
+
 async def _send_json(send: Send, status: int, message: str) -> None:
     body = to_json({"error": message}).encode()
     await send(
@@ -436,18 +465,7 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
         log.exception("unhandled error in the API")
         return _error(500, f"internal error ({type(exc).__name__}); see the daemon's log")
 
-    @app.middleware("http")
-    async def _count(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        name = getattr(route, "path", "unmatched")
-        http.requests.labels(request.method, name, str(response.status_code)).inc()
-        http.latency.labels(name).observe(time.perf_counter() - start)
-        return response
-
+    app.add_middleware(Counting, http=http)
     app.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
     app.include_router(ui_router(host))  # the review page at /ui, same token
 

@@ -255,6 +255,13 @@ class DriftloopConfig(_Model):
 
     state_dir: Path
     database_url: str | None = None
+    sqlite_synchronous: Literal["full", "normal"] = "full"
+    """The embedded SQLite database's commit durability (ignored for PostgreSQL).
+    ``full``: each commit is fsynced, so an acknowledged row survives power loss.
+    ``normal`` (WAL): a commit reaches the operating system, fsync waits for the
+    checkpoint: an acknowledged row survives a crash or ``kill -9`` of the daemon, but
+    the last commits can be lost to a power cut or kernel crash; no fsync per commit
+    (milliseconds each on a busy disk)."""
     seed: int = 0
     torch_threads: int = Field(default=1, ge=1)
     """Threads torch uses in the daemon and the retrain child (small models run fastest on one)."""

@@ -69,7 +69,9 @@ class Daemon:
         self.features = list(cfg.schema.features)
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         self.lock = StateLock(cfg.state_dir)
-        self.db = Database.for_state_dir(cfg.state_dir, cfg.database_url)
+        self.db = Database.for_state_dir(
+            cfg.state_dir, cfg.database_url, synchronous=cfg.sqlite_synchronous
+        )
         self.db.create_all()
         self.events = EventLog(self.db, clock)
         self.registry = Registry(self.db, cfg.state_dir / "models", self.events)

@@ -1,7 +1,8 @@
 """The relational store: one SQLAlchemy Core schema for SQLite and PostgreSQL.
 
 SQLite (the embedded default) runs in WAL mode with ``synchronous=FULL`` so that a
-committed transaction survives power loss; every write transaction starts with
+committed transaction survives power loss (``normal`` is a config choice: durable
+against the process's death only, no fsync per commit); every write transaction starts with
 ``BEGIN IMMEDIATE`` so two writers queue on ``busy_timeout`` instead of failing when a
 read lock is upgraded. PostgreSQL is reached through psycopg 3.
 
@@ -63,6 +64,7 @@ Clock = Callable[[], datetime]
 """A source of the current time; aware datetimes are converted to UTC, naive ones are UTC."""
 
 DB_FILENAME = "driftloop.db"
+SYNCHRONOUS = ("full", "normal")
 
 metadata = MetaData()
 
@@ -248,7 +250,7 @@ def _driver_url(url: str) -> str:
     return url
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, synchronous: str) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # sqlite3 would otherwise skip BEGIN before SELECT; we emit BEGIN ourselves below.
@@ -257,7 +259,7 @@ def _configure_sqlite(engine: Engine) -> None:
         try:
             cursor.execute("PRAGMA busy_timeout = 10000")
             cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = FULL")
+            cursor.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
@@ -276,9 +278,17 @@ class Database:
     url
         ``sqlite:////abs/path/driftloop.db`` or ``postgresql://user@host/db``
         (``postgresql://`` is served by the psycopg 3 driver).
+    synchronous
+        SQLite's ``PRAGMA synchronous``: ``full`` (fsync every commit: durable against
+        power loss) or ``normal`` (WAL: durable against the process's death, not a power
+        cut). Ignored for PostgreSQL.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, synchronous: str = "full") -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(
+                f"synchronous must be one of {', '.join(SYNCHRONOUS)}: {synchronous!r}"
+            )
         self.url = url
         driver_url = _driver_url(url)
         self.is_sqlite = make_url(driver_url).get_backend_name() == "sqlite"
@@ -288,15 +298,15 @@ class Database:
         # 10 … ms between retries (tens of ms added to an ingest that met another).
         self._write_lock = threading.RLock() if self.is_sqlite else None
         if self.is_sqlite:
-            _configure_sqlite(self.engine)
+            _configure_sqlite(self.engine, synchronous)
 
     @classmethod
-    def for_state_dir(cls, state_dir: Path, url: str | None) -> Database:
+    def for_state_dir(cls, state_dir: Path, url: str | None, synchronous: str = "full") -> Database:
         """The database for ``state_dir``: ``url`` if given, else ``<state_dir>/driftloop.db``."""
         if url is not None:
-            return cls(url)
+            return cls(url, synchronous)
         path = Path(state_dir).resolve() / DB_FILENAME
-        return cls(f"sqlite:///{path}")
+        return cls(f"sqlite:///{path}", synchronous)
 
     def create_all(self) -> None:
         """Create the tables and indexes that are missing; existing ones are left alone."""

@@ -231,3 +231,19 @@ def test_write_json_atomic_and_sha256(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         write_json_atomic(tmp_path / "nan.json", {"x": float("nan")})
     assert not (tmp_path / "nan.json").exists()
+
+
+def test_sqlite_synchronous_is_a_choice(tmp_path: Path) -> None:
+    def level(database: Database) -> int:
+        with database.connect() as conn:
+            return int(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+
+    full, normal = (
+        Database.for_state_dir(tmp_path, None),
+        Database(f"sqlite:///{tmp_path / 'n.db'}", "normal"),
+    )
+    assert (level(full), level(normal)) == (2, 1)  # FULL, NORMAL
+    with pytest.raises(ValueError, match="synchronous must be one of full, normal: 'off'"):
+        Database(f"sqlite:///{tmp_path / 'o.db'}", "off")
+    full.dispose()
+    normal.dispose()

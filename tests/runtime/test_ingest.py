@@ -134,3 +134,49 @@ def test_nan_allowed_when_the_schema_says_so(tmp_path: Path, small_cfg: Driftloo
     frame.loc[1, "age"] = ""
     acc = ing.ingest(read_file(_write(tmp_path / "n.csv", frame), schema))
     assert acc.count == 3 and np.isnan(acc.x[1, FEATURES.index("age")])
+
+
+# -- the array path (HTTP API): SQLite and PostgreSQL -----------------------------------
+
+
+def _arrays(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n).astype(np.float64)
+    labels[::3] = np.nan  # every third row unlabelled
+    return rng.uniform(0, 100, size=(n, len(FEATURES))), labels
+
+
+def test_clean_arrays_are_stored_in_order_and_duplicates_skipped(
+    db: Database, small_cfg: DriftloopConfig
+) -> None:
+    ing = Ingestor(db, small_cfg.schema, EventLog(db))
+    x, labels = _arrays(6, seed=1)
+    first = ing.ingest_arrays("api:1", x, labels, [f"a{i}" for i in range(6)])
+    assert first.count == 6 and first.duplicates == 0 and first.rejected == 0
+    assert list(np.diff(first.seqs)) == [1] * 5
+    assert first.y.tolist() == [-1 if np.isnan(v) else int(v) for v in labels]
+    x2, labels2 = _arrays(4, seed=2)
+    again = ing.ingest_arrays("api:2", x2, labels2, ["b0", "a2", "b2", "a5"])  # two stored
+    assert again.count == 2 and again.duplicates == 2 and again.row_ids == ["b0", "b2"]
+    assert np.array_equal(again.x, x2[[0, 2]]) and again.seqs.min() > first.seqs.max()
+    seqs, stored, y = labelled_rows(db, len(FEATURES), since=0)
+    want = np.concatenate([x[~np.isnan(labels)], x2[[0, 2]][~np.isnan(labels2[[0, 2]])]])
+    assert np.array_equal(stored, want) and list(seqs) == sorted(seqs)
+    assert count_labelled(db, 0) == len(y)
+
+
+def test_arrays_with_bad_rows_are_judged_like_a_file(
+    db: Database, small_cfg: DriftloopConfig
+) -> None:
+    events = EventLog(db)
+    ing = Ingestor(db, small_cfg.schema, events)
+    x, labels = _arrays(6, seed=3)
+    x[1, 0] = np.inf
+    labels[2] = 7
+    ids = ["c0", "c1", "c2", "c3", "c3", "c5"]
+    acc = ing.ingest_arrays("api:3", x, labels, ids, {6: "expected 9 values, got 2"})
+    assert acc.row_ids == ["c0", "c3"] and acc.rejected == 4
+    reasons = [e["reason"] for e in events.list(kinds=[ev.INGEST_REJECTED])[-1].payload["examples"]]
+    assert "feature 'salary' is not finite" in reasons[0]
+    assert "unknown label" in reasons[1]
+    assert "duplicate row id 'c3'" in reasons[2] and "expected 9 values" in reasons[3]
