@@ -20,6 +20,8 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
+from strategies.text import TextConfig, build_text
+
 _FACTORY_PATH = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")
 
 
@@ -80,7 +82,7 @@ class CNNConfig(BaseModel):
         return v
 
 
-ModelConfig = MLPConfig | CNNConfig | FactoryConfig
+ModelConfig = MLPConfig | CNNConfig | TextConfig | FactoryConfig
 
 
 class MLP(nn.Module):
@@ -224,6 +226,8 @@ def _build(cfg: ModelConfig, n_features: int, n_classes: int) -> nn.Module:
     if isinstance(cfg, CNNConfig):
         return CNN(n_features, n_classes, shape=cfg.shape, channels=cfg.channels,
                    hidden=cfg.hidden, dropout=cfg.dropout)
+    if isinstance(cfg, TextConfig):
+        return build_text(cfg, n_features, n_classes)
     fn = _resolve(cfg.factory)
     try:
         model = fn(n_features=n_features, n_classes=n_classes, **cfg.kwargs)
