@@ -29,11 +29,26 @@ class Config(Fields):
 
 
 def ks_distance(a: FloatArray, b: FloatArray) -> float:
-    """Two-sample KS distance of sorted, finite samples."""
-    both = np.concatenate([a, b])
-    cdf_a = np.searchsorted(a, both, side="right") / len(a)
-    cdf_b = np.searchsorted(b, both, side="right") / len(b)
-    return float(np.abs(cdf_a - cdf_b).max())
+    """Two-sample KS distance of sorted, finite samples, in ``O(len(b) log len(a))``.
+
+    Both empirical CDFs are step functions, so ``|F_a - F_b|`` is constant between
+    consecutive data points; between two points of ``b`` it is monotone (only ``F_a``
+    moves). Its maximum is therefore reached at a point of ``b`` or just before one (or
+    past the last one, where it only shrinks): two lookups of ``b`` in ``a`` per point
+    of ``b`` instead of one lookup of every point of both. The same integer counts as
+    evaluating both CDFs at every point, so the same float.
+
+    >>> a, b = np.array([0.0, 1.0, 2.0, 3.0]), np.array([2.5, 3.0, 4.0])
+    >>> ks_distance(a, b) == float(np.abs(np.searchsorted(a, np.r_[a, b], "right") / 4
+    ...     - np.searchsorted(b, np.r_[a, b], "right") / 3).max())
+    True
+    """
+    n, m = len(a), len(b)
+    at_b = np.abs(np.searchsorted(a, b, side="right") / n
+                  - np.searchsorted(b, b, side="right") / m)
+    before_b = np.abs(np.searchsorted(a, b, side="left") / n
+                      - np.searchsorted(b, b, side="left") / m)
+    return float(max(at_b.max(), before_b.max()))
 
 
 class KSTest:

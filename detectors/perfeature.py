@@ -100,6 +100,14 @@ def quantile_edges(sorted_ref: FloatArray, bins: int) -> FloatArray:
     return np.unique(sorted_ref[pos])
 
 
+def sorted_columns(x: FloatArray) -> list[FloatArray]:
+    """Each column of ``x`` (rows x columns) sorted, its NaNs dropped: one sort of the
+    transposed table (NaN sorts last), then a view per column."""
+    srt = np.sort(np.ascontiguousarray(x.T), axis=1)
+    finite = (~np.isnan(srt)).sum(axis=1)
+    return [srt[j, : finite[j]] for j in range(x.shape[1])]
+
+
 def effective_n(n_ref: int, n_cur: int) -> float:
     return n_ref * n_cur / (n_ref + n_cur)
 
@@ -138,8 +146,7 @@ class PerFeatureJudge:
 
     def fit(self, reference: FloatArray) -> None:
         self._refs = []
-        for j in range(len(self.features)):
-            x = np.sort(reference[:, j][~np.isnan(reference[:, j])])
+        for j, x in enumerate(sorted_columns(reference)):
             cats, counts = np.unique(x, return_counts=True) if self.is_cat[j] else (x[:0], x[:0])
             self._refs.append(_Ref(x, quantile_edges(x, self.bins), cats, counts.astype(float)))
         self._null = self._bootstrap() if self.calibration == "bootstrap" else None
@@ -194,10 +201,8 @@ class PerFeatureJudge:
     def evaluate(self, current: FloatArray) -> Verdict:
         m = len(self.features)
         status, stat, p = [""] * m, np.full(m, np.nan), np.full(m, np.nan)
-        curs = []
-        for j in range(m):
-            cur = np.sort(current[:, j][~np.isnan(current[:, j])])
-            curs.append(cur)
+        curs = sorted_columns(current)
+        for j, cur in enumerate(curs):
             status[j], stat[j], p[j] = self._one(j, cur)
         tested = np.array([s == "tested" for s in status], dtype=np.bool_)
         p_adj = np.full(m, np.nan)

@@ -1,15 +1,21 @@
 """The one module that imports river: a :class:`~detectors.base.Detector` around any of
 river's drift detectors.
 
-:class:`StreamDetector` feeds a 1-D stream value by value to a river detector, skipping
-(and counting) NaN and infinities, and latches the first alarm until
-:meth:`~StreamDetector.check`. Every river detector restarts from scratch after an
-alarm, so its whole state is a function of the values fed since the last alarm: the
-adapter keeps those values (the most recent ``history_size`` of them) with their row
-indices, and :meth:`~StreamDetector.load_state` rebuilds the river object by replaying
-them into a fresh one. Nothing is pickled. The restored detector is exact while fewer
-than ``history_size`` values have been seen since the last alarm, and an approximation
-(warmed on the most recent ``history_size`` values) beyond that.
+:class:`StreamDetector` feeds a 1-D stream to a river detector's algorithm, skipping (and
+counting) NaN and infinities, and latches the first alarm until
+:meth:`~StreamDetector.check`. Every algorithm except ADWIN runs as an exact compiled port
+(:mod:`detectors.fast_engine`: same alarms as river, a batch per call instead of a Python
+call per value); ADWIN runs river's own (Rust) object, fed through ``map`` and
+``operator.indexOf`` so that no Python bytecode runs per value. ``backend="river"`` runs
+river's objects for every algorithm (the reference the ports are tested against).
+
+Every river detector restarts from scratch after an alarm. The adapter keeps the values
+fed since the last alarm (the most recent ``history_size`` of them) with their row
+indices, for the onset; the compiled engines save their exact state too, so
+:meth:`~StreamDetector.load_state` restores them exactly. A river object (ADWIN) cannot
+be saved: it is rebuilt by replaying the kept values into a fresh one, exact while fewer
+than ``history_size`` values have been seen since the last alarm, an approximation
+(warmed on the most recent ``history_size`` values) beyond that. Nothing is pickled.
 
 Onset, the row where the change began, is the single mean-shift change point of the
 values since the last alarm: the argmax over ``k`` of
@@ -27,15 +33,17 @@ expose the quantity each detector compares with its threshold).
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal, Protocol
 
 import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel
 from river import drift
 
+from detectors import fast_engine
 from detectors.base import STATE_VERSION, DriftSignal, check_stream_signal
 from detectors.ring import FloatArray, IndexArray, Ring
 
@@ -59,6 +67,82 @@ HISTORY_SIZE = 100_000
 
 _COMMON_FIELDS = frozenset({"kind", "name", "signal", "min_samples"})
 
+Backend = Literal["fast", "river"]
+
+
+class Engine(Protocol):
+    """A detector algorithm as the adapter drives it."""
+
+    exact_state: bool
+    width_at_alarm: int
+    """ADWIN's window width at the last alarm (0 for the others)."""
+
+    def run(self, x: FloatArray) -> int:
+        """Feed ``x`` up to and including the first alarm and return its position (the
+        engine then starts afresh, as river's detectors do), or ``-1`` if none."""
+        ...
+
+    def reset(self) -> None: ...
+
+    def state(self) -> dict[str, Any]: ...
+
+    def load_state(self, state: dict[str, Any]) -> None: ...
+
+
+class RiverEngine:
+    """A river detector object (its state cannot be saved: ``exact_state`` is false)."""
+
+    exact_state = False
+
+    def __init__(self, engine: str, params: Mapping[str, Any]) -> None:
+        self._factory = ENGINES[engine]
+        self._params = dict(params)
+        self.width_at_alarm = 0
+        self.reset()
+
+    def reset(self) -> None:
+        self._det: Any = self._factory(**self._params)
+        # ADWIN's Rust helper returns the alarm from update(): map it in C, stop at True
+        helper = getattr(self._det, "_helper", None)
+        self._fast_update = None if helper is None else helper.update
+
+    def run(self, x: FloatArray) -> int:
+        values = x.tolist()
+        if self._fast_update is not None:
+            try:
+                pos = operator.indexOf(map(self._fast_update, values), True)
+            except ValueError:
+                return -1
+            self.width_at_alarm = int(self._det.width)
+            self.reset()
+            return pos
+        det, update = self._det, self._det.update
+        for pos, v in enumerate(values):
+            update(v)
+            if det.drift_detected:
+                self.width_at_alarm = int(getattr(det, "width", 0))
+                self.reset()
+                return pos
+        return -1
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        raise ValueError("a river detector object cannot be restored; replay its values")
+
+
+def make_engine(engine: str, params: Mapping[str, Any], backend: Backend = "fast") -> Engine:
+    """The compiled port of river's ``engine`` where one exists (and ``backend`` is
+    ``"fast"``), else river's object."""
+    if engine not in ENGINES:
+        raise ValueError(f"unknown river detector {engine!r}; one of {', '.join(ENGINES)}")
+    if backend == "fast":
+        fast = fast_engine.from_river(ENGINES[engine](**params))
+        if fast is not None:
+            return fast
+    return RiverEngine(engine, params)
+
 
 class StreamDetector:
     """A river drift detector watching one numeric stream.
@@ -78,6 +162,8 @@ class StreamDetector:
         Feed ``1 - x``: FHDDM alarms when the mean falls, so it watches correctness
         when the runtime hands in errors.
     history_size : int
+        See the module docstring.
+    backend : {"fast", "river"}
         See the module docstring.
 
     Examples
@@ -100,9 +186,9 @@ class StreamDetector:
         min_samples: int = 0,
         invert: bool = False,
         history_size: int = HISTORY_SIZE,
+        backend: Backend = "fast",
     ) -> None:
-        if engine not in ENGINES:
-            raise ValueError(f"unknown river detector {engine!r}; one of {', '.join(ENGINES)}")
+        self._engine = make_engine(engine, params, backend)
         self.name = name
         self.signal = signal
         self.engine = engine
@@ -116,7 +202,7 @@ class StreamDetector:
 
     def reset(self) -> None:
         """Start afresh; only the running row count (the default index) carries on."""
-        self._river: Any = ENGINES[self.engine](**self.params)
+        self._engine.reset()
         self._history.clear()
         self._since = 0  # finite values since the last alarm or reset
         self._seen = 0  # finite values since reset
@@ -156,14 +242,14 @@ class StreamDetector:
             self._feed(v, rows_kept)
 
     def _feed(self, v: FloatArray, rows: IndexArray) -> None:
-        det = self._river
-        update = det.update
-        by_width = self._is_adwin
-        hits: list[tuple[int, int]] = []
-        for pos, x in enumerate((1.0 - v if self.invert else v).tolist()):
-            update(x)
-            if det.drift_detected:
-                hits.append((pos, int(det.width) if by_width else 0))
+        x = np.ascontiguousarray(1.0 - v if self.invert else v)
+        run, hits, pos = self._engine.run, [], 0
+        while pos < len(x):
+            k = run(x[pos:])
+            if k < 0:
+                break
+            pos += k + 1
+            hits.append((pos - 1, self._engine.width_at_alarm))
         start = 0
         for pos, width in hits:
             self._history.extend(v[start : pos + 1], rows[start : pos + 1])
@@ -239,6 +325,7 @@ class StreamDetector:
             "next": self._next,
             "alarms": self._alarms,
             "latch": None if self._latch is None else self._latch.to_dict(),
+            "engine_state": self._engine.state() if self._engine.exact_state else None,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -252,9 +339,14 @@ class StreamDetector:
             )
         self.reset()
         self._history.load_state(state["history"])
-        update = self._river.update
-        for x in (1.0 - self._history.values() if self.invert else self._history.values()).tolist():
-            update(x)
+        saved = state.get("engine_state")
+        if saved is not None and self._engine.exact_state:
+            self._engine.load_state(saved)
+        else:  # rebuild from the values since the last alarm (none of them alarmed)
+            v = self._history.values()
+            x, pos = np.ascontiguousarray(1.0 - v if self.invert else v), 0
+            while pos < len(x) and (k := self._engine.run(x[pos:])) >= 0:
+                pos += k + 1
         self._since = int(state["since"])
         self._seen = int(state["seen"])
         self._nonfinite = int(state["nonfinite"])
