@@ -1,35 +1,46 @@
 """Continual-learning benchmark of driftloop's strategies (not a test): a table and JSON.
 
-Three offline benchmarks, every strategy on each, side by side in one run:
+Three offline benchmarks, every strategy on each, side by side in one run, over several
+seeds (model initialisation, shuffling, buffer sampling; the data are fixed):
 
 1. ``river_recurring``: river's Agrawal stream, three concepts (classification function
    and age band) recurring A B C A B C…; a concept is a distribution.
-2. ``digits_class_incremental``: scikit-learn's 8×8 digits in five tasks of two classes
-   each, one 10-way head (class-incremental).
+2. ``digits_rotated``: scikit-learn's 8×8 digits, one domain per rotation angle (all ten
+   classes in every domain: domain-incremental).
 3. ``mnist1d_class_incremental``: MNIST-1D from the ``mnist1d`` generator (generated,
-   never downloaded) in five tasks of two classes.
+   never downloaded) in five tasks of two classes, one 10-way head.
 
-Each experience is trained with the strategy, the rehearsal buffer then receives its
-rows (as the daemon does after a retrain), and every distribution seen so far is
-evaluated on its own test split. Reported per benchmark and strategy:
-``avg_accuracy`` (final accuracy averaged over all distributions seen), ``forgetting``
-(mean over distributions of best-ever accuracy minus final accuracy; the distribution
-trained last is left out) and ``samples_processed`` (rows through forward and backward,
-new and replayed). ``joint`` retrains from scratch on everything seen at every
-experience (its buffer holds everything).
+The protocol is the daemon's. The first experience is the bootstrap: a model trained from
+scratch to convergence (early stopping on its validation split), shared by every strategy
+and counted in every strategy's compute. Each later experience is a retrain: the strategy
+starts from the previous model (``joint`` re-initialises it and trains on everything seen:
+the oracle), with early stopping on the validation rows of every distribution seen so far
+(the daemon's golden sets), and the rehearsal buffer then receives the experience's rows.
+From scratch (bootstrap, ``joint``) the budget is "to convergence" (up to
+``scratch_epochs``, patience ``scratch_patience``); warm-started retrains get
+``warm_epochs`` and ``warm_patience``. The best validation epoch's weights are kept.
 
-Usage: python bench/continual.py [--quick] [--json OUT.json] [--only NAME]
+Reported per benchmark and strategy (mean and sd over seeds): ``avg_accuracy`` (final
+accuracy averaged over all distributions seen, on their test splits), ``forgetting``
+(mean over distributions of best earlier accuracy minus final accuracy; the distribution
+trained last is left out) and ``samples_processed``: every row through a training step
+(new and replayed) plus every row through an extra forward pass (validation, DER's stored
+logits, LwF's teacher, EWC's per-sample Fisher gradients).
+
+Usage: python bench/continual.py [--quick] [--json OUT.json] [--only NAME] [--seeds N]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
+import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +50,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from strategies.base import Budget  # noqa: E402
+from strategies.base import Budget, RehearsalBuffer, TrainResult  # noqa: E402
 from strategies.evaluation import accuracy  # noqa: E402
+from strategies.loop import split_validation  # noqa: E402
 from strategies.models import (  # noqa: E402
     CNNConfig,
     MLPConfig,
@@ -56,12 +68,22 @@ from strategies.registry import (  # noqa: E402
 )
 
 Split = tuple[torch.Tensor, torch.Tensor]
+VAL_FRACTION = 0.15
 
 
 @dataclass(frozen=True)
 class Experience:
     distribution: str
     train: Split
+    val: Split
+
+
+@dataclass(frozen=True)
+class Budgets:
+    scratch_epochs: int
+    scratch_patience: int
+    warm_epochs: int
+    warm_patience: int
 
 
 @dataclass(frozen=True)
@@ -69,17 +91,26 @@ class Benchmark:
     name: str
     experiences: list[Experience]
     tests: dict[str, Split]
-    n_features: int
     n_classes: int
     model: ModelConfig
     buffer: BufferConfig
-    epochs: int
-    joint_epochs: int
     lr: float
+    budgets: Budgets
+
+
+BUDGETS = Budgets(scratch_epochs=60, scratch_patience=5, warm_epochs=20, warm_patience=5)
+"""The same for every benchmark and model: one early-stopping rule (patience 5 on the
+validation accuracy, best epoch kept); a warm-started retrain is capped at a third of the
+from-scratch cap."""
 
 
 def _t(x: np.ndarray, y: np.ndarray) -> Split:
     return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
+
+
+def _experience(name: str, x: np.ndarray, y: np.ndarray, seed: int) -> Experience:
+    train, val = split_validation(*_t(x, y), VAL_FRACTION, seed)
+    return Experience(name, train, val)
 
 
 def river_recurring(quick: bool) -> Benchmark:
@@ -91,58 +122,75 @@ def river_recurring(quick: bool) -> Benchmark:
         "B: f4, age 40-60": Segment(rows=1, function=4, where={"age": (40, 60)}),
         "C: f7, age 60-81": Segment(rows=1, function=7, where={"age": (60, 81)}),
     }
-    rounds = 2 if quick else 4
-    n_train, n_test = (800, 1000) if quick else (2000, 2000)
+    rounds = 3 if quick else 4
+    n_train, n_test = (1000, 1000) if quick else (2000, 2000)
     order = [name for _ in range(rounds) for name in concepts]
     exps = []
     for i, name in enumerate(order):
         rows = list(segment_rows(concepts[name], seed=1000 + i, n=n_train))
-        exps.append(Experience(name, _t(np.array([r[0] for r in rows]),
-                                        np.array([r[1] for r in rows]))))
+        x, y = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+        exps.append(_experience(name, x, y, seed=i))
     tests = {}
     for j, (name, seg) in enumerate(concepts.items()):
         rows = list(segment_rows(seg, seed=99_000 + j, n=n_test, clean=True))
         tests[name] = _t(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]))
-    return Benchmark("river_recurring", exps, tests, 9, 2, MLPConfig(hidden=[64, 64]),
-                     BufferConfig(kind="experience_balanced", capacity=600),
-                     epochs=5 if quick else 8, joint_epochs=5 if quick else 8, lr=3e-3)
+    return Benchmark("river_recurring", exps, tests, 2, MLPConfig(hidden=[64, 64]),
+                     BufferConfig(kind="experience_balanced", capacity=600), lr=3e-3,
+                     budgets=BUDGETS)
 
 
-def _class_incremental(
-    name: str, x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray,
-    model: ModelConfig, capacity: int, epochs: int, joint_epochs: int, lr: float,
-) -> Benchmark:
+def _rotate(images: np.ndarray, degrees: float) -> np.ndarray:
+    from scipy.ndimage import rotate
+
+    return np.stack([rotate(im, degrees, reshape=False, order=1, mode="constant")
+                     for im in images])
+
+
+def digits_rotated(quick: bool) -> Benchmark:
+    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+
+    d = load_digits()
+    images, y = d.images.astype(np.float64), d.target.astype(np.int64)
+    angles = list(range(0, 120 if quick else 180, 15))
+    perm = np.random.default_rng(0).permutation(len(y))
+    te, tr = perm[: len(y) // 4], perm[len(y) // 4:]
     exps, tests = [], {}
-    for t in range(5):
-        classes = (2 * t, 2 * t + 1)
-        key = f"classes {classes[0]},{classes[1]}"
-        m, mt = np.isin(y, classes), np.isin(yt, classes)
-        exps.append(Experience(key, _t(x[m], y[m])))
-        tests[key] = _t(xt[mt], yt[mt])
-    return Benchmark(name, exps, tests, x.shape[1], 10, model,
-                     BufferConfig(kind="class_balanced", capacity=capacity),
-                     epochs=epochs, joint_epochs=joint_epochs, lr=lr)
+    for i, angle in enumerate(angles):
+        name = f"rotated {angle}°"
+        rot = _rotate(images, angle).reshape(len(y), -1)
+        exps.append(_experience(name, rot[tr], y[tr], seed=i))
+        tests[name] = _t(rot[te], y[te])
+    model = CNNConfig(shape=[1, 8, 8], channels=[16, 32], hidden=64)
+    return Benchmark("digits_rotated", exps, tests, 10, model,
+                     BufferConfig(kind="experience_balanced", capacity=400), lr=2e-3,
+                     budgets=BUDGETS)
 
 
 def digits_class_incremental(quick: bool) -> Benchmark:
-    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
+    from sklearn.datasets import load_digits
 
     d = load_digits()
     x, y = d.data.astype(np.float64), d.target.astype(np.int64)
     perm = np.random.default_rng(0).permutation(len(y))
-    n_test = len(y) // 4
-    te, tr = perm[:n_test], perm[n_test:]
+    te, tr = perm[: len(y) // 4], perm[len(y) // 4:]
+    exps, tests = [], {}
+    for t in range(5):
+        classes = (2 * t, 2 * t + 1)
+        name = f"classes {classes[0]},{classes[1]}"
+        m, mt = np.isin(y[tr], classes), np.isin(y[te], classes)
+        exps.append(_experience(name, x[tr][m], y[tr][m], seed=t))
+        tests[name] = _t(x[te][mt], y[te][mt])
     model = CNNConfig(shape=[1, 8, 8], channels=[16, 32], hidden=64)
-    return _class_incremental("digits_class_incremental", x[tr], y[tr], x[te], y[te], model,
-                              capacity=400, epochs=10 if quick else 15,
-                              joint_epochs=10 if quick else 15, lr=2e-3)
+    return Benchmark("digits_class_incremental", exps, tests, 10, model,
+                     BufferConfig(kind="class_balanced", capacity=400), lr=2e-3,
+                     budgets=BUDGETS)
 
 
 def mnist1d_class_incremental(quick: bool) -> Benchmark:
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
-    args.num_samples = 4000 if quick else 10000
+    args.num_samples = 4000 if quick else 8000
     args.seed = 42
     # the generator seeds numpy's global RNG; leave the caller's state as it was
     state = np.random.get_state()
@@ -150,80 +198,141 @@ def mnist1d_class_incremental(quick: bool) -> Benchmark:
         data = make_dataset(args)
     finally:
         np.random.set_state(state)
+    x, y = data["x"], data["y"].astype(np.int64)
+    xt, yt = data["x_test"], data["y_test"].astype(np.int64)
+    exps, tests = [], {}
+    for t in range(5):
+        classes = (2 * t, 2 * t + 1)
+        name = f"classes {classes[0]},{classes[1]}"
+        m, mt = np.isin(y, classes), np.isin(yt, classes)
+        exps.append(_experience(name, x[m], y[m], seed=t))
+        tests[name] = _t(xt[mt], yt[mt])
     model = CNNConfig(shape=[1, 40], channels=[32, 64], hidden=128)
-    return _class_incremental("mnist1d_class_incremental", data["x"], data["y"].astype(np.int64),
-                              data["x_test"], data["y_test"].astype(np.int64), model,
-                              capacity=1000 if quick else 2000, epochs=10 if quick else 15,
-                              joint_epochs=10 if quick else 15, lr=2e-3)
+    return Benchmark("mnist1d_class_incremental", exps, tests, 10, model,
+                     BufferConfig(kind="class_balanced", capacity=1000 if quick else 2000),
+                     lr=2e-3, budgets=BUDGETS)
 
 
 BENCHMARKS: dict[str, Callable[[bool], Benchmark]] = {
     "river_recurring": river_recurring,
     "digits_class_incremental": digits_class_incremental,
     "mnist1d_class_incremental": mnist1d_class_incremental,
+    "digits_rotated": digits_rotated,
 }
+DEFAULT = ["river_recurring", "digits_class_incremental", "mnist1d_class_incremental"]
 
 
-def strategies(lr: float) -> dict[str, dict[str, Any]]:
-    common = {"lr": lr, "batch_size": 64, "patience": None}
+def strategies(bench: Benchmark) -> dict[str, dict[str, Any]]:
+    """Every strategy's config; warm-started ones early-stop sooner than ``joint``."""
+    b = bench.budgets
+    warm = {"lr": bench.lr, "batch_size": 64, "patience": b.warm_patience}
     return {
-        "finetune": {"kind": "finetune", **common},
-        "replay": {"kind": "replay", **common, "mix": 0.5},
-        "der": {"kind": "der", **common, "mix": 0.5, "alpha": 0.3},
-        "lwf": {"kind": "lwf", **common, "alpha": 1.0, "temperature": 2.0},
-        "ewc": {"kind": "ewc", **common, "strength": 1e4},
-        "ewc+replay": {"kind": "ewc", **common, "strength": 1e3, "mix": 0.5},
-        "joint": {"kind": "joint", **common},
+        "finetune": {"kind": "finetune", **warm},
+        "replay": {"kind": "replay", **warm, "mix": 0.5},
+        "der": {"kind": "der", **warm, "mix": 0.5, "alpha": 0.3},
+        "lwf": {"kind": "lwf", **warm, "alpha": 1.0, "temperature": 2.0},
+        "ewc": {"kind": "ewc", **warm, "strength": 1e4},
+        "ewc+replay": {"kind": "ewc", **warm, "strength": 1e3, "mix": 0.5},
+        "joint": {"kind": "joint", "lr": bench.lr, "batch_size": 64,
+                  "patience": b.scratch_patience},
     }
 
 
-def run_one(bench: Benchmark, label: str, cfg_dict: dict[str, Any], seed: int) -> dict[str, Any]:
+def compute(r: TrainResult) -> int:
+    """Rows through training steps plus rows through extra forward passes."""
+    return (r.samples_processed + int(r.extra.get("validation_samples", 0))
+            + int(r.extra.get("overhead_samples", 0)))
+
+
+def _val_until(bench: Benchmark, i: int) -> Split:
+    vals = [e.val for e in bench.experiences[: i + 1]]
+    return torch.cat([v[0] for v in vals]), torch.cat([v[1] for v in vals])
+
+
+def _accuracies(bench: Benchmark, model: torch.nn.Module, seen: list[str]) -> dict[str, float]:
+    return {d: accuracy(model, *bench.tests[d]) for d in seen}
+
+
+def bootstrap(bench: Benchmark, seed: int) -> tuple[torch.nn.Module, int, int]:
+    """The first experience: from scratch to convergence; (model, compute, epochs)."""
+    first = bench.experiences[0]
+    model = build_model(bench.model, first.train[0].shape[1], bench.n_classes, seed=seed)
+    fit_normalization(model, first.train[0])
+    b = bench.budgets
+    cfg = {"kind": "finetune", "lr": bench.lr, "batch_size": 64, "patience": b.scratch_patience}
+    r = _build(cfg).train(model, *first.train, None, Budget(epochs=b.scratch_epochs), seed,
+                          val=first.val, device="cpu")
+    return model, compute(r), r.epochs
+
+
+def _build(cfg_dict: dict[str, Any]) -> Any:
     from pydantic import TypeAdapter
 
-    cfg = TypeAdapter(StrategyConfig).validate_python(cfg_dict)
-    strategy = build(cfg)
+    return build(TypeAdapter(StrategyConfig).validate_python(cfg_dict))
+
+
+def _buffer(bench: Benchmark, is_joint: bool, seed: int) -> RehearsalBuffer:
+    total = sum(len(e.train[1]) for e in bench.experiences)
+    return build_buffer(BufferConfig(capacity=total) if is_joint else bench.buffer, seed=seed)
+
+
+def run_one(bench: Benchmark, cfg_dict: dict[str, Any], seed: int,
+            start: tuple[torch.nn.Module, int, int]) -> dict[str, Any]:
+    """One strategy over the experiences after the bootstrap, for one seed."""
+    strategy = _build(cfg_dict)
     is_joint = cfg_dict["kind"] == "joint"
-    model = build_model(bench.model, bench.n_features, bench.n_classes, seed=seed)
-    fit_normalization(model, bench.experiences[0].train[0])
-    total_rows = sum(len(e.train[1]) for e in bench.experiences)
-    buffer = build_buffer(
-        BufferConfig(capacity=total_rows) if is_joint else bench.buffer, seed=seed
-    )
-    epochs = bench.joint_epochs if is_joint else bench.epochs
-    seen: list[str] = []
-    matrix: list[dict[str, float]] = []
-    samples = 0
-    start = time.perf_counter()
-    for i, exp in enumerate(bench.experiences):
-        r = strategy.train(model, *exp.train, buffer, Budget(epochs=epochs), seed=seed + i,
-                           device="cpu")
-        samples += r.samples_processed
+    model, samples, boot_epochs = copy.deepcopy(start[0]), start[1], start[2]
+    b = bench.budgets
+    budget = Budget(epochs=b.scratch_epochs if is_joint else b.warm_epochs)
+    buffer = _buffer(bench, is_joint, seed)
+    first = bench.experiences[0]
+    buffer.add(*first.train)
+    seen = [first.distribution]
+    matrix = [_accuracies(bench, model, seen)]
+    epochs = [boot_epochs]
+    began = time.perf_counter()
+    for i, exp in enumerate(bench.experiences[1:], start=1):
+        r = strategy.train(model, *exp.train, buffer, budget, seed=seed + i,
+                           val=_val_until(bench, i), device="cpu")
+        samples += compute(r)
+        epochs.append(r.epochs)
         buffer.add(*exp.train)
         if exp.distribution not in seen:
             seen.append(exp.distribution)
-        matrix.append({d: accuracy(model, *bench.tests[d]) for d in seen})
-    seconds = time.perf_counter() - start
-    final = matrix[-1]
-    last = bench.experiences[-1].distribution
+        matrix.append(_accuracies(bench, model, seen))
+    final, last = matrix[-1], bench.experiences[-1].distribution
     drops = [max(row[d] for row in matrix[:-1] if d in row) - final[d]
              for d in seen if d != last and any(d in row for row in matrix[:-1])]
     return {
-        "strategy": label,
-        "config": cfg_dict,
         "avg_accuracy": float(np.mean([final[d] for d in seen])),
         "forgetting": float(np.mean(drops)) if drops else 0.0,
         "samples_processed": samples,
-        "seconds": round(seconds, 2),
+        "seconds": round(time.perf_counter() - began, 2),
+        "epochs": epochs,
         "final_accuracy": final,
         "accuracy_matrix": matrix,
-        "epochs_per_experience": epochs,
     }
 
 
+def _stats(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def aggregate(label: str, cfg: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"strategy": label, "config": cfg, "seeds": len(runs)}
+    for key in ("avg_accuracy", "forgetting", "samples_processed", "seconds"):
+        mean, sd = _stats([float(r[key]) for r in runs])
+        out[key], out[f"{key}_sd"] = mean, sd
+    out["per_seed"] = runs
+    return out
+
+
 def checks(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The issue's targets for replay, on the means over seeds (and seed by seed)."""
     ft, rp, jt = rows.get("finetune"), rows.get("replay"), rows.get("joint")
     if not (ft and rp and jt):
         return {}
+    per_seed = list(zip(ft["per_seed"], rp["per_seed"], jt["per_seed"], strict=True))
     return {
         "replay_forgetting_over_finetune": rp["forgetting"] / ft["forgetting"]
         if ft["forgetting"] > 0 else None,
@@ -233,48 +342,78 @@ def checks(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "replay_compute_over_joint": rp["samples_processed"] / jt["samples_processed"],
         "replay_compute_at_most_quarter_of_joint":
             rp["samples_processed"] <= 0.25 * jt["samples_processed"],
+        "seeds_within_3_points": sum(j["avg_accuracy"] - r["avg_accuracy"] <= 0.03
+                                     for _, r, j in per_seed),
+        "seeds_compute_at_most_quarter": sum(r["samples_processed"] <= 0.25 * j["samples_processed"]
+                                             for _, r, j in per_seed),
+        "seeds_forgetting_at_most_third": sum(r["forgetting"] <= f["forgetting"] / 3
+                                              for f, r, _ in per_seed),
     }
+
+
+def run_benchmark(bench: Benchmark, plan: dict[str, dict[str, Any]],
+                  seeds: list[int]) -> dict[str, Any]:
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in plan}
+    for seed in seeds:
+        start = bootstrap(bench, seed)
+        for label, cfg in plan.items():
+            runs[label].append(run_one(bench, cfg, seed, start))
+            r = runs[label][-1]
+            print(f"    seed {seed} {label:<11} acc {r['avg_accuracy']:.3f} "
+                  f"forgetting {r['forgetting']:+.3f} samples {r['samples_processed']:>9,} "
+                  f"epochs {r['epochs']} {r['seconds']:.1f}s", flush=True)
+    rows = {label: aggregate(label, plan[label], runs[label]) for label in plan}
+    return {"strategies": rows, "checks": checks(rows),
+            "experiences": [e.distribution for e in bench.experiences],
+            "budgets": asdict(bench.budgets), "buffer": bench.buffer.model_dump()}
+
+
+def print_table(name: str, result: dict[str, Any]) -> None:
+    print(f"\n  {name}: {'strategy':<11} {'avg_accuracy':>15} {'forgetting':>16} "
+          f"{'samples':>20}")
+    for label, row in result["strategies"].items():
+        print(f"  {'':<{len(name)}}  {label:<11} {row['avg_accuracy']:.3f} ± "
+              f"{row['avg_accuracy_sd']:.3f}   {row['forgetting']:+.3f} ± "
+              f"{row['forgetting_sd']:.3f}   {row['samples_processed']:>10,.0f} ± "
+              f"{row['samples_processed_sd']:>7,.0f}")
+    for k, v in result["checks"].items():
+        print(f"    {k}: {v:.3f}" if isinstance(v, float) else f"    {k}: {v}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="smaller data and budgets")
+    ap.add_argument("--quick", action="store_true", help="smaller data, 3 seeds")
     ap.add_argument("--json", type=Path, help="write the results here")
     ap.add_argument("--only", choices=sorted(BENCHMARKS), action="append",
                     help="run only this benchmark (repeatable)")
     ap.add_argument("--strategies", help="comma-separated subset of strategies")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, help="how many seeds (default: 3 quick, 5 full)")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    seeds = list(range(args.seeds or (3 if args.quick else 5)))
     out: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "python": platform.python_version(), "torch": torch.__version__,
                     "threads": 1},
         "mode": "quick" if args.quick else "full",
-        "seed": args.seed,
+        "seeds": seeds,
         "benchmarks": {},
     }
-    for name in args.only or list(BENCHMARKS):
+    began = time.perf_counter()
+    for name in args.only or DEFAULT:
         bench = BENCHMARKS[name](args.quick)
-        plan = strategies(bench.lr)
+        plan = strategies(bench)
         if args.strategies:
             plan = {k: v for k, v in plan.items() if k in args.strategies.split(",")}
-        rows: dict[str, dict[str, Any]] = {}
-        print(f"\n{name}: {len(bench.experiences)} experiences, "
-              f"{len(bench.tests)} distributions, buffer {bench.buffer.kind} "
-              f"{bench.buffer.capacity}, {bench.epochs} epochs each (joint {bench.joint_epochs})")
-        print(f"  {'strategy':<12} {'avg_acc':>8} {'forgetting':>10} {'samples':>10} {'s':>7}")
-        for label, cfg in plan.items():
-            row = run_one(bench, label, cfg, args.seed)
-            rows[label] = row
-            print(f"  {label:<12} {row['avg_accuracy']:>8.3f} {row['forgetting']:>10.3f} "
-                  f"{row['samples_processed']:>10} {row['seconds']:>7.1f}", flush=True)
-        out["benchmarks"][name] = {"strategies": rows, "checks": checks(rows),
-                                   "experiences": [e.distribution for e in bench.experiences]}
-        for k, v in checks(rows).items():
-            print(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}")
+        print(f"\n{name}: {len(bench.experiences)} experiences, {len(bench.tests)} "
+              f"distributions, buffer {bench.buffer.kind} {bench.buffer.capacity}, "
+              f"budgets {asdict(bench.budgets)}", flush=True)
+        out["benchmarks"][name] = run_benchmark(bench, plan, seeds)
+        print_table(name, out["benchmarks"][name])
+        out["seconds"] = round(time.perf_counter() - began, 1)
+        if args.json:  # after every benchmark: a long run keeps what it finished
+            args.json.write_text(json.dumps(out, indent=2))
     if args.json:
-        args.json.write_text(json.dumps(out, indent=2))
         print(f"\nwrote {args.json}")
 
 
