@@ -56,6 +56,8 @@ class ClassifierJudge:
         if self._ref is None or len(current) < cfg.min_samples:
             return Verdict("not_enough_data", None, self.threshold, details)
         x = np.concatenate([self._ref, current])
+        if not (np.fmax.reduce(x, axis=0) > np.fmin.reduce(x, axis=0)).any():  # all one point
+            return Verdict("not_enough_data", None, self.threshold, {**details, "constant": True})
         y = np.r_[np.zeros(len(self._ref)), np.ones(len(current))]
         seed = cfg.seed
         model = HistGradientBoostingClassifier(max_iter=cfg.max_iter, random_state=seed)

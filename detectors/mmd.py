@@ -78,6 +78,8 @@ class MMDJudge:
             return Verdict("not_enough_data", None, self.threshold, details)
         y = torch.as_tensor((cur - self._mean) / self._sd, dtype=torch.float32, device=self.device)
         z = torch.cat([self._ref, y])
+        if not bool((z.amax(dim=0) > z.amin(dim=0)).any()):  # one point: nothing to compare
+            return Verdict("not_enough_data", None, self.threshold, {**details, "constant": True})
         n, m = len(self._ref), len(y)
         k = torch.exp(-self._gamma * torch.cdist(z, z).pow(2))
         gen = torch.Generator(device="cpu").manual_seed(cfg.seed)  # same permutations each test

@@ -174,3 +174,51 @@ def test_state_version_is_checked(kind: str) -> None:
     state = det.state()
     with pytest.raises(ValueError, match="version"):
         det.load_state({**state, "version": 99})
+
+
+def _rows(det: Detector, values: F64) -> F64:
+    """``values`` as this detector's input: 1-D, or repeated across the features."""
+    if isinstance(det, ReferenceDetector):
+        return np.repeat(values[:, None], len(FEATURES), axis=1)
+    return values
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_empty_tiny_and_all_nan_input_is_not_enough_data(kind: str) -> None:
+    det = make(kind)
+    det.update(_rows(det, np.zeros(0)), np.zeros(0, dtype=np.int64))
+    assert det.check().status == "not_enough_data"
+    det.update(_rows(det, np.array([0.0, 1.0, 0.0, 0.0, 1.0])))
+    assert det.check().status == "not_enough_data"
+    det.update(_rows(det, np.full(300, np.nan)))
+    sig = det.check()
+    assert sig.status == "not_enough_data"
+    nonfinite = sig.details["nonfinite"]
+    assert nonfinite == (dict.fromkeys(FEATURES, 300) if isinstance(nonfinite, dict) else 300)
+
+
+@pytest.mark.parametrize("kind", sorted(CASES))
+@pytest.mark.parametrize("value", [0.0, 1.0])
+def test_constant_input_never_alarms(kind: str, value: float) -> None:
+    det = make(kind)
+    signals = feed(det, _rows(det, np.full(CASES[kind].warmup + 1000, value)))
+    assert first_drift(signals) is None
+    if isinstance(det, ReferenceDetector) or kind == "cusum":  # no spread: nothing to test
+        assert {s.status for s in signals} == {"not_enough_data"}
+    else:  # an error detector on a constant error stream: a steady model
+        assert signals[-1].status == "ok"
+
+
+def test_a_nan_statistic_is_never_read_as_no_drift() -> None:
+    from detectors import ks
+    from detectors.perfeature import build_windowed
+
+    class NanTest(ks.KSTest):
+        def numeric(self, ref: F64, cur: F64, edges: F64) -> tuple[float, float]:
+            return float("nan"), float("nan")
+
+    det = build_windowed(ks.Config(), "ks", FEATURES, NanTest(), "asymptotic")
+    det.update(np.random.default_rng(0).standard_normal((2500, len(FEATURES))))
+    sig = det.check()
+    assert sig.status == "not_enough_data" and sig.statistic is None
+    assert {r["status"] for r in sig.details["features"]} == {"nan_statistic"}
