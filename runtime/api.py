@@ -695,9 +695,9 @@ def _ingest(
     if body.row_ids is not None:
         ids = list(body.row_ids)
     elif key is not None:
-        ids = [f"{key}:{i}" for i in range(n)]
+        ids = list(map(f"{key}:".__add__, map(str, range(n))))
     else:
-        ids = [f"http-{request_id}-{i}" for i in range(n)]
+        ids = list(map(f"http-{request_id}-".__add__, map(str, range(n))))
     origin = f"http:{request_id}"
     acc = host.ingestor.ingest_arrays(origin, x, labels, ids, errors)
     host.submit(acc)

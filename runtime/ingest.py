@@ -244,8 +244,10 @@ class Ingestor:
             frame[self.schema.id_column] = ids
             return self.ingest(Batch(origin=origin, frame=frame, row_errors=row_errors or {}))
         assert y is not None
+        params = _prepare(self.db.is_sqlite, origin, utcnow(), ids, x, y)
         with self.db.begin() as conn:
-            return self._write(conn, origin, utcnow(), x, y, ids, 0)
+            stored = _store(conn, ids, params)
+        return _accepted(x, y, ids, *stored, rejected=0)
 
     def _clean_labels(
         self, labels: npt.NDArray[np.float64] | None, n: int
@@ -280,20 +282,11 @@ class Ingestor:
         ids: list[str],
         rejected: int,
     ) -> Accepted:
-        """Store validated rows (row ids distinct); rows whose id is stored already are
-        skipped and counted as duplicates."""
+        """Store validated rows (row ids distinct) inside the caller's transaction."""
         if not ids:
             return replace(_empty(len(self.schema.features)), rejected=rejected)
-        keep, seqs = _insert(conn, origin, now, ids, encode_features(x), y)
-        every = bool(keep.all())
-        return Accepted(
-            seqs=seqs,
-            x=x if every else x[keep],
-            y=y if every else y[keep],
-            row_ids=ids if every else [r for r, k in zip(ids, keep.tolist(), strict=True) if k],
-            rejected=rejected,
-            duplicates=int(len(ids) - len(seqs)),
-        )
+        params = _prepare(self.db.is_sqlite, origin, now, ids, x, y)
+        return _accepted(x, y, ids, *_store(conn, ids, params), rejected)
 
     def _join_labels(
         self, conn: Connection, clean: pd.DataFrame, reasons: dict[int, str], now: str
@@ -367,6 +360,27 @@ class Ingestor:
         self.events.append(ev.INGEST_REJECTED, payload, conn=conn)
 
 
+def _accepted(
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.int64],
+    ids: list[str],
+    keep: npt.NDArray[np.bool_],
+    seqs: npt.NDArray[np.int64],
+    rejected: int,
+) -> Accepted:
+    """The stored rows (``keep``); the others' ids were stored before: duplicates."""
+    if keep.all():
+        return Accepted(seqs=seqs, x=x, y=y, row_ids=ids, rejected=rejected)
+    return Accepted(
+        seqs=seqs,
+        x=x[keep],
+        y=y[keep],
+        row_ids=[r for r, k in zip(ids, keep.tolist(), strict=True) if k],
+        rejected=rejected,
+        duplicates=int((~keep).sum()),
+    )
+
+
 def _plain_ids(ids: list[str]) -> bool:
     """Row ids that :meth:`Ingestor._ids` would keep as they are, none repeated."""
     distinct = set(ids)
@@ -382,32 +396,21 @@ def _raw(frame: pd.DataFrame, i: int) -> str:
     ]
 
 
-def _insert(
-    conn: Connection,
+def _prepare(
+    sqlite: bool,
     origin: str,
     now: str,
     ids: list[str],
-    blobs: list[bytes],
+    x: npt.NDArray[np.float64],
     y: npt.NDArray[np.int64],
-) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
-    """Insert rows whose id is not stored yet; returns (inserted mask, their seqs).
-
-    PostgreSQL: ``ON CONFLICT DO NOTHING RETURNING`` (batched by the driver). SQLite:
-    writers are serialised (``BEGIN IMMEDIATE``), so seqs are assigned here, in batch
-    order, and the rows go in as a few multi-row ``INSERT … ON CONFLICT DO NOTHING``
-    statements: a row id stored already leaves its seq unused (a gap, as a PostgreSQL
-    sequence would). One statement per few hundred rows, not one per row, because
-    sqlite3 releases the GIL around every statement step: per-row steps would queue
-    behind the detector thread for the interpreter's switch interval each time.
-    """
+) -> list[Any]:
+    """The INSERT parameters of validated rows, made before the write transaction so that
+    it holds SQLite's single write lock only for the statements themselves. SQLite: one
+    flat list, :data:`_ROW_COLUMNS` values a row; PostgreSQL: one dict a row."""
     labels = [lab if lab >= 0 else None for lab in y.tolist()]
-    if conn.dialect.name == "postgresql":
-        stmt = (
-            postgresql.insert(rows)
-            .on_conflict_do_nothing(index_elements=["row_id"])
-            .returning(rows.c.seq, rows.c.row_id)
-        )
-        params = [
+    blobs = encode_features(x)
+    if not sqlite:
+        return [
             {
                 "row_id": rid,
                 "ingested_at": now,
@@ -418,51 +421,68 @@ def _insert(
             }
             for rid, blob, lab in zip(ids, blobs, labels, strict=True)
         ]
-        got = {rid: int(seq) for seq, rid in conn.execute(stmt, params).all()}
-        keep = np.fromiter((rid in got for rid in ids), dtype=np.bool_, count=len(ids))
-        return keep, np.fromiter((got[r] for r in ids if r in got), dtype=np.int64)
-    top = int(conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM rows").scalar_one())
-    seqs = np.arange(top + 1, top + 1 + len(ids), dtype=np.int64)
     if (y >= 0).all():  # the common cases without a Python loop per row
         labelled: Iterable[str | None] = repeat(now)
     elif (y < 0).all():
         labelled = repeat(None)
     else:
         labelled = [None if lab is None else now for lab in labels]
-    flat = list(
-        chain.from_iterable(
-            zip(seqs.tolist(), ids, repeat(now), repeat(origin), blobs, labels, labelled)
+    return list(chain.from_iterable(zip(ids, repeat(now), repeat(origin), blobs, labels, labelled)))
+
+
+def _store(
+    conn: Connection, ids: list[str], params: list[Any]
+) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int64]]:
+    """Insert the rows whose id is not stored yet; returns (inserted mask, their seqs).
+
+    PostgreSQL: ``ON CONFLICT DO NOTHING RETURNING`` (batched by the driver). SQLite:
+    multi-row ``INSERT … ON CONFLICT DO NOTHING`` statements, one per batch rather than
+    one per row, because sqlite3 releases the GIL around every statement step and this
+    thread then waits, each time, for the thread running the detectors to hand it back.
+    Writers are serialised (``BEGIN IMMEDIATE``), so the new rows get the seqs after the
+    largest one, in batch order; a row id stored already gets none.
+    """
+    n = len(ids)
+    if conn.dialect.name == "postgresql":
+        stmt = (
+            postgresql.insert(rows)
+            .on_conflict_do_nothing(index_elements=["row_id"])
+            .returning(rows.c.seq, rows.c.row_id)
         )
-    )
-    per = _rows_per_statement(conn)
-    stored = 0
-    for start in range(0, len(ids), per):
-        part = flat[start * _ROW_COLUMNS : (start + per) * _ROW_COLUMNS]
-        stored += conn.exec_driver_sql(_insert_sql(len(part) // _ROW_COLUMNS), tuple(part)).rowcount
-    if stored == len(ids):
-        return np.ones(len(ids), dtype=np.bool_), seqs
-    found = conn.exec_driver_sql(
-        "SELECT seq FROM rows WHERE seq BETWEEN ? AND ?", (int(seqs[0]), int(seqs[-1]))
-    )
-    keep = np.isin(seqs, np.fromiter((r[0] for r in found), dtype=np.int64))
-    return keep, seqs[keep]
+        got = {rid: int(seq) for seq, rid in conn.execute(stmt, params).all()}
+    else:
+        top = int(conn.exec_driver_sql("SELECT coalesce(max(seq), 0) FROM rows").scalar_one())
+        per = _rows_per_statement(conn)
+        stored, last = 0, top
+        for start in range(0, n, per):
+            part = params[start * _ROW_COLUMNS : (start + per) * _ROW_COLUMNS]
+            res = conn.exec_driver_sql(_insert_sql(len(part) // _ROW_COLUMNS), tuple(part))
+            stored += res.rowcount
+            last = res.lastrowid or last
+        if stored == n and last == top + n:  # every row, seqs top+1 … top+n in order
+            return np.ones(n, dtype=np.bool_), np.arange(top + 1, last + 1, dtype=np.int64)
+        found = conn.exec_driver_sql("SELECT seq, row_id FROM rows WHERE seq > ?", (top,))
+        got = {rid: int(seq) for seq, rid in found}
+    keep = np.fromiter((rid in got for rid in ids), dtype=np.bool_, count=n)
+    return keep, np.fromiter((got[r] for r in ids if r in got), dtype=np.int64)
 
 
-_ROW_COLUMNS = 7
+_ROW_COLUMNS = 6
 
 
 @lru_cache(maxsize=64)
 def _insert_sql(n: int) -> str:
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * n)
+    values = ", ".join(["(?, ?, ?, ?, ?, ?)"] * n)
     return (
-        "INSERT INTO rows (seq, row_id, ingested_at, source, features, label, labeled_at) "
+        "INSERT INTO rows (row_id, ingested_at, source, features, label, labeled_at) "
         f"VALUES {values} ON CONFLICT (row_id) DO NOTHING"
     )
 
 
 def _rows_per_statement(conn: Connection) -> int:
-    """Rows per INSERT: 256, fewer where SQLite allows fewer bound variables."""
+    """Rows per INSERT: 2,000 (a typical HTTP batch in one statement), fewer where SQLite
+    allows fewer bound variables (32,766 since 3.32, 999 before)."""
     raw = conn.connection.dbapi_connection
     getlimit = getattr(raw, "getlimit", None)  # Python 3.11+
     limit = getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) if getlimit is not None else 999
-    return max(1, min(256, limit // _ROW_COLUMNS))
+    return max(1, min(2000, limit // _ROW_COLUMNS))

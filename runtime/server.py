@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 
@@ -20,6 +21,8 @@ from runtime.config import ApiConfig, DriftloopConfig
 from runtime.sources import Batch
 
 log = logging.getLogger(__name__)
+SWITCH_INTERVAL = 0.001
+"""Seconds a thread may hold the GIL while another waits for it, while the API serves."""
 
 
 class ServerError(RuntimeError):
@@ -59,6 +62,7 @@ class ApiServer:
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+        self._switch_interval: float | None = None
 
     @property
     def port(self) -> int:
@@ -74,6 +78,11 @@ class ApiServer:
 
     def start(self, timeout: float = 10.0) -> None:
         """Start serving; returns once the socket listens (raises :class:`ServerError`)."""
+        # A request thread gives the GIL up around each SQLite call and its fsync, then
+        # waits for the thread running the detectors to hand it back, up to the switch
+        # interval each time (5 ms by default): 1 ms keeps that wait out of the latency.
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, SWITCH_INTERVAL))
         self._thread = threading.Thread(target=self._server.run, name="driftloop-api", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -98,6 +107,8 @@ class ApiServer:
             self._server.force_exit = True
             self._thread.join(2)
         self._thread = None
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
 
 
 class HttpSource:
