@@ -10,8 +10,11 @@ live row to :meth:`Gatekeeper.observe`. Modes (``gate.mode``):
 
 After every promotion the rollback watch (:mod:`runtime.watch`) compares the new champion
 with its predecessor on the next labelled rows and rolls back on a significant rise in
-errors. Shadow and watch live in memory: a restart refuses a candidate caught in shadow
-(:meth:`Gatekeeper.recover`) and does not resume a watch.
+errors. Both survive a restart: the versions, the row numbers scored so far and the
+evidence's path are kept in the ``kv`` table; :meth:`Gatekeeper.resume` re-reads those rows
+and re-scores them with both models, and the comparison goes on where it was. A shadow
+that cannot be resumed (the champion changed, the evidence is gone) refuses its candidate
+with the reason (:meth:`Gatekeeper.recover`).
 """
 
 from __future__ import annotations
@@ -25,17 +28,23 @@ import numpy.typing as npt
 
 from runtime import events as ev
 from runtime.config import DriftloopConfig
+from runtime.db import Database
 from runtime.events import EventLog
-from runtime.evidence import NEW_DATA, Evidence
+from runtime.evidence import NEW_DATA, Evidence, EvidenceError
 from runtime.gate import GateDecision, evaluate
 from runtime.registry import Registry
-from runtime.review import AWAIT_APPROVAL, awaiting_approval, review
+from runtime.review import AWAIT_APPROVAL, awaiting_approval, load_evidence, review
 from runtime.unit import Unit, load_unit
-from runtime.watch import PairedLive, worse_than_before
+from runtime.watch import PairedLive, load_live_state, save_live_state, worse_than_before
 
 __all__ = ["Gatekeeper"]
 
 SHADOW = "shadow"
+LIVE_KEY = "gatekeeper_state"
+"""The ``kv`` key of the shadow and watch state (``:<instance>`` added under a leader)."""
+STATE_VERSION = 1
+Rows = Callable[[npt.NDArray[np.int64]], tuple[Any, Any, npt.NDArray[np.int64]]]
+"""Row numbers → ``(seqs, x, class positions)`` of those labelled rows, from the row store."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,8 @@ class _ShadowContext:
     trigger: str
     evidence: Evidence
     expected: tuple[str, ...]
+    evidence_ref: Mapping[str, Any]
+    """The retrain result's ``evidence`` entry (path and sha256), to reload it on resume."""
 
 
 class Gatekeeper:
@@ -54,11 +65,15 @@ class Gatekeeper:
         registry: Registry,
         events: EventLog,
         report: Callable[[str], None],
+        db: Database | None = None,
+        state_key: str = LIVE_KEY,
     ) -> None:
         self.cfg = cfg
         self.registry = registry
         self.events = events
         self.report = report
+        self.db = db
+        self.state_key = state_key
         self.shadow: PairedLive | None = None
         self._shadow_ctx: _ShadowContext | None = None
         self.watch: PairedLive | None = None
@@ -95,7 +110,11 @@ class Gatekeeper:
             self.shadow = PairedLive(
                 version, candidate, champion.model, model, self.cfg.gate.shadow_rows
             )
-            self._shadow_ctx = _ShadowContext(trigger, evidence, expected)
+            ref = result.get("evidence")
+            self._shadow_ctx = _ShadowContext(
+                trigger, evidence, expected, dict(ref) if isinstance(ref, Mapping) else {}
+            )
+            self._save()
             self.report(
                 f"{candidate} passed the gate; shadowing the champion for "
                 f"{self.cfg.gate.shadow_rows} labelled rows"
@@ -150,19 +169,23 @@ class Gatekeeper:
                 self.shadow.add(seqs, x, y_pos)
                 if self.shadow.full:
                     return self._finish_shadow(champion)
+                self._save()
         if self.watch is not None:
             if self.watch.challenger_version != champion.version:
                 self.watch = None
+                self._save()
             else:
                 self.watch.add(seqs, x, y_pos)
                 if self.watch.full:
                     return self._finish_watch()
+                self._save()
         return None
 
     def _finish_shadow(self, champion: Unit) -> str | None:
         assert self.shadow is not None and self._shadow_ctx is not None
         live, ctx = self.shadow, self._shadow_ctx
         self.shadow, self._shadow_ctx = None, None
+        self._save()
         rows = live.as_set(NEW_DATA, "live labelled traffic scored in shadow")
         evidence = replace(ctx.evidence, sets={**ctx.evidence.sets, NEW_DATA: rows})
         decision = evaluate(evidence, self.cfg.gate, ctx.expected)
@@ -180,6 +203,7 @@ class Gatekeeper:
         candidate, champion = self.shadow.challenger_version, self.shadow.reference_version
         trigger = self._shadow_ctx.trigger if self._shadow_ctx else None
         self.shadow, self._shadow_ctx = None, None
+        self._save()
         self.refuse(candidate, champion, trigger, f"The shadow comparison was void: {why}.")
 
     def refuse(self, candidate: str, champion: str | None, trigger: str | None, text: str) -> None:
@@ -204,13 +228,16 @@ class Gatekeeper:
     def _start_watch(self, predecessor: str, old_model: Any, new_version: str) -> None:
         if self.cfg.watch.rows <= 0:
             self.watch = None
+            self._save()
             return
         new_model = load_unit(self.registry, self.cfg, new_version).model
         self.watch = PairedLive(predecessor, new_version, old_model, new_model, self.cfg.watch.rows)
+        self._save()
 
     def _finish_watch(self) -> str | None:
         assert self.watch is not None
         live, self.watch = self.watch, None
+        self._save()
         evidence = worse_than_before(live, self.cfg.watch.alpha)
         if evidence is None:
             self.report(
@@ -235,6 +262,7 @@ class Gatekeeper:
             kinds=[ev.MODEL_PROMOTED, ev.MODEL_ROLLED_BACK], descending=True, limit=1
         )
         self.watch = None
+        self._save()
         if not last or last[0].kind != ev.MODEL_PROMOTED or last[0].model_version != version:
             return
         previous = last[0].payload.get("previous_champion")
@@ -249,8 +277,12 @@ class Gatekeeper:
         return frozenset(shadow | set(awaiting_approval(self.registry, self.events)))
 
     def recover(self, pending: Sequence[str]) -> None:
-        """Refuse candidates a previous daemon left in shadow (the comparison is lost)."""
+        """Refuse candidates a previous daemon left in shadow that :meth:`resume` could not
+        pick up again (their comparison is lost)."""
+        resumed = self.shadow.challenger_version if self.shadow else None
         for version in pending:
+            if version == resumed:
+                continue
             found = self.events.list(kinds=[ev.GATE_PASSED, ev.GATE_FAILED], model_version=version)
             last = found[-1] if found else None
             if (
@@ -263,6 +295,100 @@ class Gatekeeper:
                     version,
                     last.payload.get("champion"),
                     last.payload.get("trigger_id"),
-                    "The daemon stopped during the shadow comparison; "
-                    "a new retrain will produce a new candidate.",
+                    "The daemon stopped during the shadow comparison and it could not be "
+                    "resumed; a new retrain will produce a new candidate.",
                 )
+
+    # -- persistence ---------------------------------------------------------------------
+    def _save(self) -> None:
+        """Write the shadow and watch state to the ``kv`` table (no-op without a database)."""
+        if self.db is None:
+            return
+        shadow = None
+        if self.shadow is not None and self._shadow_ctx is not None:
+            live, ctx = self.shadow, self._shadow_ctx
+            shadow = {
+                "candidate": live.challenger_version,
+                "champion": live.reference_version,
+                "wanted": live.wanted,
+                "seqs": live.seq_list(),
+                "trigger": ctx.trigger,
+                "expected": list(ctx.expected),
+                "evidence": dict(ctx.evidence_ref),
+            }
+        watch = None
+        if self.watch is not None:
+            watch = {
+                "champion": self.watch.challenger_version,
+                "predecessor": self.watch.reference_version,
+                "wanted": self.watch.wanted,
+                "seqs": self.watch.seq_list(),
+            }
+        state = {"version": STATE_VERSION, "shadow": shadow, "watch": watch}
+        save_live_state(self.db, self.state_key, state)
+
+    def resume(self, champion: Unit, rows: Rows) -> None:
+        """Pick up the shadow comparison and the watch a previous daemon left running.
+
+        ``rows`` reads labelled rows back by row number; both models score them again (the
+        models and rows are the same, so the scores are too) and the comparison goes on.
+        """
+        if self.db is None:
+            return
+        state = load_live_state(self.db, self.state_key)
+        if state.get("version") != STATE_VERSION:
+            return
+        shadow, watch = state.get("shadow"), state.get("watch")
+        if isinstance(shadow, dict):
+            self._resume_shadow(shadow, champion, rows)
+        if isinstance(watch, dict) and watch.get("champion") == champion.version:
+            old = load_unit(self.registry, self.cfg, str(watch["predecessor"])).model
+            self.watch = PairedLive(
+                str(watch["predecessor"]),
+                champion.version,
+                old,
+                champion.model,
+                int(watch["wanted"]),
+            )
+            _rescore(self.watch, watch.get("seqs", []), rows)
+            self.report(
+                f"resumed the watch of {champion.version}: {self.watch.rows}/"
+                f"{self.watch.wanted} labelled rows"
+            )
+        self._save()
+
+    def _resume_shadow(self, saved: dict[str, Any], champion: Unit, rows: Rows) -> None:
+        candidate = str(saved.get("candidate"))
+        try:
+            status = self.registry.get(candidate).status
+        except KeyError:
+            return
+        if status != "candidate" or saved.get("champion") != champion.version:
+            return  # recover() refuses it if its last gate event still says shadow
+        try:
+            evidence = load_evidence({"evidence": saved.get("evidence")})
+        except EvidenceError as err:
+            self.report(f"shadow of {candidate} not resumed: {err}")
+            return
+        model = load_unit(self.registry, self.cfg, candidate).model
+        self.shadow = PairedLive(
+            champion.version, candidate, champion.model, model, int(saved["wanted"])
+        )
+        self._shadow_ctx = _ShadowContext(
+            str(saved.get("trigger")),
+            evidence,
+            tuple(saved.get("expected", ())),
+            dict(saved.get("evidence") or {}),
+        )
+        _rescore(self.shadow, saved.get("seqs", []), rows)
+        self.report(
+            f"resumed the shadow of {candidate}: {self.shadow.rows}/{self.shadow.wanted} "
+            "labelled rows"
+        )
+
+
+def _rescore(live: PairedLive, seqs: Sequence[int], rows: Rows) -> None:
+    """Score the rows a comparison had already seen (re-read from the row store)."""
+    if seqs:
+        s, x, y_pos = rows(np.asarray(seqs, dtype=np.int64))
+        live.add(s, x, y_pos)

@@ -21,12 +21,21 @@ import numpy as np
 import numpy.typing as npt
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, update
 from torch import nn
 
+from runtime.db import Database, from_json, kv, to_json
 from runtime.evidence import EvalSet
 from strategies.evaluation import predict_proba
 
-__all__ = ["PairedLive", "WatchConfig", "mcnemar_greater", "worse_than_before"]
+__all__ = [
+    "PairedLive",
+    "WatchConfig",
+    "load_live_state",
+    "mcnemar_greater",
+    "save_live_state",
+    "worse_than_before",
+]
 
 F64 = npt.NDArray[np.float64]
 
@@ -74,6 +83,10 @@ class PairedLive:
         self.y.append(y_pos[keep])
         self.p_ref.append(predict_proba(self.reference, xs).numpy().astype(np.float64))
         self.p_new.append(predict_proba(self.challenger, xs).numpy().astype(np.float64))
+
+    def seq_list(self) -> list[int]:
+        """The row numbers scored so far (what a restarted daemon re-reads and re-scores)."""
+        return [int(s) for part in self.seqs for s in part]
 
     def as_set(self, name: str, source: str) -> EvalSet:
         """The rows as an :class:`EvalSet` (reference = champion, challenger = candidate)."""
@@ -143,3 +156,26 @@ def worse_than_before(live: PairedLive, alpha: float) -> dict[str, Any] | None:
             f"got wrong, {won} only {live.reference_version} got wrong; p = {p:.2g} < {alpha:g})."
         ),
     }
+
+
+def save_live_state(db: Database, key: str, state: dict[str, Any]) -> None:
+    """Store the shadow/watch state under ``key`` in the ``kv`` table (one transaction)."""
+    blob = to_json(state)
+    with db.begin() as conn:
+        if conn.execute(select(kv.c.key).where(kv.c.key == key)).first() is None:
+            conn.execute(kv.insert(), [{"key": key, "value": blob}])
+        else:
+            conn.execute(update(kv).where(kv.c.key == key).values(value=blob))
+
+
+def load_live_state(db: Database, key: str) -> dict[str, Any]:
+    """The state stored under ``key``; empty if there is none or it is unreadable."""
+    with db.connect() as conn:
+        row = conn.execute(select(kv.c.value).where(kv.c.key == key)).first()
+    if row is None:
+        return {}
+    try:
+        state = from_json(row[0])
+    except ValueError:
+        return {}
+    return state if isinstance(state, dict) else {}

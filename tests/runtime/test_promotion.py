@@ -56,7 +56,7 @@ def rows(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 class World:
-    def __init__(self, tmp_path: Path, **gate: Any) -> None:
+    def __init__(self, tmp_path: Path, persist: bool = False, **gate: Any) -> None:
         self.cfg: DriftloopConfig = small_config(
             tmp_path,
             model={"kind": "mlp", "hidden": []},
@@ -69,7 +69,33 @@ class World:
         self.events = EventLog(self.db)
         self.registry = Registry(self.db, self.cfg.state_dir / "models", self.events)
         self.lines: list[str] = []
-        self.keeper = Gatekeeper(self.cfg, self.registry, self.events, self.lines.append)
+        self.persist = persist
+        self.keeper = self.gatekeeper()
+        self.stored: dict[int, tuple[np.ndarray, int]] = {}
+
+    def gatekeeper(self) -> Gatekeeper:
+        """A gatekeeper as a (re)started daemon makes it: on the same database."""
+        db = self.db if self.persist else None
+        return Gatekeeper(self.cfg, self.registry, self.events, self.lines.append, db=db)
+
+    def live(self, seqs: np.ndarray, x: np.ndarray, y: np.ndarray, champion: Unit) -> str | None:
+        """Store labelled rows (the row store's part) and feed them to the gatekeeper."""
+        for s, xi, yi in zip(seqs, x, y, strict=True):
+            self.stored[int(s)] = (xi, int(yi))
+        return self.keeper.observe(seqs, x, y, champion)
+
+    def read_rows(self, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows by number, as the daemon reads them back from its row store."""
+        got = [int(s) for s in seqs if int(s) in self.stored]
+        x = np.array([self.stored[s][0] for s in got]).reshape(len(got), N_FEATURES)
+        y = np.array([self.stored[s][1] for s in got], dtype=np.int64)
+        return np.array(got, dtype=np.int64), x, y
+
+    def restart(self, champion: str) -> Gatekeeper:
+        self.keeper = self.gatekeeper()
+        self.keeper.resume(self.unit(champion), self.read_rows)
+        self.keeper.recover([v.version for v in self.registry.list()])
+        return self.keeper
 
     def save(self, version: str, sign: float, parent: str | None, golden: list[str]) -> None:
         x, y = rows(400, seed=len(version) + int(version[1:]))
@@ -254,7 +280,73 @@ def test_a_restart_refuses_a_candidate_left_in_shadow(tmp_path: Path) -> None:
     assert "stopped during the shadow" in w.events.list()[-1].payload["reasons"][0]
 
 
+def shadow_world(tmp_path: Path) -> World:
+    w = World(tmp_path, persist=True, mode="shadow", shadow_rows=200)
+    w.save("v1", 0.0, None, [])
+    w.registry.promote("v1", {"reason": "bootstrap"})
+    w.save("v2", 1.0, "v1", ["v1"])
+    assert w.keeper.judge("t1", w.result("v1", "v2"), w.unit("v1")) is None
+    return w
+
+
+def test_a_restart_mid_shadow_resumes_where_it_was(tmp_path: Path) -> None:
+    w = shadow_world(tmp_path)
+    x, y = rows(250, seed=5)
+    y[::5] = -1  # unlabelled rows are skipped
+    assert w.live(np.arange(100), x[:100], y[:100], w.unit("v1")) is None
+    keeper = w.restart("v1")
+    assert keeper.shadow is not None and keeper.shadow.rows == 80
+    assert w.registry.get("v2").status == "candidate"
+    assert keeper.protected() == frozenset({"v2"})
+    assert w.live(np.arange(100, 250), x[100:], y[100:], w.unit("v1")) == "v2"
+    final = w.events.last(ev.GATE_PASSED)
+    assert final is not None and final.payload["stage"] == "shadow"
+    new = next(c for c in final.payload["checks"] if c["name"] == "new_data")
+    assert new["n"] == 200 and w.registry.champion() == "v2"
+    assert w.restart("v2").shadow is None  # finished: nothing left to resume
+
+
+def test_a_shadow_that_cannot_be_resumed_refuses_its_candidate(tmp_path: Path) -> None:
+    w = shadow_world(tmp_path)
+    Path(str(w.result("v1", "v2")["evidence"]["path"])).unlink()
+    assert w.restart("v1").shadow is None
+    assert w.registry.get("v2").status == "refused"
+    assert "could not be resumed" in w.events.list()[-1].payload["reasons"][0]
+
+
 # -- the rollback watch ----------------------------------------------------------------------
+
+
+def test_a_restart_mid_watch_resumes_and_rolls_back(tmp_path: Path) -> None:
+    w = World(tmp_path, persist=True)
+    w.save("v1", 1.0, None, [])  # right everywhere
+    w.registry.promote("v1", {"reason": "bootstrap"})
+    w.save("v2", 0.0, "v1", [])  # always class 0
+    w.registry.promote("v2", {"reason": "test"})
+    w.keeper.followed("v2")
+    x, y = rows(300, seed=7)
+    assert w.live(np.arange(150), x[:150], y[:150], w.unit("v2")) is None
+    keeper = w.restart("v2")
+    assert keeper.watch is not None and keeper.watch.rows == 150
+    assert w.live(np.arange(150, 300), x[150:], y[150:], w.unit("v2")) == "v1"
+    rolled = w.events.last(ev.MODEL_ROLLED_BACK)
+    assert rolled is not None
+    assert rolled.payload["evidence"]["rows"] == 300
+    assert rolled.payload["evidence"]["first_row"] == 0
+    assert w.restart("v1").watch is None  # over: a later restart watches nothing
+
+
+def test_a_watch_is_not_resumed_for_another_champion(tmp_path: Path) -> None:
+    w = World(tmp_path, persist=True)
+    w.save("v1", 1.0, None, [])
+    w.registry.promote("v1", {"reason": "bootstrap"})
+    w.save("v2", 0.0, "v1", [])
+    w.registry.promote("v2", {"reason": "test"})
+    w.keeper.followed("v2")
+    x, y = rows(100, seed=7)
+    w.live(np.arange(100), x, y, w.unit("v2"))
+    w.registry.rollback("v1", reason="by hand")
+    assert w.restart("v1").watch is None
 
 
 def test_watch_rolls_back_a_promotion_that_errs_more_live(tmp_path: Path) -> None:
