@@ -6,7 +6,10 @@ import hashlib
 import json
 import os
 import re
+import signal
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -247,3 +250,28 @@ def test_sqlite_synchronous_is_a_choice(tmp_path: Path) -> None:
         Database(f"sqlite:///{tmp_path / 'o.db'}", "off")
     full.dispose()
     normal.dispose()
+
+
+def test_a_normal_synchronous_commit_survives_kill_9(tmp_path: Path) -> None:
+    """``sqlite_synchronous: normal`` keeps its promise: what was committed is there after
+    the process is killed right after the commit (it is the power cut it gives up)."""
+    url = f"sqlite:///{tmp_path / 'k.db'}"
+    child = (
+        "import os, signal, sys\n"
+        "from runtime.db import Database, kv\n"
+        "db = Database(sys.argv[1], 'normal')\n"
+        "db.create_all()\n"
+        "with db.begin() as conn:\n"
+        "    conn.execute(kv.insert(), [{'key': 'acked', 'value': 'yes'}])\n"
+        "print('committed', flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-c", child, url], cwd=root, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == -signal.SIGKILL and done.stdout == "committed\n", done.stderr
+    database = Database(url)
+    with database.connect() as conn:
+        assert conn.execute(select(kv.c.value).where(kv.c.key == "acked")).scalar() == "yes"
+    database.dispose()
