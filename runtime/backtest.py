@@ -87,7 +87,9 @@ def plan(frame: pd.DataFrame, cfg: DriftloopConfig | None, column: str | None
                 )
             column = str(numeric[0])
         values = _numeric(frame, column)
-        dets = [build(c, []) for c in default_univariate()]
+        # watch the column under its own name (in the report and the plot)
+        dets = [build(c.model_copy(update={"signal": column}), [column])
+                for c in default_univariate()]
         return dets, {d.name: values for d in dets}
     if column is not None:
         raise ValueError("--column picks the watched column without --config; "

@@ -37,7 +37,7 @@ def test_text_parquet_and_plot(tmp_path: Path) -> None:
     png = tmp_path / "out" / "plot.png"
     text = backtest_command(_stream(tmp_path, "s.parquet"), None, column="x", truth=None,
                             as_json=False, plot=png)
-    assert "cusum on error" in text and png.read_bytes()[:4] == b"\x89PNG"
+    assert "cusum on x" in text and png.read_bytes()[:4] == b"\x89PNG"  # named by its column
 
 
 def test_with_a_config(tmp_path: Path) -> None:
