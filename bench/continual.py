@@ -134,16 +134,22 @@ def river_recurring(quick: bool) -> Benchmark:
     for j, (name, seg) in enumerate(concepts.items()):
         rows = list(segment_rows(seg, seed=99_000 + j, n=n_test, clean=True))
         tests[name] = _t(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]))
-    return Benchmark("river_recurring", exps, tests, 2, MLPConfig(hidden=[64, 64]),
-                     BufferConfig(kind="experience_balanced", capacity=600), lr=3e-3,
-                     budgets=BUDGETS)
+    return Benchmark(
+        "river_recurring",
+        exps,
+        tests,
+        2,
+        MLPConfig(hidden=[64, 64]),
+        BufferConfig(kind="experience_balanced", capacity=600),
+        lr=3e-3,
+        budgets=BUDGETS,
+    )
 
 
 def _rotate(images: np.ndarray, degrees: float) -> np.ndarray:
     from scipy.ndimage import rotate
 
-    return np.stack([rotate(im, degrees, reshape=False, order=1, mode="constant")
-                     for im in images])
+    return np.stack([rotate(im, degrees, reshape=False, order=1, mode="constant") for im in images])
 
 
 def digits_rotated(quick: bool) -> Benchmark:
@@ -153,7 +159,7 @@ def digits_rotated(quick: bool) -> Benchmark:
     images, y = d.images.astype(np.float64), d.target.astype(np.int64)
     angles = list(range(0, 120 if quick else 180, 15))
     perm = np.random.default_rng(0).permutation(len(y))
-    te, tr = perm[: len(y) // 4], perm[len(y) // 4:]
+    te, tr = perm[: len(y) // 4], perm[len(y) // 4 :]
     exps, tests = [], {}
     for i, angle in enumerate(angles):
         name = f"rotated {angle}°"
@@ -161,9 +167,16 @@ def digits_rotated(quick: bool) -> Benchmark:
         exps.append(_experience(name, rot[tr], y[tr], seed=i))
         tests[name] = _t(rot[te], y[te])
     model = CNNConfig(shape=[1, 8, 8], channels=[16, 32], hidden=64)
-    return Benchmark("digits_rotated", exps, tests, 10, model,
-                     BufferConfig(kind="experience_balanced", capacity=400), lr=2e-3,
-                     budgets=BUDGETS)
+    return Benchmark(
+        "digits_rotated",
+        exps,
+        tests,
+        10,
+        model,
+        BufferConfig(kind="experience_balanced", capacity=400),
+        lr=2e-3,
+        budgets=BUDGETS,
+    )
 
 
 def digits_class_incremental(quick: bool) -> Benchmark:
@@ -172,7 +185,7 @@ def digits_class_incremental(quick: bool) -> Benchmark:
     d = load_digits()
     x, y = d.data.astype(np.float64), d.target.astype(np.int64)
     perm = np.random.default_rng(0).permutation(len(y))
-    te, tr = perm[: len(y) // 4], perm[len(y) // 4:]
+    te, tr = perm[: len(y) // 4], perm[len(y) // 4 :]
     exps, tests = [], {}
     for t in range(5):
         classes = (2 * t, 2 * t + 1)
@@ -181,9 +194,16 @@ def digits_class_incremental(quick: bool) -> Benchmark:
         exps.append(_experience(name, x[tr][m], y[tr][m], seed=t))
         tests[name] = _t(x[te][mt], y[te][mt])
     model = CNNConfig(shape=[1, 8, 8], channels=[16, 32], hidden=64)
-    return Benchmark("digits_class_incremental", exps, tests, 10, model,
-                     BufferConfig(kind="class_balanced", capacity=400), lr=2e-3,
-                     budgets=BUDGETS)
+    return Benchmark(
+        "digits_class_incremental",
+        exps,
+        tests,
+        10,
+        model,
+        BufferConfig(kind="class_balanced", capacity=400),
+        lr=2e-3,
+        budgets=BUDGETS,
+    )
 
 
 def mnist1d_class_incremental(quick: bool) -> Benchmark:
@@ -208,9 +228,16 @@ def mnist1d_class_incremental(quick: bool) -> Benchmark:
         exps.append(_experience(name, x[m], y[m], seed=t))
         tests[name] = _t(xt[mt], yt[mt])
     model = CNNConfig(shape=[1, 40], channels=[32, 64], hidden=128)
-    return Benchmark("mnist1d_class_incremental", exps, tests, 10, model,
-                     BufferConfig(kind="class_balanced", capacity=1000 if quick else 2000),
-                     lr=2e-3, budgets=BUDGETS)
+    return Benchmark(
+        "mnist1d_class_incremental",
+        exps,
+        tests,
+        10,
+        model,
+        BufferConfig(kind="class_balanced", capacity=1000 if quick else 2000),
+        lr=2e-3,
+        budgets=BUDGETS,
+    )
 
 
 BENCHMARKS: dict[str, Callable[[bool], Benchmark]] = {
@@ -233,15 +260,22 @@ def strategies(bench: Benchmark) -> dict[str, dict[str, Any]]:
         "lwf": {"kind": "lwf", **warm, "alpha": 1.0, "temperature": 2.0},
         "ewc": {"kind": "ewc", **warm, "strength": 1e4},
         "ewc+replay": {"kind": "ewc", **warm, "strength": 1e3, "mix": 0.5},
-        "joint": {"kind": "joint", "lr": bench.lr, "batch_size": 64,
-                  "patience": b.scratch_patience},
+        "joint": {
+            "kind": "joint",
+            "lr": bench.lr,
+            "batch_size": 64,
+            "patience": b.scratch_patience,
+        },
     }
 
 
 def compute(r: TrainResult) -> int:
     """Rows through training steps plus rows through extra forward passes."""
-    return (r.samples_processed + int(r.extra.get("validation_samples", 0))
-            + int(r.extra.get("overhead_samples", 0)))
+    return (
+        r.samples_processed
+        + int(r.extra.get("validation_samples", 0))
+        + int(r.extra.get("overhead_samples", 0))
+    )
 
 
 def _val_until(bench: Benchmark, i: int) -> Split:
@@ -260,8 +294,15 @@ def bootstrap(bench: Benchmark, seed: int) -> tuple[torch.nn.Module, int, int]:
     fit_normalization(model, first.train[0])
     b = bench.budgets
     cfg = {"kind": "finetune", "lr": bench.lr, "batch_size": 64, "patience": b.scratch_patience}
-    r = _build(cfg).train(model, *first.train, None, Budget(epochs=b.scratch_epochs), seed,
-                          val=first.val, device="cpu")
+    r = _build(cfg).train(
+        model,
+        *first.train,
+        None,
+        Budget(epochs=b.scratch_epochs),
+        seed,
+        val=first.val,
+        device="cpu",
+    )
     return model, compute(r), r.epochs
 
 
@@ -276,8 +317,9 @@ def _buffer(bench: Benchmark, is_joint: bool, seed: int) -> RehearsalBuffer:
     return build_buffer(BufferConfig(capacity=total) if is_joint else bench.buffer, seed=seed)
 
 
-def run_one(bench: Benchmark, cfg_dict: dict[str, Any], seed: int,
-            start: tuple[torch.nn.Module, int, int]) -> dict[str, Any]:
+def run_one(
+    bench: Benchmark, cfg_dict: dict[str, Any], seed: int, start: tuple[torch.nn.Module, int, int]
+) -> dict[str, Any]:
     """One strategy over the experiences after the bootstrap, for one seed."""
     strategy = _build(cfg_dict)
     is_joint = cfg_dict["kind"] == "joint"
@@ -292,8 +334,9 @@ def run_one(bench: Benchmark, cfg_dict: dict[str, Any], seed: int,
     epochs = [boot_epochs]
     began = time.perf_counter()
     for i, exp in enumerate(bench.experiences[1:], start=1):
-        r = strategy.train(model, *exp.train, buffer, budget, seed=seed + i,
-                           val=_val_until(bench, i), device="cpu")
+        r = strategy.train(
+            model, *exp.train, buffer, budget, seed=seed + i, val=_val_until(bench, i), device="cpu"
+        )
         samples += compute(r)
         epochs.append(r.epochs)
         buffer.add(*exp.train)
@@ -301,8 +344,11 @@ def run_one(bench: Benchmark, cfg_dict: dict[str, Any], seed: int,
             seen.append(exp.distribution)
         matrix.append(_accuracies(bench, model, seen))
     final, last = matrix[-1], bench.experiences[-1].distribution
-    drops = [max(row[d] for row in matrix[:-1] if d in row) - final[d]
-             for d in seen if d != last and any(d in row for row in matrix[:-1])]
+    drops = [
+        max(row[d] for row in matrix[:-1] if d in row) - final[d]
+        for d in seen
+        if d != last and any(d in row for row in matrix[:-1])
+    ]
     return {
         "avg_accuracy": float(np.mean([final[d] for d in seen])),
         "forgetting": float(np.mean(drops)) if drops else 0.0,
@@ -335,47 +381,60 @@ def checks(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     per_seed = list(zip(ft["per_seed"], rp["per_seed"], jt["per_seed"], strict=True))
     return {
         "replay_forgetting_over_finetune": rp["forgetting"] / ft["forgetting"]
-        if ft["forgetting"] > 0 else None,
+        if ft["forgetting"] > 0
+        else None,
         "replay_forgetting_at_most_third_of_finetune": rp["forgetting"] <= ft["forgetting"] / 3,
         "replay_gap_to_joint_points": 100 * (jt["avg_accuracy"] - rp["avg_accuracy"]),
         "replay_within_3_points_of_joint": jt["avg_accuracy"] - rp["avg_accuracy"] <= 0.03,
         "replay_compute_over_joint": rp["samples_processed"] / jt["samples_processed"],
-        "replay_compute_at_most_quarter_of_joint":
-            rp["samples_processed"] <= 0.25 * jt["samples_processed"],
-        "seeds_within_3_points": sum(j["avg_accuracy"] - r["avg_accuracy"] <= 0.03
-                                     for _, r, j in per_seed),
-        "seeds_compute_at_most_quarter": sum(r["samples_processed"] <= 0.25 * j["samples_processed"]
-                                             for _, r, j in per_seed),
-        "seeds_forgetting_at_most_third": sum(r["forgetting"] <= f["forgetting"] / 3
-                                              for f, r, _ in per_seed),
+        "replay_compute_at_most_quarter_of_joint": rp["samples_processed"]
+        <= 0.25 * jt["samples_processed"],
+        "seeds_within_3_points": sum(
+            j["avg_accuracy"] - r["avg_accuracy"] <= 0.03 for _, r, j in per_seed
+        ),
+        "seeds_compute_at_most_quarter": sum(
+            r["samples_processed"] <= 0.25 * j["samples_processed"] for _, r, j in per_seed
+        ),
+        "seeds_forgetting_at_most_third": sum(
+            r["forgetting"] <= f["forgetting"] / 3 for f, r, _ in per_seed
+        ),
     }
 
 
-def run_benchmark(bench: Benchmark, plan: dict[str, dict[str, Any]],
-                  seeds: list[int]) -> dict[str, Any]:
+def run_benchmark(
+    bench: Benchmark, plan: dict[str, dict[str, Any]], seeds: list[int]
+) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in plan}
     for seed in seeds:
         start = bootstrap(bench, seed)
         for label, cfg in plan.items():
             runs[label].append(run_one(bench, cfg, seed, start))
             r = runs[label][-1]
-            print(f"    seed {seed} {label:<11} acc {r['avg_accuracy']:.3f} "
-                  f"forgetting {r['forgetting']:+.3f} samples {r['samples_processed']:>9,} "
-                  f"epochs {r['epochs']} {r['seconds']:.1f}s", flush=True)
+            print(
+                f"    seed {seed} {label:<11} acc {r['avg_accuracy']:.3f} "
+                f"forgetting {r['forgetting']:+.3f} samples {r['samples_processed']:>9,} "
+                f"epochs {r['epochs']} {r['seconds']:.1f}s",
+                flush=True,
+            )
     rows = {label: aggregate(label, plan[label], runs[label]) for label in plan}
-    return {"strategies": rows, "checks": checks(rows),
-            "experiences": [e.distribution for e in bench.experiences],
-            "budgets": asdict(bench.budgets), "buffer": bench.buffer.model_dump()}
+    return {
+        "strategies": rows,
+        "checks": checks(rows),
+        "experiences": [e.distribution for e in bench.experiences],
+        "budgets": asdict(bench.budgets),
+        "buffer": bench.buffer.model_dump(),
+    }
 
 
 def print_table(name: str, result: dict[str, Any]) -> None:
-    print(f"\n  {name}: {'strategy':<11} {'avg_accuracy':>15} {'forgetting':>16} "
-          f"{'samples':>20}")
+    print(f"\n  {name}: {'strategy':<11} {'avg_accuracy':>15} {'forgetting':>16} {'samples':>20}")
     for label, row in result["strategies"].items():
-        print(f"  {'':<{len(name)}}  {label:<11} {row['avg_accuracy']:.3f} ± "
-              f"{row['avg_accuracy_sd']:.3f}   {row['forgetting']:+.3f} ± "
-              f"{row['forgetting_sd']:.3f}   {row['samples_processed']:>10,.0f} ± "
-              f"{row['samples_processed_sd']:>7,.0f}")
+        print(
+            f"  {'':<{len(name)}}  {label:<11} {row['avg_accuracy']:.3f} ± "
+            f"{row['avg_accuracy_sd']:.3f}   {row['forgetting']:+.3f} ± "
+            f"{row['forgetting_sd']:.3f}   {row['samples_processed']:>10,.0f} ± "
+            f"{row['samples_processed_sd']:>7,.0f}"
+        )
     for k, v in result["checks"].items():
         print(f"    {k}: {v:.3f}" if isinstance(v, float) else f"    {k}: {v}")
 
@@ -384,17 +443,25 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller data, 3 seeds")
     ap.add_argument("--json", type=Path, help="write the results here")
-    ap.add_argument("--only", choices=sorted(BENCHMARKS), action="append",
-                    help="run only this benchmark (repeatable)")
+    ap.add_argument(
+        "--only",
+        choices=sorted(BENCHMARKS),
+        action="append",
+        help="run only this benchmark (repeatable)",
+    )
     ap.add_argument("--strategies", help="comma-separated subset of strategies")
     ap.add_argument("--seeds", type=int, help="how many seeds (default: 3 quick, 5 full)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     seeds = list(range(args.seeds or (3 if args.quick else 5)))
     out: dict[str, Any] = {
-        "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                    "python": platform.python_version(), "torch": torch.__version__,
-                    "threads": 1},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": 1,
+        },
         "mode": "quick" if args.quick else "full",
         "seeds": seeds,
         "benchmarks": {},
@@ -405,9 +472,12 @@ def main() -> None:
         plan = strategies(bench)
         if args.strategies:
             plan = {k: v for k, v in plan.items() if k in args.strategies.split(",")}
-        print(f"\n{name}: {len(bench.experiences)} experiences, {len(bench.tests)} "
-              f"distributions, buffer {bench.buffer.kind} {bench.buffer.capacity}, "
-              f"budgets {asdict(bench.budgets)}", flush=True)
+        print(
+            f"\n{name}: {len(bench.experiences)} experiences, {len(bench.tests)} "
+            f"distributions, buffer {bench.buffer.kind} {bench.buffer.capacity}, "
+            f"budgets {asdict(bench.budgets)}",
+            flush=True,
+        )
         out["benchmarks"][name] = run_benchmark(bench, plan, seeds)
         print_table(name, out["benchmarks"][name])
         out["seconds"] = round(time.perf_counter() - began, 1)

@@ -63,8 +63,7 @@ def checkpoint_dir(spec: dict[str, Any]) -> Path | None:
     if not raw:
         return None
     path = Path(raw)
-    identity = {k: spec.get(k) for k in ("trigger_id", "champion", "onset", "upto",
-                                         "config_hash")}
+    identity = {k: spec.get(k) for k in ("trigger_id", "champion", "onset", "upto", "config_hash")}
     marker = path / "job.json"
     if path.exists():
         try:
@@ -144,15 +143,20 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
             model,
             x[hold],
             y[hold],
-            {"rows": len(hold), "first_row": int(seqs[0]), "last_row": int(seqs[-1]),
-             "source": "held-out split of the retrain data"},
+            {
+                "rows": len(hold),
+                "first_row": int(seqs[0]),
+                "last_row": int(seqs[-1]),
+                "source": "held-out split of the retrain data",
+            },
         )
     }
     for name, (gx, gy) in golden_sets(registry, unit.golden_index).items():
         provenance = registry.get(name).meta.get("golden_provenance", {})
         sets[name] = score_set(name, unit.model, model, gx, gy, provenance)
-    evidence = Evidence("classification", tuple(cfg.schema.features),
-                        tuple(cfg.schema.classes), sets)
+    evidence = Evidence(
+        "classification", tuple(cfg.schema.features), tuple(cfg.schema.classes), sets
+    )
     evidence_sha = write_evidence(evidence_path(cfg.state_dir, candidate), evidence)
     summary = evidence.summary()
     metrics = {"holdout": summary["holdout"], "golden": summary["golden"]}

@@ -160,5 +160,3 @@ class Der:
 def build(cfg: Config) -> Der:
     """The strategy ``cfg`` describes."""
     return Der(cfg)
-
-

@@ -153,8 +153,14 @@ def test_an_interrupted_retrain_resumes_from_its_last_epoch_checkpoint(tmp_path:
     ref_cfg = small_config(tmp_path / "b", retrain=retrain)
 
     def spec(c: DriftloopConfig) -> dict[str, Any]:
-        return {"config": c.model_dump(mode="json", by_alias=True), "trigger_id": "t1",
-                "champion": "v1", "candidate": "v2", "onset": 1000, "upto": upto}
+        return {
+            "config": c.model_dump(mode="json", by_alias=True),
+            "trigger_id": "t1",
+            "champion": "v1",
+            "candidate": "v2",
+            "onset": 1000,
+            "upto": upto,
+        }
 
     runner = RetrainRunner(tmp_path / "work", timeout_seconds=120)
     checkpoint = tmp_path / "work" / "t1.checkpoint" / "checkpoint.json"
@@ -167,8 +173,9 @@ def test_an_interrupted_retrain_resumes_from_its_last_epoch_checkpoint(tmp_path:
 
         runner.start("t1", {**spec(cfg), "pause_after_epoch_for_test": 2})
         end = time.monotonic() + 240
-        while not (checkpoint.exists()
-                   and json.loads(checkpoint.read_text())["loop"]["epochs"] == 2):
+        while not (
+            checkpoint.exists() and json.loads(checkpoint.read_text())["loop"]["epochs"] == 2
+        ):
             assert runner.poll() is None and time.monotonic() < end
             time.sleep(0.05)
         runner.cancel()  # what a daemon shutdown does; the daemon re-runs it once

@@ -24,8 +24,9 @@ def _config(tmp_path: Path, device: object) -> DriftloopConfig:
     return parse_config(data, origin="test")
 
 
-@pytest.mark.parametrize(("value", "device"), [("auto", None), ("cpu", "cpu"),
-                                                ("cuda", "cuda"), ("cuda:1", "cuda:1")])
+@pytest.mark.parametrize(
+    ("value", "device"), [("auto", None), ("cpu", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda:1")]
+)
 def test_retrain_device_setting(tmp_path: Path, value: str, device: str | None) -> None:
     assert _config(tmp_path, value).retrain.torch_device == device
 
@@ -51,7 +52,7 @@ def test_cuda_asked_for_without_cuda_is_a_clear_error(monkeypatch: pytest.Monkey
     assert pick_device(None) == torch.device("cpu")
 
 
-KINDS = [
+KINDS: list[dict[str, object]] = [
     {"kind": "finetune"},
     {"kind": "replay", "mix": 0.5},
     {"kind": "der", "mix": 0.5},
@@ -68,8 +69,9 @@ def _train(cfg: dict[str, object], seed: int, device: str | None) -> dict[str, t
     buffer = build_buffer(BufferConfig(capacity=40), seed=1)
     buffer.add(torch.randn(60, 3, generator=g), torch.randint(0, 3, (60,), generator=g))
     model = build_model(MLPConfig(hidden=[16], dropout=0.2), 3, 3, seed=0)
-    strategy.train(model, x, y, buffer, Budget(epochs=2), seed=seed, device=device,
-                   val=(x[:40], y[:40]))
+    strategy.train(
+        model, x, y, buffer, Budget(epochs=2), seed=seed, device=device, val=(x[:40], y[:40])
+    )
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
@@ -86,13 +88,33 @@ def test_cuda_trains_under_bf16_autocast_and_returns_the_model_home() -> None:
     dtypes: list[torch.dtype] = []
     model.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype))
     x, y = torch.randn(256, 4), torch.randint(0, 2, (256,))
-    r = fit(model, x, y, mix=0.0, batch_size=64, optimizer=OptimizerSpec(1e-2, 0.0),
-            budget=Budget(epochs=2), seed=0, device="cuda")
+    r = fit(
+        model,
+        x,
+        y,
+        mix=0.0,
+        batch_size=64,
+        optimizer=OptimizerSpec(1e-2, 0.0),
+        budget=Budget(epochs=2),
+        seed=0,
+        device="cuda",
+    )
     assert r.extra["device"].startswith("cuda") and r.epochs == 2
     assert dtypes and set(dtypes) == {torch.bfloat16}
     assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters())
     again = build_model(MLPConfig(hidden=[32]), 4, 2, seed=0)
-    fit(again, x, y, mix=0.0, batch_size=64, optimizer=OptimizerSpec(1e-2, 0.0),
-        budget=Budget(epochs=2), seed=0, device="cuda")
-    assert all(torch.allclose(p, q, atol=1e-6) for p, q in
-               zip(model.parameters(), again.parameters(), strict=True))
+    fit(
+        again,
+        x,
+        y,
+        mix=0.0,
+        batch_size=64,
+        optimizer=OptimizerSpec(1e-2, 0.0),
+        budget=Budget(epochs=2),
+        seed=0,
+        device="cuda",
+    )
+    assert all(
+        torch.allclose(p, q, atol=1e-6)
+        for p, q in zip(model.parameters(), again.parameters(), strict=True)
+    )
