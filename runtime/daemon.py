@@ -33,7 +33,7 @@ from runtime.config import (
 )
 from runtime.db import Database, from_json, kv, processed_files, retrain_requests, to_json, utcnow
 from runtime.events import EventLog
-from runtime.gatekeeper import Gatekeeper
+from runtime.gatekeeper import LIVE_KEY, Gatekeeper
 from runtime.inbox import Inbox, merge
 from runtime.ingest import Accepted, Ingestor
 from runtime.leader import Leadership
@@ -95,7 +95,14 @@ class Daemon:
         self.stop_event = threading.Event()
         self._lock = threading.RLock()
         self.unit: Unit | None = None
-        self.gatekeeper = Gatekeeper(cfg, self.registry, self.events, self.report)
+        self.gatekeeper = Gatekeeper(
+            cfg,
+            self.registry,
+            self.events,
+            self.report,
+            db=self.db,
+            state_key=self.state_key.replace(STATE_KEY, LIVE_KEY, 1),
+        )
         self.monitor: Monitor | None = None
         self.source: Source = self._make_source(cursor=0)
         self.rows_seen = 0
@@ -118,6 +125,8 @@ class Daemon:
             self._adopt(champion, rebaseline=saved.get("champion") != champion)
             if saved.get("champion") == champion:
                 self._restore_detectors(saved)
+        if self.unit is not None:  # a shadow or watch the last daemon left running
+            self.gatekeeper.resume(self.unit, self._labelled_positions)
         self.gatekeeper.recover([v.version for v in self.registry.list()])
         self.events.append(
             ev.DAEMON_STARTED,
@@ -687,6 +696,12 @@ class Daemon:
             )
             if removed:
                 log.info("retention removed %d old candidate(s): %s", len(removed), removed)
+
+    def _labelled_positions(self, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Labelled rows by number with their class positions (shadow and watch resume)."""
+        s, x, y = self._rows_by_seq(seqs)
+        assert self.monitor is not None
+        return s, x, self.monitor.class_index(y)
 
     def _rows_by_seq(self, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         lo, hi = int(seqs.min()), int(seqs.max())
