@@ -159,12 +159,15 @@ def _sample(mt: IndexArray, pop: int, k: int, pool: bool, ring: FloatArray, star
 
 @numba.njit(cache=True)
 def _rank(r: FloatArray, v: float) -> tuple[int, int]:
-    """``(#{r < v}, #{r <= v})``: a linear count, which the compiler vectorises (for a
-    few dozen values, faster than a binary search's unpredictable branches)."""
-    below = at_most = 0
+    """``(#{r < v}, #{r <= v})`` in the sorted ``r``: a linear count, which the compiler
+    vectorises (for a few dozen values, faster than a binary search's unpredictable
+    branches), then the run of values equal to ``v`` (usually none)."""
+    below = 0
     for j in range(len(r)):
         below += r[j] < v
-        at_most += r[j] <= v
+    at_most = below
+    while at_most < len(r) and r[at_most] == v:
+        at_most += 1
     return below, at_most
 
 

@@ -21,7 +21,8 @@ class Config(BaseModel):
     it tests at every value; 1e-4 is the value river's own example uses). On a 0/1 error
     stream a KS test of 30 values has little power: use ADWIN or DDM there. ``seed``
     defaults to 0 instead of river's ``None`` so that runs and restores reproduce.
-    It runs one KS test per value: about 1 ms each in river.
+    It runs one KS test per value: about 1 ms each in river, about 1 µs in the compiled
+    port (:mod:`detectors.kernels_stream`, same alarms) that runs here.
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -2,7 +2,7 @@
 
 Row counts are per detector (see ``CASES``): false-alarm horizons differ by design (DDM
 is known to alarm on long stationary streams: in 10,000 rows of 10 % errors, half of 10
-seeds alarm once), KSWIN runs a KS test per value (~1 ms) so its streams are short.
+seeds alarm once); KSWIN's are short (its defaults suit short windows).
 All streams come from seed 0 (``streams`` explains which input each detector
 gets).
 """
