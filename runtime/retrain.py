@@ -12,6 +12,7 @@ into a failure with a reason.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import shutil
@@ -51,19 +52,23 @@ def class_positions(y: np.ndarray, classes: list[int]) -> np.ndarray:
     return out
 
 
-def checkpoint_dir(spec: dict[str, Any]) -> Path | None:
+def checkpoint_dir(spec: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> Path | None:
     """The directory for this job's epoch checkpoints (``spec["checkpoint_dir"]``).
 
     The runner names it after the trigger, so a re-run of an interrupted retrain finds
     the checkpoint its first attempt left and the training loop resumes from it. A
-    directory left by a different job under that name (another champion, other rows,
-    another config) is emptied first: only the same job resumes.
+    directory left by a different job under that name (another champion, other rows or
+    labels, e.g. labels that arrived in between, another config) is emptied first: only
+    the same job on the same training data resumes.
     """
     raw = spec.get("checkpoint_dir")
     if not raw:
         return None
     path = Path(raw)
     identity = {k: spec.get(k) for k in ("trigger_id", "champion", "onset", "upto", "config_hash")}
+    digest = hashlib.sha256(x.numpy().tobytes())
+    digest.update(y.numpy().tobytes())
+    identity["data_sha256"] = digest.hexdigest()
     marker = path / "job.json"
     if path.exists():
         try:
@@ -130,7 +135,7 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
         seed,
         progress,
         device=cfg.retrain.torch_device,
-        checkpoint=checkpoint_dir(spec),
+        checkpoint=checkpoint_dir(spec, xt, yt),
     )
     model.eval()
 

@@ -192,3 +192,30 @@ def test_an_interrupted_retrain_resumes_from_its_last_epoch_checkpoint(tmp_path:
     a, b = _candidate_weights(cfg), _candidate_weights(ref_cfg)
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not checkpoint.parent.exists()
+
+
+def test_only_the_same_job_on_the_same_data_resumes_a_checkpoint(tmp_path: Path) -> None:
+    import torch
+
+    from runtime.retrain import checkpoint_dir
+
+    spec = {
+        "checkpoint_dir": str(tmp_path / "t1.checkpoint"),
+        "trigger_id": "t1",
+        "champion": "v1",
+        "onset": 10,
+        "upto": 90,
+        "config_hash": "abc",
+    }
+    x, y = torch.arange(12.0).reshape(6, 2), torch.tensor([0, 1, 0, 1, 0, 1])
+    path = checkpoint_dir(spec, x, y)
+    assert path is not None
+    (path / "checkpoint.json").write_text("{}")
+    assert checkpoint_dir(spec, x, y) == path and (path / "checkpoint.json").exists()
+    y2 = y.clone()
+    y2[0] = 1  # a label arrived in between: other training data
+    assert checkpoint_dir(spec, x, y2) == path and not (path / "checkpoint.json").exists()
+    (path / "checkpoint.json").write_text("{}")
+    assert checkpoint_dir({**spec, "champion": "v2"}, x, y2) == path
+    assert not (path / "checkpoint.json").exists()
+    assert checkpoint_dir({}, x, y) is None
