@@ -283,6 +283,13 @@ def one_run(seed: int, sizes: dict[str, int]) -> list[dict[str, Any]]:
     return out
 
 
+def timed_run(seed: int, sizes: dict[str, int]) -> tuple[list[dict[str, Any]], float]:
+    """:func:`one_run` and the CPU seconds it used (what one quiet core would take)."""
+    start = time.process_time()
+    got = one_run(seed, sizes)
+    return got, time.process_time() - start
+
+
 def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
     """Exact two-sided binomial confidence interval of ``k`` successes in ``n`` trials."""
     if n == 0:
@@ -368,7 +375,8 @@ def report(result: dict[str, Any]) -> None:
     """The table a person reads: every rate with its count and 95% interval."""
     print(
         f"gate bench ({result['mode']}, {result['runs']} seeded runs, "
-        f"{result['seconds']} s, {result['workers']} worker(s))"
+        f"{result['seconds']} s wall, {result['cpu_seconds']} s CPU in the runs, "
+        f"{result['workers']} worker(s), load average {result['load_average'][0]:.1f})"
     )
     print(f"{'':<52}{'k/n':>9}{'rate':>7}  {'95% CI (exact)':<16}  target")
     for f, r in result["refuse_rate_detail"].items():
@@ -424,16 +432,21 @@ def main() -> int:
     torch.set_num_threads(1)
     runs = args.runs or (12 if args.quick else 100)
     sizes = dict(SIZES, twins=2 if args.quick else SIZES["twins"])
+    load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
     seeds = range(args.seed, args.seed + runs)
     rows: list[dict[str, Any]] = []
+    cpu = 0.0
     if args.workers > 1:
         with multiprocessing.get_context("spawn").Pool(args.workers, _init) as pool:
-            for got in pool.starmap(one_run, [(s, sizes) for s in seeds]):
+            for got, used in pool.starmap(timed_run, [(s, sizes) for s in seeds]):
                 rows.extend(got)
+                cpu += used
     else:
         for seed in seeds:
-            rows.extend(one_run(seed, sizes))
+            got, used = timed_run(seed, sizes)
+            rows.extend(got)
+            cpu += used
     result = {
         "bench": "gate",
         "mode": "quick" if args.quick else "full",
@@ -441,9 +454,11 @@ def main() -> int:
         "sizes": sizes,
         "machine": f"{platform.machine()} {platform.processor() or ''} {platform.node()}".strip(),
         "load_average": list(os.getloadavg()),
+        "load_average_at_start": load_start,
         "torch_threads": 1,
         "workers": args.workers,
         "seconds": round(time.perf_counter() - t0, 1),
+        "cpu_seconds": round(cpu, 1),
         **summarize(rows),
         "rows": rows,
     }
