@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from detectors.jit import njit
 from detectors.ring import FloatArray, IndexArray
 
 # ---- DDM: s = [n, mean, p_min, s_min, ps_min]; fp = [warm_start, drift_threshold]
@@ -28,7 +28,7 @@ def ddm_init(fp: FloatArray) -> FloatArray:
     return np.array([0.0, 0.0, 0.0, 0.0, np.inf])
 
 
-@numba.njit(cache=True)
+@njit
 def ddm(x: FloatArray, fp: FloatArray, ip: IndexArray, s: FloatArray, buf: FloatArray,
         ibuf: IndexArray) -> int:
     warm, level = fp[0], fp[1]
@@ -61,7 +61,7 @@ def eddm_init(fp: FloatArray) -> FloatArray:
     return np.array([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -1.0])
 
 
-@numba.njit(cache=True)
+@njit
 def eddm(x: FloatArray, fp: FloatArray, ip: IndexArray, s: FloatArray, buf: FloatArray,
          ibuf: IndexArray) -> int:
     warm, beta = fp[0], fp[1]
@@ -99,18 +99,18 @@ def hddm_a_init(fp: FloatArray) -> FloatArray:
     return np.zeros(6)
 
 
-@numba.njit(cache=True)
+@njit
 def _bound(n: float, log_c: float) -> float:
     return math.sqrt(1.0 / (2 * n) * log_c)
 
 
-@numba.njit(cache=True)
+@njit
 def _apart(n_big: float, n_small: float, log2_c: float) -> float:
     m = (n_big - n_small) / n_small * (1.0 / n_big)
     return math.sqrt(m / 2 * log2_c)
 
 
-@numba.njit(cache=True)
+@njit
 def hddm_a(x: FloatArray, fp: FloatArray, ip: IndexArray, s: FloatArray, buf: FloatArray,
            ibuf: IndexArray) -> int:
     log_c, log2_c, two_sided = fp[0], fp[1], fp[2] > 0
@@ -148,7 +148,7 @@ def hddm_w_init(fp: FloatArray) -> FloatArray:
     return np.array([0.0, 0.0, 1.0] * 5 + [np.inf, -np.inf])
 
 
-@numba.njit(cache=True)
+@njit
 def _sample_update(s: FloatArray, k: int, x: float, fp: FloatArray) -> None:
     lam = fp[0]
     s[3 * k] = x if s[3 * k + 1] == 0 else lam * x + (1.0 - lam) * s[3 * k]
@@ -156,7 +156,7 @@ def _sample_update(s: FloatArray, k: int, x: float, fp: FloatArray) -> None:
     s[3 * k + 2] = fp[1] + fp[2] * s[3 * k + 2]
 
 
-@numba.njit(cache=True)
+@njit
 def _changed(s: FloatArray, a: int, b: int, log_c: float) -> bool:
     if s[3 * a + 1] == 0 or s[3 * b + 1] == 0:
         return False
@@ -164,7 +164,7 @@ def _changed(s: FloatArray, a: int, b: int, log_c: float) -> bool:
     return bool(s[3 * b] - s[3 * a] > bound)
 
 
-@numba.njit(cache=True)
+@njit
 def _cut(s: FloatArray, first: int, second: int, fp: FloatArray, x: float, up: bool) -> None:
     """river's ``_update_incr_stats`` (``up``) or ``_update_decr_stats``."""
     eps = math.sqrt(s[2] * fp[3] / 2)
@@ -178,7 +178,7 @@ def _cut(s: FloatArray, first: int, second: int, fp: FloatArray, x: float, up: b
         _sample_update(s, second, x, fp)
 
 
-@numba.njit(cache=True)
+@njit
 def hddm_w(x: FloatArray, fp: FloatArray, ip: IndexArray, s: FloatArray, buf: FloatArray,
            ibuf: IndexArray) -> int:
     log_c, two_sided = fp[3], fp[4] > 0
@@ -205,7 +205,7 @@ def fhddm_init(fp: FloatArray) -> FloatArray:
     return np.zeros(5)
 
 
-@numba.njit(cache=True)
+@njit
 def fhddm(x: FloatArray, fp: FloatArray, ip: IndexArray, s: FloatArray, buf: FloatArray,
           ibuf: IndexArray) -> int:
     w, short = ip[0], ip[1]

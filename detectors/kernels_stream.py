@@ -16,10 +16,10 @@ import math
 import random
 import warnings
 
-import numba
 import numpy as np
 from scipy import stats
 
+from detectors.jit import njit
 from detectors.ring import FloatArray, IndexArray
 
 # ---- Page-Hinkley: s = [n, mean, sum_increase, sum_decrease, min_increase, max_decrease];
@@ -32,7 +32,7 @@ def pagehinkley_init(fp: FloatArray) -> FloatArray:
     return np.array([0.0, 0.0, 0.0, 0.0, np.inf, -1.0])
 
 
-@numba.njit(cache=True)
+@njit
 def pagehinkley(x: FloatArray, fp: FloatArray, ip: IndexArray, s: FloatArray,
                 buf: FloatArray, ibuf: IndexArray) -> int:
     least, delta, threshold, alpha, mode = fp[0], fp[1], fp[2], fp[3], fp[4]
@@ -91,7 +91,7 @@ def kswin_alarm_table(stat_size: int, alpha: float) -> FloatArray:
     return out
 
 
-@numba.njit(cache=True)
+@njit
 def _twist(mt: IndexArray) -> None:
     for kk in range(_N - _M):
         y = (mt[kk] & 0x80000000) | (mt[kk + 1] & 0x7FFFFFFF)
@@ -104,7 +104,7 @@ def _twist(mt: IndexArray) -> None:
     mt[_N] = 0
 
 
-@numba.njit(cache=True)
+@njit
 def _genrand(mt: IndexArray) -> int:
     """CPython's ``genrand_uint32`` (``_randommodule.c``) on ``mt[:624]``, position in
     ``mt[624]``; words are kept in int64."""
@@ -118,7 +118,7 @@ def _genrand(mt: IndexArray) -> int:
     return int(y ^ (y >> 18))
 
 
-@numba.njit(cache=True)
+@njit
 def _randbelow(mt: IndexArray, n: int, shift: int) -> int:
     """``random.Random._randbelow_with_getrandbits(n)``; ``shift`` is ``32 - n.bit_length()``."""
     r = _genrand(mt) >> shift
@@ -127,7 +127,7 @@ def _randbelow(mt: IndexArray, n: int, shift: int) -> int:
     return r
 
 
-@numba.njit(cache=True)
+@njit
 def _shift(n: int) -> int:
     k = 0
     while (n >> k) > 0:
@@ -135,7 +135,7 @@ def _shift(n: int) -> int:
     return 32 - k
 
 
-@numba.njit(cache=True)
+@njit
 def _sample(mt: IndexArray, pop: int, k: int, pool: bool, ring: FloatArray, start: int,
             out: FloatArray, scratch: IndexArray, shifts: IndexArray) -> None:
     """The values at the positions ``random.sample(range(pop), k)`` draws, in its order;
@@ -157,7 +157,7 @@ def _sample(mt: IndexArray, pop: int, k: int, pool: bool, ring: FloatArray, star
         out[i] = ring[pos - w * (pos >= w)]  # (start + pos) % w without a division
 
 
-@numba.njit(cache=True)
+@njit
 def _rank(r: FloatArray, v: float) -> tuple[int, int]:
     """``(#{r < v}, #{r <= v})`` in the sorted ``r``: a linear count, which the compiler
     vectorises (for a few dozen values, faster than a binary search's unpredictable
@@ -171,7 +171,7 @@ def _rank(r: FloatArray, v: float) -> tuple[int, int]:
     return below, at_most
 
 
-@numba.njit(cache=True)
+@njit
 def _ks_count(sample: FloatArray, r: FloatArray, le: IndexArray, lt: IndexArray) -> int:
     """``max |#{sample <= v} - #{r <= v}|`` over the values ``v`` of both (the KS
     distance times the sample size); ``r`` sorted, ``le``/``lt`` scratch of ``len(r) + 1``.
@@ -202,7 +202,7 @@ def _ks_count(sample: FloatArray, r: FloatArray, le: IndexArray, lt: IndexArray)
     return best
 
 
-@numba.njit(cache=True)
+@njit
 def _replace_sorted(r: FloatArray, m: int, new: float) -> None:
     """Put ``new`` in place of ``r[m]`` and move it until ``r`` (sorted but for ``r[m]``)
     is sorted again."""
@@ -215,7 +215,7 @@ def _replace_sorted(r: FloatArray, m: int, new: float) -> None:
     r[m] = new
 
 
-@numba.njit(cache=True)
+@njit
 def kswin(x: FloatArray, fp: FloatArray, ip: IndexArray, s: FloatArray, buf: FloatArray,
           ibuf: IndexArray) -> int:
     w, k, pool = ip[0], ip[1], ip[2] > 0
