@@ -10,9 +10,10 @@ already (Rust).
 The engine's state is a few float and integer arrays, saved to JSON exactly (floats by
 their shortest round-trip repr, infinities as strings): a restore mid-stream continues
 exactly as if uninterrupted, however long the stream. Kernels are compiled on first use
-and cached on disk by numba (``cache=True``, in ``detectors/__pycache__`` or
-``NUMBA_CACHE_DIR``): the first process pays about 0.5-2 s per detector kind, later
-ones about 20-50 ms to load.
+and cached on disk by numba (:mod:`detectors.jit`: ``detectors/__pycache__``,
+``NUMBA_CACHE_DIR`` or a temp folder): with an empty cache the first calls cost about
+0.5-1 s per detector kind (KSWIN about 5 s, HDDM-W 2 s on the shared 2-core VM), from the
+cache about 0.5 s for numba's start-up in all.
 """
 
 from __future__ import annotations

@@ -123,3 +123,22 @@ def test_kswin_seed_makes_runs_reproducible() -> None:
         det.update(x)
         signals.append(det.check())
     assert signals[0] == signals[1] and signals[0].drift
+
+
+def test_compiled_engines_restore_exactly_past_the_history_cap() -> None:
+    x = np.concatenate([errors(3000, 0.1, 0), errors(1500, 0.4, 1)])
+    signals = []
+    for restore in (False, True):
+        det = StreamDetector("HDDMW", {}, name="h", signal="error", history_size=500)
+        det.update(x[:3000])
+        if restore:
+            state = json.loads(json.dumps(det.state()))
+            assert len(state["history"]["values"]) == 500 and state["engine_state"]
+            det = StreamDetector("HDDMW", {}, name="h", signal="error", history_size=500)
+            det.load_state(state)
+        out = []
+        for i in range(3000, len(x), 100):
+            det.update(x[i : i + 100], np.arange(i, i + 100))
+            out.append(det.check())
+        signals.append(out)
+    assert signals[0] == signals[1] and any(s.drift for s in signals[0])
