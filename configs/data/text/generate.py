@@ -8,7 +8,8 @@ domains share them, each with its own templates and vocabulary:
 - ``task.csv``: the deployment's data (the bootstrap rows): an online shop's support tickets;
 - ``adapt.csv``: a shifted domain for the adaptation stage: a mobile carrier's support chat,
   informal, with its own words (top-up, SIM, signal, PUK, quid);
-- ``stream/part-001.csv``: more shop tickets, then carrier chat, for ``driftloop run``.
+- ``stream/part-001.csv``: for ``driftloop run``: 300 more shop tickets, then 900 tickets
+  in Spanish (the shop opens in Spain: a language no stage saw, so the error drifts).
 
 A row is the sentence's all-MiniLM-L6-v2 token ids (``t00`` … ``t31``, 0-padded), as the
 ``text`` model reads it; ``sentences.csv`` holds the sentences themselves, by row id.
@@ -126,6 +127,28 @@ CARRIER: dict[int, list[str]] = {
         "forgot my pin and security answer",
         "my login page just loops back, acct blocked"],
 }
+SPANISH: dict[int, list[str]] = {
+    0: ["me han cobrado dos veces el pedido {order}",
+        "quiero la devolución de {euros} euros de un pedido cancelado",
+        "el cupón no se aplicó y pagué el precio completo",
+        "la factura del pedido {order} tiene un importe incorrecto",
+        "mi tarjeta fue rechazada pero el dinero salió de mi cuenta"],
+    1: ["mi paquete del pedido {order} todavía no ha llegado",
+        "el seguimiento no se actualiza desde hace {dias} días",
+        "el repartidor dice entregado pero no hay ningún paquete",
+        "el pedido llegó roto y faltan artículos",
+        "¿pueden cambiar la dirección de entrega del pedido {order}?"],
+    2: ["la página de pago da un error al pulsar pagar",
+        "la aplicación se cierra cada vez que abro la cesta",
+        "las fotos de los productos no cargan en mi {aparato}",
+        "la web se queda congelada en la pantalla de carga",
+        "el buscador no devuelve nada"],
+    3: ["no puedo iniciar sesión en mi cuenta desde ayer",
+        "el correo para restablecer la contraseña nunca llega",
+        "mi cuenta está bloqueada por demasiados intentos",
+        "alguien cambió el correo electrónico de mi cuenta",
+        "el código de verificación no funciona"],
+}
 FILL: dict[str, list[str]] = {
     "fee": ["fee", "charge", "interest rate", "surcharge"],
     "period": ["month", "week", "year", "quarter"],
@@ -141,12 +164,15 @@ FILL: dict[str, list[str]] = {
     "quid": ["10", "15", "20", "35"],
     "plan": ["12", "18", "25"],
     "day": ["monday", "tuesday", "yesterday", "today"],
+    "euros": ["20", "35", "49", "120"],
+    "dias": ["tres", "cinco", "diez"],
+    "aparato": ["móvil", "tableta", "ordenador"],
     "code": ["e12", "403", "sim-7", "55"],
 }
 OPENERS = {"broad": ["", "", "news: ", "today "], "shop": ["", "hello, ", "hi, ", "dear team, "],
-           "carrier": ["", "", "hi ", "pls help "]}
+           "carrier": ["", "", "hi ", "pls help "], "spanish": ["", "hola, ", "buenos días, "]}
 CLOSERS = {"broad": ["", "", ".", "."], "shop": [".", ". thanks", ". please help", "!"],
-           "carrier": ["", "??", " pls", " !!"]}
+           "carrier": ["", "??", " pls", " !!"], "spanish": [".", ". gracias", ". ayuda por favor"]}
 
 
 def sentences(templates: dict[int, list[str]], domain: str, n: int,
@@ -180,8 +206,8 @@ def main() -> None:
         "adapt.csv": (sentences(CARRIER, "carrier", 400, rng), 200_000),
     }
     shop_more = sentences(SHOP, "shop", 300, rng)
-    carrier_more = sentences(CARRIER, "carrier", 300, rng)
-    stream = (shop_more[0] + carrier_more[0], np.concatenate([shop_more[1], carrier_more[1]]))
+    spanish = sentences(SPANISH, "spanish", 900, rng)
+    stream = (shop_more[0] + spanish[0], np.concatenate([shop_more[1], spanish[1]]))
     (HERE / "stream").mkdir(exist_ok=True)
     sets["stream/part-001.csv"] = (stream, 300_000)
     readable = []
