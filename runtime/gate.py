@@ -227,6 +227,7 @@ class GateDecision:
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, for the ``gate.passed`` / ``gate.failed`` event payload."""
         risk = false_refusal_risk(self.checks)
+        k = sum(c.numbers.get("false_refusal_risk") is not None for c in self.checks)
         out: dict[str, Any] = {
             "passed": self.passed,
             "checks": [c.to_dict() for c in self.checks],
@@ -235,10 +236,16 @@ class GateDecision:
             "test": self.test,
             "false_refusal_risk": risk,
         }
-        if risk is not None:
+        if risk is not None and risk < 1.0:
             out["noise"] = (
                 f"At these set sizes, a candidate of identical quality would fail at least one "
-                f"tolerance check with probability at most {risk:.1%} (alpha {self.alpha:g})."
+                f"of the {k} tolerance checks by chance with probability at most {risk:.1%} "
+                f"(alpha {self.alpha:g})."
+            )
+        elif risk is not None:
+            out["noise"] = (
+                f"These sets are too small for the tolerances: a candidate of identical quality "
+                f"would likely fail at least one of the {k} tolerance checks by chance."
             )
         return out
 
@@ -249,7 +256,7 @@ def _fmt(x: float) -> str:
 
 def _change(gain: float, unit: str) -> str:
     if gain > -5e-4:  # never print "gained -0.000"
-        return f"it gained {max(gain, 0.0):.3f}{unit}"
+        return f"it gained {max(gain, 0.0) + 0.0:.3f}{unit}"  # + 0.0: never "-0.000"
     return f"it lost {-gain:.3f}{unit}"
 
 
@@ -577,10 +584,15 @@ def _conditions(
     if rule.min_improvement is not None:
         g, lo = -w.estimate, -w.upper
         ok = lo >= rule.min_improvement - _EPS
+        bound = (
+            f"a gain of at least {lo:.3f} at {conf} confidence"
+            if lo >= 0
+            else f"at {conf} confidence it may have lost up to {-lo:.3f}"
+        )
         out.append(
             (
                 ok,
-                f"{_change(g, unit)} (a gain of at least {lo:.3f} at {conf} confidence), "
+                f"{_change(g, unit)} ({bound}), "
                 f"{'meeting' if ok else 'short of'} the required gain of "
                 f"{_fmt(rule.min_improvement)}",
             )

@@ -75,8 +75,8 @@ def event_summary(e: Event) -> str:
     return ""
 
 
-def gate_summary(p: dict[str, Any], passed: bool) -> str:
-    """A gate decision in words: the verdict, what happens next, and why."""
+def gate_summary(p: dict[str, Any], passed: bool, reasons: bool = True) -> str:
+    """A gate decision in words: the verdict, what happens next, and (``reasons``) why."""
     checks = p.get("checks", [])
     failed = sum(1 for c in checks if not c.get("passed"))
     nxt = {
@@ -88,7 +88,7 @@ def gate_summary(p: dict[str, Any], passed: bool) -> str:
     stage = " after shadow" if p.get("stage") == "shadow" else ""
     counted = f"{failed} of {len(checks)} checks failed" if checks else "no checks"
     head = f"{p.get('candidate')} vs {p.get('champion')}{stage}: {nxt} ({counted})"
-    return f"{head} — " + " ".join(p.get("reasons", []))
+    return f"{head} — " + " ".join(p.get("reasons", [])) if reasons else head
 
 
 def gate_checks(p: dict[str, Any]) -> list[str]:
@@ -103,6 +103,9 @@ def gate_checks(p: dict[str, Any]) -> list[str]:
 def event_line(e: Event) -> str:
     line = f"{e.id:>5}  {e.ts}  {e.kind:<17} {e.model_version or '-':<5} {event_summary(e)}"
     if e.kind in (ev.GATE_PASSED, ev.GATE_FAILED) and len(e.payload.get("checks", [])) > 1:
+        # the check lines say why: the head line does not repeat them
+        head = gate_summary(e.payload, passed=e.kind == ev.GATE_PASSED, reasons=False)
+        line = f"{e.id:>5}  {e.ts}  {e.kind:<17} {e.model_version or '-':<5} {head}"
         line = "\n".join([line, *gate_checks(e.payload)])
     return line
 

@@ -27,6 +27,7 @@ from runtime.evidence import (
     write_evidence,
 )
 from runtime.gatekeeper import Gatekeeper
+from runtime.presenter import event_line
 from runtime.registry import Registry
 from runtime.review import ReviewError, approve, awaiting_approval, reject, review
 from runtime.unit import Unit, load_unit
@@ -152,6 +153,26 @@ def test_auto_mode_promotes_a_candidate_that_passes(world: World) -> None:
     gate = world.events.last(ev.GATE_PASSED)
     assert gate is not None and gate.payload["next"] == "promote"
     assert {c["name"] for c in gate.payload["checks"]} == {"new_data", "golden:v1"}
+
+
+def test_a_gate_failed_event_reads_well_to_someone_who_was_not_there(tmp_path: Path) -> None:
+    w = World(tmp_path)
+    w.save("v1", 1.0, None, [])  # right everywhere
+    w.registry.promote("v1", {"reason": "bootstrap"})
+    w.save("v2", 0.0, "v1", ["v1"])  # forgot: always class 0
+    assert w.keeper.judge("t1", w.result("v1", "v2"), w.unit("v1")) is None
+    failed = w.events.last(ev.GATE_FAILED)
+    assert failed is not None
+    for c in failed.payload["checks"]:  # every check: its numbers and one sentence
+        assert c["champion"] is not None and c["candidate"] is not None and c["n"] == 400
+        assert {"loss", "loss_upper"} <= set(c["numbers"]) and c["threshold"]
+        assert c["reason"].endswith(".") and c["reason"].count(". ") == 0
+    assert 0 <= failed.payload["false_refusal_risk"] <= 1 and failed.payload["noise"]
+    head, *checks = event_line(failed).splitlines()
+    assert head.endswith("v2 vs v1: refuse (2 of 2 checks failed)")  # reasons not repeated
+    assert len(checks) == 2 and all(line.strip().startswith("FAIL") for line in checks)
+    golden = next(line for line in checks if "golden:v1" in line)
+    assert "On golden set 'v1' (400 rows)" in golden and "more than the allowed 0.03" in golden
 
 
 def test_champion_checksum_mismatch_fails_closed(world: World) -> None:
