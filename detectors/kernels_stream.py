@@ -105,29 +105,6 @@ def _twist(mt: IndexArray) -> None:
 
 
 @njit
-def _genrand(mt: IndexArray) -> int:
-    """CPython's ``genrand_uint32`` (``_randommodule.c``) on ``mt[:624]``, position in
-    ``mt[624]``; words are kept in int64."""
-    if mt[_N] >= _N:
-        _twist(mt)
-    y = mt[mt[_N]]
-    mt[_N] += 1
-    y ^= y >> 11
-    y ^= (y << 7) & 0x9D2C5680
-    y ^= (y << 15) & 0xEFC60000
-    return int(y ^ (y >> 18))
-
-
-@njit
-def _randbelow(mt: IndexArray, n: int, shift: int) -> int:
-    """``random.Random._randbelow_with_getrandbits(n)``; ``shift`` is ``32 - n.bit_length()``."""
-    r = _genrand(mt) >> shift
-    while r >= n:
-        r = _genrand(mt) >> shift
-    return r
-
-
-@njit
 def _shift(n: int) -> int:
     k = 0
     while (n >> k) > 0:
@@ -139,22 +116,37 @@ def _shift(n: int) -> int:
 def _sample(mt: IndexArray, pop: int, k: int, pool: bool, ring: FloatArray, start: int,
             out: FloatArray, scratch: IndexArray, shifts: IndexArray) -> None:
     """The values at the positions ``random.sample(range(pop), k)`` draws, in its order;
-    ``shifts[m]`` is ``_shift(m)``."""
+    ``shifts[m]`` is ``_shift(m)``. Each position is CPython's ``_randbelow(n)``: 32-bit
+    words of the twister (``genrand_uint32``: next word, tempered) shifted down to
+    ``n.bit_length()`` bits, drawn again while not below ``n``."""
     w = len(ring)
     for i in range(pop):
         scratch[i] = i if pool else 0
+    at = mt[_N]
     for i in range(k):
+        n = pop - i if pool else pop
+        shift = shifts[n]
+        while True:
+            if at >= _N:
+                _twist(mt)
+                at = 0
+            y = mt[at]
+            at += 1
+            y ^= y >> 11
+            y ^= (y << 7) & 0x9D2C5680
+            y ^= (y << 15) & 0xEFC60000
+            r = (y ^ (y >> 18)) >> shift
+            if r < n and (pool or scratch[r] == 0):  # set: redraw a position already taken
+                break
         if pool:
-            j = _randbelow(mt, pop - i, shifts[pop - i])
-            pos = scratch[j]
-            scratch[j] = scratch[pop - i - 1]
+            pos = scratch[r]
+            scratch[r] = scratch[n - 1]
         else:
-            pos = _randbelow(mt, pop, shifts[pop])
-            while scratch[pos]:
-                pos = _randbelow(mt, pop, shifts[pop])
-            scratch[pos] = 1
+            pos = r
+            scratch[r] = 1
         pos += start
         out[i] = ring[pos - w * (pos >= w)]  # (start + pos) % w without a division
+    mt[_N] = at
 
 
 @njit
