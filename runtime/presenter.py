@@ -68,9 +68,11 @@ def event_summary(e: Event) -> str:
         return f"{p.get('from')} → {p.get('to')}: {p.get('reason')}"
     if k == ev.STAGE_FINISHED:
         m = p.get("metrics", {})
+        acc = m.get("val_accuracy", m.get("accuracy"))  # single bootstrap vs staged stages
+        missed = "; ".join(p.get("missed") or [])
         return (
             f"stage {p.get('stage')} {'passed' if p.get('passed') else 'FAILED'}: "
-            f"validation accuracy {_f(m.get('val_accuracy'))}"
+            f"validation accuracy {_f(acc)}" + (f" (missed: {missed})" if missed else "")
         )
     return ""
 

@@ -17,6 +17,7 @@ from runtime.config import DriftloopConfig, parse_config
 from runtime.daemon import Daemon
 from runtime.db import Database
 from runtime.events import EventLog
+from runtime.presenter import event_summary
 from runtime.registry import Registry
 from runtime.synthetic import AGRAWAL_FEATURES, segment_rows
 from tests.conftest import SMALL
@@ -72,6 +73,9 @@ def test_stages_run_in_order_and_v1_carries_the_lineage(tmp_path: Path) -> None:
     assert [e.payload["stage"] for e in finished] == ["pretrain", "finetune", "adapt"]
     assert all(e.payload["passed"] and e.model_version == "v1" for e in finished)
     assert finished[0].payload["exit_criteria"] == {"accuracy": ">= 0.6"}
+    summary = event_summary(finished[0])
+    assert summary.startswith("stage pretrain passed: validation accuracy 0.")
+    assert "None" not in summary
     assert sum("exit criteria" in line for line in lines) == 3
     db = Database.for_state_dir(cfg.state_dir, None)
     registry = Registry(db, cfg.state_dir / "models", EventLog(db))
@@ -104,6 +108,8 @@ def test_a_stage_that_misses_its_exit_criteria_stops_with_one_line(tmp_path: Pat
     finished = [e for e in _events(cfg) if e.kind == ev.STAGE_FINISHED]
     assert [(e.payload["stage"], e.payload["passed"]) for e in finished] == [
         ("first", True), ("hopeless", False)]
+    failed = event_summary(finished[1])
+    assert "FAILED" in failed and "(missed: accuracy " in failed
     db = Database.for_state_dir(cfg.state_dir, None)
     assert Registry(db, cfg.state_dir / "models", EventLog(db)).champion() is None
     db.dispose()
