@@ -65,6 +65,7 @@ Clock = Callable[[], datetime]
 
 DB_FILENAME = "driftloop.db"
 SYNCHRONOUS = ("full", "normal")
+AUTOCHECKPOINT_PAGES = 4000  # 16 MB of WAL at SQLite's default 4 KiB page
 
 metadata = MetaData()
 
@@ -260,6 +261,9 @@ def _configure_sqlite(engine: Engine, synchronous: str) -> None:
             cursor.execute("PRAGMA busy_timeout = 10000")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+            # commits checkpoint the WAL past this many pages; a serving daemon checkpoints
+            # earlier in the background (Database.checkpoint), off its requests' path
+            cursor.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
             cursor.close()
@@ -324,6 +328,17 @@ class Database:
     def connect(self) -> Connection:
         """A connection for reads (use as a context manager)."""
         return self.engine.connect()
+
+    def checkpoint(self) -> None:
+        """Copy SQLite's write-ahead log into the database file (``PASSIVE``: writers and
+        readers carry on meanwhile); a no-op for PostgreSQL."""
+        if not self.is_sqlite:
+            return
+        raw = self.engine.raw_connection()  # autocommit: a checkpoint refuses transactions
+        try:
+            raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").close()
+        finally:
+            raw.close()
 
     def dispose(self) -> None:
         """Close every pooled connection."""

@@ -23,6 +23,8 @@ from runtime.sources import Batch
 log = logging.getLogger(__name__)
 SWITCH_INTERVAL = 0.001
 """Seconds a thread may hold the GIL while another waits for it, while the API serves."""
+CHECKPOINT_SECONDS = 0.5
+"""How often the serving daemon checkpoints SQLite's WAL in the background."""
 
 
 class ServerError(RuntimeError):
@@ -63,6 +65,9 @@ class ApiServer:
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
         self._switch_interval: float | None = None
+        self._db = host.db
+        self._stop_checkpoints = threading.Event()
+        self._checkpoints: threading.Thread | None = None
 
     @property
     def port(self) -> int:
@@ -95,12 +100,29 @@ class ApiServer:
             if time.monotonic() > deadline:
                 raise ServerError(f"the API did not start within {timeout:.0f} s")
             time.sleep(0.02)
+        self._stop_checkpoints.clear()
+        self._checkpoints = threading.Thread(
+            target=self._checkpoint, name="driftloop-checkpoint", daemon=True
+        )
+        self._checkpoints.start()
         log.info("API listening on %s", self.url)
+
+    def _checkpoint(self) -> None:
+        """Checkpoint the WAL every :data:`CHECKPOINT_SECONDS` so that no request's commit
+        has to (each would copy megabytes into the database file and fsync it)."""
+        while not self._stop_checkpoints.wait(CHECKPOINT_SECONDS):
+            try:
+                self._db.checkpoint()
+            except Exception as err:  # a busy or failing disk: the commits' own checkpoints remain
+                log.warning("background WAL checkpoint failed: %s", err)
 
     def stop(self) -> None:
         """Stop accepting, let in-flight requests finish (``shutdown_seconds`` at most)."""
         if self._thread is None:
             return
+        self._stop_checkpoints.set()
+        if self._checkpoints is not None:
+            self._checkpoints.join(10)
         self._server.should_exit = True
         self._thread.join(self.api.shutdown_seconds + 2)
         if self._thread.is_alive():

@@ -275,3 +275,18 @@ def test_a_normal_synchronous_commit_survives_kill_9(tmp_path: Path) -> None:
     with database.connect() as conn:
         assert conn.execute(select(kv.c.value).where(kv.c.key == "acked")).scalar() == "yes"
     database.dispose()
+
+
+def test_checkpoint_copies_the_wal_into_the_database_file(tmp_path: Path) -> None:
+    database = Database.for_state_dir(tmp_path, None)
+    database.create_all()
+    with database.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 4000
+    with database.begin() as conn:
+        conn.execute(kv.insert(), [{"key": f"k{i}", "value": "x" * 2000} for i in range(200)])
+    main = tmp_path / "driftloop.db"
+    before = main.stat().st_size
+    database.checkpoint()
+    assert main.stat().st_size > before + 200 * 2000  # the rows' pages left the WAL
+    database.dispose()
+    Database("postgresql://nobody@127.0.0.1:1/none").checkpoint()  # no-op, no connection
