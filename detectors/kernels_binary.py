@@ -198,7 +198,9 @@ def hddm_w(x: FloatArray, fp: FloatArray, ip: IndexArray, s: FloatArray, buf: Fl
 
 
 # ---- FHDDM: buf = the sliding window (a ring); s = [start, length, n_one, u_max,
-# u_short_max]; ip = [window, short window or 0]; fp = [epsilon, epsilon_short]
+# u_short_max]; ip = [window, short window or 0]; fp = [epsilon, epsilon_short]. The short
+# window's mean adds left to right, as CPython 3.11's sum() does (3.12's compensated sum
+# may differ in the last bit)
 
 
 def fhddm_init(fp: FloatArray) -> FloatArray:
