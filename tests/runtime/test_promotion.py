@@ -6,6 +6,7 @@ right where; the gate's evidence is written the way the retrain child writes it.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,13 @@ from runtime.evidence import (
     score,
     write_evidence,
 )
-from runtime.gatekeeper import Gatekeeper
+from runtime.gatekeeper import LIVE_KEY, Gatekeeper
 from runtime.presenter import event_line
 from runtime.registry import Registry
 from runtime.review import ReviewError, approve, awaiting_approval, reject, review
+from runtime.rowstore import labelled_rows
 from runtime.unit import Unit, load_unit
-from runtime.watch import PairedLive, mcnemar_greater, worse_than_before
+from runtime.watch import PairedLive, mcnemar_greater, save_live_state, worse_than_before
 from tests.conftest import small_config
 
 N_FEATURES = 9
@@ -403,3 +405,31 @@ def test_mcnemar_and_worse_than_before_on_equal_models() -> None:
     live = PairedLive("v1", "v2", m, m, 10)
     live.add(np.arange(10), np.zeros((10, 2)), np.zeros(10, dtype=np.int64))
     assert worse_than_before(live, 0.05) is None
+
+
+# -- the daemon resumes what the gatekeeper persisted ----------------------------------------
+
+
+def test_a_restarted_daemon_resumes_the_watch_it_left(
+    burst: tuple[DriftloopConfig, list[ev.Event]], tmp_path: Path
+) -> None:
+    from runtime.daemon import Daemon
+
+    cfg = burst[0].model_copy(update={"state_dir": tmp_path / "state"})
+    shutil.copytree(burst[0].state_dir, cfg.state_dir)
+    db = Database.for_state_dir(cfg.state_dir, None)
+    assert Registry(db, cfg.state_dir / "models", EventLog(db)).champion() == "v2"
+    seqs, _, _ = labelled_rows(db, len(cfg.schema.features), since=0, limit=120)
+    watch = {"champion": "v2", "predecessor": "v1", "wanted": 5000, "seqs": seqs.tolist()}
+    save_live_state(db, LIVE_KEY, {"version": 1, "shadow": None, "watch": watch})
+    db.dispose()
+    said: list[str] = []
+    daemon = Daemon(cfg, report=said.append)
+    daemon.open()  # as after a crash mid-watch: the state says 120 rows were scored
+    try:
+        resumed = daemon.gatekeeper.watch
+        assert resumed is not None and resumed.reference_version == "v1"
+        assert resumed.seq_list() == seqs.tolist() and resumed.wanted == 5000
+        assert "resumed the watch of v2: 120/5000 labelled rows" in said
+    finally:
+        daemon.close()
