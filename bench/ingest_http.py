@@ -5,10 +5,13 @@ Starts ``driftloop run`` as a real process (SQLite state, the API on a free loca
 through the API, then drives ``POST /v1/ingest`` for S seconds with batches of 1,000
 labelled rows × 20 features from a load generator in this process: pre-encoded bodies,
 N keep-alive connections (one thread each, a request in flight per connection; row ids
-are made by the server). Reports sustained rows/s, batch latency percentiles, CPU of the
-server and of the generator (cores: user+system CPU seconds / wall seconds), the server's
-peak RSS, and the detectors' backlog when the load stops (rows acknowledged but not yet
-through the detectors) with the time they then took to catch up.
+are made by the server), first closed loop (flat out: the most rows/s), then, once the
+detectors have caught up, open loop at ``--rate`` rows/s (50,000: the latency at the
+target rate, from each batch's scheduled send time). Reports rows/s, batch latency
+percentiles, CPU of the server and of the generator (cores: user+system CPU seconds /
+wall seconds), the server's peak RSS, and the detectors' backlog when the load stops
+(rows acknowledged but not yet through the detectors) with the time they then took to
+catch up.
 
 Baseline, same run, same generator: a bare uvicorn app (httptools, uvloop) that reads
 each body and answers a fixed JSON: the ceiling this machine's HTTP and generator set.
@@ -22,7 +25,7 @@ alarm per 100,000 stationary rows) would mean an alarm every 2 s at 50,000 rows/
 running the alarm path (policy, events, reference refresh); evidently drift reports are
 off for the same reason (seconds each, in the daemon's step thread).
 
-Usage: python bench/ingest_http.py [--quick] [--seconds S] [--clients N]
+Usage: python bench/ingest_http.py [--quick] [--seconds S] [--clients N] [--rate ROWS_S]
        [--synchronous full,normal] [--json OUT.json]
 """
 
@@ -124,29 +127,48 @@ def _wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 180) 
     raise SystemExit("the server did not come up")
 
 
-def drive(port: int, pid: int, bodies: list[bytes], seconds: float, clients: int) -> dict[str, Any]:
-    """N closed-loop keep-alive clients for ``seconds``; latency, CPU and RSS."""
+def drive(
+    port: int,
+    pid: int,
+    bodies: list[bytes],
+    seconds: float,
+    clients: int,
+    rate: float | None = None,
+) -> dict[str, Any]:
+    """N keep-alive clients for ``seconds``; latency, CPU and RSS.
+
+    Closed loop (``rate`` None): each client sends its next batch when the last one is
+    answered, so the server runs flat out. Open loop: batches go out on a fixed schedule
+    of ``rate`` rows/s in all, and a batch's latency runs from its scheduled send time
+    (a late send counts as waiting: no coordinated omission).
+    """
     server, me = psutil.Process(pid), psutil.Process()
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
     stop = threading.Event()
+    start = time.perf_counter()
+    interval = clients * BATCH / rate if rate else 0.0
 
     def client(k: int) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
         i = k
+        due = start + k * interval / clients
         while not stop.is_set():
-            t0 = time.perf_counter()
+            if rate:
+                time.sleep(max(0.0, due - time.perf_counter()))
+            t0 = due if rate else time.perf_counter()
             status, body = _post(conn, bodies[i % len(bodies)])
             dt = time.perf_counter() - t0
             i += clients
+            due += interval
             ok = status == 200 and json.loads(body).get("accepted") == BATCH
             with lock:
                 (latencies.append(dt) if ok else errors.append(f"{status}: {body[:200]!r}"))
 
     peak_rss = server.memory_info().rss
     s0, m0 = server.cpu_times(), me.cpu_times()
-    t0 = time.perf_counter()
+    t0 = start
     threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
     for t in threads:
         t.start()
@@ -167,6 +189,7 @@ def drive(port: int, pid: int, bodies: list[bytes], seconds: float, clients: int
         return round(float(np.percentile(lat, q)), 1) if len(lat) else None
 
     return {
+        "mode": f"open loop at {rate:,.0f} rows/s" if rate else "closed loop",
         "seconds": round(wall, 2),
         "clients": clients,
         "batches": len(latencies),
@@ -215,7 +238,12 @@ def run_baseline(seconds: float, clients: int, bodies: list[bytes], tmp: Path) -
 
 
 def run_daemon(
-    seconds: float, clients: int, bodies: list[bytes], tmp: Path, synchronous: str
+    seconds: float,
+    clients: int,
+    bodies: list[bytes],
+    tmp: Path,
+    synchronous: str,
+    rate: float | None,
 ) -> dict[str, Any]:
     port = _free_port()
     cfg_path = tmp / f"bench-{synchronous}.yaml"
@@ -252,6 +280,13 @@ def run_daemon(
         alarms = _get(port, "/v1/events?kind=drift.detected&limit=1000")["events"]
         res["drift_alarms"] = len(alarms)
         res["synchronous"] = synchronous
+        if rate:  # the same daemon, caught up, at the target rate
+            paced = drive(port, proc.pid, bodies, seconds, clients, rate)
+            acknowledged += paced["batches"] * BATCH
+            paced["detector_backlog_rows_at_end"] = (
+                acknowledged - _get(port, "/v1/status")["rows_seen"]
+            )
+            res["paced"] = paced
         return res
     finally:
         _stop(proc)
@@ -303,6 +338,12 @@ def main() -> None:
     p.add_argument("--seconds", type=float)
     p.add_argument("--clients", type=int, default=2)
     p.add_argument("--synchronous", default="full,normal", help="SQLite settings to run")
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=50_000,
+        help="rows/s of the open-loop run after each closed-loop one (0: none)",
+    )
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--json", type=Path)
     p.add_argument("--echo-server", type=int, help=argparse.SUPPRESS)
@@ -329,7 +370,10 @@ def main() -> None:
     if not args.no_baseline:
         res["runs"]["baseline_bare_uvicorn"] = run_baseline(seconds, args.clients, bodies, tmp)
     for sync in [s.strip() for s in args.synchronous.split(",") if s.strip()]:
-        res["runs"][f"driftloop_{sync}"] = run_daemon(seconds, args.clients, bodies, tmp, sync)
+        run = run_daemon(seconds, args.clients, bodies, tmp, sync, args.rate or None)
+        res["runs"][f"driftloop_{sync}"] = run
+        if "paced" in run:
+            res["runs"][f"driftloop_{sync}_paced"] = run.pop("paced")
     res["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     print(f"machine {res['machine']}, load average before {res['load_average_before']}")
     print(f"{seconds:.0f} s per run, {args.clients} clients, batches of {BATCH} × {N_FEATURES}")
