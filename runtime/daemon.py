@@ -31,7 +31,7 @@ from runtime.config import (
     HttpSourceConfig,
     RedisSourceConfig,
 )
-from runtime.db import Database, from_json, kv, processed_files, retrain_requests, to_json, utcnow
+from runtime.db import Database, from_json, kv, processed_files, to_json
 from runtime.events import EventLog
 from runtime.gatekeeper import LIVE_KEY, Gatekeeper
 from runtime.inbox import Inbox, merge
@@ -42,6 +42,7 @@ from runtime.lock import StateLock
 from runtime.monitor import Monitor, Signals
 from runtime.policy import Policy
 from runtime.registry import Registry
+from runtime.retrain_queue import RequestQueue
 from runtime.rowstore import count_labelled, labelled_rows, last_seq, recent_rows
 from runtime.scheduler import Scheduler
 from runtime.server import ApiServer, HttpSource, resolve_token
@@ -74,6 +75,7 @@ class Daemon:
         )
         self.db.create_all()
         self.events = EventLog(self.db, clock)
+        self.requests = RequestQueue(self.db, self.events)
         self.registry = Registry(self.db, cfg.state_dir / "models", self.events)
         self.ingestor = Ingestor(self.db, cfg.schema, self.events)
         self.leader: Leadership = build_leader(self.db, cfg.leader)
@@ -115,7 +117,7 @@ class Daemon:
         torch.set_num_threads(self.cfg.torch_threads)  # the daemon owns its process
         saved = self._load_state()
         self.source = self._make_source(cursor=int(saved.get("cursor", 0)))
-        requeued = self._requeue() if self.leader.poll(force=True) else 0
+        requeued = self.requests.requeue() if self.leader.poll(force=True) else 0
         self.runner.warm()  # its imports take seconds: pay them before the first drift
         champion = self.registry.champion()
         if champion is None:
@@ -146,7 +148,7 @@ class Daemon:
             if self.runner.running:
                 trigger = self.runner.trigger_id
                 seconds = self.runner.cancel()
-                self._set_request(trigger, "cancelled")
+                self.requests.set_status(trigger, "cancelled")
                 self.events.append(
                     ev.RETRAIN_FAILED,
                     {
@@ -243,7 +245,11 @@ class Daemon:
             self.lock.release()
 
     def drained(self) -> bool:
-        return self.source.exhausted() and not self.runner.running and self._next_request() is None
+        return (
+            self.source.exhausted()
+            and not self.runner.running
+            and self.requests.next_pending() is None
+        )
 
     # -- one step ----------------------------------------------------------------------
     def step(self) -> bool:
@@ -253,7 +259,7 @@ class Daemon:
             did = self._manage_retrain() if self._lead() else False
             self._follow_champion()
             blocked = self.source.blocks_on_retrain and (
-                self.runner.running or self._next_request() is not None
+                self.runner.running or self.requests.next_pending() is not None
             )
             if not blocked:
                 batch = self.source.poll()
@@ -418,58 +424,11 @@ class Daemon:
             "labelled_rows": labelled,
             "alarm_row": ep.alarm_row,
         }
-        with self.db.begin() as conn:
-            exists = conn.execute(
-                select(retrain_requests.c.trigger_id).where(
-                    retrain_requests.c.trigger_id == trigger
-                )
-            ).first()
-            if exists is None:
-                now = utcnow()
-                conn.execute(
-                    retrain_requests.insert(),
-                    [
-                        {
-                            "trigger_id": trigger,
-                            "created_at": now,
-                            "status": "pending",
-                            "attempts": 0,
-                            "payload": to_json(payload),
-                            "updated_at": now,
-                        }
-                    ],
-                )
-                self.events.append(
-                    ev.RETRAIN_REQUESTED, payload, model_version=self._champion(), conn=conn
-                )
+        self.requests.request(trigger, payload, self._champion())
         self.policy.episode_requested()
         self.report(f"retrain requested  {trigger}  rows {ep.onset}..{upto} ({labelled} labelled)")
 
     # -- retrain and gate ----------------------------------------------------------------
-    def _next_request(self) -> dict[str, Any] | None:
-        with self.db.connect() as conn:
-            row = conn.execute(
-                select(retrain_requests.c.trigger_id, retrain_requests.c.payload)
-                .where(retrain_requests.c.status == "pending")
-                .order_by(retrain_requests.c.created_at, retrain_requests.c.trigger_id)
-            ).first()
-        if row is None:
-            return None
-        return {"trigger_id": row[0], **from_json(row[1])}
-
-    def _set_request(self, trigger: str | None, status: str, result: Any = None) -> None:
-        if trigger is None:
-            return
-        values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
-        if result is not None:
-            values["result"] = to_json(result)
-        with self.db.begin() as conn:
-            conn.execute(
-                update(retrain_requests)
-                .where(retrain_requests.c.trigger_id == trigger)
-                .values(**values)
-            )
-
     def _manage_retrain(self) -> bool:
         if self.runner.running:
             trigger = self.runner.trigger_id
@@ -478,7 +437,7 @@ class Daemon:
                 return False
             self._finish_retrain(str(trigger), outcome)
             return True
-        req = self._next_request()
+        req = self.requests.next_pending()
         if req is None or self.unit is None:
             return False
         trigger = req["trigger_id"]
@@ -492,27 +451,15 @@ class Daemon:
             "onset": req["onset"],
             "upto": req["upto"],
         }
-        with self.db.begin() as conn:
-            conn.execute(
-                update(retrain_requests)
-                .where(retrain_requests.c.trigger_id == trigger)
-                .values(
-                    status="running", attempts=retrain_requests.c.attempts + 1, updated_at=utcnow()
-                )
-            )
-            self.events.append(
-                ev.RETRAIN_STARTED,
-                {
-                    "trigger_id": trigger,
-                    "champion": self.unit.version,
-                    "candidate": candidate,
-                    "onset": req["onset"],
-                    "upto": req["upto"],
-                    "strategy": self.cfg.retrain.strategy.kind,
-                },
-                model_version=candidate,
-                conn=conn,
-            )
+        started = {
+            "trigger_id": trigger,
+            "champion": self.unit.version,
+            "candidate": candidate,
+            "onset": req["onset"],
+            "upto": req["upto"],
+            "strategy": self.cfg.retrain.strategy.kind,
+        }
+        self.requests.start(trigger, started, candidate)
         self.policy.busy = True
         self.runner.start(trigger, spec)
         self.report(f"retrain started    {trigger}  {self.unit.version} → {candidate}")
@@ -521,11 +468,11 @@ class Daemon:
     def _finish_retrain(self, trigger: str, out: Outcome) -> None:
         self.policy.retrain_done()
         if not self.leader.poll(force=True):  # another daemon leads now and re-runs it
-            self._set_request(trigger, "cancelled")
+            self.requests.set_status(trigger, "cancelled")
             self.report(f"retrain {trigger} dropped: this daemon no longer leads")
             return
         if not out.ok:
-            self._set_request(trigger, "failed", {"reason": out.reason})
+            self.requests.set_status(trigger, "failed", {"reason": out.reason})
             self.events.append(
                 ev.RETRAIN_FAILED,
                 {
@@ -556,7 +503,9 @@ class Daemon:
         promoted = self.gatekeeper.judge(trigger, res, self.unit)
         if promoted is not None:
             self._adopt(promoted, rebaseline=True)
-        self._set_request(trigger, "finished", {"candidate": candidate, "passed": bool(promoted)})
+        self.requests.set_status(
+            trigger, "finished", {"candidate": candidate, "passed": bool(promoted)}
+        )
         self.retention()
         self._save_state()
 
@@ -622,30 +571,19 @@ class Daemon:
         self._adopt(version, rebaseline=True)
 
     # -- service: leadership, the API's rows, systemd ------------------------------------
-    def _requeue(self) -> int:
-        """Retrains a leader never finished (it crashed or stopped) run again, once each."""
-        with self.db.begin() as conn:
-            return int(
-                conn.execute(
-                    update(retrain_requests)
-                    .where(retrain_requests.c.status.in_(["running", "cancelled"]))
-                    .values(status="pending", updated_at=utcnow())
-                ).rowcount
-            )
-
     def _lead(self) -> bool:
         """Poll leadership; on gaining it re-run orphaned retrains, on losing it stop ours."""
         was = self.leader.is_leader()
         now = self.leader.poll()
         if now and not was:
-            n = self._requeue()
+            n = self.requests.requeue()
             self.report(f"leader: {self.leader.instance} leads now ({n} retrain(s) requeued)")
             log.warning("this daemon (%s) is the leader now", self.leader.instance)
         elif was and not now and self.runner.running:
             trigger = self.runner.trigger_id
             self.runner.cancel()
             self.policy.retrain_done()
-            self._set_request(trigger, "cancelled")
+            self.requests.set_status(trigger, "cancelled")
             self.report(f"leader: lost leadership; retrain {trigger} left to the new leader")
         return now
 
