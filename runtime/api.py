@@ -38,13 +38,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime import events as ev
 from runtime.config import ApiConfig, DriftloopConfig
-from runtime.db import Database, quarantine, retrain_requests, to_json, utcnow
+from runtime.db import Database, quarantine, to_json
 from runtime.events import Event, EventLog
 from runtime.ingest import Accepted, Ingestor
 from runtime.ingest_body import decode_ingest
 from runtime.presenter import status_dict
 from runtime.prometheus import HttpMetrics, build_registry
 from runtime.registry import IntegrityError, ModelVersion, Registry
+from runtime.retrain_queue import RequestQueue
 from runtime.rowstore import count_labelled, last_seq
 from runtime.sources import Batch
 from runtime.ui import ui_router
@@ -763,24 +764,10 @@ def _decide(
 
 def _manual_retrain(host: Host, body: RetrainRequest, key: str | None) -> RetrainResponse:
     trigger = f"manual-{key or uuid.uuid4().hex}"
-    with host.db.connect() as conn:
-        row = conn.execute(
-            select(retrain_requests.c.status, retrain_requests.c.payload).where(
-                retrain_requests.c.trigger_id == trigger
-            )
-        ).first()
-    if row is not None:
-        from runtime.db import from_json
-
-        p = from_json(row[1])
-        return RetrainResponse(
-            trigger_id=trigger,
-            created=False,
-            status=str(row[0]),
-            onset=int(p["onset"]),
-            upto=int(p["upto"]),
-            labelled_rows=int(p.get("labelled_rows", 0)),
-        )
+    queue = RequestQueue(host.db, host.events)
+    known = queue.get(trigger)
+    if known is not None:
+        return _retrain_response(trigger, known, created=False)
     champion = host.registry.champion()
     if champion is None:
         raise ApiError(409, "cannot retrain: there is no champion yet")
@@ -806,27 +793,19 @@ def _manual_retrain(host: Host, body: RetrainRequest, key: str | None) -> Retrai
         "alarm_row": None,
         "reason": body.reason or "manual retrain through the API",
     }
-    now = utcnow()
-    with host.db.begin() as conn:
-        conn.execute(
-            retrain_requests.insert(),
-            [
-                {
-                    "trigger_id": trigger,
-                    "created_at": now,
-                    "status": "pending",
-                    "attempts": 0,
-                    "payload": to_json(payload),
-                    "updated_at": now,
-                }
-            ],
-        )
-        host.events.append(ev.RETRAIN_REQUESTED, payload, model_version=champion, conn=conn)
+    created = queue.request(trigger, payload, champion)  # False: a concurrent twin won
+    return _retrain_response(trigger, queue.get(trigger) or ("pending", payload), created)
+
+
+def _retrain_response(
+    trigger: str, known: tuple[str, dict[str, Any]], created: bool
+) -> RetrainResponse:
+    status, p = known
     return RetrainResponse(
         trigger_id=trigger,
-        created=True,
-        status="pending",
-        onset=onset,
-        upto=upto,
-        labelled_rows=labelled,
+        created=created,
+        status=status,
+        onset=int(p["onset"]),
+        upto=int(p["upto"]),
+        labelled_rows=int(p.get("labelled_rows", 0)),
     )

@@ -55,6 +55,16 @@ class RequestQueue:
             self.events.append(ev.RETRAIN_REQUESTED, payload, model_version=champion, conn=conn)
         return True
 
+    def get(self, trigger: str) -> tuple[str, dict[str, Any]] | None:
+        """``(status, payload)`` of ``trigger``, or None if it was never requested."""
+        with self.db.connect() as conn:
+            row = conn.execute(
+                select(retrain_requests.c.status, retrain_requests.c.payload).where(
+                    retrain_requests.c.trigger_id == trigger
+                )
+            ).first()
+        return None if row is None else (str(row[0]), from_json(row[1]))
+
     def next_pending(self) -> dict[str, Any] | None:
         """The oldest pending request's payload with its ``trigger_id``, or None."""
         with self.db.connect() as conn:
