@@ -7,7 +7,7 @@ import typing
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from detectors import cusum
+from detectors import adwin, cusum
 from detectors.base import Detector
 from detectors.registry import DETECTORS, DetectorConfig, build, default_univariate
 
@@ -39,5 +39,5 @@ def test_config_union_parses_and_builds_every_kind(kind: str) -> None:
 
 def test_default_univariate() -> None:
     configs = default_univariate()
-    assert configs == [cusum.Config()]
-    assert build(configs[0], []).signal == "error"
+    assert configs == [cusum.Config(), adwin.Config()]
+    assert all(build(c, []).signal == "error" for c in configs)
