@@ -20,16 +20,22 @@ def _wait(runner: RetrainRunner, limit: float = 240.0) -> Outcome:
     raise AssertionError("no outcome")
 
 
-def test_one_worker_many_children(small_cfg: DriftloopConfig, tmp_path: Path) -> None:
-    runner = RetrainRunner(tmp_path / "work", timeout_seconds=60)
-    spec = {
-        "config": small_cfg.model_dump(mode="json", by_alias=True),
+def _spec(cfg: DriftloopConfig, onset: int = 0, upto: int = 10, **extra: Any) -> dict[str, Any]:
+    """A retrain job for trigger ``t1``: champion v1 → candidate v2 on rows onset..upto."""
+    return {
+        "config": cfg.model_dump(mode="json", by_alias=True),
         "trigger_id": "t1",
         "champion": "v1",
         "candidate": "v2",
-        "onset": 0,
-        "upto": 10,
+        "onset": onset,
+        "upto": upto,
+        **extra,
     }
+
+
+def test_one_worker_many_children(small_cfg: DriftloopConfig, tmp_path: Path) -> None:
+    runner = RetrainRunner(tmp_path / "work", timeout_seconds=60)
+    spec = _spec(small_cfg)
     try:
         runner.start("t1", {**spec, "crash_for_test": True})
         out = _wait(runner)
@@ -51,15 +57,7 @@ def test_a_dead_worker_fails_the_job_and_the_next_one_gets_a_new_worker(
     small_cfg: DriftloopConfig, tmp_path: Path
 ) -> None:
     runner = RetrainRunner(tmp_path / "work", timeout_seconds=60)
-    spec = {
-        "config": small_cfg.model_dump(mode="json", by_alias=True),
-        "trigger_id": "t1",
-        "champion": "v1",
-        "candidate": "v2",
-        "onset": 0,
-        "upto": 10,
-        "crash_for_test": True,
-    }
+    spec = _spec(small_cfg, crash_for_test=True)
     try:
         runner.start("t1", spec)
         assert runner._worker is not None
@@ -76,15 +74,7 @@ def test_no_retrain_outlives_its_daemon(small_cfg: DriftloopConfig, tmp_path: Pa
     import os
 
     runner = RetrainRunner(tmp_path / "work", timeout_seconds=600)
-    spec = {
-        "config": small_cfg.model_dump(mode="json", by_alias=True),
-        "trigger_id": "t1",
-        "champion": "v1",
-        "candidate": "v2",
-        "onset": 0,
-        "upto": 10,
-        "sleep_for_test": 300,
-    }
+    spec = _spec(small_cfg, sleep_for_test=300)
     try:
         runner.start("t1", spec)
         end = time.monotonic() + 240
@@ -152,26 +142,16 @@ def test_an_interrupted_retrain_resumes_from_its_last_epoch_checkpoint(tmp_path:
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     ref_cfg = small_config(tmp_path / "b", retrain=retrain)
 
-    def spec(c: DriftloopConfig) -> dict[str, Any]:
-        return {
-            "config": c.model_dump(mode="json", by_alias=True),
-            "trigger_id": "t1",
-            "champion": "v1",
-            "candidate": "v2",
-            "onset": 1000,
-            "upto": upto,
-        }
-
     runner = RetrainRunner(tmp_path / "work", timeout_seconds=120)
     checkpoint = tmp_path / "work" / "t1.checkpoint" / "checkpoint.json"
     try:
-        runner.start("t1", spec(ref_cfg))  # uninterrupted, on a copy of the same state
+        runner.start("t1", _spec(ref_cfg, 1000, upto))  # uninterrupted, on a copy of the same state
         reference = _wait(runner)
         assert reference.ok, reference.reason
         assert reference.result["train"]["resumed_from_epoch"] == 0
         assert not checkpoint.parent.exists()  # a finished job leaves no checkpoint
 
-        runner.start("t1", {**spec(cfg), "pause_after_epoch_for_test": 2})
+        runner.start("t1", _spec(cfg, 1000, upto, pause_after_epoch_for_test=2))
         end = time.monotonic() + 240
         while not (
             checkpoint.exists() and json.loads(checkpoint.read_text())["loop"]["epochs"] == 2
@@ -181,7 +161,7 @@ def test_an_interrupted_retrain_resumes_from_its_last_epoch_checkpoint(tmp_path:
         runner.cancel()  # what a daemon shutdown does; the daemon re-runs it once
         assert checkpoint.exists()
 
-        runner.start("t1", spec(cfg))
+        runner.start("t1", _spec(cfg, 1000, upto))
         resumed = _wait(runner)
     finally:
         runner.close()

@@ -10,7 +10,7 @@ import torch
 from pydantic import TypeAdapter
 
 from runtime.config import ConfigError, DriftloopConfig, parse_config
-from strategies.base import Budget
+from strategies.base import Budget, TrainResult
 from strategies.loop import OptimizerSpec, fit, pick_device
 from strategies.models import MLPConfig, build_model
 from strategies.registry import BufferConfig, StrategyConfig, build, build_buffer
@@ -88,32 +88,26 @@ def test_cuda_trains_under_bf16_autocast_and_returns_the_model_home() -> None:
     dtypes: list[torch.dtype] = []
     model.register_forward_hook(lambda _m, _i, out: dtypes.append(out.dtype))
     x, y = torch.randn(256, 4), torch.randint(0, 2, (256,))
-    r = fit(
-        model,
-        x,
-        y,
-        mix=0.0,
-        batch_size=64,
-        optimizer=OptimizerSpec(1e-2, 0.0),
-        budget=Budget(epochs=2),
-        seed=0,
-        device="cuda",
-    )
+
+    def on_cuda(m: torch.nn.Module) -> TrainResult:
+        return fit(
+            m,
+            x,
+            y,
+            mix=0.0,
+            batch_size=64,
+            optimizer=OptimizerSpec(1e-2, 0.0),
+            budget=Budget(epochs=2),
+            seed=0,
+            device="cuda",
+        )
+
+    r = on_cuda(model)
     assert r.extra["device"].startswith("cuda") and r.epochs == 2
     assert dtypes and set(dtypes) == {torch.bfloat16}
     assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters())
     again = build_model(MLPConfig(hidden=[32]), 4, 2, seed=0)
-    fit(
-        again,
-        x,
-        y,
-        mix=0.0,
-        batch_size=64,
-        optimizer=OptimizerSpec(1e-2, 0.0),
-        budget=Budget(epochs=2),
-        seed=0,
-        device="cuda",
-    )
+    on_cuda(again)
     assert all(
         torch.allclose(p, q, atol=1e-6)
         for p, q in zip(model.parameters(), again.parameters(), strict=True)
