@@ -79,12 +79,12 @@ class Daemon:
         self.registry = Registry(self.db, cfg.state_dir / "models", self.events)
         self.ingestor = Ingestor(self.db, cfg.schema, self.events)
         self.leader: Leadership = build_leader(self.db, cfg.leader)
-        self.state_key = STATE_KEY
-        self.trace_key = TRACE_KEY
+        suffix = ""  # kv keys of this daemon's own state
         if cfg.leader is not None:  # daemons sharing a database share state_dir: a lock each
             self.lock = StateLock(cfg.state_dir / "instances" / self.leader.instance)
-            self.state_key = f"{STATE_KEY}:{self.leader.instance}"
-            self.trace_key = f"{TRACE_KEY}:{self.leader.instance}"
+            suffix = f":{self.leader.instance}"
+        self.state_key = STATE_KEY + suffix
+        self.trace_key = TRACE_KEY + suffix
         self.trace = load_trace(self.db, self.trace_key)  # detector statistics for the review
         self.inbox = Inbox(cfg.api.monitor_queue_rows if cfg.api else 200_000)
         self.last_signals: dict[str, DriftSignal] = {}
@@ -103,7 +103,7 @@ class Daemon:
             self.events,
             self.report,
             db=self.db,
-            state_key=self.state_key.replace(STATE_KEY, LIVE_KEY, 1),
+            state_key=LIVE_KEY + suffix,
         )
         self.monitor: Monitor | None = None
         self.source: Source = self._make_source(cursor=0)
