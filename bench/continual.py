@@ -119,6 +119,9 @@ benchmark's learning rate (more steps per row seen); MNIST-1D takes 6 epochs. Ev
 is a setting of the daemon's retrain (``budget.epochs``, ``patience: null``,
 ``batch_size``, ``lr``)."""
 
+SETTINGS = ROOT / "bench" / "results" / "continual_tuning.json"
+"""The tuning record ``--protocol tuned`` (the default) reads; ``--tune`` writes it."""
+
 MNIST1D_BUDGETS = replace(BUDGETS, warm_epochs=6)
 """MNIST-1D's warm retrains take a sixth epoch (chosen from single-seed exploratory runs:
 5 epochs kept 2-3 points less)."""
@@ -137,7 +140,7 @@ def _experience(name: str, x: np.ndarray, y: np.ndarray, seed: int) -> Experienc
     return Experience(name, train, val)
 
 
-def river_recurring(quick: bool) -> Benchmark:
+def river_recurring(quick: bool, data_seed: int = 0) -> Benchmark:
     from runtime.config import Segment
     from runtime.synthetic import segment_rows
 
@@ -151,12 +154,12 @@ def river_recurring(quick: bool) -> Benchmark:
     order = [name for _ in range(rounds) for name in concepts]
     exps = []
     for i, name in enumerate(order):
-        rows = list(segment_rows(concepts[name], seed=1000 + i, n=n_train))
+        rows = list(segment_rows(concepts[name], seed=1000 + i + 10_000 * data_seed, n=n_train))
         x, y = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
-        exps.append(_experience(name, x, y, seed=i))
+        exps.append(_experience(name, x, y, seed=i + 1000 * data_seed))
     tests = {}
     for j, (name, seg) in enumerate(concepts.items()):
-        rows = list(segment_rows(seg, seed=99_000 + j, n=n_test, clean=True))
+        rows = list(segment_rows(seg, seed=99_000 + j + 10_000 * data_seed, n=n_test, clean=True))
         tests[name] = _t(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]))
     return Benchmark(
         "river_recurring",
@@ -176,19 +179,19 @@ def _rotate(images: np.ndarray, degrees: float) -> np.ndarray:
     return np.stack([rotate(im, degrees, reshape=False, order=1, mode="constant") for im in images])
 
 
-def digits_rotated(quick: bool) -> Benchmark:
+def digits_rotated(quick: bool, data_seed: int = 0) -> Benchmark:
     from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
 
     d = load_digits()
     images, y = d.images.astype(np.float64), d.target.astype(np.int64)
     angles = list(range(0, 120 if quick else 180, 15))
-    perm = np.random.default_rng(0).permutation(len(y))
+    perm = np.random.default_rng(data_seed).permutation(len(y))
     te, tr = perm[: len(y) // 4], perm[len(y) // 4 :]
     exps, tests = [], {}
     for i, angle in enumerate(angles):
         name = f"rotated {angle}°"
         rot = _rotate(images, angle).reshape(len(y), -1)
-        exps.append(_experience(name, rot[tr], y[tr], seed=i))
+        exps.append(_experience(name, rot[tr], y[tr], seed=i + 1000 * data_seed))
         tests[name] = _t(rot[te], y[te])
     model = CNNConfig(shape=[1, 8, 8], channels=[16, 32], hidden=64)
     return Benchmark(
@@ -203,19 +206,27 @@ def digits_rotated(quick: bool) -> Benchmark:
     )
 
 
-def digits_class_incremental(quick: bool) -> Benchmark:
+def _class_order(data_seed: int) -> list[int]:
+    """0..9 in order for the reported data (``data_seed`` 0), else a seeded permutation."""
+    if data_seed == 0:
+        return list(range(10))
+    return [int(c) for c in np.random.default_rng(data_seed).permutation(10)]
+
+
+def digits_class_incremental(quick: bool, data_seed: int = 0) -> Benchmark:
     from sklearn.datasets import load_digits
 
     d = load_digits()
     x, y = d.data.astype(np.float64), d.target.astype(np.int64)
-    perm = np.random.default_rng(0).permutation(len(y))
+    perm = np.random.default_rng(data_seed).permutation(len(y))
     te, tr = perm[: len(y) // 4], perm[len(y) // 4 :]
     exps, tests = [], {}
+    order = _class_order(data_seed)
     for t in range(5):
-        classes = (2 * t, 2 * t + 1)
+        classes = (order[2 * t], order[2 * t + 1])
         name = f"classes {classes[0]},{classes[1]}"
         m, mt = np.isin(y[tr], classes), np.isin(y[te], classes)
-        exps.append(_experience(name, x[tr][m], y[tr][m], seed=t))
+        exps.append(_experience(name, x[tr][m], y[tr][m], seed=t + 1000 * data_seed))
         tests[name] = _t(x[te][mt], y[te][mt])
     model = CNNConfig(shape=[1, 8, 8], channels=[16, 32], hidden=64)
     return Benchmark(
@@ -230,12 +241,12 @@ def digits_class_incremental(quick: bool) -> Benchmark:
     )
 
 
-def mnist1d_class_incremental(quick: bool) -> Benchmark:
+def mnist1d_class_incremental(quick: bool, data_seed: int = 0) -> Benchmark:
     from mnist1d.data import get_dataset_args, make_dataset
 
     args = get_dataset_args()
     args.num_samples = 4000 if quick else 8000
-    args.seed = 42
+    args.seed = 42 + data_seed
     # the generator seeds numpy's global RNG; leave the caller's state as it was
     state = np.random.get_state()
     try:
@@ -245,11 +256,12 @@ def mnist1d_class_incremental(quick: bool) -> Benchmark:
     x, y = data["x"], data["y"].astype(np.int64)
     xt, yt = data["x_test"], data["y_test"].astype(np.int64)
     exps, tests = [], {}
+    order = _class_order(data_seed)
     for t in range(5):
-        classes = (2 * t, 2 * t + 1)
+        classes = (order[2 * t], order[2 * t + 1])
         name = f"classes {classes[0]},{classes[1]}"
         m, mt = np.isin(y, classes), np.isin(yt, classes)
-        exps.append(_experience(name, x[m], y[m], seed=t))
+        exps.append(_experience(name, x[m], y[m], seed=t + 1000 * data_seed))
         tests[name] = _t(xt[mt], yt[mt])
     model = CNNConfig(shape=[1, 40], channels=[32, 64], hidden=128)
     return Benchmark(
@@ -264,7 +276,7 @@ def mnist1d_class_incremental(quick: bool) -> Benchmark:
     )
 
 
-BENCHMARKS: dict[str, Callable[[bool], Benchmark]] = {
+BENCHMARKS: dict[str, Callable[[bool, int], Benchmark]] = {
     "river_recurring": river_recurring,
     "digits_class_incremental": digits_class_incremental,
     "mnist1d_class_incremental": mnist1d_class_incremental,
@@ -273,28 +285,150 @@ BENCHMARKS: dict[str, Callable[[bool], Benchmark]] = {
 DEFAULT = ["river_recurring", "digits_class_incremental", "mnist1d_class_incremental"]
 
 
-def strategies(bench: Benchmark) -> dict[str, dict[str, Any]]:
-    """Every strategy's config; warm-started ones early-stop sooner than ``joint``."""
-    b = bench.budgets
-    warm = {
-        "lr": bench.lr * b.warm_lr_scale,
-        "batch_size": b.warm_batch_size,
-        "patience": b.warm_patience,
-    }
+def strategies(
+    bench: Benchmark, settings: dict[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Every strategy's config (plus the benchmark's ``epochs``/``validate`` keys).
+
+    ``settings`` (one benchmark's entry of the tuning record, ``--protocol tuned``):
+    ``joint`` and ``replay`` as tuned; every other warm-started strategy takes replay's
+    budget (batch size, learning rate, epochs, validation) with plain cross-entropy.
+    Without it, the fixed budgets of ``bench.budgets`` (``--protocol fixed``/``earlier``).
+    """
+    if settings is not None:
+        rp = settings["replay"]
+        warm = {k: rp[k] for k in ("lr", "batch_size", "patience", "epochs", "validate")}
+    else:
+        b = bench.budgets
+        warm = {
+            "lr": bench.lr * b.warm_lr_scale,
+            "batch_size": b.warm_batch_size,
+            "patience": b.warm_patience,
+        }
+        rp = {"kind": "replay", **warm, "mix": 0.5}
     return {
         "finetune": {"kind": "finetune", **warm},
-        "replay": {"kind": "replay", **warm, "mix": 0.5},
+        "replay": dict(rp),
         "der": {"kind": "der", **warm, "mix": 0.5, "alpha": 0.3},
         "lwf": {"kind": "lwf", **warm, "alpha": 1.0, "temperature": 2.0},
         "ewc": {"kind": "ewc", **warm, "strength": 1e4},
         "ewc+replay": {"kind": "ewc", **warm, "strength": 1e3, "mix": 0.5},
-        "joint": {
+        "joint": dict(settings["joint"])
+        if settings is not None
+        else {
             "kind": "joint",
             "lr": bench.lr,
             "batch_size": 64,
-            "patience": b.scratch_patience,
+            "patience": bench.budgets.scratch_patience,
         },
     }
+
+
+TUNE_DATA_SEED = 1
+"""Tuning never sees the reported data: digits split by another permutation with another
+class order, another MNIST-1D draw, other river streams (``data_seed`` 1, not 0)."""
+TUNE_SEEDS = [100, 101, 102]
+"""…nor the reported seeds (0-4)."""
+TUNE_QUICK = {"river_recurring": True, "mnist1d_class_incremental": True}
+"""River and MNIST-1D are tuned on their quick-mode sizes (the grid's 16 runs a seed
+would take an hour at full size on two cores); digits at its only size."""
+JOINT_TOLERANCE = 0.005
+"""joint's choice: the cheapest configuration within half a point of the most accurate."""
+
+
+def tuning_grid(bench: Benchmark) -> dict[str, dict[str, Any]]:
+    """The configurations tried on the tuning data, labelled: joint 4, replay 12.
+
+    joint: batch 64 at the benchmark's learning rate or batch 16 at twice it, early
+    stopping with patience 3 or 5 (cap 60 epochs), validation every epoch (early stopping
+    needs it). replay (mix 0.5): plain or balanced-softmax cross-entropy, batch 8 at the
+    learning rate or 16 at twice it, a fixed 3, 5 or 8 epochs, no per-epoch validation
+    (the last epoch's weights, as the daemon's retrain keeps them).
+    """
+    grid: dict[str, dict[str, Any]] = {}
+    for batch, scale in ((64, 1), (16, 2)):
+        for patience in (3, 5):
+            grid[f"joint b{batch} lr×{scale} patience {patience}"] = {
+                "kind": "joint",
+                "lr": bench.lr * scale,
+                "batch_size": batch,
+                "patience": patience,
+            }
+    for loss in ("ce", "balanced"):
+        for batch, scale in ((8, 1), (16, 2)):
+            for epochs in (3, 5, 8):
+                grid[f"replay {loss} b{batch} lr×{scale} {epochs} epochs"] = {
+                    "kind": "replay",
+                    "lr": bench.lr * scale,
+                    "batch_size": batch,
+                    "patience": None,
+                    "mix": 0.5,
+                    "loss": loss,
+                    "epochs": epochs,
+                    "validate": False,
+                }
+    return grid
+
+
+def choose(tried: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """joint: the cheapest within ``JOINT_TOLERANCE`` of the most accurate; replay: the
+    most accurate at no more than a quarter of that joint's compute (else the most
+    accurate). ``tried``: label -> {config, avg_accuracy, samples_processed}."""
+    joints = {k: v for k, v in tried.items() if v["config"]["kind"] == "joint"}
+    best = max(v["avg_accuracy"] for v in joints.values())
+    near = {k: v for k, v in joints.items() if v["avg_accuracy"] >= best - JOINT_TOLERANCE}
+    joint = min(near, key=lambda k: near[k]["samples_processed"])
+    cap = 0.25 * joints[joint]["samples_processed"]
+    replays = {k: v for k, v in tried.items() if v["config"]["kind"] == "replay"}
+    within = {k: v for k, v in replays.items() if v["samples_processed"] <= cap} or replays
+    replay = max(within, key=lambda k: within[k]["avg_accuracy"])
+    return {"joint": joint, "replay": replay}
+
+
+def tune(names: list[str]) -> dict[str, Any]:
+    """Run the grid on the tuning data and seeds; the record ``--protocol tuned`` reads."""
+    out: dict[str, Any] = {
+        "data_seed": TUNE_DATA_SEED,
+        "seeds": TUNE_SEEDS,
+        "joint_tolerance": JOINT_TOLERANCE,
+        "benchmarks": {},
+    }
+    for name in names:
+        quick = TUNE_QUICK.get(name, False)
+        bench = BENCHMARKS[name](quick, TUNE_DATA_SEED)
+        grid = tuning_grid(bench)
+        print(
+            f"\ntuning {name} ({'quick' if quick else 'full'} size, data_seed "
+            f"{TUNE_DATA_SEED}, seeds {TUNE_SEEDS}): {len(grid)} configurations",
+            flush=True,
+        )
+        result = run_benchmark(bench, grid, TUNE_SEEDS, verbose=False)
+        tried = {
+            k: {
+                "config": v["config"],
+                "avg_accuracy": v["avg_accuracy"],
+                "avg_accuracy_sd": v["avg_accuracy_sd"],
+                "forgetting": v["forgetting"],
+                "samples_processed": v["samples_processed"],
+            }
+            for k, v in result["strategies"].items()
+        }
+        chosen = choose(tried)
+        for k, v in tried.items():
+            mark = " <- chosen" if k in chosen.values() else ""
+            print(
+                f"  {k:<40} acc {v['avg_accuracy']:.4f} ± {v['avg_accuracy_sd']:.3f} "
+                f"samples {v['samples_processed']:>11,.0f}{mark}",
+                flush=True,
+            )
+        out["benchmarks"][name] = {
+            "size": "quick" if quick else "full",
+            "tried": tried,
+            "chosen": chosen,
+            "joint": tried[chosen["joint"]]["config"],
+            "replay": tried[chosen["replay"]]["config"],
+        }
+    return out
 
 
 def compute(r: TrainResult) -> int:
@@ -348,12 +482,20 @@ def _buffer(bench: Benchmark, is_joint: bool, seed: int) -> RehearsalBuffer:
 def run_one(
     bench: Benchmark, cfg_dict: dict[str, Any], seed: int, start: tuple[torch.nn.Module, int, int]
 ) -> dict[str, Any]:
-    """One strategy over the experiences after the bootstrap, for one seed."""
-    strategy = _build(cfg_dict)
+    """One strategy over the experiences after the bootstrap, for one seed.
+
+    ``cfg_dict`` is the strategy's config plus two keys of the benchmark's own:
+    ``epochs`` (the budget; default: the benchmark's) and ``validate`` (default true:
+    evaluate the golden rows after every epoch and keep the best epoch; false: keep the
+    last epoch, no validation passes).
+    """
+    cfg_dict = dict(cfg_dict)
+    validate = cfg_dict.pop("validate", True)
     is_joint = cfg_dict["kind"] == "joint"
-    model, samples, boot_epochs = copy.deepcopy(start[0]), start[1], start[2]
     b = bench.budgets
-    budget = Budget(epochs=b.scratch_epochs if is_joint else b.warm_epochs)
+    budget = Budget(epochs=cfg_dict.pop("epochs", b.scratch_epochs if is_joint else b.warm_epochs))
+    strategy = _build(cfg_dict)
+    model, samples, boot_epochs = copy.deepcopy(start[0]), start[1], start[2]
     buffer = _buffer(bench, is_joint, seed)
     first = bench.experiences[0]
     buffer.add(*first.train)
@@ -363,7 +505,13 @@ def run_one(
     began = time.perf_counter()
     for i, exp in enumerate(bench.experiences[1:], start=1):
         r = strategy.train(
-            model, *exp.train, buffer, budget, seed=seed + i, val=_val_until(bench, i), device="cpu"
+            model,
+            *exp.train,
+            buffer,
+            budget,
+            seed=seed + i,
+            val=_val_until(bench, i) if validate else None,
+            device="cpu",
         )
         samples += compute(r)
         epochs.append(r.epochs)
@@ -430,7 +578,7 @@ def checks(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_benchmark(
-    bench: Benchmark, plan: dict[str, dict[str, Any]], seeds: list[int]
+    bench: Benchmark, plan: dict[str, dict[str, Any]], seeds: list[int], verbose: bool = True
 ) -> dict[str, Any]:
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in plan}
     for seed in seeds:
@@ -438,6 +586,8 @@ def run_benchmark(
         for label, cfg in plan.items():
             runs[label].append(run_one(bench, cfg, seed, start))
             r = runs[label][-1]
+            if not verbose:
+                continue
             print(
                 f"    seed {seed} {label:<11} acc {r['avg_accuracy']:.3f} "
                 f"forgetting {r['forgetting']:+.3f} samples {r['samples_processed']:>9,} "
@@ -481,12 +631,39 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, help="how many seeds (default: 3 quick, 5 full)")
     ap.add_argument(
         "--protocol",
-        choices=["current", "earlier"],
-        default="current",
-        help="warm-retrain budget: current (fixed epochs, batch 16) or earlier (patience 5)",
+        choices=["tuned", "fixed", "earlier"],
+        default="tuned",
+        help="tuned: joint's and replay's settings from the tuning record (--settings); "
+        "fixed: 5 epochs, batch 16 for every warm retrain; earlier: patience 5",
+    )
+    ap.add_argument(
+        "--settings",
+        type=Path,
+        default=SETTINGS,
+        help=f"the tuning record --protocol tuned reads (default {SETTINGS.relative_to(ROOT)})",
+    )
+    ap.add_argument(
+        "--tune",
+        action="store_true",
+        help="run the tuning grid on held-out data and seeds; --json writes the record",
     )
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.tune:
+        record = tune(args.only or DEFAULT)
+        if args.json:
+            args.json.write_text(json.dumps(record, indent=2))
+            print(f"\nwrote {args.json}")
+        return
+    tuned: dict[str, Any] = {}
+    if args.protocol == "tuned":
+        try:
+            tuned = json.loads(args.settings.read_text())["benchmarks"]
+        except (OSError, ValueError, KeyError) as exc:
+            sys.exit(
+                f"continual.py: cannot read the tuning record {args.settings}: {exc} "
+                "(run with --tune --json PATH first)"
+            )
     seeds = list(range(args.seeds or (3 if args.quick else 5)))
     out: dict[str, Any] = {
         "machine": {
@@ -498,21 +675,24 @@ def main() -> None:
         },
         "mode": "quick" if args.quick else "full",
         "protocol": args.protocol,
+        "settings": str(args.settings) if args.protocol == "tuned" else None,
         "seeds": seeds,
         "benchmarks": {},
     }
     began = time.perf_counter()
     for name in args.only or DEFAULT:
-        bench = BENCHMARKS[name](args.quick)
+        bench = BENCHMARKS[name](args.quick, 0)
         if args.protocol == "earlier":
             bench = replace(bench, budgets=EARLIER_BUDGETS)
-        plan = strategies(bench)
+        if args.protocol == "tuned" and name not in tuned:
+            sys.exit(f"continual.py: {args.settings} has no settings for {name}")
+        plan = strategies(bench, tuned.get(name))
         if args.strategies:
             plan = {k: v for k, v in plan.items() if k in args.strategies.split(",")}
         print(
             f"\n{name}: {len(bench.experiences)} experiences, {len(bench.tests)} "
             f"distributions, buffer {bench.buffer.kind} {bench.buffer.capacity}, "
-            f"budgets {asdict(bench.budgets)}",
+            f"budgets {asdict(bench.budgets) if args.protocol != 'tuned' else 'tuned'}",
             flush=True,
         )
         out["benchmarks"][name] = run_benchmark(bench, plan, seeds)

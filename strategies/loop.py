@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -155,6 +155,33 @@ def _fingerprint(
     }
 
 
+def _loss(logits: torch.Tensor, y: torch.Tensor, log_prior: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy; with ``log_prior`` (log of each class's expected share of a batch)
+    the balanced softmax: cross-entropy of ``logits + log_prior``.
+
+    >>> logits, y = torch.zeros(2, 3), torch.tensor([0, 1])
+    >>> round(_loss(logits, y, None).item(), 4), round(_loss(logits, y, torch.log(
+    ...     torch.tensor([0.5, 0.5, 1e-12]))).item(), 4)
+    (1.0986, 0.6931)
+    """
+    if log_prior is None:
+        return F.cross_entropy(logits, y)
+    k = logits.shape[1]
+    if len(log_prior) < k:  # classes never seen in training: no share of any batch
+        log_prior = torch.cat([log_prior, log_prior.new_full((k - len(log_prior),), -27.6)])
+    return F.cross_entropy(logits + log_prior[:k], y)
+
+
+def _log_prior(y: torch.Tensor, ry: torch.Tensor | None, n_new: int, n_rep: int) -> torch.Tensor:
+    """log of each class's expected share of a batch of ``n_new`` rows drawn from ``y``
+    and ``n_rep`` drawn from ``ry``."""
+    k = int(max(int(y.max()), -1 if ry is None else int(ry.max()))) + 1
+    share = torch.bincount(y, minlength=k).double() * n_new / len(y)
+    if ry is not None and n_rep > 0:
+        share += torch.bincount(ry, minlength=k).double() * n_rep / len(ry)
+    return torch.log((share / (n_new + n_rep)).clamp_min(1e-12)).float()
+
+
 def fit(
     model: nn.Module,
     x: torch.Tensor,
@@ -175,6 +202,7 @@ def fit(
     penalty: Penalty | None = None,
     adapt: AdaptConfig | None = None,
     checkpoint: str | Path | None = None,
+    criterion: Literal["ce", "balanced"] = "ce",
 ) -> TrainResult:
     """Train ``model`` in place: cross-entropy on its logits (plus ``penalty``).
 
@@ -219,6 +247,13 @@ def fit(
         Added to the loss of every batch.
     adapt
         Freezing, layerwise learning rates, schedule, LoRA (:mod:`strategies.adaptation`).
+    criterion
+        ``"ce"``: cross-entropy. ``"balanced"``: the balanced softmax (Ren et al.,
+        "Balanced Meta-Softmax for Long-Tailed Visual Recognition", NeurIPS 2020): the
+        logits are shifted by the log of each class's expected share of a batch (from the
+        new rows' and the rehearsal rows' labels and ``mix``) before the cross-entropy, so
+        the few old classes' rows replayed among many new-class rows are not outvoted:
+        the trained model's plain logits estimate a class-balanced posterior.
     checkpoint
         Directory for the epoch checkpoint; an existing checkpoint of the same run is
         resumed from.
@@ -268,6 +303,7 @@ def fit(
     n_new = batch_size - n_rep
     n = len(yd)
     n_batches = math.ceil(n / n_new)
+    log_prior = None if criterion == "ce" else _log_prior(yd, ry, n_new, n_rep)
     total_steps = _total_steps(budget, n_batches)
     vd = None if val is None else (val[0].to(dev, torch.float32), val[1].to(dev, torch.int64))
     ckpt_dir = None if checkpoint is None else Path(checkpoint)
@@ -347,7 +383,7 @@ def fit(
                             group["lr"] = base * f
                     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                         logits = model(xb)
-                    loss = F.cross_entropy(logits.float(), yb)
+                    loss = _loss(logits.float(), yb, log_prior)
                     if penalty is not None:
                         loss = loss + penalty(model, Batch(xb, yb, logits, len(idx), zb))
                     opt.zero_grad(set_to_none=True)

@@ -25,6 +25,12 @@ class Config(TrainingSettings):
     kind: Literal["replay"] = "replay"
     mix: float = Field(default=0.5, ge=0, lt=1)
     """Fraction of each batch drawn from the buffer."""
+    loss: Literal["ce", "balanced"] = "ce"
+    """``ce``: cross-entropy. ``balanced``: the balanced softmax (logits shifted by the
+    log of each class's share of a batch during training): for new classes arriving
+    (class-incremental drift), where the few old classes' replayed rows would be outvoted
+    by the new ones. Its model predicts as if every class were equally frequent, so leave
+    it at ``ce`` where the deployed class frequencies are skewed and stable."""
 
 
 class Replay:
@@ -95,6 +101,7 @@ class Replay:
             device=device,
             adapt=self.cfg.adapt,
             checkpoint=checkpoint,
+            criterion=self.cfg.loss,
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from strategies import der, ewc, finetune, joint, lwf
+from strategies import der, ewc, finetune, joint, lwf, replay
 from strategies.base import Budget, Strategy
 from strategies.evaluation import accuracy
 from strategies.models import MLPConfig, build_model, fit_normalization
@@ -54,9 +54,7 @@ def test_every_strategy_learns_the_new_task_reproducibly(
     ],
     ids=["der", "ewc", "ewc+replay", "lwf+replay", "joint"],
 )
-def test_keeps_the_old_task_where_finetune_forgets(
-    cfg: object, task_a: Task, task_b: Task
-) -> None:
+def test_keeps_the_old_task_where_finetune_forgets(cfg: object, task_a: Task, task_b: Task) -> None:
     def after_b(strategy: Strategy) -> torch.nn.Module:
         model = _first_task(task_a, task_b, seed=1)
         buffer = build_buffer(BufferConfig(capacity=100), seed=1)
@@ -119,3 +117,39 @@ def test_joint_reinitializes_and_trains_on_buffer_and_new(task_a: Task, task_b: 
     )
     assert r.samples_processed == 2 * (len(task_a[1]) + len(task_b[1]))
     assert accuracy(model, *task_a) > 0.95 and accuracy(model, *task_b) > 0.95
+
+
+def test_balanced_log_prior_is_each_class_share_of_a_batch() -> None:
+    from strategies.loop import _log_prior
+
+    y, ry = torch.tensor([2, 2, 3, 3]), torch.tensor([0, 1, 1, 1])
+    share = _log_prior(y, ry, n_new=6, n_rep=2).exp()
+    assert torch.allclose(share, torch.tensor([0.0625, 0.1875, 0.375, 0.375]))
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_balanced_replay_keeps_old_classes_when_new_classes_arrive(seed: int) -> None:
+    """Class-incremental: two new classes beside two old ones, a 20-row buffer replayed
+    as a fifth of each batch. Plain cross-entropy lets the new classes outvote the old;
+    the balanced softmax keeps the old classes and still learns the new."""
+    from tests.strategies.conftest import blobs
+
+    old = blobs([(-4.0, -2.0), (-4.0, 2.0)], [0, 1], 200, seed=1)
+    new = blobs([(-1.0, -2.0), (-1.0, 2.0)], [2, 3], 200, seed=2)
+
+    def after_new(loss: str) -> torch.nn.Module:
+        model = build_model(MLPConfig(hidden=[32, 32]), n_features=2, n_classes=4, seed=seed)
+        fit_normalization(model, torch.cat([old[0], new[0]]))
+        finetune.build(finetune.Config(lr=1e-2)).train(
+            model, *old, None, Budget(epochs=5), seed=seed, device="cpu"
+        )
+        buffer = build_buffer(BufferConfig(kind="class_balanced", capacity=20), seed=seed)
+        buffer.add(*old)
+        cfg = replay.Config(lr=1e-2, mix=0.2, loss=loss)  # type: ignore[arg-type]
+        replay.build(cfg).train(model, *new, buffer, Budget(epochs=5), seed=seed, device="cpu")
+        return model
+
+    plain, balanced = after_new("ce"), after_new("balanced")
+    assert accuracy(balanced, *old) > 0.97
+    assert accuracy(balanced, *old) > accuracy(plain, *old) + 0.03
+    assert accuracy(balanced, *new) > 0.9
