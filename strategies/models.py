@@ -126,7 +126,8 @@ class MLP(nn.Module):
 
 
 class CNN(nn.Module):
-    """Standardise, reshape, then ``Conv → ReLU → MaxPool`` per entry of ``channels``
+    """Standardise (per input channel, see :func:`fit_normalization`), reshape, then
+    ``Conv → ReLU → MaxPool`` per entry of ``channels``
     (kernel 3, padding 1, pooling 2 while the spatial size allows), then a hidden
     linear layer and the head.
 
@@ -273,8 +274,9 @@ def _first_line(exc: BaseException) -> str:
 def fit_normalization(model: nn.Module, x: torch.Tensor) -> None:
     """Set the model's ``mean``/``std`` buffers from the columns of ``x``.
 
-    A no-op for a model without such buffers. Constant columns get ``std = 1``, so they
-    map to zero instead of dividing by zero.
+    Per column for the MLP; per input channel (over every position) for the CNN, as
+    images are standardised. A no-op for a model without such buffers. Constant columns
+    (channels) get ``std = 1``, so they map to zero instead of dividing by zero.
 
     Examples
     --------
@@ -294,8 +296,17 @@ def fit_normalization(model: nn.Module, x: torch.Tensor) -> None:
         )
     if len(xf) == 0:
         return
-    m = xf.mean(dim=0)
-    s = xf.std(dim=0, unbiased=False) if len(xf) > 1 else torch.zeros_like(m)
+    shape = getattr(model, "shape", None)
+    if isinstance(model, CNN) and shape is not None:
+        # one mean and sd per input channel, over rows and positions: a pixel that is
+        # nearly constant in the fitted rows must not be scaled up a hundredfold when
+        # later data (a new class, a drifted distribution) uses it
+        per_channel = xf.reshape(len(xf), shape[0], -1)
+        m = per_channel.mean(dim=(0, 2)).repeat_interleave(per_channel.shape[2])
+        s = per_channel.std(dim=(0, 2), unbiased=False).repeat_interleave(per_channel.shape[2])
+    else:
+        m = xf.mean(dim=0)
+        s = xf.std(dim=0, unbiased=False) if len(xf) > 1 else torch.zeros_like(m)
     s = torch.where(s > 1e-8, s, torch.ones_like(s))
     mean.copy_(m.reshape(mean.shape))
     std.copy_(s.reshape(std.shape))

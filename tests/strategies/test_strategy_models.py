@@ -101,7 +101,15 @@ def test_cnn_builds_from_config_and_normalises(shape: list[int]) -> None:
     x = torch.randn(20, n) * 5 + 2
     fit_normalization(model, x)
     assert model(x).shape == (20, 3)
-    assert torch.allclose(model.mean, x.mean(dim=0))  # type: ignore[arg-type]
+    per_channel = x.reshape(20, shape[0], -1)  # one mean and sd per input channel
+    assert torch.allclose(
+        model.mean.reshape(shape[0], -1),  # type: ignore[operator]
+        per_channel.mean(dim=(0, 2))[:, None].expand(-1, per_channel.shape[2]),
+    )
+    assert torch.allclose(
+        model.std.reshape(shape[0], -1),  # type: ignore[operator]
+        per_channel.std(dim=(0, 2), unbiased=False)[:, None].expand(-1, per_channel.shape[2]),
+    )
     again = build_model(CNNConfig(shape=shape, channels=[4, 8], hidden=16), n, 3, seed=0)
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), again.parameters(),
                                                  strict=True))
