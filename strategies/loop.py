@@ -164,18 +164,16 @@ def _loss(logits: torch.Tensor, y: torch.Tensor, log_prior: torch.Tensor | None)
     ...     torch.tensor([0.5, 0.5, 1e-12]))).item(), 4)
     (1.0986, 0.6931)
     """
-    if log_prior is None:
-        return F.cross_entropy(logits, y)
-    k = logits.shape[1]
-    if len(log_prior) < k:  # classes never seen in training: no share of any batch
-        log_prior = torch.cat([log_prior, log_prior.new_full((k - len(log_prior),), -27.6)])
-    return F.cross_entropy(logits + log_prior[:k], y)
+    return F.cross_entropy(logits if log_prior is None else logits + log_prior, y)
 
 
-def _log_prior(y: torch.Tensor, ry: torch.Tensor | None, n_new: int, n_rep: int) -> torch.Tensor:
+def _log_prior(
+    y: torch.Tensor, ry: torch.Tensor | None, n_new: int, n_rep: int, n_classes: int = 0
+) -> torch.Tensor:
     """log of each class's expected share of a batch of ``n_new`` rows drawn from ``y``
-    and ``n_rep`` drawn from ``ry``."""
-    k = int(max(int(y.max()), -1 if ry is None else int(ry.max()))) + 1
+    and ``n_rep`` drawn from ``ry``, for at least ``n_classes`` classes (a class no batch
+    holds gets the log of 1e-12: its logit gets no push in training)."""
+    k = max(n_classes, int(y.max()) + 1, 0 if ry is None else int(ry.max()) + 1)
     share = torch.bincount(y, minlength=k).double() * n_new / len(y)
     if ry is not None and n_rep > 0:
         share += torch.bincount(ry, minlength=k).double() * n_rep / len(ry)
@@ -303,7 +301,7 @@ def fit(
     n_new = batch_size - n_rep
     n = len(yd)
     n_batches = math.ceil(n / n_new)
-    log_prior = None if criterion == "ce" else _log_prior(yd, ry, n_new, n_rep)
+    log_prior = None  # "balanced": set at the first step, when the logits' width is known
     total_steps = _total_steps(budget, n_batches)
     vd = None if val is None else (val[0].to(dev, torch.float32), val[1].to(dev, torch.int64))
     ckpt_dir = None if checkpoint is None else Path(checkpoint)
@@ -383,6 +381,8 @@ def fit(
                             group["lr"] = base * f
                     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                         logits = model(xb)
+                    if criterion == "balanced" and log_prior is None:
+                        log_prior = _log_prior(yd, ry, n_new, n_rep, logits.shape[1])
                     loss = _loss(logits.float(), yb, log_prior)
                     if penalty is not None:
                         loss = loss + penalty(model, Batch(xb, yb, logits, len(idx), zb))

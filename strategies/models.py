@@ -296,12 +296,11 @@ def fit_normalization(model: nn.Module, x: torch.Tensor) -> None:
         )
     if len(xf) == 0:
         return
-    shape = getattr(model, "shape", None)
-    if isinstance(model, CNN) and shape is not None:
+    if isinstance(model, CNN):
         # one mean and sd per input channel, over rows and positions: a pixel that is
         # nearly constant in the fitted rows must not be scaled up a hundredfold when
         # later data (a new class, a drifted distribution) uses it
-        per_channel = xf.reshape(len(xf), shape[0], -1)
+        per_channel = xf.reshape(len(xf), model.shape[0], -1)
         m = per_channel.mean(dim=(0, 2)).repeat_interleave(per_channel.shape[2])
         s = per_channel.std(dim=(0, 2), unbiased=False).repeat_interleave(per_channel.shape[2])
     else:
