@@ -11,8 +11,9 @@ seeds (model initialisation, shuffling, buffer sampling; the data are fixed):
    never downloaded) in five tasks of two classes, one 10-way head.
 
 The protocol is the daemon's. The first experience is the bootstrap: a model trained from
-scratch to convergence (early stopping on its validation split, batch 64), shared by every
-strategy and counted in every strategy's compute. Each later experience is a retrain: the
+scratch to convergence (early stopping on its validation split; ``--protocol tuned``: with
+the tuned from-scratch recipe, joint's; else batch 64), shared by every strategy and
+counted in every strategy's compute. Each later experience is a retrain: the
 strategy starts from the previous model (``joint`` re-initialises it and trains on
 everything seen: the oracle), and the rehearsal buffer then receives the experience's rows.
 
@@ -22,10 +23,13 @@ and for ``replay`` (loss, batch, learning rate, a fixed number of epochs, the la
 kept as the daemon's retrain keeps it) on held-out data and seeds (``TUNE_DATA_SEED``,
 ``TUNE_SEEDS``) and writes the record the reporting run reads (``--settings``, default
 ``bench/results/continual_tuning.json``): joint is the cheapest configuration within half
-a point of the most accurate, replay the most accurate at no more than a quarter of that
-joint's compute. Every other warm-started strategy takes replay's budget. ``--protocol
-fixed`` (5 epochs, batch 16, twice the learning rate, best validation epoch kept) and
-``--protocol earlier`` (patience 5, cap 20, batch 64) are the previous protocols.
+a point of the most accurate (each joint configuration bootstraps with its own recipe: one
+from-scratch recipe for both), replay the most accurate at no more than a quarter of that
+joint's compute, from the chosen joint's bootstrap. Quick mode reads settings tuned at the
+quick size where the two sizes differ (``TUNE_SIZES``). Every other warm-started strategy
+takes replay's budget. ``--protocol fixed`` (5 epochs, batch 16, twice the learning rate,
+best validation epoch kept) and ``--protocol earlier`` (patience 5, cap 20, batch 64) are
+the previous protocols.
 
 Reported per benchmark and strategy (mean and sd over seeds): ``avg_accuracy`` (final
 accuracy averaged over all distributions seen, on their test splits), ``forgetting``
@@ -335,10 +339,15 @@ TUNE_DATA_SEED = 1
 class order, another MNIST-1D draw, other river streams (``data_seed`` 1, not 0)."""
 TUNE_SEEDS = [100, 101, 102]
 """…nor the reported seeds (0-4)."""
-TUNE_QUICK = {"river_recurring": True}
-"""River is tuned at its quick-mode size (9 experiences of 1,000 rows; its four joint
-configurations at full size would take half an hour a seed set on two cores); digits and
-MNIST-1D at their reported sizes."""
+TUNE_SIZES = {
+    "river_recurring": ("quick",),
+    "digits_class_incremental": ("full",),
+    "mnist1d_class_incremental": ("full", "quick"),
+}
+"""The sizes each benchmark is tuned at. River at its quick size only (9 experiences of
+1,000 rows; its four joint configurations at full size would take half an hour a seed set
+on two cores), and its full run uses them too; digits is the same in both modes;
+MNIST-1D at both (quick mode halves its data: other settings may win)."""
 JOINT_TOLERANCE = 0.005
 """joint's choice: the cheapest configuration within half a point of the most accurate."""
 
@@ -387,55 +396,83 @@ def choose(tried: dict[str, dict[str, Any]]) -> dict[str, str]:
     joint = min(near, key=lambda k: near[k]["samples_processed"])
     cap = 0.25 * joints[joint]["samples_processed"]
     replays = {k: v for k, v in tried.items() if v["config"]["kind"] == "replay"}
+    if not replays:
+        return {"joint": joint}
     within = {k: v for k, v in replays.items() if v["samples_processed"] <= cap} or replays
     replay = max(within, key=lambda k: within[k]["avg_accuracy"])
     return {"joint": joint, "replay": replay}
 
 
+def _tune_one(bench: Benchmark, size: str) -> dict[str, Any]:
+    """One benchmark's tuning at one size: first the from-scratch recipes (each joint
+    configuration bootstraps with its own recipe), then replay's grid from the chosen
+    joint's bootstrap, the one the reporting run uses for every strategy."""
+    grid = tuning_grid(bench)
+    joints = {k: v for k, v in grid.items() if v["kind"] == "joint"}
+    replays = {k: v for k, v in grid.items() if v["kind"] == "replay"}
+    print(
+        f"\ntuning {bench.name} ({size} size, data_seed {TUNE_DATA_SEED}, seeds "
+        f"{TUNE_SEEDS}): {len(joints)} joint, then {len(replays)} replay configurations",
+        flush=True,
+    )
+    rows: dict[str, dict[str, Any]] = {}
+    for label, cfg in joints.items():
+        result = run_benchmark(bench, {label: cfg}, TUNE_SEEDS, verbose=False, scratch=cfg)
+        rows[label] = result["strategies"][label]
+    joint = choose({k: _summary(v) for k, v in rows.items()})["joint"]
+    scratch = joints[joint]
+    rows.update(run_benchmark(bench, replays, TUNE_SEEDS, False, scratch)["strategies"])
+    tried = {k: _summary(v) for k, v in rows.items()}
+    chosen = choose(tried)
+    for k, v in tried.items():
+        mark = " <- chosen" if k in chosen.values() else ""
+        print(
+            f"  {k:<40} acc {v['avg_accuracy']:.4f} ± {v['avg_accuracy_sd']:.3f} "
+            f"samples {v['samples_processed']:>11,.0f}{mark}",
+            flush=True,
+        )
+    return {
+        "size": size,
+        "tried": tried,
+        "chosen": chosen,
+        "bootstrap": scratch_recipe(bench, scratch),
+        "joint": tried[chosen["joint"]]["config"],
+        "replay": tried[chosen["replay"]]["config"],
+    }
+
+
+def _summary(row: dict[str, Any]) -> dict[str, Any]:
+    keys = ("config", "avg_accuracy", "avg_accuracy_sd", "forgetting", "samples_processed")
+    return {k: row[k] for k in keys}
+
+
 def tune(names: list[str]) -> dict[str, Any]:
-    """Run the grid on the tuning data and seeds; the record ``--protocol tuned`` reads."""
+    """Run the grid on the tuning data and seeds; the record ``--protocol tuned`` reads:
+    ``benchmarks`` (full mode, and quick mode where no quick entry) and ``quick``."""
     out: dict[str, Any] = {
         "data_seed": TUNE_DATA_SEED,
         "seeds": TUNE_SEEDS,
         "joint_tolerance": JOINT_TOLERANCE,
         "benchmarks": {},
+        "quick": {},
     }
     for name in names:
-        quick = TUNE_QUICK.get(name, False)
-        bench = BENCHMARKS[name](quick, TUNE_DATA_SEED)
-        grid = tuning_grid(bench)
-        print(
-            f"\ntuning {name} ({'quick' if quick else 'full'} size, data_seed "
-            f"{TUNE_DATA_SEED}, seeds {TUNE_SEEDS}): {len(grid)} configurations",
-            flush=True,
-        )
-        result = run_benchmark(bench, grid, TUNE_SEEDS, verbose=False)
-        tried = {
-            k: {
-                "config": v["config"],
-                "avg_accuracy": v["avg_accuracy"],
-                "avg_accuracy_sd": v["avg_accuracy_sd"],
-                "forgetting": v["forgetting"],
-                "samples_processed": v["samples_processed"],
-            }
-            for k, v in result["strategies"].items()
-        }
-        chosen = choose(tried)
-        for k, v in tried.items():
-            mark = " <- chosen" if k in chosen.values() else ""
-            print(
-                f"  {k:<40} acc {v['avg_accuracy']:.4f} ± {v['avg_accuracy_sd']:.3f} "
-                f"samples {v['samples_processed']:>11,.0f}{mark}",
-                flush=True,
-            )
-        out["benchmarks"][name] = {
-            "size": "quick" if quick else "full",
-            "tried": tried,
-            "chosen": chosen,
-            "joint": tried[chosen["joint"]]["config"],
-            "replay": tried[chosen["replay"]]["config"],
-        }
+        sizes = TUNE_SIZES.get(name, ("full",))
+        for size in sizes:
+            entry = _tune_one(BENCHMARKS[name](size == "quick", TUNE_DATA_SEED), size)
+            if size == "full" or "full" not in sizes:
+                out["benchmarks"][name] = entry
+            if size == "quick":
+                out["quick"][name] = entry
     return out
+
+
+def settings_for(record: dict[str, Any], name: str, quick: bool) -> dict[str, Any] | None:
+    """A benchmark's tuned settings for the mode: quick mode takes the quick entry where
+    there is one."""
+    if quick and name in record.get("quick", {}):
+        return record["quick"][name]
+    return record.get("benchmarks", {}).get(name)
 
 
 def compute(r: TrainResult) -> int:
@@ -456,13 +493,27 @@ def _accuracies(bench: Benchmark, model: torch.nn.Module, seen: list[str]) -> di
     return {d: accuracy(model, *bench.tests[d]) for d in seen}
 
 
-def bootstrap(bench: Benchmark, seed: int) -> tuple[torch.nn.Module, int, int]:
-    """The first experience: from scratch to convergence; (model, compute, epochs)."""
+def scratch_recipe(bench: Benchmark, scratch: dict[str, Any] | None) -> dict[str, Any]:
+    """The bootstrap's ``lr``, ``batch_size`` and ``patience``: ``scratch``'s (a ``joint``
+    config), else batch 64 at the benchmark's learning rate and scratch patience."""
+    if scratch is not None:
+        return {k: scratch[k] for k in ("lr", "batch_size", "patience")}
+    return {"lr": bench.lr, "batch_size": 64, "patience": bench.budgets.scratch_patience}
+
+
+def bootstrap(
+    bench: Benchmark, seed: int, scratch: dict[str, Any] | None = None
+) -> tuple[torch.nn.Module, int, int]:
+    """The first experience: from scratch to convergence; (model, compute, epochs).
+
+    ``scratch``: the from-scratch recipe (a ``joint`` config: its ``lr``, ``batch_size``
+    and ``patience``); without it, batch 64 at the benchmark's learning rate with the
+    benchmark's scratch patience (``--protocol fixed``/``earlier``)."""
     first = bench.experiences[0]
     model = build_model(bench.model, first.train[0].shape[1], bench.n_classes, seed=seed)
     fit_normalization(model, first.train[0])
     b = bench.budgets
-    cfg = {"kind": "finetune", "lr": bench.lr, "batch_size": 64, "patience": b.scratch_patience}
+    cfg = {"kind": "finetune", **scratch_recipe(bench, scratch)}
     r = _build(cfg).train(
         model,
         *first.train,
@@ -585,11 +636,17 @@ def checks(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_benchmark(
-    bench: Benchmark, plan: dict[str, dict[str, Any]], seeds: list[int], verbose: bool = True
+    bench: Benchmark,
+    plan: dict[str, dict[str, Any]],
+    seeds: list[int],
+    verbose: bool = True,
+    scratch: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Every strategy of ``plan`` over ``seeds``, from one bootstrap a seed (``scratch``:
+    its recipe, see ``bootstrap``)."""
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label in plan}
     for seed in seeds:
-        start = bootstrap(bench, seed)
+        start = bootstrap(bench, seed, scratch)
         for label, cfg in plan.items():
             runs[label].append(run_one(bench, cfg, seed, start))
             r = runs[label][-1]
@@ -606,6 +663,7 @@ def run_benchmark(
         "strategies": rows,
         "checks": checks(rows),
         "experiences": [e.distribution for e in bench.experiences],
+        "bootstrap": scratch_recipe(bench, scratch),
         "budgets": asdict(bench.budgets),
         "buffer": bench.buffer.model_dump(),
     }
@@ -662,10 +720,11 @@ def main() -> None:
             args.json.write_text(json.dumps(record, indent=2))
             print(f"\nwrote {args.json}")
         return
-    tuned: dict[str, Any] = {}
+    record: dict[str, Any] = {}
     if args.protocol == "tuned":
         try:
-            tuned = json.loads(args.settings.read_text())["benchmarks"]
+            record = json.loads(args.settings.read_text())
+            record["benchmarks"]
         except (OSError, ValueError, KeyError) as exc:
             sys.exit(
                 f"continual.py: cannot read the tuning record {args.settings}: {exc} "
@@ -691,9 +750,12 @@ def main() -> None:
         bench = BENCHMARKS[name](args.quick, 0)
         if args.protocol == "earlier":
             bench = replace(bench, budgets=EARLIER_BUDGETS)
-        if args.protocol == "tuned" and name not in tuned:
+        tuned = settings_for(record, name, args.quick) if record else None
+        if args.protocol == "tuned" and tuned is None:
             sys.exit(f"continual.py: {args.settings} has no settings for {name}")
-        plan = strategies(bench, tuned.get(name))
+        plan = strategies(bench, tuned)
+        # the bootstrap: the tuned from-scratch recipe (records before it was tuned: none)
+        scratch = tuned.get("bootstrap") if tuned else None
         if args.strategies:
             plan = {k: v for k, v in plan.items() if k in args.strategies.split(",")}
         print(
@@ -702,7 +764,7 @@ def main() -> None:
             f"budgets {asdict(bench.budgets) if args.protocol != 'tuned' else 'tuned'}",
             flush=True,
         )
-        out["benchmarks"][name] = run_benchmark(bench, plan, seeds)
+        out["benchmarks"][name] = run_benchmark(bench, plan, seeds, scratch=scratch)
         print_table(name, out["benchmarks"][name])
         out["seconds"] = round(time.perf_counter() - began, 1)
         if args.json:  # after every benchmark: a long run keeps what it finished

@@ -44,6 +44,8 @@ def test_joint_is_the_cheapest_near_the_best_and_replay_the_best_within_a_quarte
     # nothing within a quarter of joint's compute: the most accurate replay
     tried = {k: v for k, v in tried.items() if k in ("j cheap near", "r over budget")}
     assert continual.choose(tried)["replay"] == "r over budget"
+    # joints alone (the first phase of the tuning): joint only
+    assert continual.choose({"j": _tried("joint", 0.9, 1)}) == {"joint": "j"}
 
 
 def test_tuned_settings_give_every_warm_strategy_replays_budget(continual: ModuleType) -> None:
@@ -57,3 +59,33 @@ def test_tuned_settings_give_every_warm_strategy_replays_budget(continual: Modul
         for key in ("lr", "batch_size", "patience", "epochs", "validate"):
             assert plan[label][key] == replay[key], (label, key)
         assert "loss" not in plan[label]
+
+
+def test_the_bootstrap_takes_the_tuned_from_scratch_recipe(continual: ModuleType) -> None:
+    bench = continual.BENCHMARKS["digits_class_incremental"](False, 1)
+    joint = {"kind": "joint", "lr": 4e-3, "batch_size": 16, "patience": 3}
+    assert continual.scratch_recipe(bench, joint) == {"lr": 4e-3, "batch_size": 16, "patience": 3}
+    # records from before the recipe was tuned: batch 64 at the benchmark's learning rate
+    assert continual.scratch_recipe(bench, None) == {
+        "lr": bench.lr,
+        "batch_size": 64,
+        "patience": bench.budgets.scratch_patience,
+    }
+    _, samples, epochs = continual.bootstrap(bench, 0, joint)
+    first = bench.experiences[0]
+    # batch 16 with patience 3: every epoch sees the training rows and the validation rows
+    assert samples == epochs * (len(first.train[1]) + len(first.val[1]))
+    assert epochs >= 4  # patience 3 after at least one best epoch
+
+
+def test_quick_mode_reads_the_quick_entry_where_there_is_one(continual: ModuleType) -> None:
+    record = {
+        "benchmarks": {"a": {"n": "a full"}, "b": {"n": "b full"}},
+        "quick": {"a": {"n": "a q"}},
+    }
+    assert continual.settings_for(record, "a", quick=True) == {"n": "a q"}
+    assert continual.settings_for(record, "a", quick=False) == {"n": "a full"}
+    assert continual.settings_for(record, "b", quick=True) == {"n": "b full"}
+    assert continual.settings_for(record, "c", quick=False) is None
+    # a record written before quick entries existed
+    assert continual.settings_for({"benchmarks": {"a": {"n": 1}}}, "a", quick=True) == {"n": 1}
