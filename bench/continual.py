@@ -682,6 +682,18 @@ def print_table(name: str, result: dict[str, Any]) -> None:
         print(f"    {k}: {v:.3f}" if isinstance(v, float) else f"    {k}: {v}")
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (results differ in the last digits between CPUs: other
+    vector kernels round otherwise, and early stopping can amplify that)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller data, 3 seeds")
@@ -734,7 +746,7 @@ def main() -> None:
     out: dict[str, Any] = {
         "machine": {
             "platform": platform.platform(),
-            "processor": platform.processor(),
+            "processor": platform.processor() or _cpu_model(),
             "python": platform.python_version(),
             "torch": torch.__version__,
             "threads": 1,
