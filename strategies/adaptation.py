@@ -4,7 +4,9 @@ Every strategy's config carries an :class:`AdaptConfig` under ``adapt:``. The tr
 loop turns it into a :class:`Plan` for one run:
 
 - the optimizer (Adam, AdamW or SGD with momentum) and its weight decay;
-- ``freeze``: parameters whose names match a pattern (``fnmatch``) do not train;
+- ``freeze``: parameters whose names match a pattern (``fnmatch``) do not train (a
+  pattern here, in ``layers`` or in ``lora.train_also`` that matches no parameter is an
+  error: a typo must not silently train what was meant to be frozen);
 - layers: the trainable parameters split into groups, bottom to top. By default a layer
   is the name up to its first numeric component (``net.0``, ``encoder.layer.3``), else
   the module that owns the parameter; ``layers`` lists patterns instead;
@@ -23,6 +25,7 @@ Frozen flags are restored when the run ends, whatever happened.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import math
 import re
@@ -217,6 +220,20 @@ class Plan:
             p.requires_grad_(flag)
 
 
+def _unmatched(cfg: AdaptConfig, names: list[str]) -> str | None:
+    """A pattern of ``cfg`` that matches none of the parameter ``names`` (a typo would
+    otherwise train what was meant to be frozen, or leave untrained what was meant to
+    train), described in one line; ``None`` when every pattern matches."""
+    keys = [("adapt.freeze", cfg.freeze), ("adapt.layers", cfg.layers or [])]
+    if cfg.lora is not None:
+        keys.append(("adapt.lora.train_also", cfg.lora.train_also))
+    for key, patterns in keys:
+        for pat in patterns:
+            if not any(fnmatch.fnmatchcase(n, pat) for n in names):
+                return f"{key}: {pat!r} matches no parameter of the model"
+    return None
+
+
 def plan(
     model: nn.Module, cfg: AdaptConfig | None, *, lr: float, weight_decay: float, seed: int
 ) -> Plan:
@@ -238,15 +255,38 @@ def plan(
         if _matches(name, cfg.freeze):
             p.requires_grad_(False)
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    if not named:
+    problem = _unmatched(cfg, [n for n, _ in model.named_parameters()])
+    if problem is None and not named:
+        problem = "nothing to train: every parameter is frozen"
+    names: list[list[str]] = []
+    if problem is None:
+        try:
+            names = layer_groups([n for n, _ in named], cfg.layers)
+        except ValueError as err:
+            problem = str(err)
+    if problem is not None:
         if handle is not None:
             from strategies import peft_adapter
 
             peft_adapter.merge(handle)
         for p, flag in flags:
             p.requires_grad_(flag)
-        raise ValueError("nothing to train: every parameter is frozen")
+        raise ValueError(problem)
     by_name = dict(named)
-    names = layer_groups([n for n, _ in named], cfg.layers)
     layers = [[by_name[n] for n in g] for g in names]
     return Plan(model, cfg, lr, weight_decay, layers, names, _flags=flags, _lora=handle)
+
+
+def check(model: nn.Module, cfg: AdaptConfig) -> None:
+    """Raise the one-line ``ValueError`` :func:`plan` would raise for ``cfg`` on ``model``
+    (a pattern that matches no parameter, LoRA targets the model lacks, nothing left to
+    train); ``model`` itself is not touched (a copy is adapted).
+
+    Examples
+    --------
+    >>> check(nn.Sequential(nn.Linear(2, 2)), AdaptConfig(freeze=["1.*"]))
+    Traceback (most recent call last):
+    ...
+    ValueError: adapt.freeze: '1.*' matches no parameter of the model
+    """
+    plan(copy.deepcopy(model), cfg, lr=1.0, weight_decay=0.0, seed=0).finish()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -112,4 +114,27 @@ def test_everything_frozen_is_one_clear_error(task_a: Task) -> None:
     model = _model()
     with pytest.raises(ValueError, match="every parameter is frozen"):
         _train(model, task_a, AdaptConfig(freeze=["*"]))
+    assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("adapt", "message"),
+    [
+        (AdaptConfig(freeze=["net.0.*", "nett.2.*"]), "adapt.freeze: 'nett.2.*' matches no"),
+        (AdaptConfig(layers=["net.[02].*", "head.*"]), "adapt.layers: 'head.*' matches no"),
+        (AdaptConfig(lora=LoraConfig(r=2, train_also=["head.*"])),
+         "adapt.lora.train_also: 'head.*' matches no"),
+        (AdaptConfig(freeze=["net.0.*"], layers=["net.2.*"]), "'net.4.weight' matches none"),
+    ],
+    ids=["freeze", "layers", "train_also", "layers_uncovered"],
+)
+def test_a_pattern_that_matches_nothing_is_an_error_and_leaves_the_model(
+    task_a: Task, adapt: AdaptConfig, message: str
+) -> None:
+    model = _model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(ValueError, match=re.escape(message)):
+        _train(model, task_a, adapt)
+    assert sorted(model.state_dict()) == sorted(before)  # no LoRA left behind
+    assert not _changed(before, model)
     assert all(p.requires_grad for p in model.parameters())
