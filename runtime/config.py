@@ -182,6 +182,12 @@ class BudgetConfig(_Model):
     steps: int | None = Field(default=None, gt=0)
     seconds: float | None = Field(default=120.0, gt=0)
 
+    @model_validator(mode="after")
+    def _some_limit(self) -> BudgetConfig:
+        if self.epochs is None and self.steps is None and self.seconds is None:
+            raise ValueError("the budget sets no limit: set epochs, steps or seconds")
+        return self
+
 
 class RetrainConfig(_Model):
     """The retrain job that runs in a child process."""

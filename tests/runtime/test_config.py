@@ -40,6 +40,10 @@ def _with(**changes: object) -> dict[str, object]:
         (_with(detectors=[{"kind": "adwin", "signal": "weather"}]), "unknown signal 'weather'"),
         (_with(detectors=[{"kind": "adwin"}, {"kind": "adwin"}]), "repeated: adwin"),
         (_with(schema__classes=[1]), "'schema.classes'"),
+        (_with(retrain__budget={"epochs": None, "seconds": None}),
+         "'retrain.budget': the budget sets no limit"),
+        (_with(stages=[{"name": "a", "budget": {"epochs": None, "seconds": None}}]),
+         "'stages[0].budget': the budget sets no limit"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(data: dict[str, object], expected: str) -> None:
