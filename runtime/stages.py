@@ -6,7 +6,9 @@ strategy and budget on its own data (a file, or the bootstrap rows), is measured
 validation split, writes its own checkpoint (``<state_dir>/stages/<version>/<i>-<name>/``:
 ``model.safetensors`` + ``stage.json`` with the sha256, metrics and config) and records
 one ``stage.finished`` event. A stage that misses an exit criterion ends the run with a
-one-line :class:`StageFailed`; later stages do not run.
+one-line :class:`StageFailed`; later stages do not run. Before any stage trains,
+:func:`preflight` checks every stage's data file and adaptation against the model, so a
+typo in the last stage fails at once, naming its key (``driftloop validate`` runs it too).
 
 Every stage's training rows go into the rehearsal buffer after it (as after a retrain),
 so a later stage can replay earlier ones and v1's buffer remembers them all.
@@ -34,6 +36,7 @@ from runtime.atomic import write_bytes_atomic, write_json_atomic
 from runtime.config import DriftloopConfig, ExitCriterion, SchemaConfig, StageConfig
 from runtime.events import EventLog
 from runtime.sources import read_file
+from strategies import adaptation
 from strategies.base import Budget, Progress, RehearsalBuffer
 from strategies.evaluation import predict_logits
 from strategies.models import fit_normalization
@@ -144,6 +147,31 @@ def stage_data(cfg: DriftloopConfig, stage: StageConfig, index: int,
     return train, val, str(stage.data)
 
 
+def preflight(cfg: DriftloopConfig, model: nn.Module) -> None:
+    """Check every stage before any trains: its data file exists and its ``adapt`` fits
+    ``model`` (patterns that match, LoRA targets it has, something left to train).
+
+    Raises :class:`StageFailed` naming the stage's key; ``model`` is not touched.
+    """
+    for i, stage in enumerate(cfg.stages):
+        if stage.data is not None and not stage.data.is_file():
+            raise StageFailed(f"'stages[{i}].data' (stage {stage.name!r}): "
+                              f"no such file {stage.data}")
+        try:
+            adaptation.check(model, stage.strategy.adapt)
+        except ValueError as err:
+            raise StageFailed(adapt_error(f"stages[{i}].strategy", err,
+                                          f" (stage {stage.name!r})")) from None
+
+
+def adapt_error(key: str, err: ValueError, note: str = "") -> str:
+    """An error of :func:`strategies.adaptation.check` for the strategy config at ``key``,
+    as one line naming the full key (``'retrain.strategy.adapt.freeze': ...``)."""
+    msg = str(err)
+    field, _, problem = msg.partition(": ") if msg.startswith("adapt.") else ("adapt", "", msg)
+    return f"'{key}.{field}'{note}: {problem}"
+
+
 def _save_checkpoint(directory: Path, model: nn.Module, meta: dict[str, Any]) -> str:
     directory.mkdir(parents=True, exist_ok=True)
     state = model.state_dict()
@@ -170,6 +198,7 @@ def run_stages(
     stage's training rows after it. The model's input normalisation (if it has one) is
     fitted on the first stage's training rows.
     """
+    preflight(cfg, model)
     results: list[StageResult] = []
     n_classes = len(cfg.schema.classes)
     for i, stage in enumerate(cfg.stages, start=1):

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from detectors.registry import build as build_detector
 from runtime.config import (
+    ConfigError,
     DirectorySourceConfig,
     DriftloopConfig,
     HttpSourceConfig,
@@ -13,7 +14,9 @@ from runtime.config import (
     SyntheticSourceConfig,
 )
 from runtime.sources import SyntheticSource
+from runtime.stages import StageFailed, adapt_error, preflight
 from runtime.unit import new_buffer, new_model
+from strategies import adaptation
 from strategies.registry import build as build_strategy
 
 
@@ -44,7 +47,19 @@ def build_everything(cfg: DriftloopConfig) -> Iterator[str]:
     for d in cfg.detectors:
         det = build_detector(d, features)
         yield f"detector: {det.name} ({d.kind}) on {det.signal}"
+    try:
+        preflight(cfg, model)
+    except StageFailed as err:
+        raise ConfigError(str(err)) from None
+    for i, st in enumerate(cfg.stages, start=1):
+        build_strategy(st.strategy)
+        data = "the bootstrap rows" if st.data is None else str(st.data)
+        yield f"stage {i}/{len(cfg.stages)} {st.name}: {st.strategy.kind} on {data}"
     build_strategy(cfg.retrain.strategy)
+    try:
+        adaptation.check(model, cfg.retrain.strategy.adapt)
+    except ValueError as err:
+        raise ConfigError(adapt_error("retrain.strategy", err)) from None
     buf = new_buffer(cfg)
     r = cfg.retrain
     yield f"retrain: strategy {r.strategy.kind}, buffer {r.buffer.kind} ({buf.capacity})"

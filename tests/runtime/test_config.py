@@ -87,3 +87,23 @@ def test_config_hash_is_stable_and_sensitive() -> None:
     b = parse_config(copy.deepcopy(SMALL))
     c = parse_config(_with(gate__min_gain=0.05))
     assert a.config_hash() == b.config_hash() != c.config_hash()
+
+
+def test_validate_builds_the_stages_and_tries_each_adaptation_on_the_model() -> None:
+    data = copy.deepcopy(SMALL)
+    data["stages"] = [{"name": "pretrain", "strategy": {"kind": "finetune",
+                                                        "adapt": {"freeze": ["net.0.*"]}}}]
+    lines = list(build_everything(parse_config(data)))
+    assert "stage 1/1 pretrain: finetune on the bootstrap rows" in lines
+    data["retrain"]["strategy"]["adapt"] = {"freeze": ["nett.*"]}
+    with pytest.raises(ConfigError) as info:
+        list(build_everything(parse_config(data)))
+    assert str(info.value) == (
+        "'retrain.strategy.adapt.freeze': 'nett.*' matches no parameter of the model")
+    data["retrain"]["strategy"]["adapt"] = {"freeze": ["*"]}
+    with pytest.raises(ConfigError, match=r"^'retrain.strategy.adapt': nothing to train"):
+        list(build_everything(parse_config(data)))
+    data["retrain"]["strategy"]["adapt"] = {}
+    data["stages"][0]["data"] = "/nowhere/pretrain.csv"
+    with pytest.raises(ConfigError, match=r"^'stages\[0\].data' \(stage 'pretrain'\): no such"):
+        list(build_everything(parse_config(data)))

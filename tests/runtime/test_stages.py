@@ -135,3 +135,27 @@ def test_stage_config_is_validated() -> None:
     data["stages"] = [{"name": "a", "exit": [{"metric": "f1", "min": 0.5}]}]
     with pytest.raises(ConfigError, match="metric"):
         parse_config(data)
+
+
+@pytest.mark.parametrize(
+    ("stage", "message"),
+    [
+        ({"data": "nowhere.csv"}, "'stages[1].data' (stage 'late'): no such file "),
+        ({"strategy": {**FAST, "adapt": {"freeze": ["nett.0.*"]}}},
+         "'stages[1].strategy.adapt.freeze' (stage 'late'): 'nett.0.*' matches no parameter"),
+        ({"strategy": {**FAST, "adapt": {"lora": {"target_modules": ["nosuch"]}}}},
+         "'stages[1].strategy.adapt' (stage 'late'): lora: Target modules"),
+    ],
+    ids=["data", "freeze", "lora"],
+)
+def test_a_stage_that_cannot_run_fails_before_any_stage_trains(
+    tmp_path: Path, stage: dict[str, Any], message: str
+) -> None:
+    cfg = _cfg(tmp_path, [
+        {"name": "first", "strategy": FAST, "budget": {"epochs": 1}},
+        {"name": "late", "budget": {"epochs": 1}, **stage},
+    ])
+    with pytest.raises(BootstrapError) as info:
+        Daemon(cfg).bootstrap()
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+    assert not [e for e in _events(cfg) if e.kind == ev.STAGE_FINISHED]
