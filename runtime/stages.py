@@ -106,7 +106,9 @@ def check_exit(values: dict[str, float], criteria: list[ExitCriterion]) -> list[
     missed = []
     for c in criteria:
         v = values[c.metric]
-        if math.isnan(v) or (c.min is not None and v < c.min):
+        if math.isnan(v):
+            missed.append(f"{c.metric} is NaN")
+        elif c.min is not None and v < c.min:
             missed.append(f"{c.metric} {v:.4f} < {c.min}")
         elif c.max is not None and v > c.max:
             missed.append(f"{c.metric} {v:.4f} > {c.max}")

@@ -13,12 +13,13 @@ import pytest
 
 from runtime import events as ev
 from runtime.bootstrap import BootstrapError
-from runtime.config import DriftloopConfig, parse_config
+from runtime.config import DriftloopConfig, ExitCriterion, parse_config
 from runtime.daemon import Daemon
 from runtime.db import Database
 from runtime.events import EventLog
 from runtime.presenter import event_summary
 from runtime.registry import Registry
+from runtime.stages import check_exit
 from runtime.synthetic import AGRAWAL_FEATURES, segment_rows
 from tests.conftest import SMALL
 
@@ -159,3 +160,9 @@ def test_a_stage_that_cannot_run_fails_before_any_stage_trains(
         Daemon(cfg).bootstrap()
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
     assert not [e for e in _events(cfg) if e.kind == ev.STAGE_FINISHED]
+
+
+def test_a_nan_metric_misses_every_criterion_on_it_in_plain_words() -> None:
+    nan = float("nan")
+    criteria = [ExitCriterion(metric="loss", max=0.5), ExitCriterion(metric="accuracy", min=0.5)]
+    assert check_exit({"loss": nan, "accuracy": 0.9}, criteria) == ["loss is NaN"]
