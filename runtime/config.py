@@ -222,6 +222,8 @@ class ExitCriterion(_Model):
     def _bound(self) -> ExitCriterion:
         if self.min is None and self.max is None:
             raise ValueError("an exit criterion needs min or max")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}: no value can pass")
         return self
 
 

@@ -136,6 +136,9 @@ def test_stage_config_is_validated() -> None:
     data["stages"] = [{"name": "a", "exit": [{"metric": "f1", "min": 0.5}]}]
     with pytest.raises(ConfigError, match="metric"):
         parse_config(data)
+    data["stages"] = [{"name": "a", "exit": [{"metric": "accuracy", "min": 0.9, "max": 0.5}]}]
+    with pytest.raises(ConfigError, match=r"'stages\[0\].exit\[0\]': min 0.9 is above max 0.5"):
+        parse_config(data)
 
 
 @pytest.mark.parametrize(
