@@ -189,6 +189,17 @@ class BudgetConfig(_Model):
         return self
 
 
+def _schedule_fits(strategy: StrategyConfig, budget: BudgetConfig) -> None:
+    """A decaying schedule needs a length: the budget's epochs or steps."""
+    schedule = strategy.adapt.schedule
+    if schedule != "constant" and budget.epochs is None and budget.steps is None:
+        raise ValueError(
+            f"strategy.adapt.schedule {schedule!r} decays over the budget's epochs or steps, "
+            "and budget sets only seconds: set budget.epochs or budget.steps (or schedule: "
+            "constant)"
+        )
+
+
 class RetrainConfig(_Model):
     """The retrain job that runs in a child process."""
 
@@ -204,6 +215,11 @@ class RetrainConfig(_Model):
     """Where retrains and bootstrap stages train: ``auto`` (CUDA when available, else
     CPU), ``cpu``, ``cuda`` or ``cuda:N``. On CUDA the forward pass runs under bf16
     autocast."""
+
+    @model_validator(mode="after")
+    def _schedule_has_a_length(self) -> RetrainConfig:
+        _schedule_fits(self.strategy, self.budget)
+        return self
 
     @property
     def torch_device(self) -> str | None:
@@ -239,6 +255,11 @@ class StageConfig(_Model):
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     """Held out of ``data`` for validation (the bootstrap rows use bootstrap's split)."""
     exit: list[ExitCriterion] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _schedule_has_a_length(self) -> StageConfig:
+        _schedule_fits(self.strategy, self.budget)
+        return self
 
 
 class GoldenConfig(_Model):

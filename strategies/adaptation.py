@@ -15,7 +15,8 @@ loop turns it into a :class:`Plan` for one run:
 - ``unfreeze_every``: gradual unfreezing, top layer first, one more layer every that
   many epochs;
 - a learning-rate schedule: linear warm-up over ``warmup_steps``, then constant, linear
-  or cosine decay to ``min_lr_ratio * lr`` at the end of the budget;
+  or cosine decay to ``min_lr_ratio * lr`` at the end of the budget's epochs or steps
+  (the config refuses a decaying schedule on a budget of seconds alone);
 - ``validation_fraction``: early stopping on a held-out split of the new rows;
 - ``lora``: low-rank adaptation through peft (:mod:`strategies.peft_adapter`), merged
   into the weights when the run ends, so the model keeps its architecture.

@@ -44,6 +44,12 @@ def _with(**changes: object) -> dict[str, object]:
          "'retrain.budget': the budget sets no limit"),
         (_with(stages=[{"name": "a", "budget": {"epochs": None, "seconds": None}}]),
          "'stages[0].budget': the budget sets no limit"),
+        (_with(retrain__budget={"epochs": None, "seconds": 60},
+               retrain__strategy={"kind": "replay", "adapt": {"schedule": "cosine"}}),
+         "'retrain': strategy.adapt.schedule 'cosine' decays over the budget's epochs or steps"),
+        (_with(stages=[{"name": "a", "budget": {"epochs": None, "seconds": 9},
+                        "strategy": {"kind": "finetune", "adapt": {"schedule": "linear"}}}]),
+         "'stages[0]': strategy.adapt.schedule 'linear' decays"),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(data: dict[str, object], expected: str) -> None:
@@ -53,6 +59,15 @@ def test_bad_config_is_one_line_naming_the_key(data: dict[str, object], expected
     assert expected in msg, msg
     assert "\n" not in msg
     assert msg.startswith("c.yaml: ")
+
+
+def test_a_schedule_with_a_length_or_a_constant_one_loads_on_a_seconds_budget() -> None:
+    for strategy, budget in (
+        ({"kind": "replay", "adapt": {"schedule": "cosine"}}, {"epochs": None, "steps": 200}),
+        ({"kind": "replay", "adapt": {"warmup_steps": 20}}, {"epochs": None, "seconds": 60}),
+    ):
+        cfg = parse_config(_with(retrain__strategy=strategy, retrain__budget=budget), "c.yaml")
+        assert cfg.retrain.budget.epochs is None
 
 
 def test_missing_key_is_named() -> None:
