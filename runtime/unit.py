@@ -20,7 +20,7 @@ from runtime.config import DriftloopConfig
 from runtime.registry import ModelVersion, Registry
 from strategies.base import RehearsalBuffer
 from strategies.models import build_model
-from strategies.registry import build_buffer
+from strategies.registry import build_buffer, restore_buffer
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -62,8 +62,7 @@ def load_unit(
     model.eval()
     buffer = None
     if with_buffer:
-        buffer = new_buffer(cfg)
-        buffer.load(loaded.tensors.get("buffer", {}), meta.get("buffer", {}))
+        buffer = _config_buffer(cfg, loaded.tensors.get("buffer", {}), meta.get("buffer", {}))
     ref = loaded.tensors.get("reference", {}).get("x")
     reference = (
         ref.numpy().astype(np.float64)
@@ -71,6 +70,24 @@ def load_unit(
         else np.zeros((0, len(cfg.schema.features)))
     )
     return Unit(version=version, model=model, buffer=buffer, reference=reference, meta=meta)
+
+
+def _config_buffer(
+    cfg: DriftloopConfig, tensors: dict[str, torch.Tensor], saved: dict[str, Any]
+) -> RehearsalBuffer:
+    """The saved buffer as the config's kind: restored as it was when the kind is the
+    same (its capacity follows the config); when ``retrain.buffer.kind`` changed since it
+    was saved, a new buffer of that kind offered every saved row (and logit), so a
+    changed config re-samples the memory instead of failing every retrain."""
+    buffer = new_buffer(cfg)
+    if not saved or saved.get("kind") == cfg.retrain.buffer.kind:
+        buffer.load(tensors, saved)
+        return buffer
+    old = restore_buffer(tensors, saved)
+    x, y = old.tensors()
+    if len(y):
+        buffer.add(x, y, old.logits())
+    return buffer
 
 
 def save_unit(
