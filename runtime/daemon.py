@@ -534,7 +534,8 @@ class Daemon:
             self.policy.episode = None
 
     def _ingest_bootstrap_data(self) -> None:
-        """Ingest ``bootstrap.data`` once (a file already processed is skipped)."""
+        """Ingest ``bootstrap.data`` once (a file already processed is not ingested again),
+        then try to train v1 on the stored rows."""
         path = self.cfg.bootstrap.data
         if path is None:
             return
@@ -547,6 +548,10 @@ class Daemon:
             ).first()
         if done is None:
             self._after_ingest(self.ingestor.ingest(batch))
+        elif self.unit is None:
+            # A retry after a failed bootstrap: train on the rows stored the first time,
+            # before the source is polled (its rows are the champion's to monitor).
+            self._maybe_bootstrap()
 
     def _maybe_bootstrap(self) -> None:
         if not self.leader.is_leader():

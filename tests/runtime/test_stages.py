@@ -116,6 +116,35 @@ def test_a_stage_that_misses_its_exit_criteria_stops_with_one_line(tmp_path: Pat
     db.dispose()
 
 
+def test_a_retry_after_a_failed_stage_trains_on_the_bootstrap_data_and_leaves_the_stream(
+    tmp_path: Path,
+) -> None:
+    stream = tmp_path / "stream"
+    stream.mkdir()
+    _broad_csv(stream / "part-001.csv", n=300)
+    data = json.loads(json.dumps(SMALL))
+    data["state_dir"] = str(tmp_path / "state")
+    data["source"] = {"kind": "directory", "path": str(stream)}
+    data["bootstrap"] = {"rows": 500, "data": str(_broad_csv(tmp_path / "task.csv", n=500))}
+    stage = {"name": "only", "strategy": FAST, "budget": {"epochs": 1}}
+    data["stages"] = [{**stage, "exit": [{"metric": "accuracy", "min": 0.999}]}]
+    with pytest.raises(BootstrapError, match="missed its exit criteria"):
+        Daemon(parse_config(data, origin="test")).bootstrap()
+    data["stages"] = [stage]  # the config fixed: the retry must behave like a first run
+    cfg = parse_config(data, origin="test")
+    assert Daemon(cfg).bootstrap() == "v1"
+    db = Database.for_state_dir(cfg.state_dir, None)
+    meta = Registry(db, cfg.state_dir / "models", EventLog(db)).get("v1").meta
+    assert (meta["data"]["first_row"], meta["data"]["last_row"]) == (1, 500)
+    from runtime.rowstore import last_seq
+
+    assert last_seq(db) == 500  # the stream file is left for the daemon
+    db.dispose()
+    Daemon(cfg).run(until_drained=True)
+    stopped = _events(cfg)[-1]
+    assert stopped.kind == ev.DAEMON_STOPPED and stopped.payload["rows_seen"] == 300
+
+
 def test_stage_data_with_unknown_labels_is_one_clear_error(tmp_path: Path) -> None:
     bad = _broad_csv(tmp_path / "bad.csv", n=50, label_map={0: 0, 1: 7})
     cfg = _cfg(tmp_path, [{"name": "pretrain", "data": str(bad), "strategy": FAST}])
