@@ -197,11 +197,15 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from runtime.config import ConfigError
     from runtime.validate import build_everything
 
     cfg = load_config(args.config)
-    for line in build_everything(cfg):
-        print(line)
+    try:
+        for line in build_everything(cfg):
+            print(line)
+    except ConfigError as err:  # what loads but does not build: name the file as loading does
+        raise ConfigError(f"{args.config}: {err}") from None
     print(f"ok: {args.config} is valid")
     return 0
 

@@ -134,6 +134,16 @@ def test_validate(capsys: Any, tmp_path: Path) -> None:
     )
     code, _, err = _run(capsys, "validate", str(bad))
     assert code == 2 and "unknown key 'policy.warmpu_rows'" in err and err.count("\n") == 1
+    # what loads but does not build (a freeze pattern matching no parameter) names the
+    # file as a load error does
+    bad.write_text(
+        (ROOT / "configs" / "demo.yaml")
+        .read_text()
+        .replace("mix: 0.5}", 'mix: 0.5, adapt: {freeze: ["zz*"]}}', 1)
+    )
+    code, _, err = _run(capsys, "validate", str(bad))
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{bad}: 'retrain.strategy.adapt.freeze': 'zz*' matches no parameter" in err, err
 
 
 def test_missing_state_is_one_clear_line(capsys: Any, tmp_path: Path) -> None:
