@@ -544,13 +544,25 @@ class Daemon:
         batch = read_file(path, self.cfg.schema)
         with self.db.connect() as conn:
             done = conn.execute(
-                select(processed_files.c.path).where(processed_files.c.path == str(path))
+                select(
+                    processed_files.c.size,
+                    processed_files.c.mtime,
+                    processed_files.c.processed_at,
+                    processed_files.c.accepted,
+                ).where(processed_files.c.path == str(path))
             ).first()
         if done is None:
             self._after_ingest(self.ingestor.ingest(batch))
         elif self.unit is None:
             # A retry after a failed bootstrap: train on the rows stored the first time,
             # before the source is polled (its rows are the champion's to monitor).
+            stat = path.stat()
+            if stat.st_size != done.size or stat.st_mtime != done.mtime:
+                raise BootstrapError(
+                    f"bootstrap.data {path} changed since its {done.accepted} rows were stored "
+                    f"({done.processed_at}); a retry trains on the stored rows, so to bootstrap "
+                    "on the new file start from a fresh state_dir"
+                )
             self._maybe_bootstrap()
 
     def _maybe_bootstrap(self) -> None:
@@ -571,9 +583,25 @@ class Daemon:
             y,
             first_row=int(seqs[0]),
             last_row=int(seqs[-1]),
+            source=self._bootstrap_source(n),
             report=self.report,
         )
         self._adopt(version, rebaseline=True)
+
+    def _bootstrap_source(self, n: int) -> str:
+        """Where v1's first ``n`` rows came from, for its metadata: ``bootstrap.data``
+        (ingested before the source is polled) and/or the stream."""
+        path = self.cfg.bootstrap.data
+        if path is None:
+            return "stream"
+        with self.db.connect() as conn:
+            got = conn.execute(
+                select(processed_files.c.accepted).where(processed_files.c.path == str(path))
+            ).scalar()
+        accepted = int(got or 0)
+        if accepted >= n:
+            return f"bootstrap.data {path}"
+        return f"bootstrap.data {path} ({accepted} rows) and the stream"
 
     # -- service: leadership, the API's rows, systemd ------------------------------------
     def _lead(self) -> bool:

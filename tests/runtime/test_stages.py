@@ -136,6 +136,7 @@ def test_a_retry_after_a_failed_stage_trains_on_the_bootstrap_data_and_leaves_th
     db = Database.for_state_dir(cfg.state_dir, None)
     meta = Registry(db, cfg.state_dir / "models", EventLog(db)).get("v1").meta
     assert (meta["data"]["first_row"], meta["data"]["last_row"]) == (1, 500)
+    assert meta["data"]["source"] == f"bootstrap.data {tmp_path / 'task.csv'}"
     from runtime.rowstore import last_seq
 
     assert last_seq(db) == 500  # the stream file is left for the daemon
@@ -143,6 +144,24 @@ def test_a_retry_after_a_failed_stage_trains_on_the_bootstrap_data_and_leaves_th
     Daemon(cfg).run(until_drained=True)
     stopped = _events(cfg)[-1]
     assert stopped.kind == ev.DAEMON_STOPPED and stopped.payload["rows_seen"] == 300
+
+
+def test_a_retry_on_a_changed_bootstrap_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    data = json.loads(json.dumps(SMALL))
+    data["state_dir"] = str(tmp_path / "state")
+    task = _broad_csv(tmp_path / "task.csv", n=300)
+    data["bootstrap"] = {"rows": 300, "data": str(task)}
+    stage = {"name": "only", "strategy": FAST, "budget": {"epochs": 1}}
+    data["stages"] = [{**stage, "exit": [{"metric": "accuracy", "min": 0.999}]}]
+    with pytest.raises(BootstrapError, match="missed its exit criteria"):
+        Daemon(parse_config(data, origin="test")).bootstrap()
+    _broad_csv(task, n=320)  # the user "fixes" the data: the stored rows are the old ones
+    data["stages"] = [stage]
+    with pytest.raises(BootstrapError) as info:
+        Daemon(parse_config(data, origin="test")).bootstrap()
+    msg = str(info.value)
+    assert "changed since its 300 rows were stored" in msg and "fresh state_dir" in msg, msg
+    assert "\n" not in msg
 
 
 def test_stage_data_with_unknown_labels_is_one_clear_error(tmp_path: Path) -> None:
