@@ -90,7 +90,8 @@ class Ingestor:
             return self._validate_labels(frame, reasons), reasons, "labels"
         if missing:
             whole = f"missing column(s) {', '.join(map(repr, missing))}"
-            return frame.iloc[0:0], {i: whole for i in range(n)}, "rows"
+            # a row that could not be parsed keeps its own reason (it lacks every column)
+            return frame.iloc[0:0], {i: reasons.get(i, whole) for i in range(n)}, "rows"
         x = np.empty((n, len(s.features)), dtype=np.float64)
         for j, f in enumerate(s.features):
             x[:, j] = self._feature(frame[f], f, reasons)

@@ -146,7 +146,8 @@ def _read_jsonl(path: Path, schema: SchemaConfig, stamp: FileStamp) -> Batch:
             if extra:
                 errors[row_number] = f"unexpected key(s) {', '.join(map(repr, extra))}"
             records.append(obj)
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    # the index keeps a row for each broken line ({}), or a file of only those would vanish
+    frame = pd.DataFrame(records, index=pd.RangeIndex(len(records))) if records else pd.DataFrame()
     keep = [c for c in frame.columns if c in allowed]
     return Batch(
         origin=str(path),

@@ -124,6 +124,21 @@ def test_jsonl_rows_with_missing_extra_and_broken_lines(ingest, tmp_path: Path) 
     assert any("not valid JSON" in r for r in reasons)
 
 
+def test_a_file_of_only_broken_lines_is_quarantined_with_their_own_reasons(
+    ingest, tmp_path: Path
+) -> None:
+    ing, events, _ = ingest
+    path = tmp_path / "broken.jsonl"
+    path.write_text("{not json\n[1, 2]\n")
+    acc = ing.ingest(read_file(path, ing.schema))
+    assert acc.count == 0 and acc.rejected == 2
+    reasons = [e["reason"] for e in events.list(kinds=[ev.INGEST_REJECTED])[-1].payload["examples"]]
+    assert reasons == [
+        "line 1 is not valid JSON (Expecting property name enclosed in double quotes)",
+        "line 2 is not a JSON object",
+    ]
+
+
 def test_nan_allowed_when_the_schema_says_so(tmp_path: Path, small_cfg: DriftloopConfig) -> None:
     schema = small_cfg.schema.model_copy(update={"allow_nan": True})
     small_cfg.state_dir.mkdir(parents=True)
