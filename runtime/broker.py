@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from typing import Any
 
 import pandas as pd
@@ -28,7 +29,7 @@ from runtime.sources import Batch
 
 log = logging.getLogger(__name__)
 
-Entry = tuple[str, dict[str, str]]
+Entry = tuple[str, dict[str, str | None]]  # a field that is not UTF-8 is None
 
 
 class BrokerError(RuntimeError):
@@ -45,8 +46,10 @@ class RedisSource:
         self.cfg = cfg
         self.schema = schema
         self.consumer = cfg.consumer or default_instance()
+        # bytes, decoded per field: an entry that is not UTF-8 must be quarantined, not
+        # fail every read of the stream (it would stay pending and be read again forever)
         self.client: redis.Redis = redis.Redis.from_url(
-            cfg.url, decode_responses=True, socket_timeout=max(5.0, cfg.block_ms / 1000 + 5)
+            cfg.url, decode_responses=False, socket_timeout=max(5.0, cfg.block_ms / 1000 + 5)
         )
         self._allowed = {*schema.features, schema.label, schema.id_column}
         self._unacked: list[str] = []
@@ -106,7 +109,7 @@ class RedisSource:
         if not got:
             return []
         _stream, entries = got[0]
-        return [(eid, fields) for eid, fields in entries if fields is not None]
+        return _decoded(entries)
 
     def _claim(self, count: int) -> list[Entry]:
         got: Any = self.client.xautoclaim(
@@ -120,12 +123,12 @@ class RedisSource:
         entries = got[1] if got else []
         if entries:
             log.info("took over %d unacknowledged entries of another consumer", len(entries))
-        return [(eid, fields) for eid, fields in entries if fields is not None]
+        return _decoded(entries)
 
     def _unread(self) -> bool:
         groups: Any = self.client.xinfo_groups(self.cfg.stream)
         for g in groups:
-            if g.get("name") == self.cfg.group:
+            if _text(g.get("name")) == self.cfg.group:
                 lag = g.get("lag")
                 return bool(lag) if lag is not None else False
         return False
@@ -154,15 +157,20 @@ class RedisSource:
             row_errors=errors,
         )
 
-    def _decode(self, eid: str, fields: dict[str, str]) -> list[tuple[dict[str, Any], str | None]]:
-        raw = fields.get("row", fields.get("rows"))
-        if raw is None:
+    def _decode(
+        self, eid: str, fields: dict[str, str | None]
+    ) -> list[tuple[dict[str, Any], str | None]]:
+        key = "row" if "row" in fields else "rows" if "rows" in fields else None
+        if key is None:
             return [({}, f"entry {eid} has no 'row' or 'rows' field")]
+        raw = fields[key]
+        if raw is None:
+            return [({}, f"entry {eid}: field {key!r} is not valid UTF-8")]
         try:
             obj = json.loads(raw)
         except json.JSONDecodeError as err:
             return [({}, f"entry {eid} is not valid JSON ({err.msg})")]
-        items = obj if "rows" in fields and "row" not in fields else [obj]
+        items = obj if key == "rows" else [obj]
         if not isinstance(items, list):
             return [({}, f"entry {eid}: 'rows' must be a JSON array")]
         out: list[tuple[dict[str, Any], str | None]] = []
@@ -174,8 +182,36 @@ class RedisSource:
             if extra:
                 out.append(({}, f"entry {eid}: unexpected key(s) {', '.join(map(repr, extra))}"))
                 continue
+            huge = [k for k, v in item.items() if isinstance(v, int) and abs(v) > _FLOAT_MAX]
+            if huge:  # no float holds it (pandas would raise on the whole batch)
+                out.append(({}, f"entry {eid}: number too large in {', '.join(map(repr, huge))}"))
+                continue
             out.append((dict(item), None))
         return out
 
     def close(self) -> None:
         self.client.close()
+
+
+_FLOAT_MAX = sys.float_info.max
+
+
+def _text(value: Any) -> str | None:
+    """A reply value as text; None if it is bytes that are not UTF-8."""
+    if not isinstance(value, bytes):
+        return None if value is None else str(value)
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _decoded(entries: Any) -> list[Entry]:
+    """Stream entries with ids and fields as text (deleted entries, ``None``, skipped)."""
+    out: list[Entry] = []
+    for eid, fields in entries:
+        if fields is None:
+            continue
+        text = {k.decode(errors="replace"): _text(v) for k, v in fields.items()}
+        out.append((eid.decode(), text))
+    return out

@@ -146,6 +146,30 @@ def test_bad_entries_become_row_errors_and_ids_default_to_entry_ids(
     src.close()
 
 
+def test_poison_entries_are_quarantined_with_their_reason_not_read_forever(
+    stream: str, ingestor: Ingestor
+) -> None:
+    client = redis.Redis.from_url(URL)
+    good = dict(zip(AGRAWAL_FEATURES, synthetic(1, 3)[0][0], strict=True))
+    client.xadd(stream, {"row": b"\xff\xfe not utf-8"})
+    client.xadd(stream, {"row": json.dumps({**good, "salary": 10**400})})
+    client.xadd(stream, {"rows": json.dumps({"not": "an array"})})
+    client.close()
+    src = _source(stream, "a", drain_when_empty=True)
+    batch = src.poll()  # used to raise UnicodeDecodeError / OverflowError on every read
+    assert batch is not None
+    acc = ingestor.ingest(batch)
+    src.ack(batch)
+    assert acc.count == 0 and acc.rejected == 3 and _pending(stream) == 0
+    events = ingestor.events.list(kinds=["ingest.rejected"])
+    reasons = [e["reason"] for e in events[-1].payload["examples"]]
+    assert "field 'row' is not valid UTF-8" in reasons[0]
+    assert "number too large in 'salary'" in reasons[1]
+    assert "'rows' must be a JSON array" in reasons[2]
+    assert src.poll() is None and src.exhausted()
+    src.close()
+
+
 def test_drain_when_empty(stream: str, ingestor: Ingestor) -> None:
     _publish(stream, 5)
     src = _source(stream, "a", drain_when_empty=True)
