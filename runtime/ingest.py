@@ -31,6 +31,7 @@ from runtime.rowstore import encode_features
 from runtime.sources import Batch
 
 MAX_EXAMPLES = 5
+MAX_ID_CHARS = 128  # rows.row_id is String(128); PostgreSQL refuses longer ones
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class Ingestor:
         out = pd.DataFrame(x, columns=list(s.features), index=frame.index)
         out["__label"] = self._labels(frame, reasons)
         out["__id"] = self._ids(frame, batch)
+        _check_ids(out["__id"].tolist(), reasons)
         dup = out["__id"].duplicated().to_numpy()
         for pos in np.flatnonzero(dup):
             rid = out["__id"].iloc[pos]
@@ -159,6 +161,7 @@ class Ingestor:
         out = pd.DataFrame(index=frame.index)
         out["__label"] = self._labels(frame, reasons)
         out["__id"] = frame[self.schema.id_column].astype(str)
+        _check_ids(out["__id"].tolist(), reasons)
         for i, lab in enumerate(out["__label"].tolist()):
             if lab < 0:
                 reasons.setdefault(i, "label is missing")
@@ -385,7 +388,30 @@ def _accepted(
 def _plain_ids(ids: list[str]) -> bool:
     """Row ids that :meth:`Ingestor._ids` would keep as they are, none repeated."""
     distinct = set(ids)
-    return len(distinct) == len(ids) and "" not in distinct and list(map(str.strip, ids)) == ids
+    if len(distinct) != len(ids) or "" in distinct or list(map(str.strip, ids)) != ids:
+        return False
+    return not ids or (max(map(len, ids)) <= MAX_ID_CHARS and _storable("".join(ids)))
+
+
+def _storable(text: str) -> bool:
+    """Text the database can hold: no NUL (PostgreSQL refuses it), encodable as UTF-8
+    (a JSON ``\\ud800`` escape decodes to a lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_ids(ids: list[str], reasons: dict[int, str]) -> None:
+    """Quarantine rows whose id cannot be stored (it would fail the whole batch's write)."""
+    for i, rid in enumerate(ids):
+        if len(rid) > MAX_ID_CHARS:
+            reasons.setdefault(i, f"row id is longer than {MAX_ID_CHARS} characters")
+        elif not _storable(rid):
+            reasons.setdefault(i, "row id contains a NUL or a character that is not UTF-8")
 
 
 def _raw(frame: pd.DataFrame, i: int) -> str:

@@ -6,14 +6,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import select
 
 from runtime import events as ev
 from runtime.config import DriftloopConfig
-from runtime.db import Database
+from runtime.db import Database, quarantine
 from runtime.events import EventLog
 from runtime.ingest import Ingestor
 from runtime.rowstore import count_labelled, labelled_rows
-from runtime.sources import read_file
+from runtime.sources import Batch, read_file
 from tests.conftest import FEATURES
 
 
@@ -137,6 +138,23 @@ def test_a_file_of_only_broken_lines_is_quarantined_with_their_own_reasons(
         "line 1 is not valid JSON (Expecting property name enclosed in double quotes)",
         "line 2 is not a JSON object",
     ]
+
+
+def test_row_ids_the_database_cannot_hold_are_quarantined_not_fatal(
+    db: Database, small_cfg: DriftloopConfig
+) -> None:
+    ing = Ingestor(db, small_cfg.schema, EventLog(db))
+    bad = ["x" * 129, "nul\x00id", "lone\ud800surrogate"]
+    x = np.ones((4, len(FEATURES)))
+    acc = ing.ingest_arrays("api", x, np.ones(4), [*bad, "fine"])  # used to fail the write
+    assert acc.row_ids == ["fine"] and acc.rejected == 3
+    frame = pd.DataFrame({"row_id": [*bad, "fine"], "class": [0, 0, 0, 0]})
+    labels = ing.ingest(Batch(origin="labels", frame=frame))  # a late-labels batch too
+    assert labels.rejected == 3 and len(labels.labels_joined) == 0
+    with db.connect() as conn:
+        reasons = sorted(r for (r,) in conn.execute(select(quarantine.c.reason)))
+    assert reasons.count("row id is longer than 128 characters") == 2
+    assert reasons.count("row id contains a NUL or a character that is not UTF-8") == 4
 
 
 def test_nan_allowed_when_the_schema_says_so(tmp_path: Path, small_cfg: DriftloopConfig) -> None:
