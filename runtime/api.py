@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime import events as ev
+from runtime import review
 from runtime.api_schema import (
     ERRORS,
     IDEMPOTENCY,
@@ -471,12 +472,12 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
     @app.post("/v1/models/{version}/approve", response_model=ActionResponse, tags=["model"])
     def approve(version: Version, _: Auth, body: ActionRequest | None = None) -> ActionResponse:
         """Approve a candidate waiting for a person (manual gate mode)."""
-        return _decide(host.registry, version, "approve", body)
+        return _decide(host, version, "approve", body)
 
     @app.post("/v1/models/{version}/reject", response_model=ActionResponse, tags=["model"])
     def reject(version: Version, _: Auth, body: ActionRequest | None = None) -> ActionResponse:
         """Reject a candidate waiting for a person (manual gate mode)."""
-        return _decide(host.registry, version, "reject", body)
+        return _decide(host, version, "reject", body)
 
     @app.post(
         "/v1/retrain",
@@ -610,20 +611,18 @@ def _refusable(action: Callable[[], Event]) -> Event:
         raise ApiError(404, str(err).strip("'\"")) from None
 
 
-def _decide(
-    registry: Registry, version: str, verb: str, body: ActionRequest | None
-) -> ActionResponse:
+def _decide(host: Host, version: str, verb: str, body: ActionRequest | None) -> ActionResponse:
+    """Approve or reject a candidate waiting for a person, as ``driftloop approve/reject``
+    does (runtime.review: the candidate must have passed the gate in manual mode)."""
+    registry = host.registry
     _get_version(registry, version)
-    action = getattr(registry, verb, None)
-    if action is None:
-        raise ApiError(
-            409, f"cannot {verb} {version}: the gate is not in manual mode (it decides alone)"
-        )
-    reason = (body.reason if body else None) or f"manual {verb} through the API"
-    event = _refusable(lambda: action(version, reason=reason))
-    return ActionResponse(
-        champion=registry.champion(), event=_event(event) if isinstance(event, Event) else None
-    )
+    who = "an operator through the API"
+    if verb == "approve":
+        event = _refusable(lambda: review.approve(registry, host.events, version, who=who))
+    else:
+        reason = (body.reason if body else None) or ""
+        event = _refusable(lambda: review.reject(registry, host.events, version, reason, who=who))
+    return ActionResponse(champion=registry.champion(), event=_event(event))
 
 
 def _manual_retrain(host: Host, body: RetrainRequest, key: str | None) -> RetrainResponse:

@@ -321,3 +321,38 @@ def test_ingest_body_is_documented_and_judged_as_pydantic_would(
     assert empty.status_code == 422 and "Field required" in empty.json()["error"]
     big = client.post("/v1/ingest", json={"rows": rows, "labels": [0, 2**40]}, headers=AUTH)
     assert big.status_code == 422 and "body.labels.1" in big.json()["error"]
+
+
+def test_approve_and_reject_settle_a_candidate_awaiting_approval(tmp_path: Path) -> None:
+    """In manual gate mode the API's approve/reject do what ``driftloop approve/reject`` do
+    (they used to answer 409 'not in manual mode' for every candidate)."""
+    from runtime.config import ApiConfig
+    from runtime.ingest import Ingestor
+    from tests.runtime.test_promotion import World
+
+    w = World(tmp_path, mode="manual")
+    w.save("v1", 0.0, None, [])
+    w.registry.promote("v1", {"reason": "bootstrap"})
+    for version, trigger in (("v2", "t1"), ("v3", "t2")):
+        w.save(version, 1.0, "v1", ["v1"])
+        w.keeper.judge(trigger, w.result("v1", version), w.unit("v1"))
+
+    class Host:
+        cfg, db, events, registry, unit = w.cfg, w.db, w.events, w.registry, None
+        ingestor = Ingestor(w.db, w.cfg.schema, w.events)
+
+        def submit(self, acc: Any) -> None: ...
+
+        def runtime_status(self) -> dict[str, Any]:
+            return {}
+
+    client = TestClient(create_app(Host(), ApiConfig(port=0, token_env=None), TOKEN))  # type: ignore[arg-type]
+    no = client.post("/v1/models/v3/reject", json={"reason": "bad feed"}, headers=AUTH)
+    assert no.status_code == 200, no.text
+    assert no.json()["event"]["kind"] == ev.GATE_FAILED and "bad feed" in no.text
+    assert w.registry.get("v3").status == "refused"
+    yes = client.post("/v1/models/v2/approve", headers=AUTH)
+    assert yes.status_code == 200, yes.text
+    assert yes.json()["champion"] == "v2" and yes.json()["event"]["kind"] == ev.MODEL_PROMOTED
+    again = client.post("/v1/models/v2/approve", headers=AUTH)
+    assert again.status_code == 409 and "not awaiting approval" in again.json()["error"]
