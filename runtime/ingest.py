@@ -3,7 +3,8 @@
 A bad row never stops a file: good rows are accepted, bad rows go to the ``quarantine``
 table with their reason, and one ``ingest.rejected`` event per batch carries the counts
 and a few examples. Rows are idempotent by row id (a row seen before is skipped, not
-rejected). A labels-only batch (id and label columns) joins late labels by row id.
+rejected). A labels-only batch (id and label columns) joins late labels by row id, and so
+do label-only entries (every feature blank) mixed among the rows of a batch.
 Accepted rows, quarantined rows and the file's ``processed_files`` mark are written in
 one transaction, so a crash never half-ingests a file.
 """
@@ -100,11 +101,13 @@ class Ingestor:
         out["__label"] = self._labels(frame, reasons)
         out["__id"] = self._ids(frame, batch)
         _check_ids(out["__id"].tolist(), reasons)
-        dup = out["__id"].duplicated().to_numpy()
+        late = self._late_mask(frame)  # label-only entries: not rows, not duplicates
+        dup = np.zeros(n, dtype=bool)
+        dup[~late] = out["__id"][~late].duplicated().to_numpy()
         for pos in np.flatnonzero(dup):
             rid = out["__id"].iloc[pos]
             reasons.setdefault(int(pos), f"duplicate row id {rid!r} in this batch")
-        good = np.ones(n, dtype=bool)
+        good = ~late
         good[list(reasons)] = False
         return out[good], reasons, "rows"
 
@@ -157,6 +160,44 @@ class Ingestor:
         missing = raw.isna() | (text == "")
         return text.where(~missing, pd.Series(generated, index=frame.index))
 
+    def _late_mask(self, frame: pd.DataFrame) -> npt.NDArray[np.bool_]:
+        """Rows of a batch of rows that carry only a row id and a label (every feature
+        blank): late labels for rows stored earlier (or earlier in this batch), as a
+        broker delivers them mixed with new rows."""
+        s = self.schema
+        frame = frame.reset_index(drop=True)
+        if s.id_column not in frame.columns or s.label not in frame.columns:
+            return np.zeros(len(frame), dtype=bool)
+
+        def blank(col: str) -> npt.NDArray[np.bool_]:
+            raw = frame[col]
+            out = raw.isna().to_numpy()
+            if raw.dtype == object:
+                out |= (raw.astype(str).str.strip() == "").to_numpy()
+            return np.asarray(out, dtype=bool)
+
+        late = ~blank(s.id_column) & ~blank(s.label)
+        for f in s.features:
+            if f in frame.columns:
+                late &= blank(f)
+        return late
+
+    def _late_labels(self, frame: pd.DataFrame, reasons: dict[int, str]) -> pd.DataFrame | None:
+        """The late labels of a batch of rows (:meth:`_late_mask`), validated as a
+        labels-only batch would be, indexed by their positions in ``frame``; their
+        feature-missing reasons replaced by their own. ``None`` when there are none."""
+        pos = np.flatnonzero(self._late_mask(frame))
+        if not len(pos):
+            return None
+        sub = frame.reset_index(drop=True).iloc[pos].reset_index(drop=True)
+        sub_reasons: dict[int, str] = {}
+        clean = self._validate_labels(sub, sub_reasons)
+        clean.index = pd.Index(pos[clean.index.to_numpy()])
+        for i in pos:
+            reasons.pop(int(i), None)
+        reasons.update({int(pos[k]): v for k, v in sub_reasons.items()})
+        return clean
+
     def _validate_labels(self, frame: pd.DataFrame, reasons: dict[int, str]) -> pd.DataFrame:
         out = pd.DataFrame(index=frame.index)
         out["__label"] = self._labels(frame, reasons)
@@ -179,9 +220,15 @@ class Ingestor:
                 self._reject_event(conn, batch, 0, {0: batch.read_error}, whole_file=True)
             return _empty(nf)
         clean, reasons, mode = self._validate(batch)
+        late = self._late_labels(batch.frame, reasons) if mode == "rows" else None
         now = utcnow()
         with self.db.begin() as conn:
-            if mode == "labels":
+            if late is not None:  # rows, and late labels for earlier rows, in one batch
+                result = self._append(conn, clean, batch, now, 0)
+                joined = self._join_labels(conn, late, reasons, now)
+                result = replace(result, rejected=len(reasons), labels_joined=joined)
+                accepted = result.count + len(joined)
+            elif mode == "labels":
                 joined = self._join_labels(conn, clean, reasons, now)
                 result = Accepted(
                     seqs=np.zeros(0, dtype=np.int64),

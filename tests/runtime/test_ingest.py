@@ -104,6 +104,30 @@ def test_late_labels_join_by_row_id(ingest, tmp_path: Path) -> None:
     assert "unknown row id 'nope'" in p["examples"][0]["reason"]
 
 
+def test_late_labels_mixed_with_new_rows_in_one_batch_are_joined(ingest) -> None:
+    """A broker delivers label-only entries (id and label) among full rows: the frame has
+    every column, blank features on those entries. They join their rows, not quarantine."""
+    ing, events, db = ingest
+    first = _good_frame(4)
+    first["class"] = None
+    ing.ingest(Batch(origin="redis:1", frame=first))
+    late = pd.DataFrame({"row_id": ["r1", "r3", "nope", "r5"], "class": [1, 0, 1, 1]})
+    late_bad = pd.DataFrame({"row_id": ["r2"], "class": [7]})
+    new = _good_frame(2, start=4)  # r4, r5: r5's label-only entry comes after its row
+    new["class"] = None
+    mixed = pd.concat([new.iloc[[0]], late, new.iloc[[1]], late_bad], ignore_index=True)
+    acc = ing.ingest(Batch(origin="redis:2", frame=mixed))
+    assert acc.count == 2 and acc.row_ids == ["r4", "r5"]
+    assert len(acc.labels_joined) == 3  # r1, r3, and r5 stored in this very batch
+    assert acc.rejected == 2
+    _seqs, _, y = labelled_rows(db, len(FEATURES), since=0)
+    assert list(y) == [1, 0, 1]
+    reasons = sorted(
+        e["reason"] for e in events.list(kinds=[ev.INGEST_REJECTED])[-1].payload["examples"]
+    )
+    assert reasons[0].startswith("unknown label '7'") and "unknown row id 'nope'" in reasons[1]
+
+
 def test_jsonl_rows_with_missing_extra_and_broken_lines(ingest, tmp_path: Path) -> None:
     ing, events, _ = ingest
     good = {f: 1.0 for f in FEATURES} | {"class": 1}
