@@ -606,9 +606,9 @@ def _refusable(action: Callable[[], Event]) -> Event:
     try:
         return action()
     except (ValueError, IntegrityError) as err:
-        raise ApiError(409, str(err).strip("'\"")) from None
-    except KeyError as err:
-        raise ApiError(404, str(err).strip("'\"")) from None
+        raise ApiError(409, str(err)) from None
+    except KeyError as err:  # str() would add quotes around the message
+        raise ApiError(404, str(err.args[0]) if err.args else "not found") from None
 
 
 def _decide(host: Host, version: str, verb: str, body: ActionRequest | None) -> ActionResponse:

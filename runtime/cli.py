@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -184,6 +185,8 @@ def _live_progress(cfg: DriftloopConfig) -> Any:
 def cmd_report(args: argparse.Namespace) -> int:
     from runtime.report import open_review, write_report
 
+    if args.out.is_dir():
+        raise CliError(f"--out: {args.out} is a directory; give the HTML file's path")
     cfg, state_dir, url = _config_or_state(args)
     if url is None and not (state_dir / "driftloop.db").exists():
         raise CliError(f"no driftloop state in {state_dir} (has the daemon run?)")
@@ -213,6 +216,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_events(args: argparse.Namespace) -> int:
     from runtime.presenter import event_line
 
+    if args.limit is not None and args.limit < 1:
+        raise CliError(f"--limit: must be a positive number of events, got {args.limit}")
     _, _, db, events, _ = _open_state(args)
     kinds = _expand_kinds(args.kind)
     since = _iso(args.since) if args.since else None
@@ -223,6 +228,13 @@ def cmd_events(args: argparse.Namespace) -> int:
         print(json.dumps(e.to_dict(), sort_keys=False) if args.json else event_line(e))
     db.dispose()
     return 0
+
+
+def _reason(err: Exception) -> str:
+    """An exception's message; a KeyError's without the quotes its str() adds."""
+    if isinstance(err, KeyError) and len(err.args) == 1:
+        return str(err.args[0])
+    return str(err)
 
 
 def _expand_kinds(given: Sequence[str]) -> list[str] | None:
@@ -293,7 +305,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     try:
         event = registry.rollback(args.version, reason="manual: driftloop rollback")
     except (ValueError, KeyError) as err:
-        raise CliError(str(err).strip("'\""), code=1) from None
+        raise CliError(_reason(err), code=1) from None
     print(
         f"champion: {before} → {event.payload.get('to')} (event {event.id}); "
         "a running daemon re-baselines on it at its next step"
@@ -310,7 +322,7 @@ def cmd_approve(args: argparse.Namespace) -> int:
     try:
         event = approve(registry, events, args.version)
     except (ReviewError, ValueError, KeyError) as err:
-        raise CliError(str(err).strip("'\""), code=1) from None
+        raise CliError(_reason(err), code=1) from None
     print(
         f"champion: {before} → {args.version} (event {event.id}); "
         "a running daemon adopts it at its next step"
@@ -326,7 +338,7 @@ def cmd_reject(args: argparse.Namespace) -> int:
     try:
         event = reject(registry, events, args.version, args.reason)
     except (ReviewError, ValueError, KeyError) as err:
-        raise CliError(str(err).strip("'\""), code=1) from None
+        raise CliError(_reason(err), code=1) from None
     print(f"{args.version} refused (event {event.id}); champion stays {registry.champion()}")
     db.dispose()
     return 0
@@ -400,12 +412,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runtime.config import ConfigError
 
     try:
-        return COMMANDS[args.command](args)
+        code: int = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a reader that went away shows here, not as noise at exit
+        return code
     except (CliError, ConfigError) as err:
         print(f"driftloop {args.command}: {err}", file=sys.stderr)
         return getattr(err, "code", 2)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # the reader went away (`driftloop events | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 0
     except Exception as err:  # anything else: still one line, details in the log
         log.debug("unhandled error", exc_info=True)
         first = str(err).splitlines()[0] if str(err) else ""

@@ -323,9 +323,8 @@ def test_ingest_body_is_documented_and_judged_as_pydantic_would(
     assert big.status_code == 422 and "body.labels.1" in big.json()["error"]
 
 
-def test_approve_and_reject_settle_a_candidate_awaiting_approval(tmp_path: Path) -> None:
-    """In manual gate mode the API's approve/reject do what ``driftloop approve/reject`` do
-    (they used to answer 409 'not in manual mode' for every candidate)."""
+def _manual_client(tmp_path: Path) -> tuple[Any, TestClient]:
+    """An API over a registry in manual gate mode: v1 champion, v2 and v3 await approval."""
     from runtime.config import ApiConfig
     from runtime.ingest import Ingestor
     from tests.runtime.test_promotion import World
@@ -346,7 +345,14 @@ def test_approve_and_reject_settle_a_candidate_awaiting_approval(tmp_path: Path)
         def runtime_status(self) -> dict[str, Any]:
             return {}
 
-    client = TestClient(create_app(Host(), ApiConfig(port=0, token_env=None), TOKEN))  # type: ignore[arg-type]
+    app = create_app(Host(), ApiConfig(port=0, token_env=None), TOKEN)  # type: ignore[arg-type]
+    return w, TestClient(app)
+
+
+def test_approve_and_reject_settle_a_candidate_awaiting_approval(tmp_path: Path) -> None:
+    """In manual gate mode the API's approve/reject do what ``driftloop approve/reject`` do
+    (they used to answer 409 'not in manual mode' for every candidate)."""
+    w, client = _manual_client(tmp_path)
     no = client.post("/v1/models/v3/reject", json={"reason": "bad feed"}, headers=AUTH)
     assert no.status_code == 200, no.text
     assert no.json()["event"]["kind"] == ev.GATE_FAILED and "bad feed" in no.text
@@ -356,3 +362,12 @@ def test_approve_and_reject_settle_a_candidate_awaiting_approval(tmp_path: Path)
     assert yes.json()["champion"] == "v2" and yes.json()["event"]["kind"] == ev.MODEL_PROMOTED
     again = client.post("/v1/models/v2/approve", headers=AUTH)
     assert again.status_code == 409 and "not awaiting approval" in again.json()["error"]
+
+
+def test_refusal_messages_keep_their_closing_quote(tmp_path: Path) -> None:
+    w, client = _manual_client(tmp_path)
+    w.registry.promote("v2", {"reason": "test"})
+    w.registry.set_status("v1", "refused")
+    r = client.post("/v1/models/v1/rollback", headers=AUTH)
+    assert r.status_code == 409
+    assert r.json()["error"] == "cannot roll back to v1: it was marked 'refused'"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -108,6 +109,36 @@ def test_rollback_restores_the_previous_champion_whole(
         d.close("test")
     code, _, err = _run(capsys, "rollback", "--state-dir", str(state))
     assert code == 1 and "no previous champion" in err and err.count("\n") == 1
+
+
+def test_refusals_name_what_was_wrong_in_one_line(burst: Any, tmp_path: Path, capsys: Any) -> None:
+    cfg, _ = burst
+    state = ["--state-dir", str(cfg.state_dir)]
+    code, _, err = _run(capsys, "rollback", *state, "v99")
+    assert code == 1 and err == "driftloop rollback: unknown model version 'v99'\n"  # both quotes
+    code, _, err = _run(capsys, "reject", *state, "v99")
+    assert code == 1 and err.endswith("no model version 'v99'\n")
+    for bad in ("-3", "0"):  # -3 used to drop the first 3 events, 0 showed them all
+        code, out, err = _run(capsys, "events", *state, "--limit", bad)
+        assert code == 2 and out == "" and "--limit: must be a positive" in err
+    code, _, err = _run(capsys, "report", *state, "--out", str(tmp_path))
+    assert code == 2 and "is a directory" in err and err.count("\n") == 1
+    assert list(tmp_path.parent.glob(f".{tmp_path.name}.tmp")) == []
+
+
+def test_a_closed_pipe_is_not_an_error(
+    burst: Any, capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``driftloop events | head`` used to end with 'BrokenPipeError' on stderr and exit 1."""
+    cfg, _ = burst
+    read, write = os.pipe()
+    os.close(read)
+    with open(write, "w", encoding="utf-8", closefd=False) as gone:
+        monkeypatch.setattr(sys, "stdout", gone)
+        code = main(["events", "--state-dir", str(cfg.state_dir)])
+        monkeypatch.undo()
+    os.close(write)
+    assert code == 0 and capsys.readouterr().err == ""
 
 
 def test_a_running_daemon_follows_a_rollback(burst: Any, tmp_path: Path) -> None:
