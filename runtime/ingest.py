@@ -12,7 +12,7 @@ one transaction, so a crash never half-ingests a file.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from itertools import chain, repeat
@@ -101,7 +101,7 @@ class Ingestor:
         out["__label"] = self._labels(frame, reasons)
         out["__id"] = self._ids(frame, batch)
         _check_ids(out["__id"].tolist(), reasons)
-        late = self._late_mask(frame)  # label-only entries: not rows, not duplicates
+        late = self._late_mask(frame, batch.row_errors)  # label-only: not rows, not duplicates
         dup = np.zeros(n, dtype=bool)
         dup[~late] = out["__id"][~late].duplicated().to_numpy()
         for pos in np.flatnonzero(dup):
@@ -160,10 +160,13 @@ class Ingestor:
         missing = raw.isna() | (text == "")
         return text.where(~missing, pd.Series(generated, index=frame.index))
 
-    def _late_mask(self, frame: pd.DataFrame) -> npt.NDArray[np.bool_]:
+    def _late_mask(
+        self, frame: pd.DataFrame, row_errors: Mapping[int, str]
+    ) -> npt.NDArray[np.bool_]:
         """Rows of a batch of rows that carry only a row id and a label (every feature
         blank): late labels for rows stored earlier (or earlier in this batch), as a
-        broker delivers them mixed with new rows."""
+        broker delivers them mixed with new rows. A row that failed parsing
+        (``row_errors``, 1-based: a ragged HTTP row, a broken JSON line) is not one."""
         s = self.schema
         frame = frame.reset_index(drop=True)
         if s.id_column not in frame.columns or s.label not in frame.columns:
@@ -180,16 +183,17 @@ class Ingestor:
         for f in s.features:
             if f in frame.columns:
                 late &= blank(f)
+        late[[k - 1 for k in row_errors if 0 < k <= len(late)]] = False
         return late
 
-    def _late_labels(self, frame: pd.DataFrame, reasons: dict[int, str]) -> pd.DataFrame | None:
+    def _late_labels(self, batch: Batch, reasons: dict[int, str]) -> pd.DataFrame | None:
         """The late labels of a batch of rows (:meth:`_late_mask`), validated as a
         labels-only batch would be, indexed by their positions in ``frame``; their
         feature-missing reasons replaced by their own. ``None`` when there are none."""
-        pos = np.flatnonzero(self._late_mask(frame))
+        pos = np.flatnonzero(self._late_mask(batch.frame, batch.row_errors))
         if not len(pos):
             return None
-        sub = frame.reset_index(drop=True).iloc[pos].reset_index(drop=True)
+        sub = batch.frame.reset_index(drop=True).iloc[pos].reset_index(drop=True)
         sub_reasons: dict[int, str] = {}
         clean = self._validate_labels(sub, sub_reasons)
         clean.index = pd.Index(pos[clean.index.to_numpy()])
@@ -220,7 +224,7 @@ class Ingestor:
                 self._reject_event(conn, batch, 0, {0: batch.read_error}, whole_file=True)
             return _empty(nf)
         clean, reasons, mode = self._validate(batch)
-        late = self._late_labels(batch.frame, reasons) if mode == "rows" else None
+        late = self._late_labels(batch, reasons) if mode == "rows" else None
         now = utcnow()
         with self.db.begin() as conn:
             if late is not None:  # rows, and late labels for earlier rows, in one batch

@@ -128,6 +128,21 @@ def test_late_labels_mixed_with_new_rows_in_one_batch_are_joined(ingest) -> None
     assert reasons[0].startswith("unknown label '7'") and "unknown row id 'nope'" in reasons[1]
 
 
+def test_a_row_that_failed_parsing_is_not_taken_for_a_late_label(ingest) -> None:
+    """An entry with only an id and a label is a late label, unless parsing already found
+    it broken (a ragged HTTP row, a JSON line with an unknown key): it keeps that reason."""
+    ing, events, _ = ingest
+    unlabelled = _good_frame(2)
+    unlabelled["class"] = None
+    ing.ingest(Batch(origin="rows", frame=unlabelled))
+    late = pd.DataFrame({"row_id": ["r0", "r1"], "class": [1, 0]})
+    frame = pd.concat([_good_frame(1, start=2), late], ignore_index=True)
+    acc = ing.ingest(Batch(origin="mixed", frame=frame, row_errors={2: "expected 9 values, got 3"}))
+    assert acc.count == 1 and len(acc.labels_joined) == 1 and acc.rejected == 1
+    examples = events.list(kinds=[ev.INGEST_REJECTED])[-1].payload["examples"]
+    assert examples == [{"row": 2, "reason": "expected 9 values, got 3"}]
+
+
 def test_jsonl_rows_with_missing_extra_and_broken_lines(ingest, tmp_path: Path) -> None:
     ing, events, _ = ingest
     good = {f: 1.0 for f in FEATURES} | {"class": 1}
