@@ -94,7 +94,7 @@ def decode_ingest(raw: bytes, content_type: str | None, model: type[BaseModel]) 
         return _pydantic(raw, model)
     try:
         fast = _DECODER.decode(raw)
-    except msgspec.MsgspecError:
+    except (msgspec.MsgspecError, UnicodeDecodeError):  # not UTF-8: json.loads says so below
         fast = None
     if fast is not None and _clean_ids(fast.row_ids):
         return fast

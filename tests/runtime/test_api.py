@@ -323,6 +323,16 @@ def test_ingest_body_is_documented_and_judged_as_pydantic_would(
     assert big.status_code == 422 and "body.labels.1" in big.json()["error"]
 
 
+def test_ingest_body_not_utf8_is_a_422_not_a_500(served: tuple[Daemon, TestClient]) -> None:
+    _, client = served
+    headers = {**AUTH, "content-type": "application/json"}
+    r = client.post("/v1/ingest", content=b'{"rows": [[1]], "row_ids": ["\xff"]}', headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"].startswith("invalid request: body: not UTF-8")
+    r = client.post("/v1/ingest", content=b"\xff\xfe{}", headers=headers)  # a UTF-16 BOM
+    assert r.status_code == 422 and r.json()["error"].startswith("invalid request: body"), r.text
+
+
 def _manual_client(tmp_path: Path) -> tuple[Any, TestClient]:
     """An API over a registry in manual gate mode: v1 champion, v2 and v3 await approval."""
     from runtime.config import ApiConfig
