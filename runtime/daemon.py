@@ -40,10 +40,10 @@ from runtime.leader import Leadership
 from runtime.leader import build as build_leader
 from runtime.lock import StateLock
 from runtime.monitor import Monitor, Signals
-from runtime.policy import Policy
+from runtime.policy import Decision, Policy
 from runtime.registry import Registry
 from runtime.retrain_queue import RequestQueue
-from runtime.rowstore import count_labelled, labelled_rows, last_seq, recent_rows
+from runtime.rowstore import count_labelled, labelled_rows, last_seq, recent_rows, rows_after
 from runtime.scheduler import Scheduler
 from runtime.server import ApiServer, HttpSource, resolve_token
 from runtime.sources import DirectorySource, FileStamp, Source, SyntheticSource, read_file
@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 Reporter = Callable[[str], None]
 STATE_KEY = "daemon_state"
 STATE_VERSION = 1
+REPLAY_ROWS = 1000  # rows read back per batch when replaying after a crash
 
 
 class Daemon:
@@ -108,6 +109,8 @@ class Daemon:
         self.monitor: Monitor | None = None
         self.source: Source = self._make_source(cursor=0)
         self.rows_seen = 0
+        self.seen_seq = 0  # the last stored row this daemon has handled (saved as "seq")
+        self._logged_alarms: dict[str, list[ev.Event]] = {}  # while replaying
         self._last_save = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------
@@ -127,6 +130,7 @@ class Daemon:
             self._adopt(champion, rebaseline=saved.get("champion") != champion)
             if saved.get("champion") == champion:
                 self._restore_detectors(saved)
+                self._replay(saved)
         if self.unit is not None:  # a shadow or watch the last daemon left running
             self.gatekeeper.resume(self.unit, self._labelled_positions)
         self.gatekeeper.recover([v.version for v in self.registry.list()])
@@ -277,6 +281,8 @@ class Daemon:
 
     def _after_ingest(self, acc: Accepted) -> None:
         self.rows_seen += acc.count
+        if acc.count:
+            self.seen_seq = max(self.seen_seq, int(acc.seqs.max()))
         if self.unit is None:
             self._maybe_bootstrap()
             return
@@ -351,6 +357,12 @@ class Daemon:
 
     def _alarm(self, det: Detector, sig: DriftSignal, row: int) -> None:
         decision = self.policy.decide(sig, row)
+        logged = self._logged_alarms.get(sig.detector)
+        if logged:  # replaying: the crashed daemon logged this alarm already
+            event = logged.pop(0)
+            if event.payload.get("action") == decision.action:
+                self._act(det, sig, row, decision, event)
+                return
         report = self._drift_report(det, sig, row)
         payload: dict[str, Any] = {
             "detector": sig.detector,
@@ -372,6 +384,12 @@ class Daemon:
             f"drift   row={row:>7}  {sig.detector} on {sig.signal}"
             f"  onset={sig.onset}  → {decision.action} ({decision.reason})"
         )
+        self._act(det, sig, row, decision, event)
+
+    def _act(
+        self, det: Detector, sig: DriftSignal, row: int, decision: Decision, event: ev.Event
+    ) -> None:
+        """Carry out the policy's decision on an alarm recorded as ``event``."""
         if decision.refresh_reference and isinstance(det, ReferenceDetector):
             # the new normal is what arrived since the change began, not a mix of both
             since = sig.onset if sig.onset is not None else row
@@ -712,6 +730,43 @@ class Daemon:
             return {}
         return state
 
+    def _replay(self, saved: dict[str, Any]) -> None:
+        """Feed the restored detectors the rows stored after the saved state's last row.
+
+        State is saved every 30 s; after a crash (``kill -9``) the rows stored and
+        acknowledged since then are fed again, in order, before any new row, so no
+        monitoring is lost. The restored policy decides on their alarms again; an alarm
+        the crashed daemon had logged already (same detector, same action, in order) keeps
+        its ``drift.detected`` event and so its retrain trigger (``drift-<event id>``,
+        idempotent in the queue): a replay never logs a drift twice nor retrains twice.
+        Not with ``leader:``: the stored rows are every daemon's, not this one's.
+        """
+        after = saved.get("seq")
+        if after is None or self.cfg.leader is not None or self.monitor is None:
+            return
+        after = int(after)
+        self._logged_alarms = {}
+        for e in self.events.list(kinds=[ev.DRIFT_DETECTED], model_version=self._champion()):
+            if int(e.payload.get("row") or 0) > after:
+                self._logged_alarms.setdefault(str(e.payload.get("detector")), []).append(e)
+        first, n = after, 0
+        try:
+            while True:
+                seqs, x, y = rows_after(self.db, len(self.features), after, REPLAY_ROWS)
+                if not len(seqs):
+                    break
+                self._observe(seqs, x, self.monitor.score(x, y))
+                self._maybe_request_retrain()
+                after, n = int(seqs[-1]), n + len(seqs)
+        finally:
+            self._logged_alarms = {}
+        # busy is not saved: a queued retrain sets it again when it starts
+        self.policy.busy = False
+        self.seen_seq = max(self.seen_seq, after)
+        if n:
+            log.warning("fed the detectors %d stored row(s) after row %d again", n, first)
+            self.report(f"replayed {n} stored rows after row {first} (not monitored before)")
+
     def _restore_detectors(self, saved: dict[str, Any]) -> None:
         states = saved.get("detectors", {})
         for det in self.detectors:
@@ -728,6 +783,7 @@ class Daemon:
         state = {
             "version": STATE_VERSION,
             "cursor": cursor,
+            "seq": self.seen_seq,
             "champion": self._champion(),
             "policy": self.policy.state(),
             "detectors": {d.name: d.state() for d in self.detectors},

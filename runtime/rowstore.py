@@ -62,6 +62,18 @@ def recent_rows(
     )
 
 
+def rows_after(db: Database, n_features: int, after: int, limit: int) -> tuple[I64, F64, I64]:
+    """The first ``limit`` rows (labelled or not) with ``seq > after``, in seq order;
+    labels are -1 where unknown."""
+    q = select(rows.c.seq, rows.c.features, rows.c.label).where(rows.c.seq > after)
+    with db.connect() as conn:
+        got = list(conn.execute(q.order_by(rows.c.seq).limit(limit)).all())
+    seqs = np.array([r[0] for r in got], dtype=np.int64)
+    x = decode_features([r[1] for r in got], n_features)
+    y = np.array([-1 if r[2] is None else r[2] for r in got], dtype=np.int64)
+    return seqs, x, y
+
+
 def count_labelled(db: Database, since: int) -> int:
     with db.connect() as conn:
         return int(

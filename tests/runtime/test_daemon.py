@@ -202,3 +202,42 @@ def test_a_retrain_cancelled_by_shutdown_runs_again_exactly_once(tmp_path: Path)
     finished = [e.payload["trigger_id"] for e in log.list(kinds=[ev.RETRAIN_FINISHED])]
     assert started.count(trigger) == 2 and finished.count(trigger) == 1
     assert log.list(kinds=[ev.DAEMON_STARTED])[-1].payload["requeued_retrains"] == 1
+
+
+def _abandon(d: Daemon) -> None:
+    """What ``kill -9`` leaves: no ``close`` (no save, no events); the OS frees the lock,
+    the database connections and the warm worker."""
+    d.runner.close()
+    d.lock.release()
+    d.db.dispose()
+
+
+def test_a_crash_loses_no_monitoring_the_stored_rows_are_fed_again(tmp_path: Path) -> None:
+    cfg = small_config(tmp_path)
+    d = Daemon(cfg)
+    d.open()
+    deadline = time.monotonic() + 300
+    while d.unit is None and time.monotonic() < deadline:
+        d.step()
+    d._save_state()  # the last periodic save, before the drift
+    d._last_save = float("inf")  # and none after it
+    log = EventLog(d.db)
+
+    def retrain_alarms() -> list[ev.Event]:
+        return [e for e in log.list(kinds=[ev.DRIFT_DETECTED]) if e.payload["action"] == "retrain"]
+
+    while not retrain_alarms() and time.monotonic() < deadline:
+        d.step()
+    (alarm,) = retrain_alarms()
+    assert log.last(ev.RETRAIN_REQUESTED) is None  # the episode waits for labelled rows
+    _abandon(d)
+
+    Daemon(cfg).run(until_drained=True)
+    log = EventLog(Database.for_state_dir(cfg.state_dir, None))
+    requested = [e.payload["trigger_id"] for e in log.list(kinds=[ev.RETRAIN_REQUESTED])]
+    assert requested[:1] == [f"drift-{alarm.id}"], requested
+    # the replayed alarm is the one already logged, not a second event for the same drift
+    assert [e.id for e in retrain_alarms()][:1] == [alarm.id]
+    again = [e for e in retrain_alarms() if e.payload["detector"] == alarm.payload["detector"]]
+    assert len(again) == len({e.payload["row"] for e in again})
+
