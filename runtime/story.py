@@ -159,8 +159,9 @@ def check_phrase(c: dict[str, Any], champion: str | None, confidence: Any = 0.95
     return f"it {state} {thr} {where} ({vs})"
 
 
-def gate_headline(p: dict[str, Any]) -> tuple[str, str]:
-    """``(tone, headline)`` of a ``gate.passed``/``gate.failed`` payload."""
+def gate_headline(p: dict[str, Any], approved: bool = False) -> tuple[str, str]:
+    """``(tone, headline)`` of a ``gate.passed``/``gate.failed`` payload; ``approved``: a
+    candidate that waited for a person has been promoted since."""
     cand, champ = p.get("candidate"), p.get("champion")
     checks = [c for c in p.get("checks", []) if isinstance(c, dict)]
     reasons = [str(r) for r in p.get("reasons", [])]
@@ -172,7 +173,9 @@ def gate_headline(p: dict[str, Any]) -> tuple[str, str]:
         why = "; ".join(failed[:2]) + (f"; and {len(failed) - 2} more" if len(failed) > 2 else "")
         return BAD, f"{cand} refused: {why or ' '.join(reasons) or 'no reason recorded'}"
     nxt = p.get("next")
-    if nxt == "await approval":
+    if nxt == "await approval" and approved:
+        verb, tone = f"{cand} passed the gate and was approved", GOOD
+    elif nxt == "await approval":
         verb, tone = f"{cand} passed the gate and awaits a person's approval", WARN
     elif nxt == "shadow":
         verb, tone = f"{cand} passed the gate and is scored in shadow next to {champ}", WARN
@@ -264,11 +267,12 @@ def _retrain_chapter(trigger: str, evs: list[Event], by_id: dict[int, Event]) ->
     last = evs[-1]
     if gates:
         g = gates[-1]
-        tone, head = gate_headline(g.payload)
+        promoted = kinds.get(ev.MODEL_PROMOTED, [])
+        approved = any(e.id > g.id and e.model_version == g.model_version for e in promoted)
+        tone, head = gate_headline(g.payload, approved=approved)
         hint = _noisy_hint(g.payload)
         if hint:
             lines.append(hint)
-        promoted = kinds.get(ev.MODEL_PROMOTED, [])
         if promoted:
             lines.append(
                 f"Outcome: {promoted[-1].model_version} became the champion "

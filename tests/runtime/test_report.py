@@ -142,6 +142,25 @@ def test_story_of_a_drifting_run(burst: Burst) -> None:
     assert drift_ids <= told  # every drift is told somewhere (a cause or an alert)
 
 
+def test_story_of_an_approved_candidate_no_longer_says_it_awaits(tmp_path: Path) -> None:
+    """Once approved, the chapter says so (it kept 'awaits a person's approval' in warning
+    colours while its own outcome line, status and the models table said champion)."""
+    from runtime.review import approve
+    from tests.runtime.test_promotion import World
+
+    w = World(tmp_path, mode="manual")
+    w.save("v1", 0.0, None, [])
+    w.registry.promote("v1", {"reason": "bootstrap"})
+    for version, trigger in (("v2", "t1"), ("v3", "t2")):
+        w.save(version, 1.0, "v1", ["v1"])
+        w.keeper.judge(trigger, w.result("v1", version), w.unit("v1"))
+    approve(w.registry, w.events, "v2")
+    v2, v3 = (c for c in story(w.events.list()) if c.kind == "retrain")
+    assert v2.tone == "good" and v2.headline.startswith("v2 passed the gate and was approved: ")
+    assert "Outcome: v2 became the champion (replacing v1)." in v2.lines
+    assert v3.tone == "warn" and "awaits a person's approval" in v3.headline
+
+
 def test_report_file_is_self_contained_and_complete(burst: Burst, tmp_path: Path) -> None:
     cfg, events = burst
     review = open_review(cfg, cfg.state_dir)
