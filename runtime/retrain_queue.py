@@ -2,9 +2,12 @@
 
 A trigger id (``drift-<event id>``, ``manual-…``) names a retrain once and for all: asking
 again for the same trigger changes nothing, so an alarm replayed after a restart never
-retrains twice. Status moves ``pending → running → finished | failed``; ``cancelled``
-(shutdown, lost leadership) and ``running`` rows left by a dead leader go back to
-``pending`` once, through :meth:`RequestQueue.requeue`, when a daemon starts leading.
+retrains twice. Status moves ``pending → running → finished | failed``. When a daemon
+starts leading, :meth:`RequestQueue.requeue` sends ``cancelled`` rows (a graceful shutdown,
+lost leadership: not counted as an attempt) back to ``pending``, and ``running`` rows (their
+daemon died during the retrain) too, once: a retrain interrupted twice by its daemon's death
+(``attempts`` reaches :data:`MAX_ATTEMPTS`) is marked ``failed`` with ``retrain.failed``
+instead of running again, so a retrain that kills its daemon cannot crash it forever.
 """
 
 from __future__ import annotations
@@ -12,13 +15,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 
 from runtime import events as ev
 from runtime.db import Database, from_json, retrain_requests, to_json, utcnow
 from runtime.events import EventLog
 
-__all__ = ["RequestQueue"]
+__all__ = ["MAX_ATTEMPTS", "RequestQueue"]
+
+MAX_ATTEMPTS = 2
+"""Runs of one retrain its daemon may die during: the first run and one re-run."""
 
 
 @dataclass
@@ -90,10 +96,17 @@ class RequestQueue:
             self.events.append(ev.RETRAIN_STARTED, started, model_version=candidate, conn=conn)
 
     def set_status(self, trigger: str | None, status: str, result: Any = None) -> None:
-        """Record how ``trigger`` ended (``result`` kept as JSON); no-op without a trigger."""
+        """Record how ``trigger`` ended (``result`` kept as JSON); no-op without a trigger.
+
+        ``cancelled`` (the daemon stopped it on purpose) takes back the attempt that
+        :meth:`start` counted: only a daemon's death counts against :data:`MAX_ATTEMPTS`.
+        """
         if trigger is None:
             return
         values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
+        if status == "cancelled":
+            attempts = retrain_requests.c.attempts
+            values["attempts"] = case((attempts > 0, attempts - 1), else_=0)
         if result is not None:
             values["result"] = to_json(result)
         with self.db.begin() as conn:
@@ -104,8 +117,37 @@ class RequestQueue:
             )
 
     def requeue(self) -> int:
-        """Retrains a leader never finished (it crashed or stopped) run again, once each."""
+        """Retrains a leader never finished (it crashed or stopped) run again; returns how
+        many. One its daemon died during :data:`MAX_ATTEMPTS` times fails instead."""
         with self.db.begin() as conn:
+            dead = conn.execute(
+                select(retrain_requests.c.trigger_id, retrain_requests.c.attempts).where(
+                    retrain_requests.c.status == "running",
+                    retrain_requests.c.attempts >= MAX_ATTEMPTS,
+                )
+            ).all()
+            for trigger, attempts in dead:
+                reason = (
+                    f"interrupted {'twice' if attempts == 2 else f'{attempts} times'}: "
+                    "the daemon died during every run of this retrain; it is not run again"
+                )
+                conn.execute(
+                    update(retrain_requests)
+                    .where(retrain_requests.c.trigger_id == trigger)
+                    .values(
+                        status="failed", result=to_json({"reason": reason}), updated_at=utcnow()
+                    )
+                )
+                self.events.append(
+                    ev.RETRAIN_FAILED,
+                    {
+                        "trigger_id": trigger,
+                        "reason": reason,
+                        "attempts": int(attempts),
+                        "interrupted": True,
+                    },
+                    conn=conn,
+                )
             return int(
                 conn.execute(
                     update(retrain_requests)

@@ -241,3 +241,28 @@ def test_a_crash_loses_no_monitoring_the_stored_rows_are_fed_again(tmp_path: Pat
     again = [e for e in retrain_alarms() if e.payload["detector"] == alarm.payload["detector"]]
     assert len(again) == len({e.payload["row"] for e in again})
 
+
+def test_a_retrain_its_daemon_dies_during_twice_fails_and_the_daemon_goes_on(
+    tmp_path: Path,
+) -> None:
+    cfg = small_config(tmp_path)
+    deadline = time.monotonic() + 300
+    triggers = []
+    for _ in range(2):  # kill -9 during the retrain, twice
+        d = Daemon(cfg)
+        d.open()
+        while not d.runner.running and time.monotonic() < deadline:
+            d.step()
+        assert d.runner.running
+        triggers.append(d.runner.trigger_id)
+        _abandon(d)
+    assert triggers[0] == triggers[1]
+    Daemon(cfg).run(until_drained=True)
+    log = EventLog(Database.for_state_dir(cfg.state_dir, None))
+    mine = [e for e in log.list() if e.payload.get("trigger_id") == triggers[0]]
+    kinds = [e.kind for e in mine if e.kind != ev.RETRAIN_PROGRESS]
+    assert kinds == [ev.RETRAIN_REQUESTED, ev.RETRAIN_STARTED, ev.RETRAIN_STARTED,
+                     ev.RETRAIN_FAILED], kinds
+    assert "interrupted twice" in mine[-1].payload["reason"]
+    assert log.list()[-1].kind == ev.DAEMON_STOPPED
+    assert log.list()[-1].payload["reason"] == "drained"
