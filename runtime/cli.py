@@ -379,12 +379,15 @@ def _backtest(args: argparse.Namespace, cfg: DriftloopConfig | None) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from runtime.server import serve_review
+    from runtime.server import ServerError, serve_review
 
     cfg = load_config(args.config)
     if cfg.database_url is None and not (cfg.state_dir / "driftloop.db").exists():
         raise CliError(f"no driftloop state in {cfg.state_dir} (has the daemon run?)")
-    serve_review(cfg, args.host, args.port)
+    try:
+        serve_review(cfg, args.host, args.port)
+    except ServerError as err:
+        raise CliError(str(err), code=1) from None
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -165,6 +166,15 @@ def serve_review(cfg: DriftloopConfig, host: str = "127.0.0.1", port: int = 8765
     )
     app = FastAPI(title="driftloop review", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(ui_router(state, token=None))  # read-only: no token, no actions
-    print(f"review page: http://{host}:{port}/ui  (Ctrl-C to stop)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:  # bound here, so a port in use or out of range is one line, not a URL that fails
+        if not 0 <= port <= 65535:
+            raise OSError(f"port must be 0-65535, not {port}")
+        sock = socket.create_server((host, port), family=family)
+    except OSError as err:
+        db.dispose()
+        raise ServerError(f"cannot serve the review page on {host}:{port}: {err}") from None
+    bound = sock.getsockname()[1]
+    print(f"review page: http://{host}:{bound}/ui  (Ctrl-C to stop)", flush=True)
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
     db.dispose()

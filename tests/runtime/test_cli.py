@@ -224,3 +224,22 @@ def test_serve_shows_the_review_page_of_a_finished_run(burst: Any, tmp_path: Pat
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_serve_on_a_port_it_cannot_use_is_one_line(burst: Any, tmp_path: Path, capsys: Any) -> None:
+    """It used to print the page's URL, then uvicorn's own ERROR line (port in use), or
+    hang (port out of range)."""
+    import socket
+
+    import yaml
+
+    cfg, _ = burst
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True)))
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        code, out, err = _run(capsys, "serve", "--config", str(path), "--port", str(port))
+    assert code == 1 and out == "" and err.count("\n") == 1
+    assert err.startswith(f"driftloop serve: cannot serve the review page on 127.0.0.1:{port}: ")
+    code, out, err = _run(capsys, "serve", "--config", str(path), "--port", "99999")
+    assert code == 1 and out == "" and "port must be 0-65535" in err and err.count("\n") == 1
