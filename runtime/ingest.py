@@ -205,7 +205,7 @@ class Ingestor:
     def _validate_labels(self, frame: pd.DataFrame, reasons: dict[int, str]) -> pd.DataFrame:
         out = pd.DataFrame(index=frame.index)
         out["__label"] = self._labels(frame, reasons)
-        out["__id"] = frame[self.schema.id_column].astype(str)
+        out["__id"] = frame[self.schema.id_column].astype(str).str.strip()  # as rows' ids are
         _check_ids(out["__id"].tolist(), reasons)
         for i, lab in enumerate(out["__label"].tolist()):
             if lab < 0:

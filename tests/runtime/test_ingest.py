@@ -95,8 +95,8 @@ def test_late_labels_join_by_row_id(ingest, tmp_path: Path) -> None:
     frame["class"] = None
     ing.ingest(read_file(_write(tmp_path / "rows.csv", frame), ing.schema))
     assert count_labelled(db, 0) == 0
-    labels = pd.DataFrame({"row_id": ["r1", "r3", "nope"], "class": [1, 0, 1]})
-    acc = ing.ingest(read_file(_write(tmp_path / "labels.csv", labels), ing.schema))
+    labels = pd.DataFrame({"row_id": [" r1", "r3 ", "nope"], "class": [1, 0, 1]})
+    acc = ing.ingest(Batch(origin="labels", frame=labels))  # ids trimmed, as rows' ids are
     assert len(acc.labels_joined) == 2
     _seqs, _, y = labelled_rows(db, len(FEATURES), since=0)
     assert list(y) == [1, 0]
