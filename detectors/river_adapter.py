@@ -371,16 +371,28 @@ def from_config(
     engine: str, cfg: BaseModel, features: Sequence[str], *, invert: bool = False
 ) -> StreamDetector:
     """Build a :class:`StreamDetector` from a detector config: the fields other than
-    ``kind``, ``name``, ``signal`` and ``min_samples`` are the river class's arguments."""
+    ``kind``, ``name``, ``signal`` and ``min_samples`` are the river class's arguments.
+
+    The bounded engines (:data:`BOUNDED`) watch only ``error`` or ``confidence``; on
+    ``confidence`` the input is flipped so that they alarm when it falls."""
     fields = cfg.model_dump()
-    check_stream_signal(fields["signal"], features)
-    if engine in BOUNDED and fields["signal"] == "loss":
-        raise ValueError(f"{engine} watches values in [0, 1] (1 = error), not the loss")
+    signal = fields["signal"]
+    check_stream_signal(signal, features)
+    if engine in BOUNDED and signal not in ("error", "confidence"):
+        what = "the loss" if signal == "loss" else f"feature {signal!r}"
+        raise ValueError(
+            f"{engine} watches the model's error or confidence (values in [0, 1]), not {what}: "
+            "use adwin, kswin, pagehinkley or cusum"
+        )
+    # the bounded engines alarm when an error rate rises; confidence falls when things go
+    # wrong, so they watch 1 - confidence (and FHDDM, fed correctness, the confidence itself)
+    if engine in BOUNDED and signal == "confidence":
+        invert = not invert
     return StreamDetector(
         engine,
         {k: v for k, v in fields.items() if k not in _COMMON_FIELDS},
         name=fields["name"] or fields["kind"],
-        signal=fields["signal"],
+        signal=signal,
         min_samples=fields["min_samples"],
         invert=invert,
     )

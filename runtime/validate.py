@@ -44,8 +44,11 @@ def build_everything(cfg: DriftloopConfig) -> Iterator[str]:
     model = new_model(cfg)
     n_params = sum(p.numel() for p in model.parameters())
     yield f"model: {type(model).__name__}, {n_params} parameters"
-    for d in cfg.detectors:
-        det = build_detector(d, features)
+    for i, d in enumerate(cfg.detectors):
+        try:
+            det = build_detector(d, features)
+        except ValueError as err:  # one line naming the key, as a load error does
+            raise ConfigError(f"'detectors[{i}]' ({d.name or d.kind}): {err}") from None
         yield f"detector: {det.name} ({d.kind}) on {det.signal}"
     try:
         preflight(cfg, model)

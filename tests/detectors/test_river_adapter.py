@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
 
-from detectors import adwin, ddm, fhddm, kswin, pagehinkley
+from detectors import adwin, ddm, eddm, fhddm, hddm_a, hddm_w, kswin, pagehinkley
 from detectors.river_adapter import ENGINES, StreamDetector, change_point
 
 
@@ -78,11 +79,31 @@ def test_pagehinkley_mode_up_ignores_falling_error() -> None:
 
 
 def test_error_detectors_reject_values_outside_unit_interval() -> None:
-    det = ddm.build(ddm.Config(signal="x"), ["x"])
+    det = StreamDetector("DDM", {}, name="ddm", signal="error")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         det.update(np.array([0.0, 2.5]))
     with pytest.raises(ValueError, match="loss"):
         ddm.build(ddm.Config(signal="loss"), [])
+
+
+@pytest.mark.parametrize("module", [ddm, eddm, fhddm, hddm_a, hddm_w])
+def test_error_detectors_refuse_a_feature_at_build(module: Any) -> None:
+    # a numeric feature (ages 20..80) used to pass validate and fail every batch at runtime
+    with pytest.raises(ValueError, match="not feature 'age'"):
+        module.build(module.Config(signal="age"), ["age"])
+
+
+@pytest.mark.parametrize("module", [ddm, fhddm, hddm_a])
+def test_error_detectors_on_confidence_alarm_when_it_falls(module: Any) -> None:
+    rng = np.random.default_rng(0)
+    sure = np.clip(rng.normal(0.9, 0.05, 3000), 0, 1)
+    unsure = np.clip(rng.normal(0.6, 0.1, 3000), 0, 1)
+    for first, then, alarm in ((sure, unsure, True), (unsure, sure, False)):
+        det = module.build(module.Config(signal="confidence"), [])
+        det.update(first)
+        assert not det.check().drift
+        det.update(then)
+        assert det.check().drift is alarm
 
 
 def test_signal_and_shape_are_checked() -> None:

@@ -175,6 +175,15 @@ def test_validate(capsys: Any, tmp_path: Path) -> None:
     code, _, err = _run(capsys, "validate", str(bad))
     assert code == 2 and err.count("\n") == 1, err
     assert f"{bad}: 'retrain.strategy.adapt.freeze': 'zz*' matches no parameter" in err, err
+    # a detector that loads but cannot build (DDM on a numeric feature) names its key
+    bad.write_text(
+        (ROOT / "configs" / "demo.yaml")
+        .read_text()
+        .replace("{kind: adwin, signal: error, delta: 0.002}", "{kind: ddm, signal: age}")
+    )
+    code, _, err = _run(capsys, "validate", str(bad))
+    assert code == 2 and err.count("\n") == 1, err
+    assert f"{bad}: 'detectors[0]' (ddm): DDM watches" in err and "not feature 'age'" in err
 
 
 def test_missing_state_is_one_clear_line(capsys: Any, tmp_path: Path) -> None:
