@@ -338,6 +338,32 @@ class DriftloopConfig(_Model):
         return self
 
     @model_validator(mode="after")
+    def _policy_names(self) -> DriftloopConfig:
+        """Names in ``policy`` that match nothing would silently disable what they steer."""
+        p = self.policy
+        signals = {"error", "loss", "confidence", "features", *self.schema_.features}
+        unknown = [s for s in p.retrain_on if s not in signals]
+        if unknown:
+            raise ValueError(
+                f"policy.retrain_on names unknown signal(s) {', '.join(map(repr, unknown))} "
+                "(error, loss, confidence, features or a feature name)"
+            )
+        names = [d.name or d.kind for d in self.detectors]
+        voters = names if p.vote_among is None else p.vote_among
+        unknown = [v for v in voters if v not in names]
+        if unknown:
+            raise ValueError(
+                f"policy.vote_among names unknown detector(s) {', '.join(map(repr, unknown))} "
+                f"(detectors: {', '.join(names)})"
+            )
+        if p.vote_k > len(set(voters)):
+            raise ValueError(
+                f"policy.vote_k {p.vote_k} exceeds the {len(set(voters))} voting detector(s): "
+                "no vote could ever pass"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _leader_needs_postgres(self) -> DriftloopConfig:
         url = self.database_url or ""
         if self.leader is not None and not url.startswith(("postgresql://", "postgres://")):

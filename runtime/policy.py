@@ -113,7 +113,10 @@ class Policy:
         refresh = sig.signal not in {"error", "loss", "confidence"} and (
             cfg.refresh_reference_on_feature_drift)
         if not wants_retrain:
-            what = "feature drift: alert" + (" and refresh the reference window" if refresh else "")
+            kind = "feature" if is_feature else "/".join(sorted(model_signals))
+            what = f"{kind} drift: alert" + (
+                " and refresh the reference window" if refresh
+                else "" if is_feature else " (not in policy.retrain_on)")
             return Decision("alert", what, refresh_reference=refresh)
         if self.episode is not None or self.busy:
             return Decision("suppressed", "a retrain is already pending", refresh_reference=refresh)

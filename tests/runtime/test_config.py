@@ -40,6 +40,11 @@ def _with(**changes: object) -> dict[str, object]:
         (_with(detectors=[{"kind": "adwin", "signal": "weather"}]), "unknown signal 'weather'"),
         (_with(detectors=[{"kind": "adwin"}, {"kind": "adwin"}]), "repeated: adwin"),
         (_with(schema__classes=[1]), "'schema.classes'"),
+        # policy names that match nothing used to load and silently never retrain / vote
+        (_with(policy__retrain_on=["erorr"]), "policy.retrain_on names unknown signal(s) 'erorr'"),
+        (_with(policy__vote_k=2, policy__vote_among=["adwin", "adwn"]),
+         "policy.vote_among names unknown detector(s) 'adwn'"),
+        (_with(policy__vote_k=3), "policy.vote_k 3 exceeds the"),
         (_with(retrain__budget={"epochs": None, "seconds": None}),
          "'retrain.budget': the budget sets no limit"),
         (_with(stages=[{"name": "a", "budget": {"epochs": None, "seconds": None}}]),

@@ -24,6 +24,12 @@ def test_feature_drift_alone_alerts_and_refreshes_reference() -> None:
     assert p2.decide(_sig("features"), 100).action == "retrain"
 
 
+def test_model_signal_drift_outside_retrain_on_is_not_called_feature_drift() -> None:
+    d = Policy(PolicyConfig(warmup_rows=0)).decide(_sig("confidence"), 100)
+    assert d.action == "alert" and not d.refresh_reference
+    assert d.reason == "confidence drift: alert (not in policy.retrain_on)"
+
+
 def test_one_episode_at_a_time_then_cooldown() -> None:
     p = Policy(PolicyConfig(warmup_rows=0, cooldown_rows=1000, min_samples=50))
     assert p.decide(_sig(), 100).action == "retrain"
