@@ -364,6 +364,31 @@ class DriftloopConfig(_Model):
         return self
 
     @model_validator(mode="after")
+    def _gate_names(self) -> DriftloopConfig:
+        """Gate rules must name classes, slices and features that exist (the gate would
+        refuse every candidate on them)."""
+        g, features = self.gate, self.schema_.features
+        for name, where in g.slices.items():
+            unknown = [f for f in where if f not in features]
+            if unknown:
+                raise ValueError(
+                    f"gate.slices.{name} names unknown feature(s) {', '.join(unknown)}"
+                )
+        classes = [str(c) for c in self.schema_.classes]
+        for i, rule in enumerate(g.rules or ()):
+            if rule.by == "slice" and not g.slices:
+                raise ValueError(f"gate.rules[{i}] is by: slice but gate.slices defines none")
+            known = classes if rule.by == "class" else list(g.slices)
+            unknown = [o for o in rule.only or () if o not in known]
+            if unknown:
+                raise ValueError(
+                    f"gate.rules[{i}].only names unknown "
+                    f"{'class(es)' if rule.by == 'class' else 'slice(s)'} {', '.join(unknown)} "
+                    f"(one of {', '.join(known)})"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _leader_needs_postgres(self) -> DriftloopConfig:
         url = self.database_url or ""
         if self.leader is not None and not url.startswith(("postgresql://", "postgres://")):

@@ -31,8 +31,9 @@ by less than about ``(z_(1-alpha) + z_power) * se`` is refused often (``bench/ga
 reports that margin zone on its own).
 
 The gate fails closed: missing evidence, a golden set that was expected but not evaluated,
-too few rows, a NaN metric, or a metric that does not apply fail their check, with the
-reason in plain words.
+too few rows, a NaN metric, a metric that does not apply, or a ``by: class``/``by: slice``
+rule with nothing to judge on a set (a class it names that the model lacks, no slices, no
+rows of the classes or slices it names) fail their check, with the reason in plain words.
 """
 
 from __future__ import annotations
@@ -338,9 +339,14 @@ def _scopes(
                 _Scope(name, label, None, minimum, f"{label} was expected but not evaluated")
             )
             continue
+        before = len(scopes)
         if rule.by == "overall":
             scopes.append(_Scope(name, label, rows, minimum))
         elif rule.by == "class":
+            known = [str(c) for c in evidence.classes]
+            for c in [c for c in rule.only or () if c not in known]:
+                what = f"class {c} is not one of the model's classes ({', '.join(known)})"
+                scopes.append(_Scope(f"{name}/class={c}", f"class {c} of {label}", None, 0, what))
             for pos, cls in enumerate(evidence.classes):
                 if rule.only is not None and str(cls) not in rule.only:
                     continue
@@ -370,6 +376,13 @@ def _scopes(
                 sub = rows.subset(_slice_mask(evidence, rows, where))
                 if len(sub):
                     scopes.append(_Scope(scope_name, scope_label, sub, cfg.min_subset_rows))
+        if len(scopes) == before:  # a rule with nothing to judge must not pass unseen
+            what = (
+                "no slices are defined (gate.slices)"
+                if rule.by == "slice" and not cfg.slices
+                else f"{label} has no rows of any {rule.by} the rule names"
+            )
+            scopes.append(_Scope(f"{name}/{rule.by}", label, None, 0, what))
     return scopes
 
 

@@ -45,6 +45,14 @@ def _with(**changes: object) -> dict[str, object]:
         (_with(policy__vote_k=2, policy__vote_among=["adwin", "adwn"]),
          "policy.vote_among names unknown detector(s) 'adwn'"),
         (_with(policy__vote_k=3), "policy.vote_k 3 exceeds the"),
+        # gate rules on classes or slices that do not exist used to load (and pass or refuse
+        # every candidate at runtime)
+        (_with(gate__rules=[{"by": "slice", "max_worsening": 0.02}]),
+         "gate.rules[0] is by: slice but gate.slices defines none"),
+        (_with(gate__rules=[{"by": "class", "only": ["7"], "max_worsening": 0.02}]),
+         "gate.rules[0].only names unknown class(es) 7"),
+        (_with(gate__slices={"old": {"height": [None, 2.0]}}),
+         "gate.slices.old names unknown feature(s) height"),
         (_with(retrain__budget={"epochs": None, "seconds": None}),
          "'retrain.budget': the budget sets no limit"),
         (_with(stages=[{"name": "a", "budget": {"epochs": None, "seconds": None}}]),

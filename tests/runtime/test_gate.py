@@ -191,6 +191,24 @@ def test_slices_that_are_undefined_or_name_unknown_features_fail_closed() -> Non
     assert "Slice 'nope' is not defined" in evaluate(default_evidence(), cfg).reasons[0]
 
 
+def test_class_and_slice_rules_with_nothing_to_judge_fail_closed() -> None:
+    # each used to give 'All 0 checks passed.' while the golden set lost 35 points
+    forgot = default_evidence(gold=(0.95, 0.60))
+    d = evaluate(forgot, GateConfig(rules=[Rule(by="slice", max_worsening=0.02)]), ["v1"])
+    assert not d.passed and d.reasons == ("No slices are defined (gate.slices).",)
+    d = evaluate(forgot, GateConfig(rules=[Rule(by="class", only=["7"], max_worsening=0.02)]))
+    assert not d.passed and d.reasons == ("Class 7 is not one of the model's classes (0, 1).",)
+    s = make_set(NEW_DATA, 400, 0.8, 0.9)
+    only_0 = evidence(s.subset(np.asarray(s.y) == 0))  # class 1 missing from the new data
+    rule = Rule(on="new_data", by="class", only=["1"], min_improvement=0.0)
+    d = evaluate(only_0, GateConfig(rules=[rule]))
+    assert not d.passed
+    assert d.reasons == ("The new-data holdout has no rows of any class the rule names.",)
+    # a class absent beside one present is still no evidence either way
+    d = evaluate(only_0, GateConfig(rules=[Rule(on="new_data", by="class", min_improvement=0.0)]))
+    assert d.passed and [c.name for c in d.checks] == ["new_data/class=0"]
+
+
 def test_refused_is_a_one_check_failure() -> None:
     d = refused("the candidate v3 failed its integrity check: sha256 differs", GateConfig())
     assert not d.passed and d.checks[0].name == "evidence"
