@@ -29,8 +29,9 @@ Wasserstein distance under the discrete metric). Numeric features of the binned 
 (chi-squared, PSI, Jensen-Shannon) are binned at ``bins`` quantiles of the reference.
 
 A feature is tested only when both windows hold at least ``min_samples`` finite values of
-it and (numeric) neither window is constant in it, or (categorical) the two windows
-together show at least two categories; its row says why not otherwise. A test that gives a
+it and (numeric) neither window is constant in it, or (categorical) its values are whole
+numbers (category codes; ``"not_category_codes"`` otherwise) and the two windows together
+show at least two categories; its row says why not otherwise. A test that gives a
 NaN statistic or p-value marks the feature ``"nan_statistic"``: it is never read as "no
 drift", and with no feature tested the status is ``"not_enough_data"``.
 """
@@ -181,6 +182,10 @@ class PerFeatureJudge:
         if len(ref.values) < min_n or len(cur) < min_n:
             return "not_enough_data", np.nan, np.nan
         if self.is_cat[j]:
+            # category codes are whole numbers; a numeric feature listed as categorical makes
+            # every new value an unseen category, so it would alarm on every test
+            if not (_whole(ref.categories) and _whole(cur)):
+                return "not_category_codes", np.nan, np.nan
             cats = np.union1d(ref.categories, np.unique(cur))
             if len(cats) < 2:
                 return "constant", np.nan, np.nan
@@ -250,6 +255,10 @@ class PerFeatureJudge:
             "n_ref": len(ref),
             "n_cur": len(cur),
         }
+
+
+def _whole(x: FloatArray) -> bool:
+    return bool(np.all(x == np.round(x)))
 
 
 def _num(x: float) -> float | None:

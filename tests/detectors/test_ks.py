@@ -232,3 +232,24 @@ def test_empty_reference_never_alarms() -> None:
     det.update(normal(1000, 0))
     sig = det.check()
     assert isinstance(sig, DriftSignal) and sig.status == "not_enough_data"
+
+
+@pytest.mark.parametrize("kind", ["ks", "chi2", "psi", "jensenshannon", "wasserstein"])
+def test_a_numeric_feature_listed_as_categorical_is_not_tested(kind: str) -> None:
+    # every new value of a continuous feature is an unseen category: PSI alarmed on every
+    # test of stationary data
+    from detectors.registry import DETECTORS
+
+    module = DETECTORS[kind]
+    rng = np.random.default_rng(0)
+    x = rng.normal(50, 10, (6000, 4))
+    x[:, 1] = rng.integers(0, 3, 6000)  # a real categorical column stays tested
+    det = module.build(
+        module.Config.model_validate({"categorical": ["a", "b"], "features": ["a", "b"]}),
+        FEATURES,
+    )
+    det.update(x)
+    s = det.check()
+    assert s.status == "ok", s
+    rows = {r["feature"]: r["status"] for r in s.details["features"]}
+    assert rows == {"a": "not_category_codes", "b": "tested"}
