@@ -337,14 +337,9 @@ def _manual_client(tmp_path: Path) -> tuple[Any, TestClient]:
     """An API over a registry in manual gate mode: v1 champion, v2 and v3 await approval."""
     from runtime.config import ApiConfig
     from runtime.ingest import Ingestor
-    from tests.runtime.test_promotion import World
+    from tests.runtime.test_promotion import manual_world
 
-    w = World(tmp_path, mode="manual")
-    w.save("v1", 0.0, None, [])
-    w.registry.promote("v1", {"reason": "bootstrap"})
-    for version, trigger in (("v2", "t1"), ("v3", "t2")):
-        w.save(version, 1.0, "v1", ["v1"])
-        w.keeper.judge(trigger, w.result("v1", version), w.unit("v1"))
+    w = manual_world(tmp_path)
 
     class Host:
         cfg, db, events, registry, unit = w.cfg, w.db, w.events, w.registry, None

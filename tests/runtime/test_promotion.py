@@ -142,6 +142,17 @@ def world(tmp_path: Path) -> World:
     return w
 
 
+def manual_world(tmp_path: Path) -> World:
+    """Manual gate mode: v1 champion; v2 (trigger t1) and v3 (t2) passed, await approval."""
+    w = World(tmp_path, mode="manual")
+    w.save("v1", 0.0, None, [])
+    w.registry.promote("v1", {"reason": "bootstrap"})
+    for version, trigger in (("v2", "t1"), ("v3", "t2")):
+        w.save(version, 1.0, "v1", ["v1"])
+        w.keeper.judge(trigger, w.result("v1", version), w.unit("v1"))
+    return w
+
+
 def kinds(w: World) -> list[str]:
     return [e.kind for e in w.events.list()]
 

@@ -146,14 +146,9 @@ def test_story_of_an_approved_candidate_no_longer_says_it_awaits(tmp_path: Path)
     """Once approved, the chapter says so (it kept 'awaits a person's approval' in warning
     colours while its own outcome line, status and the models table said champion)."""
     from runtime.review import approve
-    from tests.runtime.test_promotion import World
+    from tests.runtime.test_promotion import manual_world
 
-    w = World(tmp_path, mode="manual")
-    w.save("v1", 0.0, None, [])
-    w.registry.promote("v1", {"reason": "bootstrap"})
-    for version, trigger in (("v2", "t1"), ("v3", "t2")):
-        w.save(version, 1.0, "v1", ["v1"])
-        w.keeper.judge(trigger, w.result("v1", version), w.unit("v1"))
+    w = manual_world(tmp_path)
     approve(w.registry, w.events, "v2")
     v2, v3 = (c for c in story(w.events.list()) if c.kind == "retrain")
     assert v2.tone == "good" and v2.headline.startswith("v2 passed the gate and was approved: ")
