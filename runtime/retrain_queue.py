@@ -118,7 +118,12 @@ class RequestQueue:
 
     def requeue(self) -> int:
         """Retrains a leader never finished (it crashed or stopped) run again; returns how
-        many. One its daemon died during :data:`MAX_ATTEMPTS` times fails instead."""
+        many. One its daemon died during :data:`MAX_ATTEMPTS` times fails instead, its
+        ``retrain.failed`` event under the candidate version its last start named."""
+        candidates = {  # trigger -> the candidate its latest retrain.started named
+            str(e.payload.get("trigger_id")): e.model_version
+            for e in self.events.list(kinds=[ev.RETRAIN_STARTED])
+        }
         with self.db.begin() as conn:
             dead = conn.execute(
                 select(retrain_requests.c.trigger_id, retrain_requests.c.attempts).where(
@@ -146,6 +151,7 @@ class RequestQueue:
                         "attempts": int(attempts),
                         "interrupted": True,
                     },
+                    model_version=candidates.get(str(trigger)),
                     conn=conn,
                 )
             return int(
