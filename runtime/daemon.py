@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -560,15 +561,7 @@ class Daemon:
         if not path.is_file():
             raise BootstrapError(f"bootstrap.data: no such file {path}")
         batch = read_file(path, self.cfg.schema)
-        with self.db.connect() as conn:
-            done = conn.execute(
-                select(
-                    processed_files.c.size,
-                    processed_files.c.mtime,
-                    processed_files.c.processed_at,
-                    processed_files.c.accepted,
-                ).where(processed_files.c.path == str(path))
-            ).first()
+        done = self._processed(path)
         if done is None:
             self._after_ingest(self.ingestor.ingest(batch))
         elif self.unit is None:
@@ -582,6 +575,19 @@ class Daemon:
                     "on the new file start from a fresh state_dir"
                 )
             self._maybe_bootstrap()
+
+    def _processed(self, path: Path) -> Any:
+        """The ``processed_files`` row of ``path`` (size, mtime, processed_at, accepted), or
+        None if it was never ingested."""
+        with self.db.connect() as conn:
+            return conn.execute(
+                select(
+                    processed_files.c.size,
+                    processed_files.c.mtime,
+                    processed_files.c.processed_at,
+                    processed_files.c.accepted,
+                ).where(processed_files.c.path == str(path))
+            ).first()
 
     def _maybe_bootstrap(self) -> None:
         if not self.leader.is_leader():
@@ -612,11 +618,8 @@ class Daemon:
         path = self.cfg.bootstrap.data
         if path is None:
             return "stream"
-        with self.db.connect() as conn:
-            got = conn.execute(
-                select(processed_files.c.accepted).where(processed_files.c.path == str(path))
-            ).scalar()
-        accepted = int(got or 0)
+        done = self._processed(path)
+        accepted = 0 if done is None else int(done.accepted)
         if accepted >= n:
             return f"bootstrap.data {path}"
         return f"bootstrap.data {path} ({accepted} rows) and the stream"

@@ -74,8 +74,11 @@ class Ingestor:
         self._class_values = np.array(sorted(self.classes), dtype=np.float64)
 
     # -- validation ------------------------------------------------------------------
-    def _validate(self, batch: Batch) -> tuple[pd.DataFrame, dict[int, str], str]:
-        """Returns (clean frame of good rows, reasons by position, mode)."""
+    def _validate(
+        self, batch: Batch
+    ) -> tuple[pd.DataFrame, dict[int, str], str, pd.DataFrame | None]:
+        """Returns (clean frame of good rows, reasons by position, mode, the late labels
+        among the rows of a batch of rows, see :meth:`_late_labels`)."""
         s = self.schema
         frame = batch.frame.reset_index(drop=True)
         n = len(frame)
@@ -86,14 +89,14 @@ class Ingestor:
         extra = sorted(cols - {*s.features, s.label, s.id_column})
         if extra:
             whole = f"unexpected column(s) {', '.join(map(repr, extra))}"
-            return frame.iloc[0:0], {i: whole for i in range(n)}, "rows"
+            return frame.iloc[0:0], {i: whole for i in range(n)}, "rows", None
         missing = [f for f in s.features if f not in cols]
         if missing and cols <= {s.id_column, s.label} and s.id_column in cols and s.label in cols:
-            return self._validate_labels(frame, reasons), reasons, "labels"
+            return self._validate_labels(frame, reasons), reasons, "labels", None
         if missing:
             whole = f"missing column(s) {', '.join(map(repr, missing))}"
             # a row that could not be parsed keeps its own reason (it lacks every column)
-            return frame.iloc[0:0], {i: reasons.get(i, whole) for i in range(n)}, "rows"
+            return frame.iloc[0:0], {i: reasons.get(i, whole) for i in range(n)}, "rows", None
         x = np.empty((n, len(s.features)), dtype=np.float64)
         for j, f in enumerate(s.features):
             x[:, j] = self._feature(frame[f], f, reasons)
@@ -109,7 +112,7 @@ class Ingestor:
             reasons.setdefault(int(pos), f"duplicate row id {rid!r} in this batch")
         good = ~late
         good[list(reasons)] = False
-        return out[good], reasons, "rows"
+        return out[good], reasons, "rows", self._late_labels(frame, late, reasons)
 
     def _feature(self, raw: pd.Series, f: str, reasons: dict[int, str]) -> npt.NDArray[np.float64]:
         """One feature column as floats; problems recorded by row position."""
@@ -136,9 +139,7 @@ class Ingestor:
         if s.label not in frame.columns:
             return pd.Series(-1, index=frame.index, dtype=np.int64)
         raw = frame[s.label]
-        blank = raw.isna().to_numpy()
-        if raw.dtype == object:
-            blank |= (raw.astype(str).str.strip() == "").to_numpy()
+        blank = _blank(raw)
         num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
         with np.errstate(invalid="ignore"):
             whole = np.isfinite(num) & (num == np.round(num))
@@ -168,32 +169,25 @@ class Ingestor:
         broker delivers them mixed with new rows. A row that failed parsing
         (``row_errors``, 1-based: a ragged HTTP row, a broken JSON line) is not one."""
         s = self.schema
-        frame = frame.reset_index(drop=True)
         if s.id_column not in frame.columns or s.label not in frame.columns:
             return np.zeros(len(frame), dtype=bool)
-
-        def blank(col: str) -> npt.NDArray[np.bool_]:
-            raw = frame[col]
-            out = raw.isna().to_numpy()
-            if raw.dtype == object:
-                out |= (raw.astype(str).str.strip() == "").to_numpy()
-            return np.asarray(out, dtype=bool)
-
-        late = ~blank(s.id_column) & ~blank(s.label)
+        late = ~_blank(frame[s.id_column]) & ~_blank(frame[s.label])
         for f in s.features:
             if f in frame.columns:
-                late &= blank(f)
+                late &= _blank(frame[f])
         late[[k - 1 for k in row_errors if 0 < k <= len(late)]] = False
         return late
 
-    def _late_labels(self, batch: Batch, reasons: dict[int, str]) -> pd.DataFrame | None:
-        """The late labels of a batch of rows (:meth:`_late_mask`), validated as a
-        labels-only batch would be, indexed by their positions in ``frame``; their
+    def _late_labels(
+        self, frame: pd.DataFrame, late: npt.NDArray[np.bool_], reasons: dict[int, str]
+    ) -> pd.DataFrame | None:
+        """The late labels (rows ``late`` of ``frame``, see :meth:`_late_mask`), validated
+        as a labels-only batch would be, indexed by their positions in ``frame``; their
         feature-missing reasons replaced by their own. ``None`` when there are none."""
-        pos = np.flatnonzero(self._late_mask(batch.frame, batch.row_errors))
+        pos = np.flatnonzero(late)
         if not len(pos):
             return None
-        sub = batch.frame.reset_index(drop=True).iloc[pos].reset_index(drop=True)
+        sub = frame.iloc[pos].reset_index(drop=True)
         sub_reasons: dict[int, str] = {}
         clean = self._validate_labels(sub, sub_reasons)
         clean.index = pd.Index(pos[clean.index.to_numpy()])
@@ -223,8 +217,7 @@ class Ingestor:
                 self._mark_file(conn, batch, 0, 1)
                 self._reject_event(conn, batch, 0, {0: batch.read_error}, whole_file=True)
             return _empty(nf)
-        clean, reasons, mode = self._validate(batch)
-        late = self._late_labels(batch, reasons) if mode == "rows" else None
+        clean, reasons, mode, late = self._validate(batch)
         now = utcnow()
         with self.db.begin() as conn:
             if late is not None:  # rows, and late labels for earlier rows, in one batch
@@ -442,6 +435,14 @@ def _plain_ids(ids: list[str]) -> bool:
     if len(distinct) != len(ids) or "" in distinct or list(map(str.strip, ids)) != ids:
         return False
     return not ids or (max(map(len, ids)) <= MAX_ID_CHARS and _storable("".join(ids)))
+
+
+def _blank(raw: pd.Series) -> npt.NDArray[np.bool_]:
+    """Missing values of a column: NaN/None, and empty or blank text."""
+    blank = raw.isna().to_numpy()
+    if raw.dtype == object:
+        blank |= (raw.astype(str).str.strip() == "").to_numpy()
+    return np.asarray(blank, dtype=bool)
 
 
 def _storable(text: str) -> bool:

@@ -120,17 +120,18 @@ class RequestQueue:
         """Retrains a leader never finished (it crashed or stopped) run again; returns how
         many. One its daemon died during :data:`MAX_ATTEMPTS` times fails instead, its
         ``retrain.failed`` event under the candidate version its last start named."""
-        candidates = {  # trigger -> the candidate its latest retrain.started named
-            str(e.payload.get("trigger_id")): e.model_version
-            for e in self.events.list(kinds=[ev.RETRAIN_STARTED])
-        }
-        with self.db.begin() as conn:
+        with self.db.connect() as conn:
             dead = conn.execute(
                 select(retrain_requests.c.trigger_id, retrain_requests.c.attempts).where(
                     retrain_requests.c.status == "running",
                     retrain_requests.c.attempts >= MAX_ATTEMPTS,
                 )
             ).all()
+        candidates = {  # trigger -> the candidate its latest retrain.started named
+            str(e.payload.get("trigger_id")): e.model_version
+            for e in (self.events.list(kinds=[ev.RETRAIN_STARTED]) if dead else [])
+        }
+        with self.db.begin() as conn:
             for trigger, attempts in dead:
                 reason = (
                     f"interrupted {'twice' if attempts == 2 else f'{attempts} times'}: "
