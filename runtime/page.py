@@ -74,10 +74,13 @@ def _story(r: Review) -> str:
 def _actions(r: Review, version: str) -> str:
     out = []
     if version in r.awaiting:
-        out.append(
-            f'<button class="act primary" data-verb="approve" data-version="{esc(version)}">'
-            "Approve</button>"
-        )
+        if version in r.stale:  # the API would refuse the approval: offer Reject, say why
+            out.append(f'<span class="act note">Cannot approve: {esc(r.stale[version])}.</span>')
+        else:
+            out.append(
+                f'<button class="act primary" data-verb="approve" data-version="{esc(version)}">'
+                "Approve</button>"
+            )
         out.append(
             f'<button class="act danger" data-verb="reject" data-version="{esc(version)}">'
             "Reject</button>"

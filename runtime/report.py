@@ -24,7 +24,7 @@ from runtime.db import Database, rows, utcnow
 from runtime.events import Event, EventLog
 from runtime.presenter import status_dict
 from runtime.registry import ModelVersion, Registry
-from runtime.review import awaiting_approval
+from runtime.review import awaiting_approval, stale_approvals
 from runtime.story import Chapter, story
 from runtime.trace import Point, read_traces
 
@@ -61,6 +61,8 @@ class Review:
     segments: tuple[tuple[int, str], ...] = ()
     """``(row, name)`` where each known data segment begins (synthetic sources)."""
     awaiting: tuple[str, ...] = ()
+    stale: dict[str, str] = field(default_factory=dict)
+    """Version awaiting approval → why approving it would be refused (its evidence is stale)."""
     rollback_targets: tuple[str, ...] = ()
 
 
@@ -166,6 +168,7 @@ def collect(
         reports=drift_reports(Path(state_dir), everything),
         segments=_segments(cfg, db),
         awaiting=tuple(awaiting_approval(registry, events)),
+        stale=stale_approvals(registry, events),
         rollback_targets=targets,
     )
 

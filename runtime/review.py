@@ -26,6 +26,7 @@ __all__ = [
     "load_evidence",
     "reject",
     "review",
+    "stale_approvals",
 ]
 
 AWAIT_APPROVAL = "await approval"
@@ -72,8 +73,7 @@ def _gate_event(events: EventLog, version: str) -> Event | None:
     return found[-1] if found else None
 
 
-def awaiting_approval(registry: Registry, events: EventLog) -> list[str]:
-    """Candidates that passed the gate and wait for ``driftloop approve`` or ``reject``."""
+def _awaiting(registry: Registry, events: EventLog) -> list[tuple[str, Event]]:
     out = []
     for mv in registry.list():
         if mv.status != "candidate" or "pruned_at" in mv.meta:
@@ -84,8 +84,32 @@ def awaiting_approval(registry: Registry, events: EventLog) -> list[str]:
             and last.kind == ev.GATE_PASSED
             and last.payload.get("next") == (AWAIT_APPROVAL)
         ):
-            out.append(mv.version)
+            out.append((mv.version, last))
     return out
+
+
+def awaiting_approval(registry: Registry, events: EventLog) -> list[str]:
+    """Candidates that passed the gate and wait for ``driftloop approve`` or ``reject``."""
+    return [version for version, _ in _awaiting(registry, events)]
+
+
+def _stale(version: str, gate: Event, champion: str | None) -> str | None:
+    """Why :func:`approve` refuses ``version``: the champion changed since its gate."""
+    gated = gate.payload.get("champion")
+    if gated == champion:
+        return None
+    return (
+        f"{version} was gated against {gated}, but the champion is now {champion}: "
+        "its evidence is stale; reject it and let a new retrain run"
+    )
+
+
+def stale_approvals(registry: Registry, events: EventLog) -> dict[str, str]:
+    """Candidates awaiting approval that :func:`approve` would refuse, each with why
+    (they can still be rejected)."""
+    champion = registry.champion()
+    found = ((v, _stale(v, gate, champion)) for v, gate in _awaiting(registry, events))
+    return {v: why for v, why in found if why is not None}
 
 
 def _pending(registry: Registry, events: EventLog, version: str) -> Event:
@@ -109,12 +133,9 @@ def _pending(registry: Registry, events: EventLog, version: str) -> Event:
 def approve(registry: Registry, events: EventLog, version: str, who: str = "an operator") -> Event:
     """Promote a candidate awaiting approval; refuses if the champion changed since its gate."""
     gate = _pending(registry, events, version)
-    champion = registry.champion()
-    if gate.payload.get("champion") != champion:
-        raise ReviewError(
-            f"{version} was gated against {gate.payload.get('champion')}, but the champion is "
-            f"now {champion}: its evidence is stale; reject it and let a new retrain run"
-        )
+    stale = _stale(version, gate, registry.champion())
+    if stale is not None:
+        raise ReviewError(stale)
     return registry.promote(
         version,
         {

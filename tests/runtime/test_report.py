@@ -156,6 +156,26 @@ def test_story_of_an_approved_candidate_no_longer_says_it_awaits(tmp_path: Path)
     assert v3.tone == "warn" and "awaits a person's approval" in v3.headline
 
 
+def test_live_page_offers_no_approve_for_a_candidate_with_stale_evidence(tmp_path: Path) -> None:
+    """A candidate gated against an earlier champion gets no Approve button (the API refuses
+    it: 'evidence is stale'), only Reject and a note saying why."""
+    from runtime.page import Live
+    from runtime.review import approve
+    from tests.runtime.test_promotion import manual_world
+
+    w = manual_world(tmp_path)
+    review = collect(w.cfg.state_dir, w.db, w.events, w.registry)
+    fresh = render(review, report_href=str, live=Live())
+    assert 'data-verb="approve" data-version="v3"' in fresh
+    approve(w.registry, w.events, "v2")  # v3 was gated against v1; the champion is now v2
+    review = collect(w.cfg.state_dir, w.db, w.events, w.registry)
+    html = render(review, report_href=str, live=Live())
+    assert 'data-verb="approve" data-version="v3"' not in html
+    assert 'data-verb="reject" data-version="v3"' in html
+    assert "v3 was gated against v1, but the champion is now v2" in html
+    assert "evidence is stale" in html
+
+
 def test_report_file_is_self_contained_and_complete(burst: Burst, tmp_path: Path) -> None:
     cfg, events = burst
     review = open_review(cfg, cfg.state_dir)
