@@ -166,8 +166,10 @@ def gate_headline(p: dict[str, Any], approved: bool = False) -> tuple[str, str]:
     checks = [c for c in p.get("checks", []) if isinstance(c, dict)]
     reasons = [str(r) for r in p.get("reasons", [])]
     conf = p.get("confidence", 0.95)
-    if p.get("rejected_by"):
-        return BAD, f"{cand} rejected by {p['rejected_by']}: " + " ".join(reasons)
+    if who := p.get("rejected_by"):
+        # review.reject records the reason as "Rejected by <who>: <why>."; say who once
+        why = " ".join(r.removeprefix(f"Rejected by {who}: ") for r in reasons)
+        return BAD, f"{cand} rejected by {who}: {why or 'no reason given.'}"
     if not p.get("passed"):
         failed = [check_phrase(c, champ, conf) for c in checks if not c.get("passed")]
         why = "; ".join(failed[:2]) + (f"; and {len(failed) - 2} more" if len(failed) > 2 else "")

@@ -103,7 +103,7 @@ def test_gate_headlines_say_why_in_plain_words() -> None:
         "rejected_by": "ana",
         "reasons": ["Rejected by ana: looks off."],
     }
-    assert gate_headline(rejected)[1] == "v4 rejected by ana: Rejected by ana: looks off."
+    assert gate_headline(rejected)[1] == "v4 rejected by ana: looks off."
     broken = {
         "candidate": "v5",
         "champion": "v2",
@@ -154,6 +154,19 @@ def test_story_of_an_approved_candidate_no_longer_says_it_awaits(tmp_path: Path)
     assert v2.tone == "good" and v2.headline.startswith("v2 passed the gate and was approved: ")
     assert "Outcome: v2 became the champion (replacing v1)." in v2.lines
     assert v3.tone == "warn" and "awaits a person's approval" in v3.headline
+
+
+def test_story_of_a_rejected_candidate_says_who_rejected_it_once(tmp_path: Path) -> None:
+    """The headline read 'v3 rejected by an operator: Rejected by an operator: bad feed.'."""
+    from runtime.review import reject
+    from tests.runtime.test_promotion import manual_world
+
+    w = manual_world(tmp_path)
+    reject(w.registry, w.events, "v3", "bad feed")
+    reject(w.registry, w.events, "v2", "  ")
+    v2, v3 = (c for c in story(w.events.list()) if c.kind == "retrain")
+    assert v3.tone == "bad" and v3.headline == "v3 rejected by an operator: bad feed."
+    assert v2.tone == "bad" and v2.headline == "v2 rejected by an operator: no reason given."
 
 
 def test_live_page_offers_no_approve_for_a_candidate_with_stale_evidence(tmp_path: Path) -> None:
