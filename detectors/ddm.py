@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detectors.base import Detector
 from detectors.river_adapter import from_config
@@ -26,6 +26,15 @@ class Config(BaseModel):
     warning_threshold: Annotated[float, Field(gt=0)] = 2.0
     drift_threshold: Annotated[float, Field(gt=0)] = 3.0
     min_samples: Annotated[int, Field(ge=0)] = 100
+
+    @model_validator(mode="after")
+    def _levels(self) -> Config:
+        if self.warning_threshold >= self.drift_threshold:
+            raise ValueError(
+                f"warning_threshold {self.warning_threshold:g} must be below drift_threshold "
+                f"{self.drift_threshold:g}: the warning has to come before the drift"
+            )
+        return self
 
 
 def build(cfg: Config, features: Sequence[str]) -> Detector:

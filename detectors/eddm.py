@@ -34,8 +34,11 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _levels(self) -> Config:
-        if self.alpha < self.beta:
-            raise ValueError("alpha (warning level) must be at least beta (drift level)")
+        if self.alpha <= self.beta:
+            raise ValueError(
+                f"alpha {self.alpha:g} (the warning level) must be above beta {self.beta:g} "
+                "(the drift level): the warning has to come before the drift"
+            )
         return self
 
 

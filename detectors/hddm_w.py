@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from detectors.base import Detector
 from detectors.river_adapter import from_config
@@ -27,6 +27,15 @@ class Config(BaseModel):
     lambda_val: Annotated[float, Field(gt=0, lt=1)] = 0.05
     two_sided_test: bool = False
     min_samples: Annotated[int, Field(ge=0)] = 100
+
+    @model_validator(mode="after")
+    def _levels(self) -> Config:
+        if self.warning_confidence <= self.drift_confidence:
+            raise ValueError(
+                f"warning_confidence {self.warning_confidence:g} must be above drift_confidence "
+                f"{self.drift_confidence:g}: the warning has to come before the drift"
+            )
+        return self
 
 
 def build(cfg: Config, features: Sequence[str]) -> Detector:

@@ -40,6 +40,15 @@ def _with(**changes: object) -> dict[str, object]:
         (_with(detectors=[{"kind": "adwin", "signal": "weather"}]), "unknown signal 'weather'"),
         (_with(detectors=[{"kind": "adwin"}, {"kind": "adwin"}]), "repeated: adwin"),
         (_with(schema__classes=[1]), "'schema.classes'"),
+        # a warning level at or past the drift level used to load (the warning never comes first)
+        (_with(detectors=[{"kind": "ddm", "warning_threshold": 3.0}]),
+         "warning_threshold 3 must be below drift_threshold 3"),
+        (_with(detectors=[{"kind": "hddm_a", "warning_confidence": 0.0005}]),
+         "warning_confidence 0.0005 must be above drift_confidence 0.001"),
+        (_with(detectors=[{"kind": "hddm_w", "warning_confidence": 0.001}]),
+         "warning_confidence 0.001 must be above drift_confidence 0.001"),
+        (_with(detectors=[{"kind": "eddm", "alpha": 0.75}]),
+         "alpha 0.75 (the warning level) must be above beta 0.75"),
         # policy names that match nothing used to load and silently never retrain / vote
         (_with(policy__retrain_on=["erorr"]), "policy.retrain_on names unknown signal(s) 'erorr'"),
         (_with(policy__vote_k=2, policy__vote_among=["adwin", "adwn"]),
