@@ -14,7 +14,7 @@ How a feature is decided (``calibration``):
     (the pseudo-reference is capped at ``bootstrap_reference_cap`` rows) stay comparable.
 ``"threshold"``
     The raw statistic against ``threshold`` (PSI, Wasserstein, Jensen-Shannon; what
-    evidently does). No false-alarm guarantee.
+    evidently does). No false-alarm guarantee; ``alpha`` has no use here and is refused.
 
 With p-values, the adjusted p-values (``correction`` across the features tested) are
 compared with ``alpha`` if it is set, else with ``stride / false_alarms_per_rows``
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from detectors.base import Status
 from detectors.calibration import gamma_pvalues, sorted_resample
@@ -62,6 +62,17 @@ class Fields(WindowFields):
     drift_share: Annotated[float, Field(ge=0, le=1)] = 0.0
     bootstrap_draws: Annotated[int, Field(ge=20)] = 200
     bootstrap_reference_cap: Annotated[int, Field(ge=100)] = 2_000
+
+    @model_validator(mode="after")
+    def _alpha_is_used(self) -> Fields:
+        # each test's Config declares its own ``calibration`` (the values it supports)
+        if self.alpha is not None and getattr(self, "calibration", None) == "threshold":
+            raise ValueError(
+                f"alpha {self.alpha:g} is not used with calibration 'threshold' (the raw "
+                "statistic is compared with threshold, not a p-value with alpha): remove "
+                "alpha, or use calibration 'bootstrap'"
+            )
+        return self
 
 
 class FeatureTest(Protocol):

@@ -49,6 +49,9 @@ def _with(**changes: object) -> dict[str, object]:
          "warning_confidence 0.001 must be above drift_confidence 0.001"),
         (_with(detectors=[{"kind": "eddm", "alpha": 0.75}]),
          "alpha 0.75 (the warning level) must be above beta 0.75"),
+        # alpha was silently ignored: calibration 'threshold' compares the raw statistic
+        (_with(detectors=[{"kind": "psi", "calibration": "threshold", "alpha": 0.01}]),
+         "'detectors[0].psi': alpha 0.01 is not used with calibration 'threshold'"),
         # policy names that match nothing used to load and silently never retrain / vote
         (_with(policy__retrain_on=["erorr"]), "policy.retrain_on names unknown signal(s) 'erorr'"),
         (_with(policy__vote_k=2, policy__vote_among=["adwin", "adwn"]),
@@ -81,6 +84,17 @@ def test_bad_config_is_one_line_naming_the_key(data: dict[str, object], expected
     assert expected in msg, msg
     assert "\n" not in msg
     assert msg.startswith("c.yaml: ")
+
+
+def test_alpha_loads_with_a_calibration_that_uses_it() -> None:
+    for kind in ("psi", "wasserstein", "jensenshannon"):
+        boot = parse_config(_with(detectors=[{"kind": kind, "alpha": 0.01}]), "c.yaml")
+        assert boot.detectors[0].level == 0.01
+        plain = parse_config(_with(detectors=[{"kind": kind, "calibration": "threshold"}]))
+        assert plain.detectors[0].alpha is None
+        with pytest.raises(ConfigError, match=r"alpha 0\.05 is not used"):
+            parse_config(_with(detectors=[{"kind": kind, "calibration": "threshold",
+                                           "alpha": 0.05}]))
 
 
 def test_a_schedule_with_a_length_or_a_constant_one_loads_on_a_seconds_budget() -> None:
