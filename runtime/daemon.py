@@ -44,7 +44,15 @@ from runtime.monitor import Monitor, Signals
 from runtime.policy import Decision, Policy
 from runtime.registry import Registry
 from runtime.retrain_queue import RequestQueue
-from runtime.rowstore import count_labelled, labelled_rows, last_seq, recent_rows, rows_after
+from runtime.rowstore import (
+    count_labelled,
+    labelled_rows,
+    last_late_label,
+    last_seq,
+    late_labels_after,
+    recent_rows,
+    rows_after,
+)
 from runtime.scheduler import Scheduler
 from runtime.server import ApiServer, HttpSource, resolve_token
 from runtime.sources import DirectorySource, FileStamp, Source, SyntheticSource, read_file
@@ -57,7 +65,7 @@ log = logging.getLogger(__name__)
 Reporter = Callable[[str], None]
 STATE_KEY = "daemon_state"
 STATE_VERSION = 1
-REPLAY_ROWS = 1000  # rows read back per batch when replaying after a crash
+REPLAY_ROWS = 1000  # rows (or late labels) read back per batch when replaying after a crash
 
 
 class Daemon:
@@ -111,6 +119,7 @@ class Daemon:
         self.source: Source = self._make_source(cursor=0)
         self.rows_seen = 0
         self.seen_seq = 0  # the last stored row this daemon has handled (saved as "seq")
+        self.seen_label_seq = 0  # the last late label it has handled (saved as "label_seq")
         self._logged_alarms: dict[str, list[ev.Event]] = {}  # while replaying
         self._last_save = time.monotonic()
 
@@ -284,6 +293,7 @@ class Daemon:
         self.rows_seen += acc.count
         if acc.count:
             self.seen_seq = max(self.seen_seq, int(acc.seqs.max()))
+        self.seen_label_seq = max(self.seen_label_seq, acc.label_seq)
         if self.unit is None:
             self._maybe_bootstrap()
             return
@@ -293,12 +303,17 @@ class Daemon:
             self._live(acc.seqs, acc.x, acc.y)
         if len(acc.labels_joined):
             seqs, x, y = self._rows_by_seq(acc.labels_joined)
-            sig = self.monitor.score(x, y)
-            self._observe(seqs, None, sig, streaming_only=True)
+            self._labels_joined(seqs, x, y)
             self._live(seqs, x, y)
         self._maybe_request_retrain()
         if self.rows_seen and acc.count:
             self.report(f"ingest  rows={self.rows_seen:>7}  champion={self.unit.version}")
+
+    def _labels_joined(self, seqs: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+        """Late labels joined to the rows ``seqs`` (stored earlier): the signals that
+        needed them, for the streaming detectors."""
+        assert self.monitor is not None
+        self._observe(seqs, None, self.monitor.score(x, y), streaming_only=True)
 
     def _live(self, seqs: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
         """Labelled rows for the shadow comparison and the rollback watch."""
@@ -551,6 +566,7 @@ class Daemon:
                     det.set_reference(self.unit.reference)
             self.policy.rebaseline(last_seq(self.db))
             self.policy.episode = None
+            self._caught_up()
 
     def _ingest_bootstrap_data(self) -> None:
         """Ingest ``bootstrap.data`` once (a file already processed is not ingested again),
@@ -734,41 +750,86 @@ class Daemon:
         return state
 
     def _replay(self, saved: dict[str, Any]) -> None:
-        """Feed the restored detectors the rows stored after the saved state's last row.
+        """Feed the restored detectors what was stored after the saved state's last row
+        and late label.
 
         State is saved every 30 s; after a crash (``kill -9``) the rows stored and
-        acknowledged since then are fed again, in order, before any new row, so no
-        monitoring is lost. The restored policy decides on their alarms again; an alarm
-        the crashed daemon had logged already (same detector, same action, in order) keeps
-        its ``drift.detected`` event and so its retrain trigger (``drift-<event id>``,
-        idempotent in the queue): a replay never logs a drift twice nor retrains twice.
-        Not with ``leader:``: the stored rows are every daemon's, not this one's.
+        acknowledged since then, and the late labels joined since then (to those rows or
+        to earlier ones), are fed again in the order they were stored, each late label
+        after the rows stored before it, and before any new row, so no monitoring is lost.
+        A row whose label came late is fed without it (its label is fed where it was
+        joined); labels joined before the save are not fed again. The restored policy
+        decides on their alarms again; an alarm the crashed daemon had logged since the
+        save (same detector, same action, in order) keeps its ``drift.detected`` event
+        and so its retrain trigger (``drift-<event id>``, idempotent in the queue): a
+        replay never logs a drift twice nor retrains twice. Not with ``leader:``: the
+        stored rows are every daemon's, not this one's.
         """
         after = saved.get("seq")
         if after is None or self.cfg.leader is not None or self.monitor is None:
+            self._caught_up()
             return
-        after = int(after)
-        self._logged_alarms = {}
-        for e in self.events.list(kinds=[ev.DRIFT_DETECTED], model_version=self._champion()):
-            if int(e.payload.get("row") or 0) > after:
-                self._logged_alarms.setdefault(str(e.payload.get("detector")), []).append(e)
-        first, n = after, 0
+        # a state saved before late labels were numbered: every numbered one came after it
+        rows_at, labels_at = int(after), int(saved.get("label_seq", 0))
+        self._logged_alarms = self._alarms_since(saved)
+        n_rows = n_labels = 0
         try:
             while True:
-                seqs, x, y = rows_after(self.db, len(self.features), after, REPLAY_ROWS)
-                if not len(seqs):
-                    break
-                self._observe(seqs, x, self.monitor.score(x, y))
+                late = late_labels_after(self.db, len(self.features), labels_at, REPLAY_ROWS)
+                due = late.after_seq <= rows_at  # joined before the next row was stored
+                k = len(due) if due.all() else int(np.argmin(due))
+                upto = int(late.after_seq[0]) if len(due) else None
+                if k:
+                    self._labels_joined(late.rows[:k], late.x[:k], late.y[:k])
+                    labels_at, n_labels = int(late.seq[k - 1]), n_labels + k
+                else:
+                    seqs, x, y = rows_after(self.db, len(self.features), rows_at, REPLAY_ROWS, upto)
+                    if len(seqs):
+                        self._observe(seqs, x, self.monitor.score(x, y))
+                        rows_at, n_rows = int(seqs[-1]), n_rows + len(seqs)
+                    elif upto is None:
+                        break
+                    else:  # no row between: the label is due
+                        rows_at = upto
                 self._maybe_request_retrain()
-                after, n = int(seqs[-1]), n + len(seqs)
         finally:
             self._logged_alarms = {}
         # busy is not saved: a queued retrain sets it again when it starts
         self.policy.busy = False
-        self.seen_seq = max(self.seen_seq, after)
-        if n:
-            log.warning("fed the detectors %d stored row(s) after row %d again", n, first)
-            self.report(f"replayed {n} stored rows after row {first} (not monitored before)")
+        self.seen_seq = max(self.seen_seq, rows_at)
+        self.seen_label_seq = max(self.seen_label_seq, labels_at)
+        if n_rows or n_labels:
+            log.warning(
+                "fed the detectors %d stored row(s) after row %d and %d late label(s) again",
+                n_rows,
+                int(after),
+                n_labels,
+            )
+            self.report(
+                f"replayed {n_rows} stored rows after row {after} and {n_labels} late labels"
+                " (not monitored before)"
+            )
+
+    def _alarms_since(self, saved: dict[str, Any]) -> dict[str, list[ev.Event]]:
+        """The alarms logged since the state was saved, by detector, oldest first (a state
+        saved without the last event's id: those on rows after its last row)."""
+        event = saved.get("event")
+        logged: dict[str, list[ev.Event]] = {}
+        for e in self.events.list(
+            kinds=[ev.DRIFT_DETECTED],
+            model_version=self._champion(),
+            after_id=None if event is None else int(event),
+        ):
+            if event is not None or int(e.payload.get("row") or 0) > int(saved["seq"]):
+                logged.setdefault(str(e.payload.get("detector")), []).append(e)
+        return logged
+
+    def _caught_up(self) -> None:
+        """Count every stored row and late label as handled: the detectors start after
+        them (re-baselined, or restored without a replay), so a replay after a later crash
+        must not feed them."""
+        self.seen_seq = max(self.seen_seq, last_seq(self.db))
+        self.seen_label_seq = max(self.seen_label_seq, last_late_label(self.db))
 
     def _restore_detectors(self, saved: dict[str, Any]) -> None:
         states = saved.get("detectors", {})
@@ -787,6 +848,8 @@ class Daemon:
             "version": STATE_VERSION,
             "cursor": cursor,
             "seq": self.seen_seq,
+            "label_seq": self.seen_label_seq,
+            "event": self.events.last_id(),  # alarms after it are logged after this save
             "champion": self._champion(),
             "policy": self.policy.state(),
             "detectors": {d.name: d.state() for d in self.detectors},

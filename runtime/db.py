@@ -48,6 +48,7 @@ __all__ = [
     "from_json",
     "golden_sets",
     "kv",
+    "late_labels",
     "metadata",
     "model_versions",
     "parse_ts",
@@ -110,6 +111,21 @@ rows = Table(
     Column("features", LargeBinary, nullable=False),
     Column("label", Integer, nullable=True),
     Column("labeled_at", String(32), nullable=True),
+    sqlite_autoincrement=True,
+)
+
+# Labels joined to rows stored earlier, numbered in the order they were joined: a saved
+# daemon state refers to that number, so a crash replay feeds the ones joined since, each
+# after the rows stored before it. A table of its own: ``create_all`` adds it to an
+# existing database. Labels joined before it existed have no entry (a replay feeds them
+# with their rows).
+late_labels = Table(
+    "late_labels",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("row_seq", Integer, nullable=False),  # the row that got its label
+    Column("after_seq", Integer, nullable=False),  # the last row stored when it was joined
+    Index("ix_late_labels_row_seq", "row_seq"),
     sqlite_autoincrement=True,
 )
 

@@ -245,6 +245,13 @@ class EventLog:
         found = self.list(kinds=[kind], limit=1, descending=True)
         return found[0] if found else None
 
+    def last_id(self) -> int:
+        """The id of the newest event (0: none)."""
+        with self.db.connect() as conn:
+            return int(
+                conn.execute(select(func.coalesce(func.max(dbm.events.c.id), 0))).scalar_one()
+            )
+
     def count(self, kind: str | None = None) -> int:
         """How many events there are (of ``kind`` if given)."""
         stmt = select(func.count()).select_from(dbm.events)

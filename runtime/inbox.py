@@ -95,4 +95,5 @@ def merge(batches: list[Accepted], n_features: int) -> Accepted:
         rejected=sum(b.rejected for b in batches),
         duplicates=sum(b.duplicates for b in batches),
         labels_joined=joined,
+        label_seq=max((b.label_seq for b in batches), default=0),
     )

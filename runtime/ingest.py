@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql
 
 from runtime import events as ev
 from runtime.config import SchemaConfig
-from runtime.db import Database, processed_files, quarantine, rows, utcnow
+from runtime.db import Database, late_labels, processed_files, quarantine, rows, utcnow
 from runtime.events import EventLog
 from runtime.rowstore import encode_features
 from runtime.sources import Batch
@@ -48,6 +48,7 @@ class Accepted:
     labels_joined: npt.NDArray[np.int64] = field(
         default_factory=lambda: np.zeros(0, dtype=np.int64)
     )  # seqs of earlier rows that just got their label
+    label_seq: int = 0  # the number of the last of them in ``late_labels`` (0: none)
 
     @property
     def count(self) -> int:
@@ -222,11 +223,13 @@ class Ingestor:
         with self.db.begin() as conn:
             if late is not None:  # rows, and late labels for earlier rows, in one batch
                 result = self._append(conn, clean, batch, now, 0)
-                joined = self._join_labels(conn, late, reasons, now)
-                result = replace(result, rejected=len(reasons), labels_joined=joined)
+                joined, label_seq = self._join_labels(conn, late, reasons, now)
+                result = replace(
+                    result, rejected=len(reasons), labels_joined=joined, label_seq=label_seq
+                )
                 accepted = result.count + len(joined)
             elif mode == "labels":
-                joined = self._join_labels(conn, clean, reasons, now)
+                joined, label_seq = self._join_labels(conn, clean, reasons, now)
                 result = Accepted(
                     seqs=np.zeros(0, dtype=np.int64),
                     x=np.zeros((0, nf)),
@@ -234,6 +237,7 @@ class Ingestor:
                     row_ids=[],
                     rejected=len(reasons),
                     labels_joined=joined,
+                    label_seq=label_seq,
                 )
                 accepted = len(joined)
             else:
@@ -338,7 +342,9 @@ class Ingestor:
 
     def _join_labels(
         self, conn: Connection, clean: pd.DataFrame, reasons: dict[int, str], now: str
-    ) -> npt.NDArray[np.int64]:
+    ) -> tuple[npt.NDArray[np.int64], int]:
+        """Join labels to their stored rows (a row that has a label keeps it); returns the
+        seqs of the rows that got one and the number of the last in ``late_labels``."""
         ids = clean["__id"].tolist()
         known: dict[str, tuple[int, int | None]] = {}
         for chunk in range(0, len(ids), 500):
@@ -356,14 +362,21 @@ class Ingestor:
                 )
             elif known[rid][1] is None:
                 todo.append({"rid": rid, "lab": int(lab), "now": now})
-        if todo:
-            conn.execute(
-                update(rows)
-                .where(rows.c.row_id == bindparam("rid"), rows.c.label.is_(None))
-                .values(label=bindparam("lab"), labeled_at=bindparam("now")),
-                todo,
-            )
-        return np.array(sorted(known[t["rid"]][0] for t in todo), dtype=np.int64)
+        if not todo:
+            return np.zeros(0, dtype=np.int64), 0
+        conn.execute(
+            update(rows)
+            .where(rows.c.row_id == bindparam("rid"), rows.c.label.is_(None))
+            .values(label=bindparam("lab"), labeled_at=bindparam("now")),
+            todo,
+        )
+        seqs = sorted(known[t["rid"]][0] for t in todo)  # the order the daemon feeds them in
+        after = conn.execute(select(func.max(rows.c.seq))).scalar_one()
+        numbers = conn.execute(
+            insert(late_labels).returning(late_labels.c.seq),
+            [{"row_seq": seq, "after_seq": after} for seq in seqs],
+        ).scalars()
+        return np.array(seqs, dtype=np.int64), max(numbers)
 
     def _mark_file(self, conn: Connection, batch: Batch, accepted: int, rejected: int) -> None:
         if batch.file is None:

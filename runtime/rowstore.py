@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import func, select
+from sqlalchemy import exists, func, select
 
-from runtime.db import Database, rows
+from runtime.db import Database, late_labels, rows
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -62,16 +63,62 @@ def recent_rows(
     )
 
 
-def rows_after(db: Database, n_features: int, after: int, limit: int) -> tuple[I64, F64, I64]:
-    """The first ``limit`` rows (labelled or not) with ``seq > after``, in seq order;
-    labels are -1 where unknown."""
-    q = select(rows.c.seq, rows.c.features, rows.c.label).where(rows.c.seq > after)
+def rows_after(
+    db: Database, n_features: int, after: int, limit: int, upto: int | None = None
+) -> tuple[I64, F64, I64]:
+    """The first ``limit`` rows (labelled or not) with ``after < seq <= upto``, in seq
+    order; labels are -1 where unknown, and where the label came late (it is fed where it
+    was joined: :func:`late_labels_after`)."""
+    late = exists().where(late_labels.c.row_seq == rows.c.seq)
+    q = select(rows.c.seq, rows.c.features, rows.c.label, late).where(rows.c.seq > after)
+    if upto is not None:
+        q = q.where(rows.c.seq <= upto)
     with db.connect() as conn:
         got = list(conn.execute(q.order_by(rows.c.seq).limit(limit)).all())
     seqs = np.array([r[0] for r in got], dtype=np.int64)
     x = decode_features([r[1] for r in got], n_features)
-    y = np.array([-1 if r[2] is None else r[2] for r in got], dtype=np.int64)
+    y = np.array([-1 if r[2] is None or r[3] else r[2] for r in got], dtype=np.int64)
     return seqs, x, y
+
+
+@dataclass(frozen=True)
+class LateLabels:
+    """Late labels in the order they were joined, with their rows."""
+
+    seq: I64  # their numbers (``late_labels.seq``)
+    after_seq: I64  # the last row stored when each was joined
+    rows: I64  # the labelled rows' seqs
+    x: F64
+    y: I64
+
+
+def late_labels_after(db: Database, n_features: int, after: int, limit: int) -> LateLabels:
+    """The first ``limit`` late labels numbered after ``after``, in the order they were
+    joined."""
+    q = (
+        select(
+            late_labels.c.seq, late_labels.c.after_seq, rows.c.seq, rows.c.features, rows.c.label
+        )
+        .join_from(late_labels, rows, rows.c.seq == late_labels.c.row_seq)
+        .where(late_labels.c.seq > after)
+        .order_by(late_labels.c.seq)
+        .limit(limit)
+    )
+    with db.connect() as conn:
+        got = list(conn.execute(q).all())
+    return LateLabels(
+        seq=np.array([r[0] for r in got], dtype=np.int64),
+        after_seq=np.array([r[1] for r in got], dtype=np.int64),
+        rows=np.array([r[2] for r in got], dtype=np.int64),
+        x=decode_features([r[3] for r in got], n_features),
+        y=np.array([r[4] for r in got], dtype=np.int64),
+    )
+
+
+def last_late_label(db: Database) -> int:
+    """The number of the late label joined last (0: none)."""
+    with db.connect() as conn:
+        return int(conn.execute(select(func.coalesce(func.max(late_labels.c.seq), 0))).scalar_one())
 
 
 def count_labelled(db: Database, since: int) -> int:

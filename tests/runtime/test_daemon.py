@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -19,6 +20,7 @@ from runtime.events import EventLog
 from runtime.lock import AlreadyRunning
 from runtime.registry import Registry
 from runtime.retrain import class_positions
+from runtime.sources import Batch
 from runtime.synthetic import evaluation_sample
 from runtime.unit import load_unit
 from runtime.worker import RetrainRunner
@@ -266,3 +268,56 @@ def test_a_retrain_its_daemon_dies_during_twice_fails_and_the_daemon_goes_on(
     assert "interrupted twice" in mine[-1].payload["reason"]
     assert log.list()[-1].kind == ev.DAEMON_STOPPED
     assert log.list()[-1].payload["reason"] == "drained"
+
+
+def test_a_crash_replays_the_late_labels_joined_after_the_save_once_in_order(
+    tmp_path: Path,
+) -> None:
+    """Labels that arrive after the last save for rows the saved state had seen (their
+    error is known only then) are fed again after a crash, where they were joined among
+    the new rows, and only those: the error detector ends as the crashed daemon left it.
+    The alarm they raised keeps its one drift.detected event."""
+    policy = {**SMALL["policy"], "min_samples": 100_000}  # no retrain in this story
+    cfg = small_config(tmp_path, policy=policy)
+    d = Daemon(cfg)
+    d.open()
+    deadline = time.monotonic() + 300
+    while (d.unit is None or d.rows_seen < 1600) and time.monotonic() < deadline:
+        d.step()
+    assert d.monitor is not None
+    x, _ = evaluation_sample(cfg.source.segments, 0, 300, cfg.source.seed)  # type: ignore[union-attr]
+    ids = [f"late{i}" for i in range(len(x))]
+    rows = pd.DataFrame(x, columns=d.features).assign(row_id=ids)
+    d._after_ingest(d.ingestor.ingest(Batch(origin="rows", frame=rows)))  # labels come later
+    labelled_before = d.ingestor.ingest(
+        Batch(origin="labels:0", frame=pd.DataFrame({"row_id": ids[:20], "class": 0}))
+    )
+    d._after_ingest(labelled_before)  # seen before the save: not fed again
+    d._save_state()  # the last periodic save
+    d._last_save = float("inf")  # and none after it
+    wrong = 1 - d.monitor.score(x, np.full(len(x), -1)).prediction  # every label an error
+
+    def late(part: slice) -> None:
+        frame = pd.DataFrame({"row_id": ids[part], "class": wrong[part]})
+        d._after_ingest(d.ingestor.ingest(Batch(origin=f"labels:{part.start}", frame=frame)))
+
+    late(slice(20, 120))
+    assert d.step()  # new rows (after the saved seq) between two batches of late labels
+    late(slice(120, 300))
+    log = EventLog(d.db)
+    error = next(det for det in d.detectors if det.signal == "error")
+    left = error.state()
+    alarms = [e.id for e in log.list(kinds=[ev.DRIFT_DETECTED]) if e.payload["signal"] == "error"]
+    assert alarms, "the wrong late labels raise an error-rate alarm"
+    _abandon(d)
+
+    d2 = Daemon(cfg)
+    d2.open()
+    try:
+        replayed = next(det for det in d2.detectors if det.signal == "error")
+        assert replayed.state() == left  # each late label fed once, in the same order
+        assert [
+            e.id for e in log.list(kinds=[ev.DRIFT_DETECTED]) if e.payload["signal"] == "error"
+        ] == alarms
+    finally:
+        d2.close("test")

@@ -24,6 +24,7 @@ from runtime.db import (
     format_ts,
     from_json,
     kv,
+    late_labels,
     metadata,
     parse_ts,
     retrain_requests,
@@ -42,6 +43,7 @@ TABLES = {
     "processed_files",
     "golden_sets",
     "kv",
+    "late_labels",
 }
 
 
@@ -147,6 +149,22 @@ def test_create_all_makes_every_table_and_is_idempotent(db: Database) -> None:
     db.create_all()
     assert set(inspect(db.engine).get_table_names()) == TABLES == set(metadata.tables)
     assert [ix["name"] for ix in inspect(db.engine).get_indexes("events")] == ["ix_events_kind"]
+
+
+def test_create_all_adds_a_table_new_since_to_an_existing_database(db: Database) -> None:
+    blob = bytes(8)
+    with db.begin() as conn:
+        conn.execute(
+            insert(rows).values(row_id="r1", ingested_at=utcnow(), source="s", features=blob)
+        )
+        late_labels.drop(conn)  # a database made before late labels were numbered
+    db.create_all()
+    with db.connect() as conn:
+        assert conn.execute(select(rows.c.row_id)).scalars().all() == ["r1"]
+        assert conn.execute(select(late_labels)).all() == []
+    assert [ix["name"] for ix in inspect(db.engine).get_indexes("late_labels")] == [
+        "ix_late_labels_row_seq"
+    ]
 
 
 def test_write_transactions_begin_immediate_and_reads_deferred(db: Database) -> None:

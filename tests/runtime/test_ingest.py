@@ -13,7 +13,13 @@ from runtime.config import DriftloopConfig
 from runtime.db import Database, quarantine
 from runtime.events import EventLog
 from runtime.ingest import Ingestor
-from runtime.rowstore import count_labelled, labelled_rows
+from runtime.rowstore import (
+    count_labelled,
+    labelled_rows,
+    last_late_label,
+    late_labels_after,
+    rows_after,
+)
 from runtime.sources import Batch, read_file
 from tests.conftest import FEATURES
 
@@ -126,6 +132,34 @@ def test_late_labels_mixed_with_new_rows_in_one_batch_are_joined(ingest) -> None
         e["reason"] for e in events.list(kinds=[ev.INGEST_REJECTED])[-1].payload["examples"]
     )
     assert reasons[0].startswith("unknown label '7'") and "unknown row id 'nope'" in reasons[1]
+
+
+def test_late_labels_are_numbered_in_the_order_they_were_joined(
+    db: Database, small_cfg: DriftloopConfig
+) -> None:
+    """The numbers a saved daemon state refers to: a crash replay feeds the labels joined
+    since, each after the rows stored before it, and those rows without them."""
+    ing = Ingestor(db, small_cfg.schema, EventLog(db))
+    first = _good_frame(4)  # r0 … r3: seqs 1 … 4
+    first["class"] = None
+    ing.ingest(Batch(origin="rows", frame=first))
+    ids = pd.DataFrame({"row_id": ["r2", "r0"], "class": [1, 0]})
+    a = ing.ingest(Batch(origin="labels", frame=ids))
+    new = _good_frame(2, start=4)  # r4 (labelled), r5: seqs 5, 6
+    new["class"] = [1, None]
+    late = pd.DataFrame({"row_id": ["r5", "r1", "r0"], "class": [1, 1, 1]})  # r0 keeps its 0
+    b = ing.ingest(Batch(origin="mixed", frame=pd.concat([new, late], ignore_index=True)))
+    assert (a.label_seq, b.label_seq) == (2, 4) and last_late_label(db) == 4
+    got = late_labels_after(db, len(FEATURES), 0, 10)
+    assert got.seq.tolist() == [1, 2, 3, 4]
+    assert got.rows.tolist() == [1, 3, 2, 6]  # each batch's in row order
+    assert got.after_seq.tolist() == [4, 4, 6, 6]  # after the rows stored with them
+    assert got.y.tolist() == [0, 1, 1, 1]
+    assert late_labels_after(db, len(FEATURES), 2, 10).rows.tolist() == [2, 6]
+    seqs, _, y = rows_after(db, len(FEATURES), 0, 10)
+    assert seqs.tolist() == [1, 2, 3, 4, 5, 6]
+    assert y.tolist() == [-1, -1, -1, -1, 1, -1]  # late labels are not the rows'
+    assert rows_after(db, len(FEATURES), 1, 10, upto=4)[0].tolist() == [2, 3, 4]
 
 
 def test_a_row_that_failed_parsing_is_not_taken_for_a_late_label(ingest) -> None:
