@@ -332,6 +332,8 @@ class Daemon:
                     continue
                 det.update(x, seqs)
             elif det.signal in ("error", "loss", "confidence"):
+                if streaming_only and det.signal == "confidence":
+                    continue  # needs no label: fed when its row arrived
                 values = sig.get(det.signal)
                 keep = ~np.isnan(values)
                 if keep.any():

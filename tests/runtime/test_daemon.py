@@ -321,3 +321,37 @@ def test_a_crash_replays_the_late_labels_joined_after_the_save_once_in_order(
         ] == alarms
     finally:
         d2.close("test")
+
+
+def test_a_late_label_does_not_feed_its_row_to_the_confidence_detectors_again(
+    tmp_path: Path,
+) -> None:
+    """Confidence needs no label: a row is fed to the confidence detectors when it arrives,
+    and its late label feeds only the detectors that needed it (error, loss)."""
+    confidence = {"kind": "adwin", "signal": "confidence", "delta": 0.002, "name": "conf"}
+    detectors = [*SMALL["detectors"], confidence]
+    policy = {**SMALL["policy"], "min_samples": 100_000}
+    d = Daemon(small_config(tmp_path, detectors=detectors, policy=policy))
+    d.open()
+    try:
+        deadline = time.monotonic() + 300
+        while d.unit is None and time.monotonic() < deadline:
+            d.step()
+        fed: dict[str, int] = {}
+        for det in d.detectors:
+            def counting(values: Any, seqs: Any, _det: Any = det, _orig: Any = det.update) -> Any:
+                fed[_det.signal] = fed.get(_det.signal, 0) + len(seqs)
+                return _orig(values, seqs)
+
+            det.update = counting  # type: ignore[method-assign]
+        x, y = evaluation_sample(d.cfg.source.segments, 0, 300, d.cfg.source.seed)  # type: ignore[union-attr]
+        ids = [f"late{i}" for i in range(len(x))]
+        rows = pd.DataFrame(x, columns=d.features).assign(row_id=ids)
+        d._after_ingest(d.ingestor.ingest(Batch(origin="rows", frame=rows)))
+        assert fed.get("confidence") == 300 and "error" not in fed
+        labels = pd.DataFrame({"row_id": ids, "class": y})
+        d._after_ingest(d.ingestor.ingest(Batch(origin="labels:0", frame=labels)))
+        assert fed["confidence"] == 300  # not fed the same rows twice
+        assert fed["error"] == 300
+    finally:
+        d.close("test")
