@@ -79,6 +79,24 @@ class DriftSignal:
         return cls(**{**data, "window": (int(window[0]), int(window[1])) if window else None})
 
 
+def check_confidence_levels(warning: float, drift: float) -> None:
+    """HDDM's levels: the warning's confidence must be looser (higher) than the drift's.
+
+    Examples
+    --------
+    >>> check_confidence_levels(0.005, 0.001)  # river's defaults
+    >>> check_confidence_levels(0.001, 0.005)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: warning_confidence 0.001 must be above drift_confidence 0.005: ...
+    """
+    if warning <= drift:
+        raise ValueError(
+            f"warning_confidence {warning:g} must be above drift_confidence "
+            f"{drift:g}: the warning has to come before the drift"
+        )
+
+
 def check_stream_signal(signal: str, features: Sequence[str]) -> None:
     """Raise ``ValueError`` unless a streaming detector can watch ``signal``: one of
     :data:`MODEL_SIGNALS` or a feature name."""

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from detectors.base import Detector
+from detectors.base import Detector, check_confidence_levels
 from detectors.river_adapter import from_config
 
 
@@ -29,11 +29,7 @@ class Config(BaseModel):
 
     @model_validator(mode="after")
     def _levels(self) -> Config:
-        if self.warning_confidence <= self.drift_confidence:
-            raise ValueError(
-                f"warning_confidence {self.warning_confidence:g} must be above drift_confidence "
-                f"{self.drift_confidence:g}: the warning has to come before the drift"
-            )
+        check_confidence_levels(self.warning_confidence, self.drift_confidence)
         return self
 
 
