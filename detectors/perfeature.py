@@ -14,7 +14,8 @@ How a feature is decided (``calibration``):
     (the pseudo-reference is capped at ``bootstrap_reference_cap`` rows) stay comparable.
 ``"threshold"``
     The raw statistic against ``threshold`` (PSI, Wasserstein, Jensen-Shannon; what
-    evidently does). No false-alarm guarantee; ``alpha`` has no use here and is refused.
+    evidently does). No false-alarm guarantee; ``alpha``, ``false_alarms_per_rows``,
+    ``correction`` and the ``bootstrap_*`` settings have no use here and are refused when set.
 
 With p-values, the adjusted p-values (``correction`` across the features tested) are
 compared with ``alpha`` if it is set, else with ``stride / false_alarms_per_rows``
@@ -53,6 +54,12 @@ from detectors.windowed import Verdict, WindowedDetector, WindowFields, Windows
 
 Calibration = Literal["asymptotic", "bootstrap", "threshold"]
 
+UNUSED_WITH_THRESHOLD = (
+    "false_alarms_per_rows", "correction", "bootstrap_draws", "bootstrap_reference_cap",
+)
+"""Settings of p-values (their level, their correction, their bootstrap null) that
+calibration ``"threshold"`` never reads."""
+
 
 class Fields(WindowFields):
     """Fields every per-feature test's ``Config`` has (see the module docstring)."""
@@ -71,6 +78,21 @@ class Fields(WindowFields):
                 f"alpha {self.alpha:g} is not used with calibration 'threshold' (the raw "
                 "statistic is compared with threshold, not a p-value with alpha): remove "
                 "alpha, or use calibration 'bootstrap'"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _p_value_settings_are_used(self) -> Fields:
+        # only keys the user wrote: their defaults are harmless
+        if getattr(self, "calibration", None) != "threshold":
+            return self
+        unused = [k for k in UNUSED_WITH_THRESHOLD if k in self.model_fields_set]
+        if unused:
+            raise ValueError(
+                f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used with "
+                "calibration 'threshold' (the raw statistic is compared with threshold: no "
+                "p-values to hold to a false-alarm budget, correct or bootstrap): remove "
+                f"{'it' if len(unused) == 1 else 'them'}, or use calibration 'bootstrap'"
             )
         return self
 

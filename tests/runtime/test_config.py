@@ -52,6 +52,11 @@ def _with(**changes: object) -> dict[str, object]:
         # alpha was silently ignored: calibration 'threshold' compares the raw statistic
         (_with(detectors=[{"kind": "psi", "calibration": "threshold", "alpha": 0.01}]),
          "'detectors[0].psi': alpha 0.01 is not used with calibration 'threshold'"),
+        # so were the other p-value settings, when written
+        (_with(detectors=[{"kind": "wasserstein", "calibration": "threshold",
+                           "correction": "holm", "bootstrap_draws": 50}]),
+         "'detectors[0].wasserstein': correction, bootstrap_draws are not used with "
+         "calibration 'threshold'"),
         # policy names that match nothing used to load and silently never retrain / vote
         (_with(policy__retrain_on=["erorr"]), "policy.retrain_on names unknown signal(s) 'erorr'"),
         (_with(policy__vote_k=2, policy__vote_among=["adwin", "adwn"]),
@@ -95,6 +100,18 @@ def test_alpha_loads_with_a_calibration_that_uses_it() -> None:
         with pytest.raises(ConfigError, match=r"alpha 0\.05 is not used"):
             parse_config(_with(detectors=[{"kind": kind, "calibration": "threshold",
                                            "alpha": 0.05}]))
+
+
+def test_p_value_settings_load_only_with_a_calibration_that_uses_them() -> None:
+    written = {"false_alarms_per_rows": 50_000, "correction": "holm", "bootstrap_draws": 50,
+               "bootstrap_reference_cap": 500}
+    for kind in ("psi", "wasserstein", "jensenshannon"):
+        boot = parse_config(_with(detectors=[{"kind": kind, **written}]), "c.yaml")
+        assert boot.detectors[0].correction == "holm"
+        for key, value in written.items():
+            with pytest.raises(ConfigError, match=rf"{key} is not used with calibration"):
+                parse_config(_with(detectors=[{"kind": kind, "calibration": "threshold",
+                                               key: value}]))
 
 
 def test_a_schedule_with_a_length_or_a_constant_one_loads_on_a_seconds_budget() -> None:
