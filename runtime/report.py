@@ -153,6 +153,7 @@ def collect(
         if v.version in promoted and v.version != champion and v.status != "refused"
     )
     mat, note = _matrix(cfg, registry) if matrix else (None, "Not computed for this view.")
+    stale = stale_approvals(registry, events)
     return Review(
         state_dir=str(state_dir),
         generated_at=utcnow(),
@@ -161,14 +162,14 @@ def collect(
         events=tuple(shown),
         total_events=len(everything),
         versions=tuple(versions),
-        chapters=tuple(story(everything)),
+        chapters=tuple(story(everything, stale)),
         traces=read_traces(db),
         matrix=mat,
         matrix_note=note,
         reports=drift_reports(Path(state_dir), everything),
         segments=_segments(cfg, db),
         awaiting=tuple(awaiting_approval(registry, events)),
-        stale=stale_approvals(registry, events),
+        stale=stale,
         rollback_targets=targets,
     )
 

@@ -9,7 +9,7 @@ as ``"v3 refused: it did not beat v2 on the new data (0.573 vs 0.605, needed +0.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,9 +159,12 @@ def check_phrase(c: dict[str, Any], champion: str | None, confidence: Any = 0.95
     return f"it {state} {thr} {where} ({vs})"
 
 
-def gate_headline(p: dict[str, Any], approved: bool = False) -> tuple[str, str]:
+def gate_headline(
+    p: dict[str, Any], approved: bool = False, stale: bool = False
+) -> tuple[str, str]:
     """``(tone, headline)`` of a ``gate.passed``/``gate.failed`` payload; ``approved``: a
-    candidate that waited for a person has been promoted since."""
+    candidate that waited for a person has been promoted since; ``stale``: one that waits
+    but can no longer be approved (the champion changed since its gate)."""
     cand, champ = p.get("candidate"), p.get("champion")
     checks = [c for c in p.get("checks", []) if isinstance(c, dict)]
     reasons = [str(r) for r in p.get("reasons", [])]
@@ -177,6 +180,8 @@ def gate_headline(p: dict[str, Any], approved: bool = False) -> tuple[str, str]:
     nxt = p.get("next")
     if nxt == "await approval" and approved:
         verb, tone = f"{cand} passed the gate and was approved", GOOD
+    elif nxt == "await approval" and stale:
+        verb, tone = f"{cand} passed the gate but cannot be approved (its evidence is stale)", WARN
     elif nxt == "await approval":
         verb, tone = f"{cand} passed the gate and awaits a person's approval", WARN
     elif nxt == "shadow":
@@ -217,7 +222,9 @@ def _noisy_hint(p: dict[str, Any]) -> str | None:
 
 
 # -- chapters ---------------------------------------------------------------------------
-def _retrain_chapter(trigger: str, evs: list[Event], by_id: dict[int, Event]) -> Chapter:
+def _retrain_chapter(
+    trigger: str, evs: list[Event], by_id: dict[int, Event], stale: Mapping[str, str]
+) -> Chapter:
     kinds: dict[str, list[Event]] = {}
     for e in evs:
         kinds.setdefault(e.kind, []).append(e)
@@ -271,10 +278,13 @@ def _retrain_chapter(trigger: str, evs: list[Event], by_id: dict[int, Event]) ->
         g = gates[-1]
         promoted = kinds.get(ev.MODEL_PROMOTED, [])
         approved = any(e.id > g.id and e.model_version == g.model_version for e in promoted)
-        tone, head = gate_headline(g.payload, approved=approved)
+        why_stale = None if approved else stale.get(str(g.payload.get("candidate")))
+        tone, head = gate_headline(g.payload, approved=approved, stale=why_stale is not None)
         hint = _noisy_hint(g.payload)
         if hint:
             lines.append(hint)
+        if why_stale is not None:
+            lines.append(f"Cannot approve: {why_stale}.")  # the words approve() refuses with
         if promoted:
             lines.append(
                 f"Outcome: {promoted[-1].model_version} became the champion "
@@ -350,8 +360,9 @@ def _alerts_chapter(alerts: list[Event]) -> Chapter:
     )
 
 
-def story(events: Sequence[Event]) -> list[Chapter]:
-    """The chapters, in the order they began."""
+def story(events: Sequence[Event], stale: Mapping[str, str] | None = None) -> list[Chapter]:
+    """The chapters, in the order they began; ``stale`` maps a candidate awaiting approval
+    that can no longer be approved to why (:func:`runtime.review.stale_approvals`)."""
     by_id = {e.id: e for e in events}
     triggers: dict[str, list[Event]] = {}
     causes: set[int] = set()
@@ -364,7 +375,7 @@ def story(events: Sequence[Event]) -> list[Chapter]:
                 causes.add(int(m.group(1)))
     out: list[tuple[int, Chapter]] = []
     for trigger, evs in triggers.items():
-        ch = _retrain_chapter(trigger, evs, by_id)
+        ch = _retrain_chapter(trigger, evs, by_id, stale or {})
         out.append((ch.events[0] if ch.events else evs[0].id, ch))
     alerts: list[Event] = []
 

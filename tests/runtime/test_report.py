@@ -171,7 +171,8 @@ def test_story_of_a_rejected_candidate_says_who_rejected_it_once(tmp_path: Path)
 
 def test_live_page_offers_no_approve_for_a_candidate_with_stale_evidence(tmp_path: Path) -> None:
     """A candidate gated against an earlier champion gets no Approve button (the API refuses
-    it: 'evidence is stale'), only Reject and a note saying why."""
+    it: 'evidence is stale'), only Reject and a note saying why; its timeline entry says the
+    same (it said the candidate 'awaits a person's approval')."""
     from runtime.page import Live
     from runtime.review import approve
     from tests.runtime.test_promotion import manual_world
@@ -180,6 +181,7 @@ def test_live_page_offers_no_approve_for_a_candidate_with_stale_evidence(tmp_pat
     review = collect(w.cfg.state_dir, w.db, w.events, w.registry)
     fresh = render(review, report_href=str, live=Live())
     assert 'data-verb="approve" data-version="v3"' in fresh
+    assert "v3 passed the gate and awaits" in fresh[fresh.index('<ol class="story">') :]
     approve(w.registry, w.events, "v2")  # v3 was gated against v1; the champion is now v2
     review = collect(w.cfg.state_dir, w.db, w.events, w.registry)
     html = render(review, report_href=str, live=Live())
@@ -187,6 +189,14 @@ def test_live_page_offers_no_approve_for_a_candidate_with_stale_evidence(tmp_pat
     assert 'data-verb="reject" data-version="v3"' in html
     assert "v3 was gated against v1, but the champion is now v2" in html
     assert "evidence is stale" in html
+    (v3,) = (c for c in review.chapters if c.headline.startswith("v3 passed the gate"))
+    assert v3.headline.startswith("v3 passed the gate but cannot be approved (its evidence is ")
+    why = "v3 was gated against v1, but the champion is now v2: its evidence is stale"
+    assert any(line.startswith(f"Cannot approve: {why}") for line in v3.lines)
+    timeline = html[html.index('<ol class="story">') :]
+    timeline = timeline[: timeline.index("</ol>")]
+    assert "v3 passed the gate and awaits" not in timeline
+    assert f"Cannot approve: {why}" in timeline
 
 
 def test_report_file_is_self_contained_and_complete(burst: Burst, tmp_path: Path) -> None:
