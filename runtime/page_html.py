@@ -143,8 +143,13 @@ def feature_table(d: dict[str, Any]) -> str:
         "verdict",
     ]
     test = esc(d.get("test") or "")
+    how = (
+        "the raw statistic against the threshold (no p-values)"
+        if d.get("calibration") == "threshold"
+        else f"{esc(d.get('correction'))} correction"
+    )
     note = (
-        f'<p class="cap">{test} test per feature, {esc(d.get("correction"))} correction; '
+        f'<p class="cap">{test} test per feature, {how}; '
         f"{num(d.get('reference_rows'))} reference rows vs {num(d.get('window_rows'))} in the "
         "window.</p>"
     )

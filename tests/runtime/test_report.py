@@ -346,3 +346,15 @@ def test_a_gain_too_uncertain_is_not_called_a_loss() -> None:
         "v3 refused: its gain over v2 on the new data was too uncertain to count "
         "(0.571 vs 0.546, needed +0.02 or ≥ 0.9 at 95% confidence)"
     )
+
+
+def test_feature_table_caption_names_how_features_were_decided() -> None:
+    from runtime.page_html import feature_table
+
+    row = {"feature": "age", "type": "numeric", "statistic": 0.4, "drifted": True}
+    base = {"test": "psi", "features": [row], "reference_rows": 600, "window_rows": 300}
+    pvalues = feature_table({**base, "calibration": "bootstrap", "correction": "bonferroni"})
+    assert "psi test per feature, bonferroni correction;" in pvalues
+    raw = feature_table({**base, "calibration": "threshold", "correction": "bonferroni"})
+    assert "raw statistic against the threshold (no p-values);" in raw
+    assert "correction" not in raw  # a threshold detector corrects nothing
