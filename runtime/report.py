@@ -24,7 +24,7 @@ from runtime.db import Database, rows, utcnow
 from runtime.events import Event, EventLog
 from runtime.presenter import status_dict
 from runtime.registry import ModelVersion, Registry
-from runtime.review import awaiting_approval, stale_approvals
+from runtime.review import approvals
 from runtime.story import Chapter, story
 from runtime.trace import Point, read_traces
 
@@ -153,7 +153,8 @@ def collect(
         if v.version in promoted and v.version != champion and v.status != "refused"
     )
     mat, note = _matrix(cfg, registry) if matrix else (None, "Not computed for this view.")
-    stale = stale_approvals(registry, events)
+    waiting = approvals(registry, events)
+    stale = {v: why for v, why in waiting.items() if why is not None}
     return Review(
         state_dir=str(state_dir),
         generated_at=utcnow(),
@@ -168,7 +169,7 @@ def collect(
         matrix_note=note,
         reports=drift_reports(Path(state_dir), everything),
         segments=_segments(cfg, db),
-        awaiting=tuple(awaiting_approval(registry, events)),
+        awaiting=tuple(waiting),
         stale=stale,
         rollback_targets=targets,
     )

@@ -21,12 +21,12 @@ from runtime.registry import IntegrityError, Registry
 __all__ = [
     "AWAIT_APPROVAL",
     "ReviewError",
+    "approvals",
     "approve",
     "awaiting_approval",
     "load_evidence",
     "reject",
     "review",
-    "stale_approvals",
 ]
 
 AWAIT_APPROVAL = "await approval"
@@ -104,12 +104,11 @@ def _stale(version: str, gate: Event, champion: str | None) -> str | None:
     )
 
 
-def stale_approvals(registry: Registry, events: EventLog) -> dict[str, str]:
-    """Candidates awaiting approval that :func:`approve` would refuse, each with why
-    (they can still be rejected)."""
+def approvals(registry: Registry, events: EventLog) -> dict[str, str | None]:
+    """Every candidate awaiting approval → why :func:`approve` would refuse it (its
+    evidence is stale; it can still be rejected), or None where it can be approved."""
     champion = registry.champion()
-    found = ((v, _stale(v, gate, champion)) for v, gate in _awaiting(registry, events))
-    return {v: why for v, why in found if why is not None}
+    return {v: _stale(v, gate, champion) for v, gate in _awaiting(registry, events)}
 
 
 def _pending(registry: Registry, events: EventLog, version: str) -> Event:

@@ -362,7 +362,7 @@ def _alerts_chapter(alerts: list[Event]) -> Chapter:
 
 def story(events: Sequence[Event], stale: Mapping[str, str] | None = None) -> list[Chapter]:
     """The chapters, in the order they began; ``stale`` maps a candidate awaiting approval
-    that can no longer be approved to why (:func:`runtime.review.stale_approvals`)."""
+    that can no longer be approved to why (:func:`runtime.review.approvals`)."""
     by_id = {e.id: e for e in events}
     triggers: dict[str, list[Event]] = {}
     causes: set[int] = set()
