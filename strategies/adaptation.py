@@ -18,6 +18,8 @@ loop turns it into a :class:`Plan` for one run:
   or cosine decay to ``min_lr_ratio * lr`` at the end of the budget's epochs or steps
   (the config refuses a decaying schedule on a budget of seconds alone);
 - ``validation_fraction``: early stopping on a held-out split of the new rows;
+- ``ema_decay``: end with an exponential moving average of the weights the run went
+  through (Polyak averaging), not the last step's;
 - ``lora``: low-rank adaptation through peft (:mod:`strategies.peft_adapter`), merged
   into the weights when the run ends, so the model keeps its architecture.
 
@@ -78,6 +80,16 @@ class AdaptConfig(BaseModel):
     validation_fraction: float | None = Field(default=None, gt=0, lt=1)
     """When the caller gives no validation data: hold out this fraction of the new rows
     (seeded) for early stopping and best-epoch weights."""
+    ema_decay: float | None = Field(default=None, gt=0, lt=1)
+    """Keep an exponential moving average of the trained weights, updated after every
+    step with ``min(ema_decay, (1 + t) / (10 + t))`` at step ``t`` (the warm-up keeps the
+    starting weights from dominating a short run), and end with it: the run returns the
+    averaged weights, and with validation each epoch's averaged weights are the ones
+    evaluated and kept. Averaging the last few dozen steps smooths the noise of small
+    batches; in continual fine-tuning it raises accuracy on old and new data at no
+    extra compute (Soutif-Cormerais et al., "Improving Online Continual Learning
+    Performance and Stability with Temporal Ensembles", CoLLAs 2023, arXiv:2306.16817).
+    ``None``: the last step's weights (or the best epoch's)."""
     lora: LoraConfig | None = None
 
     @model_validator(mode="after")

@@ -1,7 +1,8 @@
 """The training loop's epoch checkpoint: safetensors for tensors, JSON for the rest.
 
 A checkpoint is two files in a directory: ``checkpoint.safetensors`` (model weights,
-best-epoch weights, optimizer state tensors, RNG states as byte tensors) and
+best-epoch weights, optimizer state tensors, RNG states as byte tensors, the averaged
+weights of ``adapt.ema_decay``) and
 ``checkpoint.json`` (loop counters, history, optimizer hyper-parameters, the run's
 fingerprint and the sha256 of the tensor file). The JSON is written last, so a crash
 between the two writes leaves the previous checkpoint's JSON pointing at a tensor file
@@ -37,6 +38,8 @@ class Saved:
     optimizer: dict[str, Any]
     rng: dict[str, torch.Tensor]
     loop: dict[str, Any]
+    ema: list[torch.Tensor] | None = None
+    """The averaged weights (``adapt.ema_decay``), in the optimizer's parameter order."""
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -101,6 +104,7 @@ def save(
     optimizer: dict[str, Any],
     rng: dict[str, torch.Tensor],
     loop: dict[str, Any],
+    ema: list[torch.Tensor] | None = None,
 ) -> None:
     """Write the checkpoint of the epoch just finished (replacing the previous one)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -110,6 +114,7 @@ def save(
         **({} if best is None else {f"best/{k}": _plain(v) for k, v in best.items()}),
         **opt_tensors,
         **{f"rng/{k}": _plain(v) for k, v in rng.items()},
+        **({} if ema is None else {f"ema/{i}": _plain(v) for i, v in enumerate(ema)}),
     }
     blob = st_save(tensors)
     _write_atomic(directory / TENSORS, blob)
@@ -118,6 +123,7 @@ def save(
         "fingerprint": fingerprint,
         "sha256": hashlib.sha256(blob).hexdigest(),
         "has_best": best is not None,
+        "ema": None if ema is None else len(ema),
         "optimizer": opt_meta,
         "loop": loop,
     }
@@ -159,4 +165,5 @@ def load(directory: Path, fingerprint: dict[str, Any]) -> Saved | None:
         optimizer=_optimizer_join(tensors, meta["optimizer"]),
         rng=group("rng/"),
         loop=meta["loop"],
+        ema=None if meta.get("ema") is None else [tensors[f"ema/{i}"] for i in range(meta["ema"])],
     )

@@ -142,9 +142,15 @@ def _total_steps(budget: Budget, n_batches: int) -> int | None:
 
 
 def _fingerprint(
-    model: nn.Module, x: torch.Tensor, n_rep: int, batch_size: int, seed: int, budget: Budget
+    model: nn.Module,
+    x: torch.Tensor,
+    n_rep: int,
+    batch_size: int,
+    seed: int,
+    budget: Budget,
+    ema_decay: float | None,
 ) -> dict[str, Any]:
-    return {
+    fp = {
         "seed": seed,
         "rows": len(x),
         "row_shape": list(x.shape[1:]),
@@ -153,6 +159,9 @@ def _fingerprint(
         "parameters": [n for n, p in model.named_parameters() if p.requires_grad],
         "budget": asdict(budget),
     }
+    if ema_decay is not None:  # absent otherwise: checkpoints written before it still match
+        fp["ema_decay"] = ema_decay
+    return fp
 
 
 def _loss(logits: torch.Tensor, y: torch.Tensor, log_prior: torch.Tensor | None) -> torch.Tensor:
@@ -322,7 +331,9 @@ def fit(
         opt = run.optimizer(fused=dev.type == "cuda")
         base_lrs = run.base_lrs()
         params = run.parameters
-        fingerprint = _fingerprint(model, x, n_rep, batch_size, seed, budget)
+        fingerprint = _fingerprint(model, x, n_rep, batch_size, seed, budget, adapt.ema_decay)
+        live = [p.detach() for p in params]
+        ema = None if adapt.ema_decay is None else [t.clone() for t in live]
         saved = None if ckpt_dir is None else ckpt.load(ckpt_dir, fingerprint)
         use_bf16 = dev.type == "cuda"
         scheduled = adapt.warmup_steps > 0 or adapt.schedule != "constant"
@@ -344,6 +355,8 @@ def fit(
                 best_epoch, bad_epochs = s["best_epoch"], s["bad_epochs"]
                 best_acc = -math.inf if s["best_acc"] is None else s["best_acc"]
                 best_state = saved.best
+                if ema is not None and saved.ema is not None:
+                    ema = [t.to(dev) for t in saved.ema]
                 weights_are_best = s["weights_are_best"]
                 history = [Progress(**p) for p in s["history"]]
                 start -= s["seconds"]
@@ -391,6 +404,9 @@ def fit(
                     if clip is not None:
                         torch.nn.utils.clip_grad_norm_(params, clip)
                     opt.step()
+                    if ema is not None:
+                        d = min(adapt.ema_decay or 0.0, (1 + step) / (10 + step))
+                        torch._foreach_lerp_(ema, live, 1.0 - d)
                     weights_are_best = False
                     loss_sum += loss.detach()
                     batches += 1
@@ -412,16 +428,22 @@ def fit(
                 final_loss = float(loss_sum) / batches
                 val_acc = None
                 if vd is not None and completed:
+                    held = None
+                    if ema is not None:  # validate (and keep) the averaged weights
+                        held = [t.clone() for t in live]
+                        torch._foreach_copy_(live, ema)
                     val_acc = accuracy(model, *vd)
                     model.train()
                     if val_acc > best_acc:
                         best_acc, best_epoch, bad_epochs = val_acc, epochs_done, 0
                         best_state = copy.deepcopy(model.state_dict())
-                        weights_are_best = True
+                        weights_are_best = held is None
                     else:
                         bad_epochs += 1
                         if stopped_by is None and patience is not None and bad_epochs >= patience:
                             stopped_by = "early_stopping"
+                    if held is not None:
+                        torch._foreach_copy_(live, held)
                 report = Progress(
                     epoch=epochs_done + (not completed),
                     step=step,
@@ -439,7 +461,7 @@ def fit(
                         rng["cuda"] = torch.cuda.get_rng_state(dev)
                     ckpt.save(
                         ckpt_dir, fingerprint=fingerprint, model=model.state_dict(),
-                        best=best_state, optimizer=opt.state_dict(), rng=rng,
+                        best=best_state, optimizer=opt.state_dict(), rng=rng, ema=ema,
                         loop={
                             "epochs": epochs_done, "step": step, "samples": samples,
                             "new_samples": new_samples, "loss": final_loss,
@@ -453,6 +475,8 @@ def fit(
                     )
         if best_state is not None and not weights_are_best:
             model.load_state_dict(best_state)
+        elif best_state is None and ema is not None:
+            torch._foreach_copy_(live, ema)
     finally:
         run.finish()
         model.to(home)

@@ -89,6 +89,34 @@ def test_validation_fraction_enables_early_stopping(task_a: Task) -> None:
     assert r.history[0].val_accuracy is not None
 
 
+@pytest.mark.parametrize("validate", [False, True])
+def test_ema_decay_ends_with_the_average_of_the_steps(task_a: Task, validate: bool) -> None:
+    """The run ends with the moving average of its iterates (steps of the same seeded run
+    replayed one budget at a time), also when validation keeps the best epoch's weights."""
+    decay, n = 0.8, 8  # task_a: 400 rows at batch 50, one epoch
+    iterates = []
+    for steps in range(n + 1):
+        model = _model()
+        if steps:
+            cfg = finetune.Config(lr=1e-2, batch_size=50)
+            finetune.build(cfg).train(model, *task_a, None, Budget(steps=steps), seed=0,
+                                      device="cpu")
+        iterates.append(model.state_dict())
+    expected = dict(iterates[0])
+    for t, w in enumerate(iterates[1:]):
+        d = min(decay, (1 + t) / (10 + t))
+        expected = {k: d * expected[k] + (1 - d) * w[k] for k in w}
+    model = _model()
+    cfg = finetune.Config(lr=1e-2, batch_size=50, adapt=AdaptConfig(ema_decay=decay))
+    val = (task_a[0][::4], task_a[1][::4]) if validate else None
+    r = finetune.build(cfg).train(model, *task_a, None, Budget(steps=n), seed=0, val=val,
+                                  device="cpu")
+    assert r.steps == n and (r.history[0].val_accuracy is not None) == validate
+    got = model.state_dict()
+    assert all(torch.allclose(got[k], expected[k], atol=1e-6) for k in got)
+    assert not torch.allclose(got["net.4.weight"], iterates[-1]["net.4.weight"])
+
+
 def test_lora_trains_low_rank_updates_and_merges_back(task_a: Task, task_b: Task) -> None:
     model = _model()
     keys = sorted(model.state_dict())

@@ -59,7 +59,45 @@ def test_tuned_settings_give_every_warm_strategy_replays_budget(continual: Modul
     for label in ("finetune", "der", "lwf", "ewc", "ewc+replay"):
         for key in ("lr", "batch_size", "patience", "epochs", "validate"):
             assert plan[label][key] == replay[key], (label, key)
-        assert "loss" not in plan[label]
+        assert "loss" not in plan[label] and "adapt" not in plan[label]
+    averaged = {**replay, "adapt": {"ema_decay": 0.98}}
+    plan = continual.strategies(bench, {"joint": joint, "replay": averaged})
+    for label in ("replay", "finetune", "der", "lwf", "ewc", "ewc+replay"):
+        assert plan[label]["adapt"] == {"ema_decay": 0.98}, label
+    assert "adapt" not in plan["joint"]
+
+
+def test_the_averaging_step_keeps_the_most_accurate(
+    continual: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """replay's choice with no averaging and each decay of AVERAGING, on the tuning seeds,
+    from the chosen joint's bootstrap; the most accurate replaces replay (first of equals:
+    no averaging), and the record keeps what was tried."""
+    assert continual.AVERAGING == (None, 0.95, 0.98)
+    accuracy = {None: 0.90, 0.95: 0.93, 0.98: 0.92}
+    calls = []
+
+    def fake_run(bench: Any, plan: dict[str, Any], seeds: list[int], verbose: bool,
+                 scratch: Any) -> dict[str, Any]:
+        calls.append((seeds, scratch))
+        rows = {}
+        for label, cfg in plan.items():
+            decay = cfg.get("adapt", {}).get("ema_decay")
+            rows[label] = {"config": cfg, "avg_accuracy": accuracy[decay], "avg_accuracy_sd": 0,
+                           "forgetting": 0, "samples_processed": 100}
+        return {"strategies": rows}
+
+    monkeypatch.setattr(continual, "run_benchmark", fake_run)
+    replay = {"kind": "replay", "lr": 1e-3, "batch_size": 8, "epochs": 3}
+    entry = {"joint": {"kind": "joint"}, "replay": replay, "size": "full"}
+    out = continual.tune_averaging(None, entry)
+    assert calls == [(continual.TUNE_SEEDS, {"kind": "joint"})]
+    assert out["replay"] == {**replay, "adapt": {"ema_decay": 0.95}}
+    assert out["averaging"]["chosen"] == "ema_decay 0.95"
+    assert set(out["averaging"]["tried"]) == {"no averaging", "ema_decay 0.95", "ema_decay 0.98"}
+    assert entry["replay"] == replay  # the input entry is left as it was
+    accuracy.update({0.95: 0.90, 0.98: 0.90})
+    assert continual.tune_averaging(None, entry)["replay"] == replay
 
 
 def test_the_bootstrap_takes_the_tuned_from_scratch_recipe(continual: ModuleType) -> None:

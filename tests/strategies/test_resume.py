@@ -44,8 +44,10 @@ def _run(
                                    adapt=AdaptConfig(warmup_steps=5, schedule="cosine"))),
         der.build(der.Config(lr=5e-3, batch_size=32, patience=None,
                              adapt=AdaptConfig(optimizer="sgd", layer_decay=0.5))),
+        replay.build(replay.Config(lr=5e-3, batch_size=32, patience=None,
+                                   adapt=AdaptConfig(ema_decay=0.9))),
     ],
-    ids=["replay", "der"],
+    ids=["replay", "der", "replay-ema"],
 )
 def test_resumed_run_equals_uninterrupted(
     strategy: Strategy, task_a: Task, task_b: Task, tmp_path: Path
@@ -71,6 +73,15 @@ def test_checkpoint_of_another_run_is_refused(task_a: Task, task_b: Task, tmp_pa
     other = replay.build(replay.Config(batch_size=16))
     with pytest.raises(ValueError, match="belongs to another run"):
         _run(other, task_a, task_b, tmp_path, stop_at=None)
+
+
+def test_checkpoint_without_averaging_is_not_resumed_with_it(
+    task_a: Task, task_b: Task, tmp_path: Path
+) -> None:
+    _run(replay.build(replay.Config(batch_size=32)), task_a, task_b, tmp_path, stop_at=60)
+    averaged = replay.build(replay.Config(batch_size=32, adapt=AdaptConfig(ema_decay=0.9)))
+    with pytest.raises(ValueError, match="ema_decay differ"):
+        _run(averaged, task_a, task_b, tmp_path, stop_at=None)
 
 
 def test_torn_checkpoint_is_ignored(task_a: Task, task_b: Task, tmp_path: Path) -> None:
