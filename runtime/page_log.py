@@ -73,7 +73,7 @@ def _detail(
         if isinstance(d.get("features"), list):
             out.append(feature_table(d))
     elif e.kind in (ev.GATE_PASSED, ev.GATE_FAILED):
-        tone, head = gate_headline(p)
+        tone, head = gate_headline(p, **_since(e, r))
         out.append(
             f'<p><span class="badge {tone}">{esc(p.get("next") or tone)}</span> '
             f"<b>{esc(head)}</b></p>"
@@ -152,9 +152,30 @@ def _detail(
     return "".join(out)
 
 
-def _summary(e: Event) -> str:
+def _since(e: Event, r: Review) -> dict[str, bool]:
+    """What became of a candidate that passed its gate to wait for a person, told by the
+    events after ``e`` (newer, so on the page whenever ``e`` is): approved (promoted),
+    rejected, or no longer approvable (``r.stale``); ``{}`` for any other event. Without
+    it, the row kept saying the candidate 'awaits a person's approval' after it was
+    decided or its evidence went stale."""
+    if e.kind != ev.GATE_PASSED or e.payload.get("next") != "await approval":
+        return {}
+    cand = str(e.payload.get("candidate"))
+    later = [x for x in r.events if x.id > e.id]
+    approved = any(x.kind == ev.MODEL_PROMOTED and x.model_version == cand for x in later)
+    rejected = not approved and any(
+        x.kind == ev.GATE_FAILED
+        and x.payload.get("rejected_by")
+        and str(x.payload.get("candidate")) == cand
+        for x in later
+    )
+    stale = not (approved or rejected) and cand in r.stale
+    return {"approved": approved, "rejected": rejected, "stale": stale}
+
+
+def _summary(e: Event, r: Review) -> str:
     if e.kind in (ev.GATE_PASSED, ev.GATE_FAILED):
-        return gate_headline(e.payload)[1]
+        return gate_headline(e.payload, **_since(e, r))[1]
     return event_summary(e)
 
 
@@ -196,7 +217,7 @@ def event_log(r: Review, href: Callable[[str], str]) -> str:
             f"{esc(e.ts[:19].replace('T', ' '))}</time>"
             f'<span><span class="badge {tone}">{esc(e.kind)}</span></span>'
             f"<span>{esc(e.model_version or '')}</span>"
-            f'<span class="sum">{esc(_summary(e))}</span></summary>'
+            f'<span class="sum">{esc(_summary(e, r))}</span></summary>'
             f'<div class="body">{_detail(e, r, href, progress)}</div></details>'
         )
     more = ""

@@ -160,11 +160,12 @@ def check_phrase(c: dict[str, Any], champion: str | None, confidence: Any = 0.95
 
 
 def gate_headline(
-    p: dict[str, Any], approved: bool = False, stale: bool = False
+    p: dict[str, Any], approved: bool = False, stale: bool = False, rejected: bool = False
 ) -> tuple[str, str]:
     """``(tone, headline)`` of a ``gate.passed``/``gate.failed`` payload; ``approved``: a
-    candidate that waited for a person has been promoted since; ``stale``: one that waits
-    but can no longer be approved (the champion changed since its gate)."""
+    candidate that waited for a person has been promoted since; ``rejected``: a person has
+    rejected it since; ``stale``: one that waits but can no longer be approved (the
+    champion changed since its gate)."""
     cand, champ = p.get("candidate"), p.get("champion")
     checks = [c for c in p.get("checks", []) if isinstance(c, dict)]
     reasons = [str(r) for r in p.get("reasons", [])]
@@ -180,6 +181,8 @@ def gate_headline(
     nxt = p.get("next")
     if nxt == "await approval" and approved:
         verb, tone = f"{cand} passed the gate and was approved", GOOD
+    elif nxt == "await approval" and rejected:
+        verb, tone = f"{cand} passed the gate and was then rejected by a person", BAD
     elif nxt == "await approval" and stale:
         verb, tone = f"{cand} passed the gate but cannot be approved (its evidence is stale)", WARN
     elif nxt == "await approval":

@@ -197,6 +197,30 @@ def test_live_page_offers_no_approve_for_a_candidate_with_stale_evidence(tmp_pat
     timeline = timeline[: timeline.index("</ol>")]
     assert "v3 passed the gate and awaits" not in timeline
     assert f"Cannot approve: {why}" in timeline
+    log = html[html.index('<div class="log">') :]  # the event log's rows said it too
+    assert "passed the gate and awaits" not in log
+    assert "v2 passed the gate and was approved" in log
+    assert "v3 passed the gate but cannot be approved (its evidence is stale)" in log
+
+
+def test_event_log_rows_of_decided_candidates_no_longer_say_they_await(tmp_path: Path) -> None:
+    from runtime.page import Live
+    from runtime.review import reject
+    from tests.runtime.test_promotion import manual_world
+
+    w = manual_world(tmp_path)
+    html = render(collect(w.cfg.state_dir, w.db, w.events, w.registry), report_href=str,
+                  live=Live())
+    log = html[html.index('<div class="log">') :]
+    assert "v2 passed the gate and awaits a person" in log
+    reject(w.registry, w.events, "v2", "bad feed")
+    html = render(collect(w.cfg.state_dir, w.db, w.events, w.registry), report_href=str,
+                  live=Live())
+    log = html[html.index('<div class="log">') :]
+    assert "v2 passed the gate and awaits" not in log
+    assert "v2 passed the gate and was then rejected by a person" in log
+    assert "v2 rejected by an operator: bad feed." in log
+    assert "v3 passed the gate and awaits a person" in log  # still waiting
 
 
 def test_report_file_is_self_contained_and_complete(burst: Burst, tmp_path: Path) -> None:
