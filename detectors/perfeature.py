@@ -30,11 +30,12 @@ Wasserstein distance under the discrete metric). Numeric features of the binned 
 (chi-squared, PSI, Jensen-Shannon) are binned at ``bins`` quantiles of the reference.
 
 A feature is tested only when both windows hold at least ``min_samples`` finite values of
-it and (numeric) neither window is constant in it, or (categorical) its values are whole
-numbers (category codes; ``"not_category_codes"`` otherwise) and the two windows together
-show at least two categories; its row says why not otherwise. A test that gives a
-NaN statistic or p-value marks the feature ``"nan_statistic"``: it is never read as "no
-drift", and with no feature tested the status is ``"not_enough_data"``.
+it and (numeric) the reference is not constant in it (a current window stuck at one value,
+a stuck sensor, is tested: against a reference with spread it is drift), or (categorical)
+its values are whole numbers (category codes; ``"not_category_codes"`` otherwise) and the
+two windows together show at least two categories; its row says why not otherwise. A test
+that gives a NaN statistic or p-value marks the feature ``"nan_statistic"``: it is never
+read as "no drift", and with no feature tested the status is ``"not_enough_data"``.
 """
 
 from __future__ import annotations
@@ -227,7 +228,7 @@ class PerFeatureJudge:
             c = np.bincount(np.searchsorted(cats, cur), minlength=len(cats)).astype(float)
             stat, p = self.test.categorical(r, c)
         else:
-            if ref.values[0] == ref.values[-1] or cur[0] == cur[-1]:
+            if ref.values[0] == ref.values[-1]:  # no spread to compare with
                 return "constant", np.nan, np.nan
             stat, p = self.test.numeric(ref.values, cur, ref.edges)
         if self._null is not None:

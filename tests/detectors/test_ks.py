@@ -253,3 +253,41 @@ def test_a_numeric_feature_listed_as_categorical_is_not_tested(kind: str) -> Non
     assert s.status == "ok", s
     rows = {r["feature"]: r["status"] for r in s.details["features"]}
     assert rows == {"a": "not_category_codes", "b": "tested"}
+
+
+PER_FEATURE = ["ks", "cvm", "chi2", "psi", "jensenshannon", "wasserstein"]
+
+
+@pytest.mark.parametrize("kind", PER_FEATURE)
+def test_a_stuck_sensor_alarms(kind: str) -> None:
+    """A feature whose current window is stuck at one value (a sensor frozen at its last
+    reading) drifted from a reference with spread; it was marked 'constant' and never
+    tested, so a stuck sensor never alarmed."""
+    from detectors.registry import DETECTORS, build
+
+    det = build(DETECTORS[kind].Config(), FEATURES)  # type: ignore[call-arg]
+    assert isinstance(det, WindowedDetector)
+    det.set_reference(normal(2000, 0))
+    cur = normal(500, 1)
+    cur[:, 2] = 0.0  # stuck at the reference's mean
+    det.update(cur)
+    sig = det.check()
+    assert sig.drift, kind
+    rows = sig.details["features"]
+    assert rows[2]["drifted"] and rows[2]["status"] == "tested", kind
+    assert not any(r["drifted"] for i, r in enumerate(rows) if i != 2), kind
+
+
+def test_a_window_at_one_value_of_a_mostly_constant_feature_is_not_drift() -> None:
+    """The test decides, not the window's spread: a feature at 0 in 99.5 % of the rows
+    often fills a window with zeros alone, and that is no drift."""
+    rng = np.random.default_rng(3)
+    ref = normal(2000, 0)
+    ref[:, 1] = (rng.random(2000) < 0.005).astype(float)
+    det = make()
+    det.set_reference(ref)
+    cur = normal(500, 1)
+    cur[:, 1] = 0.0
+    det.update(cur)
+    sig = det.check()
+    assert not sig.drift and sig.details["features"][1]["status"] == "tested"
