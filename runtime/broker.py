@@ -15,15 +15,13 @@ id), or ``rows`` holding a JSON array of such objects. A row without an id gets
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from typing import Any
 
-import pandas as pd
 import redis
 
 from runtime.config import RedisSourceConfig, SchemaConfig
+from runtime.entries import Decoded, Row, allowed_keys, check_rows, load, to_batch
 from runtime.leader import default_instance
 from runtime.sources import Batch
 
@@ -51,7 +49,7 @@ class RedisSource:
         self.client: redis.Redis = redis.Redis.from_url(
             cfg.url, decode_responses=False, socket_timeout=max(5.0, cfg.block_ms / 1000 + 5)
         )
-        self._allowed = {*schema.features, schema.label, schema.id_column}
+        self._allowed = allowed_keys(schema)
         self._unacked: list[str] = []
         self._backlog = True  # our own pending entries first (a restart after a crash)
         self._idle = False
@@ -135,65 +133,26 @@ class RedisSource:
 
     # -- decoding ---------------------------------------------------------------------------
     def _batch(self, entries: list[Entry]) -> Batch:
-        records: list[dict[str, Any]] = []
-        errors: dict[int, str] = {}
-        id_col = self.schema.id_column
-        for eid, fields in entries:
-            for i, (rec, problem) in enumerate(self._decode(eid, fields)):
-                number = len(records) + 1
-                if problem is not None:
-                    errors[number] = problem
-                    records.append({id_col: f"{eid}:{i}"})
-                    continue
-                if rec.get(id_col) in (None, ""):
-                    rec[id_col] = eid if "row" in fields else f"{eid}:{i}"
-                records.append(rec)
-        frame = pd.DataFrame.from_records(records).astype(object)
-        keep = [c for c in frame.columns if c in self._allowed]
-        return Batch(
-            origin=f"redis:{self.cfg.stream}",
-            frame=frame[keep],
-            first_row=1,
-            row_errors=errors,
-        )
+        decoded = [
+            Decoded(eid, "row" in fields, self._decode(eid, fields)) for eid, fields in entries
+        ]
+        return to_batch(decoded, self.schema, origin=f"redis:{self.cfg.stream}")
 
-    def _decode(
-        self, eid: str, fields: dict[str, str | None]
-    ) -> list[tuple[dict[str, Any], str | None]]:
+    def _decode(self, eid: str, fields: dict[str, str | None]) -> list[Row]:
+        where = f"entry {eid}"
         key = "row" if "row" in fields else "rows" if "rows" in fields else None
         if key is None:
-            return [({}, f"entry {eid} has no 'row' or 'rows' field")]
-        raw = fields[key]
-        if raw is None:
-            return [({}, f"entry {eid}: field {key!r} is not valid UTF-8")]
-        try:
-            obj = json.loads(raw)
-        except json.JSONDecodeError as err:
-            return [({}, f"entry {eid} is not valid JSON ({err.msg})")]
+            return [({}, f"{where} has no 'row' or 'rows' field")]
+        obj, problem = load(fields[key], where, f"field {key!r}")
+        if problem is not None:
+            return [({}, problem)]
         items = obj if key == "rows" else [obj]
         if not isinstance(items, list):
-            return [({}, f"entry {eid}: 'rows' must be a JSON array")]
-        out: list[tuple[dict[str, Any], str | None]] = []
-        for item in items:
-            if not isinstance(item, dict):
-                out.append(({}, f"entry {eid}: a row must be a JSON object"))
-                continue
-            extra = sorted(set(item) - self._allowed)
-            if extra:
-                out.append(({}, f"entry {eid}: unexpected key(s) {', '.join(map(repr, extra))}"))
-                continue
-            huge = [k for k, v in item.items() if isinstance(v, int) and abs(v) > _FLOAT_MAX]
-            if huge:  # no float holds it (pandas would raise on the whole batch)
-                out.append(({}, f"entry {eid}: number too large in {', '.join(map(repr, huge))}"))
-                continue
-            out.append((dict(item), None))
-        return out
+            return [({}, f"{where}: 'rows' must be a JSON array")]
+        return check_rows(items, where, self._allowed)
 
     def close(self) -> None:
         self.client.close()
-
-
-_FLOAT_MAX = sys.float_info.max
 
 
 def _text(value: Any) -> str | None:
