@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detectors.registry import DetectorConfig
 from runtime.gate import GateConfig
@@ -102,6 +102,40 @@ class RedisSourceConfig(_Model):
     """``exhausted()`` once the stream has nothing new and nothing pending (for replays)."""
 
 
+class RabbitMQSourceConfig(_Model):
+    """A durable RabbitMQ queue (runtime/broker_rabbitmq.py).
+
+    Each message's body is one row as a JSON object, or a JSON array of rows; messages
+    are acknowledged only after their rows are durably written.
+    """
+
+    kind: Literal["rabbitmq"] = "rabbitmq"
+    url: str = "amqp://guest:guest@127.0.0.1:5672/%2F"
+    queue: str = Field(default="driftloop", min_length=1)
+    batch_size: int = Field(default=500, gt=0)
+    prefetch: int = Field(default=1000, gt=0, le=65535)
+    """Messages the broker sends ahead, unacknowledged (AMQP caps it at 65535)."""
+    block_ms: int = Field(default=1000, ge=0)
+    drain_when_empty: bool = False
+    """``exhausted()`` once the queue has no ready messages and none of ours is unacked."""
+
+    @field_validator("url")
+    @classmethod
+    def _amqp_url(cls, url: str) -> str:
+        if not url.startswith(("amqp://", "amqps://")):
+            raise ValueError(f"must start with amqp:// or amqps:// (got {url.split('@')[-1]!r})")
+        return url
+
+    @model_validator(mode="after")
+    def _prefetch_holds_a_batch(self) -> RabbitMQSourceConfig:
+        if self.prefetch < self.batch_size:
+            raise ValueError(
+                f"prefetch ({self.prefetch}) must be at least batch_size ({self.batch_size}): "
+                "a batch is acknowledged whole, so the broker must send that many unacknowledged"
+            )
+        return self
+
+
 class HttpSourceConfig(_Model):
     """Rows arrive only through the HTTP API (``POST /v1/ingest``)."""
 
@@ -109,7 +143,11 @@ class HttpSourceConfig(_Model):
 
 
 SourceConfig = Annotated[
-    SyntheticSourceConfig | DirectorySourceConfig | RedisSourceConfig | HttpSourceConfig,
+    SyntheticSourceConfig
+    | DirectorySourceConfig
+    | RedisSourceConfig
+    | RabbitMQSourceConfig
+    | HttpSourceConfig,
     Field(discriminator="kind"),
 ]
 
@@ -422,7 +460,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
         if isinstance(p, int):
             parts.append(f"[{p}]")
         elif (
-            p in {"synthetic", "directory", "redis", "http"}
+            p in {"synthetic", "directory", "redis", "rabbitmq", "http"}
             or "[" in str(p)
             or "function-after" in str(p)
         ):

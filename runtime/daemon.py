@@ -30,6 +30,7 @@ from runtime.config import (
     DirectorySourceConfig,
     DriftloopConfig,
     HttpSourceConfig,
+    RabbitMQSourceConfig,
     RedisSourceConfig,
 )
 from runtime.db import Database, from_json, kv, processed_files, to_json
@@ -129,6 +130,7 @@ class Daemon:
         self.lock.acquire()
         torch.set_num_threads(self.cfg.torch_threads)  # the daemon owns its process
         saved = self._load_state()
+        self._close_source()
         self.source = self._make_source(cursor=int(saved.get("cursor", 0)))
         requeued = self.requests.requeue() if self.leader.poll(force=True) else 0
         self.runner.warm()  # its imports take seconds: pay them before the first drift
@@ -180,6 +182,7 @@ class Daemon:
                 {"reason": reason, "rows_seen": self.rows_seen},
                 model_version=self.registry.champion(),
             )
+            self._close_source()
             self.leader.close()
             self.lock.release()
             self.db.dispose()
@@ -240,6 +243,7 @@ class Daemon:
                     f"{self.cfg.state_dir} already has a champion ({existing}); "
                     "bootstrap trains the first model only"
                 )
+            self._close_source()
             self.source = self._make_source(cursor=int(self._load_state().get("cursor", 0)))
             self._ingest_bootstrap_data()
             while self.unit is None:
@@ -719,6 +723,11 @@ class Daemon:
         keep = np.isin(s, seqs)
         return s[keep], x[keep], y[keep]
 
+    def _close_source(self) -> None:
+        close = getattr(self.source, "close", None)  # a broker's connection
+        if close is not None:
+            close()
+
     def _make_source(self, cursor: int) -> Source:
         src = self.cfg.source
         if isinstance(src, DirectorySourceConfig):
@@ -736,6 +745,10 @@ class Daemon:
             from runtime.broker import RedisSource
 
             return RedisSource(src, self.cfg.schema)
+        if isinstance(src, RabbitMQSourceConfig):
+            from runtime.broker_rabbitmq import RabbitMQSource
+
+            return RabbitMQSource(src, self.cfg.schema)
         if isinstance(src, HttpSourceConfig):
             return HttpSource()
         return SyntheticSource(src, self.cfg.schema, cursor=cursor)

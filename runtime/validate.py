@@ -10,6 +10,7 @@ from runtime.config import (
     DirectorySourceConfig,
     DriftloopConfig,
     HttpSourceConfig,
+    RabbitMQSourceConfig,
     RedisSourceConfig,
     SyntheticSourceConfig,
 )
@@ -34,6 +35,8 @@ def build_everything(cfg: DriftloopConfig) -> Iterator[str]:
         yield f"source: directory {src.path}{note}"
     elif isinstance(src, RedisSourceConfig):
         yield f"source: redis stream {src.stream!r} (group {src.group!r}) at {_host(src.url)}"
+    elif isinstance(src, RabbitMQSourceConfig):
+        yield f"source: rabbitmq queue {src.queue!r} at {_host(src.url)}"
     elif isinstance(src, HttpSourceConfig):
         yield "source: rows arrive through the HTTP API (POST /v1/ingest)"
     if cfg.api is not None:
