@@ -633,6 +633,27 @@ class Daemon:
             report=self.report,
         )
         self._adopt(version, rebaseline=True)
+        self.policy.rebaseline(int(seqs[-1]))  # warm-up from v1's first monitored row
+        self._monitor_after(int(seqs[-1]))
+
+    def _monitor_after(self, after: int) -> None:
+        """Feed v1's detectors the rows stored after its last bootstrap row, in order.
+
+        They came in the same batch as the bootstrap's last rows (a file, or a broker
+        batch, longer than ``bootstrap.rows``) or while v1 trained; without this they were
+        counted as seen and never monitored, so a drift in a backlog went unnoticed.
+        """
+        assert self.monitor is not None
+        n = 0
+        while True:
+            seqs, x, y = rows_after(self.db, len(self.features), after, REPLAY_ROWS)
+            if not len(seqs):
+                break
+            self._observe(seqs, x, self.monitor.score(x, y))
+            after, n = int(seqs[-1]), n + len(seqs)
+            self._maybe_request_retrain()
+        if n:
+            self.report(f"bootstrap: monitoring the {n} rows stored after v1's training rows")
 
     def _bootstrap_source(self, n: int) -> str:
         """Where v1's first ``n`` rows came from, for its metadata: ``bootstrap.data``

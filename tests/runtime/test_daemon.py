@@ -355,3 +355,18 @@ def test_a_late_label_does_not_feed_its_row_to_the_confidence_detectors_again(
         assert fed["error"] == 300
     finally:
         d.close("test")
+
+
+def test_rows_stored_after_the_bootstrap_rows_are_monitored(tmp_path: Path) -> None:
+    """A first batch longer than bootstrap.rows (one big file, a broker's backlog): v1 is
+    trained on its first rows and monitors the rest. They were counted as seen and never
+    fed to the detectors, so the drift at row 1,801 of this one batch went unnoticed."""
+    source = {**copy.deepcopy(SMALL["source"]), "batch_size": 4000}
+    policy = {**SMALL["policy"], "min_samples": 100_000}  # alarms only: no retrain
+    cfg = small_config(tmp_path, source=source, policy=policy)
+    Daemon(cfg).run(until_drained=True)
+    log = EventLog(Database.for_state_dir(cfg.state_dir, None))
+    drifts = log.list(kinds=[ev.DRIFT_DETECTED])
+    assert drifts, "no drift detected in the rows after the bootstrap rows"
+    assert all(int(e.payload["row"]) > 1000 for e in drifts)
+    assert any(e.payload["action"] == "retrain" and int(e.payload["row"]) > 1800 for e in drifts)
