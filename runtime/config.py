@@ -115,7 +115,7 @@ class RabbitMQSourceConfig(_Model):
     batch_size: int = Field(default=500, gt=0)
     prefetch: int = Field(default=1000, gt=0, le=65535)
     """Messages the broker sends ahead, unacknowledged (AMQP caps it at 65535)."""
-    block_ms: int = Field(default=1000, ge=0)
+    block_ms: int = Field(default=200, ge=0)
     drain_when_empty: bool = False
     """``exhausted()`` once the queue has no ready messages and none of ours is unacked."""
 
