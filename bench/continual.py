@@ -807,14 +807,12 @@ def main() -> None:
     )
     args = ap.parse_args()
     torch.set_num_threads(1)
-    if args.tune_averaging:
-        record = add_averaging(json.loads(args.settings.read_text()), args.only or DEFAULT)
-        if args.json:
-            args.json.write_text(json.dumps(record, indent=2))
-            print(f"\nwrote {args.json}")
-        return
-    if args.tune:
-        record = tune(args.only or DEFAULT)
+    if args.tune or args.tune_averaging:
+        names = args.only or DEFAULT
+        if args.tune:
+            record = tune(names)
+        else:
+            record = add_averaging(json.loads(args.settings.read_text()), names)
         if args.json:
             args.json.write_text(json.dumps(record, indent=2))
             print(f"\nwrote {args.json}")

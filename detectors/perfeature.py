@@ -72,21 +72,17 @@ class Fields(WindowFields):
     bootstrap_reference_cap: Annotated[int, Field(ge=100)] = 2_000
 
     @model_validator(mode="after")
-    def _alpha_is_used(self) -> Fields:
+    def _p_value_settings_are_used(self) -> Fields:
         # each test's Config declares its own ``calibration`` (the values it supports)
-        if self.alpha is not None and getattr(self, "calibration", None) == "threshold":
+        if getattr(self, "calibration", None) != "threshold":
+            return self
+        if self.alpha is not None:
             raise ValueError(
                 f"alpha {self.alpha:g} is not used with calibration 'threshold' (the raw "
                 "statistic is compared with threshold, not a p-value with alpha): remove "
                 "alpha, or use calibration 'bootstrap'"
             )
-        return self
-
-    @model_validator(mode="after")
-    def _p_value_settings_are_used(self) -> Fields:
         # only keys the user wrote: their defaults are harmless
-        if getattr(self, "calibration", None) != "threshold":
-            return self
         unused = [k for k in UNUSED_WITH_THRESHOLD if k in self.model_fields_set]
         if unused:
             raise ValueError(

@@ -561,8 +561,10 @@ class Daemon:
             self.gatekeeper.followed(current)
             self.report(f"champion is now {current} (changed outside the daemon)")
 
-    def _adopt(self, version: str, rebaseline: bool) -> None:
-        """Load a version's unit and, if asked, re-baseline the detectors on it."""
+    def _adopt(self, version: str, rebaseline: bool, monitor_after: int | None = None) -> None:
+        """Load a version's unit and, if asked, re-baseline the detectors on it: they start
+        after the last stored row, or with ``monitor_after`` after that row, fed every row
+        stored since (:meth:`_monitor_after`)."""
         self.unit = load_unit(self.registry, self.cfg, version)
         self.monitor = Monitor(self.unit.model, list(self.cfg.schema.classes))
         if rebaseline:
@@ -570,9 +572,11 @@ class Daemon:
                 det.reset()
                 if isinstance(det, ReferenceDetector) and len(self.unit.reference):
                     det.set_reference(self.unit.reference)
-            self.policy.rebaseline(last_seq(self.db))
-            self.policy.episode = None
             self._caught_up()
+            self.policy.rebaseline(last_seq(self.db) if monitor_after is None else monitor_after)
+            self.policy.episode = None
+            if monitor_after is not None:
+                self._monitor_after(monitor_after)
 
     def _ingest_bootstrap_data(self) -> None:
         """Ingest ``bootstrap.data`` once (a file already processed is not ingested again),
@@ -632,12 +636,11 @@ class Daemon:
             source=self._bootstrap_source(n),
             report=self.report,
         )
-        self._adopt(version, rebaseline=True)
-        self.policy.rebaseline(int(seqs[-1]))  # warm-up from v1's first monitored row
-        self._monitor_after(int(seqs[-1]))
+        self._adopt(version, rebaseline=True, monitor_after=int(seqs[-1]))
 
     def _monitor_after(self, after: int) -> None:
-        """Feed v1's detectors the rows stored after its last bootstrap row, in order.
+        """Feed the detectors the rows stored after row ``after`` (v1's last bootstrap row),
+        in order.
 
         They came in the same batch as the bootstrap's last rows (a file, or a broker
         batch, longer than ``bootstrap.rows``) or while v1 trained; without this they were

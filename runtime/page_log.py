@@ -34,6 +34,7 @@ def _detail(
     r: Review,
     href: Callable[[str], str],
     progress: dict[str, list[tuple[int, float, float | None]]],
+    fate: dict[str, bool],
 ) -> str:
     p = e.payload
     out = []
@@ -73,7 +74,7 @@ def _detail(
         if isinstance(d.get("features"), list):
             out.append(feature_table(d))
     elif e.kind in (ev.GATE_PASSED, ev.GATE_FAILED):
-        tone, head = gate_headline(p, **_since(e, r))
+        tone, head = gate_headline(p, **fate)
         out.append(
             f'<p><span class="badge {tone}">{esc(p.get("next") or tone)}</span> '
             f"<b>{esc(head)}</b></p>"
@@ -152,30 +153,37 @@ def _detail(
     return "".join(out)
 
 
-def _since(e: Event, r: Review) -> dict[str, bool]:
-    """What became of a candidate that passed its gate to wait for a person, told by the
-    events after ``e`` (newer, so on the page whenever ``e`` is): approved (promoted),
-    rejected, or no longer approvable (``r.stale``); ``{}`` for any other event. Without
-    it, the row kept saying the candidate 'awaits a person's approval' after it was
-    decided or its evidence went stale."""
-    if e.kind != ev.GATE_PASSED or e.payload.get("next") != "await approval":
-        return {}
-    cand = str(e.payload.get("candidate"))
-    later = [x for x in r.events if x.id > e.id]
-    approved = any(x.kind == ev.MODEL_PROMOTED and x.model_version == cand for x in later)
-    rejected = not approved and any(
-        x.kind == ev.GATE_FAILED
-        and x.payload.get("rejected_by")
-        and str(x.payload.get("candidate")) == cand
-        for x in later
-    )
-    stale = not (approved or rejected) and cand in r.stale
-    return {"approved": approved, "rejected": rejected, "stale": stale}
+def _fates(r: Review) -> dict[int, dict[str, bool]]:
+    """What became of each candidate that passed its gate to wait for a person, by the
+    id of that ``gate.passed``, told by the events after it (newer, so on the page
+    whenever it is): approved (promoted), rejected, or no longer approvable
+    (``r.stale``). Without it, the row kept saying the candidate 'awaits a person's
+    approval' after it was decided or its evidence went stale."""
+    promoted: dict[str, int] = {}  # version -> id of its last promotion
+    rejected: dict[str, int] = {}  # candidate -> id of its last rejection
+    for x in r.events:
+        if x.kind == ev.MODEL_PROMOTED and x.model_version is not None:
+            promoted[x.model_version] = x.id
+        elif x.kind == ev.GATE_FAILED and x.payload.get("rejected_by"):
+            rejected[str(x.payload.get("candidate"))] = x.id
+    out = {}
+    for e in r.events:
+        if e.kind != ev.GATE_PASSED or e.payload.get("next") != "await approval":
+            continue
+        cand = str(e.payload.get("candidate"))
+        was_approved = promoted.get(cand, 0) > e.id
+        was_rejected = not was_approved and rejected.get(cand, 0) > e.id
+        out[e.id] = {
+            "approved": was_approved,
+            "rejected": was_rejected,
+            "stale": not (was_approved or was_rejected) and cand in r.stale,
+        }
+    return out
 
 
-def _summary(e: Event, r: Review) -> str:
+def _summary(e: Event, fate: dict[str, bool]) -> str:
     if e.kind in (ev.GATE_PASSED, ev.GATE_FAILED):
-        return gate_headline(e.payload, **_since(e, r))[1]
+        return gate_headline(e.payload, **fate)[1]
     return event_summary(e)
 
 
@@ -208,8 +216,10 @@ def event_log(r: Review, href: Callable[[str], str]) -> str:
         '<button type="button" id="reset">reset</button><span id="count"></span></div>'
     )
     items = []
+    fates = _fates(r)
     for e in r.events:
         tone = KIND_TONE.get(e.kind, "")
+        fate = fates.get(e.id, {})
         items.append(
             f'<details class="ev" id="ev-{e.id}" data-kind="{esc(e.kind)}" data-ts="{esc(e.ts)}"'
             f"{' hidden' if e.kind in HIDDEN_BY_DEFAULT else ''}><summary>"
@@ -217,8 +227,8 @@ def event_log(r: Review, href: Callable[[str], str]) -> str:
             f"{esc(e.ts[:19].replace('T', ' '))}</time>"
             f'<span><span class="badge {tone}">{esc(e.kind)}</span></span>'
             f"<span>{esc(e.model_version or '')}</span>"
-            f'<span class="sum">{esc(_summary(e, r))}</span></summary>'
-            f'<div class="body">{_detail(e, r, href, progress)}</div></details>'
+            f'<span class="sum">{esc(_summary(e, fate))}</span></summary>'
+            f'<div class="body">{_detail(e, r, href, progress, fate)}</div></details>'
         )
     more = ""
     if r.total_events > len(r.events):

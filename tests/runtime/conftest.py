@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from runtime.db import Database
-from tests.runtime.service import postgres_schema
+from runtime.events import EventLog
+from runtime.ingest import Ingestor
+from tests.runtime.service import AGRAWAL_SCHEMA, postgres_schema
 
 
 def postgres_database() -> Iterator[Database]:
@@ -31,3 +33,13 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     database.create_all()
     yield database
     database.dispose()
+
+
+@pytest.fixture
+def ingestor(tmp_path: Path) -> Iterator[Ingestor]:
+    """An ingestor of :data:`~tests.runtime.service.AGRAWAL_SCHEMA` rows on a fresh SQLite
+    state (the broker sources' tests)."""
+    db = Database.for_state_dir(tmp_path, None)
+    db.create_all()
+    yield Ingestor(db, AGRAWAL_SCHEMA, EventLog(db))
+    db.dispose()

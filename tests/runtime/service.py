@@ -20,13 +20,15 @@ import yaml
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from runtime.config import Segment
+from runtime.config import SchemaConfig, Segment
 from runtime.db import Database
 from runtime.synthetic import AGRAWAL_FEATURES, segment_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AGRAWAL_SCHEMA = SchemaConfig(features=list(AGRAWAL_FEATURES), label="class")
+"""The schema of :func:`rows` (the broker tests' rows)."""
 
 
 def free_port() -> int:

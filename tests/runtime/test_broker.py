@@ -6,21 +6,18 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
 from runtime.broker import RedisSource
-from runtime.config import RedisSourceConfig, SchemaConfig
-from runtime.db import Database
-from runtime.events import EventLog
+from runtime.config import RedisSourceConfig
 from runtime.ingest import Ingestor
 from runtime.synthetic import AGRAWAL_FEATURES
+from tests.runtime.service import AGRAWAL_SCHEMA
 from tests.runtime.service import rows as synthetic
 
-SCHEMA = SchemaConfig(features=list(AGRAWAL_FEATURES), label="class")
 URL = "redis://127.0.0.1:6379/0"
 
 
@@ -37,14 +34,6 @@ def stream() -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture
-def ingestor(tmp_path: Path) -> Iterator[Ingestor]:
-    db = Database.for_state_dir(tmp_path, None)
-    db.create_all()
-    yield Ingestor(db, SCHEMA, EventLog(db))
-    db.dispose()
-
-
 def _publish(stream: str, n: int, seed: int = 1, prefix: str = "r") -> None:
     client = redis.Redis.from_url(URL)
     for i, (x, y) in enumerate(synthetic(n, seed)):
@@ -57,7 +46,7 @@ def _publish(stream: str, n: int, seed: int = 1, prefix: str = "r") -> None:
 
 def _source(stream: str, consumer: str, **kw: Any) -> RedisSource:
     cfg = RedisSourceConfig(stream=stream, consumer=consumer, batch_size=25, block_ms=50, **kw)
-    return RedisSource(cfg, SCHEMA)
+    return RedisSource(cfg, AGRAWAL_SCHEMA)
 
 
 def _pending(stream: str) -> int:

@@ -23,17 +23,16 @@ from sqlalchemy import select
 from runtime.broker import BrokerError
 from runtime.broker_rabbitmq import RabbitMQSource
 from runtime.cli import main
-from runtime.config import RabbitMQSourceConfig, SchemaConfig
+from runtime.config import RabbitMQSourceConfig
 from runtime.db import Database, rows
-from runtime.events import EventLog
 from runtime.ingest import Ingestor
 from runtime.rowstore import labelled_rows
 from runtime.synthetic import AGRAWAL_FEATURES
 from runtime.worker import RetrainRunner
 from tests.conftest import SMALL
+from tests.runtime.service import AGRAWAL_SCHEMA
 from tests.runtime.service import rows as synthetic
 
-SCHEMA = SchemaConfig(features=list(AGRAWAL_FEATURES), label="class")
 URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 
@@ -78,14 +77,6 @@ def queue(broker: None) -> Iterator[str]:
     conn.close()
 
 
-@pytest.fixture
-def ingestor(tmp_path: Path) -> Iterator[Ingestor]:
-    db = Database.for_state_dir(tmp_path, None)
-    db.create_all()
-    yield Ingestor(db, SCHEMA, EventLog(db))
-    db.dispose()
-
-
 def _send(
     queue: str, bodies: list[bytes | str], message_ids: list[str | None] | None = None
 ) -> None:
@@ -127,7 +118,7 @@ def _close_sources() -> Iterator[None]:
 
 def _source(queue: str, **kw: Any) -> RabbitMQSource:
     kw = {"batch_size": 25, "prefetch": 100, "block_ms": 200, **kw}
-    src = RabbitMQSource(RabbitMQSourceConfig(queue=queue, **kw), SCHEMA)
+    src = RabbitMQSource(RabbitMQSourceConfig(queue=queue, **kw), AGRAWAL_SCHEMA)
     _opened.append(src)
     return src
 
@@ -304,7 +295,7 @@ def test_an_unreachable_broker_is_one_line(
 ) -> None:
     url = "amqp://guest:secret@127.0.0.1:1/%2F"
     with pytest.raises(BrokerError) as info:
-        RabbitMQSource(RabbitMQSourceConfig(url=url), SCHEMA)
+        RabbitMQSource(RabbitMQSourceConfig(url=url), AGRAWAL_SCHEMA)
     message = str(info.value)
     assert message.startswith("cannot reach rabbitmq at 127.0.0.1:1/%2F: ")
     assert "\n" not in message and "secret" not in message
