@@ -155,8 +155,8 @@ def _experience(name: str, x: np.ndarray, y: np.ndarray, seed: int) -> Experienc
 
 
 def river_recurring(quick: bool, data_seed: int = 0) -> Benchmark:
-    from runtime.config import Segment
-    from runtime.synthetic import segment_rows
+    from runtime.intake.demo_stream import segment_rows
+    from runtime.intake.settings import Segment
 
     concepts = {
         "A: f1, age 20-40": Segment(rows=1, function=1, where={"age": (20, 40)}),

@@ -61,8 +61,9 @@ from scipy import stats
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runtime.evidence import NEW_DATA, EvalSet, Evidence  # noqa: E402
-from runtime.gate import GateConfig, Rule, evaluate  # noqa: E402
+from runtime.promotion.evidence import NEW_DATA, EvalSet, Evidence  # noqa: E402
+from runtime.promotion.gate import evaluate  # noqa: E402
+from runtime.promotion.settings import GateConfig, Rule  # noqa: E402
 from strategies import finetune, replay  # noqa: E402
 from strategies.base import Budget  # noqa: E402
 from strategies.evaluation import predict_proba  # noqa: E402

@@ -248,7 +248,7 @@ def run_daemon(
     port = _free_port()
     cfg_path = tmp / f"bench-{synchronous}.yaml"
     cfg_path.write_text(yaml.safe_dump(_config(tmp / f"state-{synchronous}", port, synchronous)))
-    cmd = [sys.executable, "-m", "runtime.cli", "run", "--quiet", "--config", str(cfg_path)]
+    cmd = [sys.executable, "-m", "runtime.cli.main", "run", "--quiet", "--config", str(cfg_path)]
     proc = _start(cmd, tmp / f"daemon-{synchronous}.log", {**os.environ, "DRIFTLOOP_TOKEN": TOKEN})
     try:
         _wait_ready(port, proc)

@@ -27,12 +27,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from runtime import events as ev  # noqa: E402
 from runtime.config import parse_config  # noqa: E402
 from runtime.daemon import Daemon  # noqa: E402
-from runtime.db import Database, rows  # noqa: E402
-from runtime.events import EventLog  # noqa: E402
-from runtime.sources import SyntheticSource  # noqa: E402
+from runtime.intake.demo_stream import SyntheticSource  # noqa: E402
+from runtime.store import events as ev  # noqa: E402
+from runtime.store.db import Database, rows  # noqa: E402
+from runtime.store.events import EventLog  # noqa: E402
 from strategies import replay  # noqa: E402
 from strategies.base import Budget  # noqa: E402
 from strategies.models import MLPConfig, build_model, fit_normalization  # noqa: E402

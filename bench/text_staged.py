@@ -35,12 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from runtime.config import DriftloopConfig, load_config  # noqa: E402
-from runtime.db import Database  # noqa: E402
-from runtime.events import EventLog  # noqa: E402
-from runtime.registry import Registry  # noqa: E402
-from runtime.retrain import class_positions  # noqa: E402
-from runtime.stages import load_rows, stage_data  # noqa: E402
-from runtime.unit import new_model  # noqa: E402
+from runtime.store.db import Database  # noqa: E402
+from runtime.store.events import EventLog  # noqa: E402
+from runtime.store.unit import new_model  # noqa: E402
+from runtime.store.versions import Registry  # noqa: E402
+from runtime.training.retrain_job import class_positions  # noqa: E402
+from runtime.training.stages import load_rows, stage_data  # noqa: E402
 from strategies import finetune  # noqa: E402
 from strategies.adaptation import AdaptConfig  # noqa: E402
 from strategies.base import Budget  # noqa: E402
@@ -97,7 +97,7 @@ def baseline(cfg: DriftloopConfig) -> torch.nn.Module:
     assert cfg.bootstrap.data is not None
     x, y_raw = load_rows(cfg.bootstrap.data, cfg.schema)
     y = class_positions(y_raw, cfg.schema.classes)
-    n = len(y)  # the split of runtime.bootstrap: golden, validation, training
+    n = len(y)  # the split of runtime.training.bootstrap: golden, validation, training
     perm = np.random.default_rng(cfg.seed).permutation(n)
     n_gold = max(1, round(n * cfg.bootstrap.golden_fraction))
     n_val = max(1, round(n * cfg.bootstrap.validation_fraction))

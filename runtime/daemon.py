@@ -24,28 +24,28 @@ from sqlalchemy import select, update
 
 from detectors.base import Detector, DriftSignal, ReferenceDetector
 from detectors.registry import build as build_detector
-from runtime import events as ev
-from runtime.bootstrap import BootstrapError, bootstrap_from_rows
-from runtime.config import (
-    DirectorySourceConfig,
-    DriftloopConfig,
-    HttpSourceConfig,
-    RabbitMQSourceConfig,
-    RedisSourceConfig,
-)
-from runtime.db import Database, from_json, kv, processed_files, to_json
-from runtime.events import EventLog
-from runtime.gatekeeper import LIVE_KEY, Gatekeeper
-from runtime.inbox import Inbox, merge
-from runtime.ingest import Accepted, Ingestor
-from runtime.leader import Leadership
-from runtime.leader import build as build_leader
-from runtime.lock import StateLock
-from runtime.monitor import Monitor, Signals
-from runtime.policy import Decision, Policy
-from runtime.registry import Registry
-from runtime.retrain_queue import RequestQueue
-from runtime.rowstore import (
+from runtime.config import DriftloopConfig
+from runtime.intake.directory_source import read_file
+from runtime.intake.inbox import Inbox, merge
+from runtime.intake.ingest import Accepted, Ingestor
+from runtime.intake.kinds import build_source
+from runtime.intake.settings import DirectorySourceConfig
+from runtime.intake.sources import FileStamp, Source
+from runtime.monitoring.monitor import Monitor, Signals
+from runtime.monitoring.policy import Decision, Policy
+from runtime.monitoring.trace import TRACE_KEY, load_trace, write_trace
+from runtime.promotion.gatekeeper import LIVE_KEY, Gatekeeper
+from runtime.service.scheduler import Scheduler
+from runtime.service.server import ApiServer, resolve_token
+from runtime.service.systemd import notify, watchdog_interval
+from runtime.store import events as ev
+from runtime.store.db import Database, from_json, kv, processed_files, to_json
+from runtime.store.events import EventLog
+from runtime.store.leader import Leadership
+from runtime.store.leader import build as build_leader
+from runtime.store.lock import StateLock
+from runtime.store.retrain_queue import RequestQueue
+from runtime.store.rows import (
     count_labelled,
     labelled_rows,
     last_late_label,
@@ -54,13 +54,10 @@ from runtime.rowstore import (
     recent_rows,
     rows_after,
 )
-from runtime.scheduler import Scheduler
-from runtime.server import ApiServer, HttpSource, resolve_token
-from runtime.sources import DirectorySource, FileStamp, Source, SyntheticSource, read_file
-from runtime.systemd import notify, watchdog_interval
-from runtime.trace import TRACE_KEY, load_trace, write_trace
-from runtime.unit import Unit, load_unit
-from runtime.worker import Outcome, RetrainRunner
+from runtime.store.unit import Unit, load_unit
+from runtime.store.versions import Registry
+from runtime.training.bootstrap import BootstrapError, bootstrap_from_rows
+from runtime.training.worker import Outcome, RetrainRunner
 
 log = logging.getLogger(__name__)
 Reporter = Callable[[str], None]
@@ -283,9 +280,7 @@ class Daemon:
                 batch = self.source.poll()
                 if batch is not None:
                     accepted = self.ingestor.ingest(batch)
-                    ack = getattr(self.source, "ack", None)  # a broker: stored, so acknowledge
-                    if ack is not None:
-                        ack(batch)
+                    self.source.ack(batch)
                     self._after_ingest(accepted)
                     did = True
             did = self._drain_inbox() or did
@@ -356,7 +351,7 @@ class Daemon:
     def _trace(
         self, det: Detector, s: DriftSignal, seqs: np.ndarray, x: np.ndarray | None, sig: Signals
     ) -> None:
-        """One point of the detector's statistic for the review charts (runtime.trace)."""
+        """One point of the detector's statistic for the review charts (monitoring.trace)."""
         if det.signal in ("error", "loss", "confidence"):
             watched: np.ndarray | None = sig.get(det.signal)
         elif det.signal != "features" and x is not None:
@@ -430,7 +425,7 @@ class Daemon:
         current = getattr(det, "current", None)
         if not (self.cfg.reports.drift_html and sig.signal == "features" and reference and current):
             return None
-        from runtime.reports import write_feature_drift_report
+        from runtime.monitoring.drift_reports import write_feature_drift_report
 
         kind = next((d.kind for d in self.cfg.detectors if (d.name or d.kind) == det.name), "ks")
         try:
@@ -748,13 +743,11 @@ class Daemon:
         return s[keep], x[keep], y[keep]
 
     def _close_source(self) -> None:
-        close = getattr(self.source, "close", None)  # a broker's connection
-        if close is not None:
-            close()
+        self.source.close()
 
     def _make_source(self, cursor: int) -> Source:
-        src = self.cfg.source
-        if isinstance(src, DirectorySourceConfig):
+        seen: set[FileStamp] = set()
+        if isinstance(self.cfg.source, DirectorySourceConfig):
             with self.db.connect() as conn:
                 seen = {
                     FileStamp(p, s, m)
@@ -764,18 +757,7 @@ class Daemon:
                         )
                     )
                 }
-            return DirectorySource(src, self.cfg.schema, seen)
-        if isinstance(src, RedisSourceConfig):
-            from runtime.broker import RedisSource
-
-            return RedisSource(src, self.cfg.schema)
-        if isinstance(src, RabbitMQSourceConfig):
-            from runtime.broker_rabbitmq import RabbitMQSource
-
-            return RabbitMQSource(src, self.cfg.schema)
-        if isinstance(src, HttpSourceConfig):
-            return HttpSource()
-        return SyntheticSource(src, self.cfg.schema, cursor=cursor)
+        return build_source(self.cfg.source, self.cfg.schema, cursor, seen)
 
     def _load_state(self) -> dict[str, Any]:
         with self.db.connect() as conn:
@@ -882,7 +864,7 @@ class Daemon:
             self.policy.load_state(saved["policy"])
 
     def _save_state(self) -> None:
-        cursor = getattr(self.source, "cursor", 0)
+        cursor = self.source.cursor
         state = {
             "version": STATE_VERSION,
             "cursor": cursor,

@@ -11,14 +11,28 @@ module only when a config asks for LoRA.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from peft import LoraConfig as PeftLoraConfig
 from peft import LoraModel
 from torch import nn
 
-from strategies.adaptation import LoraConfig
+
+class LoraSettings(Protocol):
+    """What :func:`inject` reads of ``adapt.lora`` (:class:`strategies.adaptation.LoraConfig`)."""
+
+    @property
+    def r(self) -> int: ...
+
+    @property
+    def alpha(self) -> int: ...
+
+    @property
+    def dropout(self) -> float: ...
+
+    @property
+    def target_modules(self) -> list[str] | None: ...
 
 _ADAPTABLE = (nn.Linear, nn.Conv1d, nn.Conv2d)
 
@@ -36,7 +50,7 @@ def default_targets(model: nn.Module) -> list[str]:
     return names[:-1]
 
 
-def inject(model: nn.Module, cfg: LoraConfig, seed: int) -> Any:
+def inject(model: nn.Module, cfg: LoraSettings, seed: int) -> Any:
     """Add LoRA adapters to ``model`` in place; only the adapters are left trainable.
 
     The adapters' initial weights are drawn from ``seed`` (the caller's RNG is left as
@@ -44,6 +58,7 @@ def inject(model: nn.Module, cfg: LoraConfig, seed: int) -> Any:
 
     Examples
     --------
+    >>> from strategies.adaptation import LoraConfig
     >>> m = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 2))
     >>> h = inject(m, LoraConfig(r=2), seed=0)
     >>> sorted(n for n, p in m.named_parameters() if p.requires_grad)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from runtime.config import DriftloopConfig, parse_config
-from runtime.events import Event
+from runtime.store.events import Event
 
 torch.set_num_threads(1)
 
@@ -80,8 +80,8 @@ def burst(tmp_path_factory: pytest.TempPathFactory) -> tuple[DriftloopConfig, li
     has 40% of its labels flipped (retrain, the gate refuses v3).
     """
     from runtime.daemon import Daemon
-    from runtime.db import Database
-    from runtime.events import EventLog
+    from runtime.store.db import Database
+    from runtime.store.events import EventLog
 
     cfg = small_config(tmp_path_factory.mktemp("e2e"), source=THREE_SEGMENTS)
     Daemon(cfg).run(until_drained=True)

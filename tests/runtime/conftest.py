@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from runtime.db import Database
-from runtime.events import EventLog
-from runtime.ingest import Ingestor
-from tests.runtime.service import AGRAWAL_SCHEMA, postgres_schema
+from runtime.intake.ingest import Ingestor
+from runtime.store.db import Database
+from runtime.store.events import EventLog
+from tests.runtime.processes import AGRAWAL_SCHEMA, postgres_schema
 
 
 def postgres_database() -> Iterator[Database]:
@@ -37,7 +37,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
 
 @pytest.fixture
 def ingestor(tmp_path: Path) -> Iterator[Ingestor]:
-    """An ingestor of :data:`~tests.runtime.service.AGRAWAL_SCHEMA` rows on a fresh SQLite
+    """An ingestor of :data:`~tests.runtime.processes.AGRAWAL_SCHEMA` rows on a fresh SQLite
     state (the broker sources' tests)."""
     db = Database.for_state_dir(tmp_path, None)
     db.create_all()

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from runtime.cli.validate import build_everything
 from runtime.config import ConfigError, load_config, parse_config
-from runtime.validate import build_everything
 from tests.conftest import SMALL
 
 CONFIGS = sorted(Path(__file__).resolve().parents[2].joinpath("configs").glob("*.yaml"))

@@ -12,18 +12,18 @@ import pandas as pd
 import pytest
 import torch
 
-from runtime import events as ev
 from runtime.config import DriftloopConfig
 from runtime.daemon import Daemon
-from runtime.db import Database
-from runtime.events import EventLog
-from runtime.lock import AlreadyRunning
-from runtime.registry import Registry
-from runtime.retrain import class_positions
-from runtime.sources import Batch
-from runtime.synthetic import evaluation_sample
-from runtime.unit import load_unit
-from runtime.worker import RetrainRunner
+from runtime.intake.demo_stream import evaluation_sample
+from runtime.intake.sources import Batch
+from runtime.store import events as ev
+from runtime.store.db import Database
+from runtime.store.events import EventLog
+from runtime.store.lock import AlreadyRunning
+from runtime.store.unit import load_unit
+from runtime.store.versions import Registry
+from runtime.training.retrain_job import class_positions
+from runtime.training.worker import RetrainRunner
 from strategies.evaluation import accuracy
 from tests.conftest import SMALL, small_config
 
@@ -179,7 +179,7 @@ def test_restart_continues_where_it_stopped(tmp_path: Path) -> None:
     d2 = Daemon(cfg)
     d2.run(until_drained=True)
     db = Database.for_state_dir(cfg.state_dir, None)
-    from runtime.rowstore import last_seq
+    from runtime.store.rows import last_seq
 
     assert last_seq(db) == sum(s["rows"] for s in SMALL["source"]["segments"])
     assert seen > 0 and np.isfinite(seen)

@@ -13,11 +13,11 @@ import pandas as pd
 import yaml
 from sqlalchemy.exc import OperationalError
 
-from runtime import events as ev
-from runtime.config import Segment
-from runtime.db import Database
-from runtime.events import EventLog
-from runtime.synthetic import AGRAWAL_FEATURES, segment_rows
+from runtime.intake.demo_stream import AGRAWAL_FEATURES, segment_rows
+from runtime.intake.settings import Segment
+from runtime.store import events as ev
+from runtime.store.db import Database
+from runtime.store.events import EventLog
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,7 +67,7 @@ def test_directory_daemon_survives_bad_files_and_stops_on_sigterm(tmp_path: Path
     state = tmp_path / "state"
     log_file = (tmp_path / "daemon.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runtime.cli", "run", "--config", str(path)],
+        [sys.executable, "-m", "runtime.cli.main", "run", "--config", str(path)],
         cwd=ROOT,
         stdout=log_file,
         stderr=subprocess.STDOUT,
@@ -77,7 +77,7 @@ def test_directory_daemon_survives_bad_files_and_stops_on_sigterm(tmp_path: Path
         _wait_for(state, ev.DAEMON_STARTED)
         _wait_for(state, ev.MODEL_PROMOTED)  # v1 from bootstrap.data
         second = subprocess.run(
-            [sys.executable, "-m", "runtime.cli", "run", "--config", str(path)],
+            [sys.executable, "-m", "runtime.cli.main", "run", "--config", str(path)],
             cwd=ROOT,
             capture_output=True,
             text=True,
@@ -109,6 +109,6 @@ def test_directory_daemon_survives_bad_files_and_stops_on_sigterm(tmp_path: Path
     assert rejected[0].payload["accepted"] == 19 and rejected[0].payload["rejected"] == 1
     stopped = log.list(kinds=[ev.DAEMON_STOPPED])
     assert stopped and stopped[-1].payload["reason"] == "stopped by signal"
-    from runtime.rowstore import last_seq
+    from runtime.store.rows import last_seq
 
     assert last_seq(db) == 600 + 19 + 30

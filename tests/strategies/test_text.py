@@ -149,13 +149,13 @@ def _token_csv(src: str, path: Path, rows: int) -> Path:
 
 
 def test_two_stage_bootstrap_on_text_rows(tmp_path: Path, offline: None) -> None:
-    from runtime import events as ev
     from runtime.config import parse_config
     from runtime.daemon import Daemon
-    from runtime.db import Database
-    from runtime.events import EventLog
-    from runtime.registry import Registry
-    from runtime.unit import load_unit
+    from runtime.store import events as ev
+    from runtime.store.db import Database
+    from runtime.store.events import EventLog
+    from runtime.store.unit import load_unit
+    from runtime.store.versions import Registry
 
     (tmp_path / "stream").mkdir()
     task = _token_csv("task.csv", tmp_path / "task.csv", 100)

@@ -1,0 +1,45 @@
+"""The source kinds: ``source.kind`` in a config → the module that reads it.
+
+A new source kind is a module in this package, its settings model in
+:mod:`runtime.intake.settings`, and one branch here. Each module is imported only when a
+config names its kind, so an unused broker client is never loaded.
+"""
+
+from __future__ import annotations
+
+from runtime.config import SchemaConfig
+from runtime.intake.settings import (
+    DirectorySourceConfig,
+    HttpSourceConfig,
+    RabbitMQSourceConfig,
+    RedisSourceConfig,
+    SourceConfig,
+)
+from runtime.intake.sources import FileStamp, Source
+
+
+def build_source(
+    src: SourceConfig, schema: SchemaConfig, cursor: int, seen: set[FileStamp]
+) -> Source:
+    """The configured source; ``seen`` are the files already stored (directory only)."""
+    if isinstance(src, DirectorySourceConfig):
+        from runtime.intake.directory_source import DirectorySource
+
+        return DirectorySource(src, schema, seen)
+    if isinstance(src, RedisSourceConfig):
+        from runtime.intake.redis_source import RedisSource
+
+        return RedisSource(src, schema)
+    if isinstance(src, RabbitMQSourceConfig):
+        from runtime.intake.rabbitmq_source import RabbitMQSource
+
+        return RabbitMQSource(src, schema)
+    if isinstance(src, HttpSourceConfig):
+        from runtime.intake.http_source import HttpSource
+
+        return HttpSource()
+    from runtime.intake.demo_stream import SyntheticSource
+
+    return SyntheticSource(src, schema, cursor=cursor)
+
+

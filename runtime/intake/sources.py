@@ -1,0 +1,72 @@
+"""Where rows come from: the :class:`Source` protocol and the :class:`Batch` it hands over.
+
+A source hands the daemon batches; it never validates (that is ingest's job) and never
+writes to the database. Each kind lives in a module of its own (``directory_source``,
+``demo_stream``, ``redis_source``, ``rabbitmq_source``, ``http_source``), built by
+:func:`runtime.intake.kinds.build_source` only when a config names it, so no broker
+client or demo generator loads on the ingest path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class FileStamp:
+    """Identity of a file as first seen: a file is processed once per (path, size, mtime)."""
+
+    path: str
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A chunk of incoming rows, not yet validated.
+
+    ``row_errors`` holds problems found while parsing (row number → reason), e.g. a
+    JSON-lines record with a missing key; ``file`` is set when the batch is a whole file.
+    """
+
+    origin: str
+    frame: pd.DataFrame
+    first_row: int = 1
+    row_errors: dict[int, str] = field(default_factory=dict)
+    file: FileStamp | None = None
+    read_error: str | None = None
+
+
+class Source(Protocol):
+    """What the daemon asks of every source kind.
+
+    ``cursor`` is the position a restart resumes from where the source keeps none of its
+    own (the demo stream's row count; 0 elsewhere). ``ack`` is called once the batches
+    polled so far are durably stored (a broker acknowledges them then); ``close``
+    releases connections when the daemon stops or replaces the source.
+    """
+
+    name: str
+    blocks_on_retrain: bool  # a replayed stream pauses while the model retrains
+
+    @property
+    def cursor(self) -> int: ...
+
+    def poll(self) -> Batch | None:
+        """The next batch available now, or ``None``."""
+        ...
+
+    def exhausted(self) -> bool:
+        """True when this source will never produce another batch."""
+        ...
+
+    def ack(self, batch: Batch) -> None:
+        """``batch`` is durably stored: acknowledge it to its broker."""
+        ...
+
+    def close(self) -> None:
+        """Release connections; the source is not polled again."""
+        ...

@@ -1,0 +1,262 @@
+"""The event log: append-only, typed records of everything the daemon decides.
+
+The daemon appends; the CLI, the API and the UI read. There is deliberately no update or
+delete. Event ids increase in commit order for a single writer, so a reader can tail the
+log with ``list(after_id=last_seen)``.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Insert, Row, func, insert, select
+
+from runtime.store import db as dbm
+from runtime.store.db import Database, format_ts, from_json, parse_ts, to_json, utcnow
+
+__all__ = [
+    "DAEMON_STARTED",
+    "DAEMON_STOPPED",
+    "DRIFT_DETECTED",
+    "GATE_FAILED",
+    "GATE_PASSED",
+    "INGEST_REJECTED",
+    "KINDS",
+    "MODEL_PROMOTED",
+    "MODEL_ROLLED_BACK",
+    "RETRAIN_FAILED",
+    "RETRAIN_FINISHED",
+    "RETRAIN_PROGRESS",
+    "RETRAIN_REQUESTED",
+    "RETRAIN_STARTED",
+    "STAGE_FINISHED",
+    "Event",
+    "EventLog",
+]
+
+DAEMON_STARTED = "daemon.started"
+DAEMON_STOPPED = "daemon.stopped"
+INGEST_REJECTED = "ingest.rejected"
+DRIFT_DETECTED = "drift.detected"
+RETRAIN_REQUESTED = "retrain.requested"
+RETRAIN_STARTED = "retrain.started"
+RETRAIN_PROGRESS = "retrain.progress"
+RETRAIN_FINISHED = "retrain.finished"
+RETRAIN_FAILED = "retrain.failed"
+GATE_PASSED = "gate.passed"
+GATE_FAILED = "gate.failed"
+MODEL_PROMOTED = "model.promoted"
+MODEL_ROLLED_BACK = "model.rolled_back"
+STAGE_FINISHED = "stage.finished"
+
+KINDS: frozenset[str] = frozenset(
+    {
+        DAEMON_STARTED,
+        DAEMON_STOPPED,
+        INGEST_REJECTED,
+        DRIFT_DETECTED,
+        RETRAIN_REQUESTED,
+        RETRAIN_STARTED,
+        RETRAIN_PROGRESS,
+        RETRAIN_FINISHED,
+        RETRAIN_FAILED,
+        GATE_PASSED,
+        GATE_FAILED,
+        MODEL_PROMOTED,
+        MODEL_ROLLED_BACK,
+        STAGE_FINISHED,
+    }
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One stored event."""
+
+    id: int
+    ts: str
+    kind: str
+    model_version: str | None
+    payload: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stable JSON shape: ``{"id", "ts", "kind", "model_version", "payload"}``."""
+        return {
+            "id": self.id,
+            "ts": self.ts,
+            "kind": self.kind,
+            "model_version": self.model_version,
+            "payload": self.payload,
+        }
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown event kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")
+
+
+def _canonical_ts(text: str, name: str) -> str:
+    try:
+        return format_ts(parse_ts(text))
+    except ValueError:
+        raise ValueError(f"{name}={text!r} is not an ISO-8601 timestamp") from None
+
+
+def _insert(conn: Connection, stmt: Insert) -> int:
+    key = conn.execute(stmt).inserted_primary_key
+    assert key is not None  # a single-row INSERT always reports its key
+    return int(key[0])
+
+
+def _event(row: Row[Any]) -> Event:
+    return Event(
+        id=int(row.id),
+        ts=row.ts,
+        kind=row.kind,
+        model_version=row.model_version,
+        payload=from_json(row.payload),
+    )
+
+
+class EventLog:
+    """Append and read events.
+
+    Parameters
+    ----------
+    db
+        The database holding the ``events`` table.
+    clock
+        Source of event timestamps (tests inject one); defaults to the system clock.
+    """
+
+    def __init__(self, db: Database, clock: Callable[[], datetime] | None = None) -> None:
+        self.db = db
+        self.clock = clock
+
+    def append(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        model_version: str | None = None,
+        *,
+        conn: Connection | None = None,
+    ) -> Event:
+        """Append one event and return it as stored.
+
+        Parameters
+        ----------
+        kind
+            One of :data:`KINDS`.
+        payload
+            A JSON object (string keys; no NaN or infinity). The returned event carries
+            the payload as it reads back (tuples become lists).
+        model_version
+            The model version the event is about, if any.
+        conn
+            Write inside this open transaction instead of a new one, so the event commits
+            or rolls back together with the caller's other writes.
+
+        Raises
+        ------
+        ValueError
+            Unknown kind, or a payload that is not a JSON object of finite values.
+        """
+        _check_kind(kind)
+        if not isinstance(payload, Mapping):
+            raise ValueError(f"{kind} payload must be a JSON object, got {type(payload).__name__}")
+        bad_keys = [k for k in payload if not isinstance(k, str)]
+        if bad_keys:
+            raise ValueError(f"{kind} payload keys must be strings, got {bad_keys[0]!r}")
+        try:
+            text = to_json(dict(payload))
+        except ValueError as exc:
+            raise ValueError(f"{kind} payload rejected: {exc}") from None
+        ts = utcnow(self.clock)
+        stmt = insert(dbm.events).values(
+            ts=ts, kind=kind, model_version=model_version, payload=text
+        )
+        if conn is not None:
+            new_id = _insert(conn, stmt)
+        else:
+            with self.db.begin() as own:
+                new_id = _insert(own, stmt)
+        return Event(
+            id=new_id, ts=ts, kind=kind, model_version=model_version, payload=from_json(text)
+        )
+
+    def list(
+        self,
+        *,
+        kinds: Sequence[str] | None = None,
+        since: str | None = None,
+        until: str | None = None,
+        model_version: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+        descending: bool = False,
+    ) -> builtins.list[Event]:
+        """Events matching every given filter, in id order (newest first if ``descending``).
+
+        Parameters
+        ----------
+        kinds
+            Only these kinds (each must be known).
+        since, until
+            ISO-8601 timestamps; ``since <= ts < until``. Offsets are converted to UTC and
+            a bare date means its midnight UTC.
+        model_version
+            Only events about this version.
+        after_id
+            Only events with ``id > after_id`` (for tailing the log).
+        limit
+            At most this many, taken after ordering: ``descending=True, limit=10`` gives
+            the ten newest.
+        """
+        stmt = select(dbm.events)
+        if kinds is not None:
+            if isinstance(kinds, str):
+                raise ValueError("kinds must be a sequence of kinds, not a single string")
+            for kind in kinds:
+                _check_kind(kind)
+            stmt = stmt.where(dbm.events.c.kind.in_(builtins.list(kinds)))
+        if since is not None:
+            stmt = stmt.where(dbm.events.c.ts >= _canonical_ts(since, "since"))
+        if until is not None:
+            stmt = stmt.where(dbm.events.c.ts < _canonical_ts(until, "until"))
+        if model_version is not None:
+            stmt = stmt.where(dbm.events.c.model_version == model_version)
+        if after_id is not None:
+            stmt = stmt.where(dbm.events.c.id > after_id)
+        order = dbm.events.c.id.desc() if descending else dbm.events.c.id.asc()
+        stmt = stmt.order_by(order)
+        if limit is not None:
+            if limit < 0:
+                raise ValueError(f"limit must be >= 0, got {limit}")
+            stmt = stmt.limit(limit)
+        with self.db.connect() as conn:
+            return [_event(row) for row in conn.execute(stmt)]
+
+    def last(self, kind: str) -> Event | None:
+        """The newest event of ``kind``, or None."""
+        found = self.list(kinds=[kind], limit=1, descending=True)
+        return found[0] if found else None
+
+    def last_id(self) -> int:
+        """The id of the newest event (0: none)."""
+        with self.db.connect() as conn:
+            return int(
+                conn.execute(select(func.coalesce(func.max(dbm.events.c.id), 0))).scalar_one()
+            )
+
+    def count(self, kind: str | None = None) -> int:
+        """How many events there are (of ``kind`` if given)."""
+        stmt = select(func.count()).select_from(dbm.events)
+        if kind is not None:
+            _check_kind(kind)
+            stmt = stmt.where(dbm.events.c.kind == kind)
+        with self.db.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())

@@ -1,0 +1,164 @@
+"""The retrain request queue: one row per trigger in ``retrain_requests``, idempotent.
+
+A trigger id (``drift-<event id>``, ``manual-…``) names a retrain once and for all: asking
+again for the same trigger changes nothing, so an alarm replayed after a restart never
+retrains twice. Status moves ``pending → running → finished | failed``. When a daemon
+starts leading, :meth:`RequestQueue.requeue` sends ``cancelled`` rows (a graceful shutdown,
+lost leadership: not counted as an attempt) back to ``pending``, and ``running`` rows (their
+daemon died during the retrain) too, once: a retrain interrupted twice by its daemon's death
+(``attempts`` reaches :data:`MAX_ATTEMPTS`) is marked ``failed`` with ``retrain.failed``
+instead of running again, so a retrain that kills its daemon cannot crash it forever.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import case, select, update
+
+from runtime.store import events as ev
+from runtime.store.db import Database, from_json, retrain_requests, to_json, utcnow
+from runtime.store.events import EventLog
+
+__all__ = ["MAX_ATTEMPTS", "RequestQueue"]
+
+MAX_ATTEMPTS = 2
+"""Runs of one retrain its daemon may die during: the first run and one re-run."""
+
+
+@dataclass
+class RequestQueue:
+    """The daemon's view of ``retrain_requests``; every change is one transaction."""
+
+    db: Database
+    events: EventLog
+
+    def request(self, trigger: str, payload: dict[str, Any], champion: str | None) -> bool:
+        """Queue ``trigger`` with ``retrain.requested``, unless it is known; True if new."""
+        with self.db.begin() as conn:
+            exists = conn.execute(
+                select(retrain_requests.c.trigger_id).where(
+                    retrain_requests.c.trigger_id == trigger
+                )
+            ).first()
+            if exists is not None:
+                return False
+            now = utcnow()
+            conn.execute(
+                retrain_requests.insert(),
+                [
+                    {
+                        "trigger_id": trigger,
+                        "created_at": now,
+                        "status": "pending",
+                        "attempts": 0,
+                        "payload": to_json(payload),
+                        "updated_at": now,
+                    }
+                ],
+            )
+            self.events.append(ev.RETRAIN_REQUESTED, payload, model_version=champion, conn=conn)
+        return True
+
+    def get(self, trigger: str) -> tuple[str, dict[str, Any]] | None:
+        """``(status, payload)`` of ``trigger``, or None if it was never requested."""
+        with self.db.connect() as conn:
+            row = conn.execute(
+                select(retrain_requests.c.status, retrain_requests.c.payload).where(
+                    retrain_requests.c.trigger_id == trigger
+                )
+            ).first()
+        return None if row is None else (str(row[0]), from_json(row[1]))
+
+    def next_pending(self) -> dict[str, Any] | None:
+        """The oldest pending request's payload with its ``trigger_id``, or None."""
+        with self.db.connect() as conn:
+            row = conn.execute(
+                select(retrain_requests.c.trigger_id, retrain_requests.c.payload)
+                .where(retrain_requests.c.status == "pending")
+                .order_by(retrain_requests.c.created_at, retrain_requests.c.trigger_id)
+            ).first()
+        if row is None:
+            return None
+        return {"trigger_id": row[0], **from_json(row[1])}
+
+    def start(self, trigger: str, started: dict[str, Any], candidate: str) -> None:
+        """Mark ``trigger`` running (one more attempt) with its ``retrain.started`` event."""
+        with self.db.begin() as conn:
+            conn.execute(
+                update(retrain_requests)
+                .where(retrain_requests.c.trigger_id == trigger)
+                .values(
+                    status="running", attempts=retrain_requests.c.attempts + 1, updated_at=utcnow()
+                )
+            )
+            self.events.append(ev.RETRAIN_STARTED, started, model_version=candidate, conn=conn)
+
+    def set_status(self, trigger: str | None, status: str, result: Any = None) -> None:
+        """Record how ``trigger`` ended (``result`` kept as JSON); no-op without a trigger.
+
+        ``cancelled`` (the daemon stopped it on purpose) takes back the attempt that
+        :meth:`start` counted: only a daemon's death counts against :data:`MAX_ATTEMPTS`.
+        """
+        if trigger is None:
+            return
+        values: dict[str, Any] = {"status": status, "updated_at": utcnow()}
+        if status == "cancelled":
+            attempts = retrain_requests.c.attempts
+            values["attempts"] = case((attempts > 0, attempts - 1), else_=0)
+        if result is not None:
+            values["result"] = to_json(result)
+        with self.db.begin() as conn:
+            conn.execute(
+                update(retrain_requests)
+                .where(retrain_requests.c.trigger_id == trigger)
+                .values(**values)
+            )
+
+    def requeue(self) -> int:
+        """Retrains a leader never finished (it crashed or stopped) run again; returns how
+        many. One its daemon died during :data:`MAX_ATTEMPTS` times fails instead, its
+        ``retrain.failed`` event under the candidate version its last start named."""
+        with self.db.connect() as conn:
+            dead = conn.execute(
+                select(retrain_requests.c.trigger_id, retrain_requests.c.attempts).where(
+                    retrain_requests.c.status == "running",
+                    retrain_requests.c.attempts >= MAX_ATTEMPTS,
+                )
+            ).all()
+        candidates = {  # trigger -> the candidate its latest retrain.started named
+            str(e.payload.get("trigger_id")): e.model_version
+            for e in (self.events.list(kinds=[ev.RETRAIN_STARTED]) if dead else [])
+        }
+        with self.db.begin() as conn:
+            for trigger, attempts in dead:
+                reason = (
+                    f"interrupted {'twice' if attempts == 2 else f'{attempts} times'}: "
+                    "the daemon died during every run of this retrain; it is not run again"
+                )
+                conn.execute(
+                    update(retrain_requests)
+                    .where(retrain_requests.c.trigger_id == trigger)
+                    .values(
+                        status="failed", result=to_json({"reason": reason}), updated_at=utcnow()
+                    )
+                )
+                self.events.append(
+                    ev.RETRAIN_FAILED,
+                    {
+                        "trigger_id": trigger,
+                        "reason": reason,
+                        "attempts": int(attempts),
+                        "interrupted": True,
+                    },
+                    model_version=candidates.get(str(trigger)),
+                    conn=conn,
+                )
+            return int(
+                conn.execute(
+                    update(retrain_requests)
+                    .where(retrain_requests.c.status.in_(["running", "cancelled"]))
+                    .values(status="pending", updated_at=utcnow())
+                ).rowcount
+            )

@@ -1,0 +1,137 @@
+"""Reading ingested rows back: the data a retrain trains on and the reference window."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import exists, func, select
+
+from runtime.store.db import Database, late_labels, rows
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+def encode_features(x: F64) -> list[bytes]:
+    """Rows of a float64 matrix as little-endian blobs (the ``rows.features`` column)."""
+    x = np.ascontiguousarray(x, dtype="<f8")
+    return [r.tobytes() for r in x]
+
+
+def decode_features(blobs: Sequence[bytes], n_features: int) -> F64:
+    if not blobs:
+        return np.zeros((0, n_features))
+    return np.frombuffer(b"".join(blobs), dtype="<f8").reshape(len(blobs), n_features).copy()
+
+
+def labelled_rows(
+    db: Database, n_features: int, since: int, upto: int | None = None, limit: int | None = None
+) -> tuple[I64, F64, I64]:
+    """Labelled rows with ``since <= seq <= upto``; the most recent ``limit`` of them."""
+    q = select(rows.c.seq, rows.c.features, rows.c.label).where(
+        rows.c.seq >= since, rows.c.label.is_not(None)
+    )
+    if upto is not None:
+        q = q.where(rows.c.seq <= upto)
+    q = q.order_by(rows.c.seq.desc())
+    if limit is not None:
+        q = q.limit(limit)
+    with db.connect() as conn:
+        got = list(conn.execute(q).all())
+    got.reverse()
+    seqs = np.array([r[0] for r in got], dtype=np.int64)
+    x = decode_features([r[1] for r in got], n_features)
+    y = np.array([r[2] for r in got], dtype=np.int64)
+    return seqs, x, y
+
+
+def recent_rows(
+    db: Database, n_features: int, n: int, since: int = 0, upto: int | None = None
+) -> tuple[I64, F64]:
+    """The last ``n`` rows (labelled or not) with ``since <= seq <= upto``."""
+    q = select(rows.c.seq, rows.c.features).where(rows.c.seq >= since)
+    if upto is not None:
+        q = q.where(rows.c.seq <= upto)
+    with db.connect() as conn:
+        got = list(conn.execute(q.order_by(rows.c.seq.desc()).limit(n)).all())
+    got.reverse()
+    return np.array([r[0] for r in got], dtype=np.int64), decode_features(
+        [r[1] for r in got], n_features
+    )
+
+
+def rows_after(
+    db: Database, n_features: int, after: int, limit: int, upto: int | None = None
+) -> tuple[I64, F64, I64]:
+    """The first ``limit`` rows (labelled or not) with ``after < seq <= upto``, in seq
+    order; labels are -1 where unknown, and where the label came late (it is fed where it
+    was joined: :func:`late_labels_after`)."""
+    late = exists().where(late_labels.c.row_seq == rows.c.seq)
+    q = select(rows.c.seq, rows.c.features, rows.c.label, late).where(rows.c.seq > after)
+    if upto is not None:
+        q = q.where(rows.c.seq <= upto)
+    with db.connect() as conn:
+        got = list(conn.execute(q.order_by(rows.c.seq).limit(limit)).all())
+    seqs = np.array([r[0] for r in got], dtype=np.int64)
+    x = decode_features([r[1] for r in got], n_features)
+    y = np.array([-1 if r[2] is None or r[3] else r[2] for r in got], dtype=np.int64)
+    return seqs, x, y
+
+
+@dataclass(frozen=True)
+class LateLabels:
+    """Late labels in the order they were joined, with their rows."""
+
+    seq: I64  # their numbers (``late_labels.seq``)
+    after_seq: I64  # the last row stored when each was joined
+    rows: I64  # the labelled rows' seqs
+    x: F64
+    y: I64
+
+
+def late_labels_after(db: Database, n_features: int, after: int, limit: int) -> LateLabels:
+    """The first ``limit`` late labels numbered after ``after``, in the order they were
+    joined."""
+    q = (
+        select(
+            late_labels.c.seq, late_labels.c.after_seq, rows.c.seq, rows.c.features, rows.c.label
+        )
+        .join_from(late_labels, rows, rows.c.seq == late_labels.c.row_seq)
+        .where(late_labels.c.seq > after)
+        .order_by(late_labels.c.seq)
+        .limit(limit)
+    )
+    with db.connect() as conn:
+        got = list(conn.execute(q).all())
+    return LateLabels(
+        seq=np.array([r[0] for r in got], dtype=np.int64),
+        after_seq=np.array([r[1] for r in got], dtype=np.int64),
+        rows=np.array([r[2] for r in got], dtype=np.int64),
+        x=decode_features([r[3] for r in got], n_features),
+        y=np.array([r[4] for r in got], dtype=np.int64),
+    )
+
+
+def last_late_label(db: Database) -> int:
+    """The number of the late label joined last (0: none)."""
+    with db.connect() as conn:
+        return int(conn.execute(select(func.coalesce(func.max(late_labels.c.seq), 0))).scalar_one())
+
+
+def count_labelled(db: Database, since: int) -> int:
+    with db.connect() as conn:
+        return int(
+            conn.execute(
+                select(func.count())
+                .select_from(rows)
+                .where(rows.c.seq >= since, rows.c.label.is_not(None))
+            ).scalar_one()
+        )
+
+
+def last_seq(db: Database) -> int:
+    with db.connect() as conn:
+        return int(conn.execute(select(func.coalesce(func.max(rows.c.seq), 0))).scalar_one())

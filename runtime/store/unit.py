@@ -1,0 +1,131 @@
+"""The versioned unit: model weights, rehearsal buffer, reference window and golden set.
+
+They are saved, promoted and rolled back together (one registry version). Each version
+also carries the golden set of the distribution it was trained for (the held-out rows it
+never trained on) and, in ``meta["golden_index"]``, the names of every golden set its
+lineage answers for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from runtime.config import DriftloopConfig
+from runtime.store.versions import ModelVersion, Registry
+from strategies.base import RehearsalBuffer
+from strategies.models import build_model
+from strategies.registry import build_buffer, restore_buffer
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+@dataclass
+class Unit:
+    version: str
+    model: nn.Module
+    buffer: RehearsalBuffer | None  # None when loaded for serving only
+    reference: F64
+    meta: dict[str, Any]
+
+    @property
+    def golden_index(self) -> list[str]:
+        return list(self.meta.get("golden_index", []))
+
+
+def new_model(cfg: DriftloopConfig, seed: int | None = None) -> nn.Module:
+    return build_model(cfg.model, len(cfg.schema.features), len(cfg.schema.classes), seed=seed)
+
+
+def new_buffer(cfg: DriftloopConfig) -> RehearsalBuffer:
+    return build_buffer(cfg.retrain.buffer, seed=cfg.seed)
+
+
+def load_unit(
+    registry: Registry, cfg: DriftloopConfig, version: str, *, with_buffer: bool = False
+) -> Unit:
+    """Load and check (sha256) a version, rebuilding the model from the config.
+
+    The rehearsal buffer is restored only when asked: serving needs the model and the
+    reference window, and the buffer's engine (avalanche) takes seconds to import.
+    """
+    loaded = registry.load(version)
+    meta = loaded.version.meta
+    model = new_model(cfg)
+    model.load_state_dict(loaded.tensors["model"])
+    model.eval()
+    buffer = None
+    if with_buffer:
+        buffer = _config_buffer(cfg, loaded.tensors.get("buffer", {}), meta.get("buffer", {}))
+    ref = loaded.tensors.get("reference", {}).get("x")
+    reference = (
+        ref.numpy().astype(np.float64)
+        if ref is not None
+        else np.zeros((0, len(cfg.schema.features)))
+    )
+    return Unit(version=version, model=model, buffer=buffer, reference=reference, meta=meta)
+
+
+def _config_buffer(
+    cfg: DriftloopConfig, tensors: dict[str, torch.Tensor], saved: dict[str, Any]
+) -> RehearsalBuffer:
+    """The saved buffer as the config's kind: restored as it was when the kind is the
+    same (its capacity follows the config); when ``retrain.buffer.kind`` changed since it
+    was saved, a new buffer of that kind offered every saved row (and logit), so a
+    changed config re-samples the memory instead of failing every retrain."""
+    buffer = new_buffer(cfg)
+    if not saved or saved.get("kind") == cfg.retrain.buffer.kind:
+        buffer.load(tensors, saved)
+        return buffer
+    old = restore_buffer(tensors, saved)
+    x, y = old.tensors()
+    if len(y):
+        buffer.add(x, y, old.logits())
+    return buffer
+
+
+def save_unit(
+    registry: Registry,
+    version: str,
+    *,
+    model: nn.Module,
+    buffer: RehearsalBuffer,
+    reference: F64,
+    golden: tuple[F64, I64],
+    meta: dict[str, Any],
+    parent: str | None,
+) -> ModelVersion:
+    """Write a complete unit as a candidate version."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors = {
+        "model": state,
+        "buffer": {k: v.contiguous() for k, v in buffer.state_tensors().items()},
+        "reference": {"x": torch.as_tensor(np.ascontiguousarray(reference), dtype=torch.float64)},
+        "golden": {
+            "x": torch.as_tensor(np.ascontiguousarray(golden[0]), dtype=torch.float64),
+            "y": torch.as_tensor(np.ascontiguousarray(golden[1]), dtype=torch.int64),
+        },
+    }
+    full_meta = {**meta, "buffer": buffer.state_meta()}
+    return registry.save(version, tensors=tensors, meta=full_meta, parent=parent)
+
+
+def golden_sets(registry: Registry, names: list[str]) -> dict[str, tuple[F64, I64]]:
+    """The golden sets named (each stored with the version that introduced it).
+
+    A missing or corrupt golden set is left out; the gate then fails closed on it.
+    """
+    out: dict[str, tuple[F64, I64]] = {}
+    for name in names:
+        try:
+            g = registry.load(name).tensors["golden"]
+        except Exception:
+            continue
+        out[name] = (g["x"].numpy().astype(np.float64), g["y"].numpy().astype(np.int64))
+    return out

@@ -1,0 +1,175 @@
+"""Training the first model (v1) from an initial dataset.
+
+The rows are split three ways: a golden set (never trained on; the gate guards it for
+ever after), a validation split for the exit criterion, and the training rows. v1 is
+saved as a complete unit (weights, rehearsal buffer seeded with its training rows,
+reference window, golden set) and promoted; ``stage.finished`` records the metrics.
+
+With ``stages:`` in the config, v1 is trained by :mod:`runtime.training.stages` instead (one
+``stage.finished`` per stage, each stage checkpointed); v1's meta carries the whole
+lineage (every stage's metrics, checkpoint and sha256).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from runtime.config import DriftloopConfig
+from runtime.store import events as ev
+from runtime.store.db import Database
+from runtime.store.events import EventLog
+from runtime.store.unit import new_buffer, new_model, save_unit
+from runtime.store.versions import Registry
+from runtime.training.retrain_job import class_positions
+from runtime.training.stages import Split, StageFailed, run_stages
+from strategies import finetune
+from strategies.base import Budget, Progress
+from strategies.evaluation import accuracy
+from strategies.models import fit_normalization
+
+
+class BootstrapError(RuntimeError):
+    """A stage missed its exit criteria (the message says which and by how much)."""
+
+
+def bootstrap_from_rows(
+    cfg: DriftloopConfig,
+    db: Database,
+    events: EventLog,
+    registry: Registry,
+    x: npt.NDArray[np.float64],
+    y_raw: npt.NDArray[np.int64],
+    *,
+    first_row: int | None,
+    last_row: int | None,
+    source: str = "stream",
+    report: Callable[[str], None] = lambda _: None,
+) -> str:
+    """Train, check, save and promote v1; returns its version name."""
+    b = cfg.bootstrap
+    y = class_positions(y_raw, cfg.schema.classes)
+    n = len(y)
+    if n < 10:
+        raise BootstrapError(f"bootstrap needs labelled rows, got {n}")
+    perm = np.random.default_rng(cfg.seed).permutation(n)
+    n_gold = max(1, round(n * b.golden_fraction))
+    n_val = max(1, round(n * b.validation_fraction))
+    gold, val, train = np.sort(perm[:n_gold]), perm[n_gold:n_gold + n_val], perm[n_gold + n_val:]
+    xt = torch.as_tensor(x[train], dtype=torch.float32)
+    yt = torch.as_tensor(y[train], dtype=torch.int64)
+    xv = torch.as_tensor(x[val], dtype=torch.float32)
+    yv = torch.as_tensor(y[val], dtype=torch.int64)
+
+    model = new_model(cfg, seed=cfg.seed)
+    version = registry.next_version()
+    if cfg.stages:
+        return _staged(cfg, events, registry, model, version, x, y, (xt, yt), (xv, yv),
+                       gold, len(train), first_row=first_row, last_row=last_row,
+                       source=source, report=report)
+    fit_normalization(model, xt)
+    strategy = finetune.build(finetune.Config(lr=b.lr, batch_size=b.batch_size))
+
+    def progress(p: Progress) -> None:
+        events.append(ev.RETRAIN_PROGRESS, {
+            "trigger_id": "bootstrap", "epoch": p.epoch, "step": p.step, "samples": p.samples,
+            "loss": round(p.loss, 6), "seconds": round(p.seconds, 3),
+        }, model_version=version)
+
+    report(f"bootstrap: training {version} on {len(train)} rows ({b.epochs} epochs)")
+    result = strategy.train(model, xt, yt, None, Budget(epochs=b.epochs, steps=None, seconds=None),
+                            cfg.seed, progress, device=cfg.retrain.torch_device)
+    model.eval()
+    val_acc = accuracy(model, xv, yv)
+    gold_acc = accuracy(model, torch.as_tensor(x[gold], dtype=torch.float32),
+                        torch.as_tensor(y[gold], dtype=torch.int64))
+    passed = val_acc >= b.min_accuracy
+    metrics = {"val_accuracy": val_acc, "golden_accuracy": gold_acc, "train_rows": len(train),
+               "val_rows": len(val), "golden_rows": len(gold), "samples": result.samples_processed,
+               "seconds": round(result.seconds, 3), "final_loss": result.final_loss}
+    events.append(ev.STAGE_FINISHED, {
+        "stage": "bootstrap", "passed": passed, "metrics": metrics,
+        "exit_criteria": {"val_accuracy": f">= {b.min_accuracy}"},
+    }, model_version=version)
+    report(f"bootstrap: {version} validation accuracy {val_acc:.3f} "
+           f"(exit criterion >= {b.min_accuracy})")
+    if not passed:
+        raise BootstrapError(
+            f"stage bootstrap missed its exit criterion: validation accuracy {val_acc:.3f} "
+            f"< {b.min_accuracy}"
+        )
+    buffer = new_buffer(cfg)
+    buffer.add(xt, yt)
+    reference = x[-cfg.retrain.reference_size:]
+    meta = {
+        "trigger_id": "bootstrap",
+        "data": {"first_row": first_row, "last_row": last_row, "rows": n, "source": source},
+        "strategy": "bootstrap", "config_hash": cfg.config_hash(), "metrics": metrics,
+        "golden_index": [version],
+        "golden_provenance": {"rows": len(gold), "first_row": first_row, "last_row": last_row,
+                              "source": f"held-out split of the bootstrap data ({source})"},
+    }
+    save_unit(registry, version, model=model, buffer=buffer, reference=reference,
+              golden=(x[gold], y[gold]), meta=meta, parent=None)
+    registry.promote(version, {"reason": "bootstrap", "metrics": metrics})
+    return version
+
+
+def _staged(
+    cfg: DriftloopConfig,
+    events: EventLog,
+    registry: Registry,
+    model: torch.nn.Module,
+    version: str,
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.int64],
+    task_train: Split,
+    task_val: Split,
+    gold: npt.NDArray[np.int64],
+    n_train: int,
+    *,
+    first_row: int | None,
+    last_row: int | None,
+    source: str,
+    report: Callable[[str], None],
+) -> str:
+    """Run the config's stages; save and promote the last stage's model as ``version``."""
+    torch.set_num_threads(cfg.torch_threads)  # `driftloop bootstrap` owns its process
+    buffer = new_buffer(cfg)
+    report(f"bootstrap: {len(cfg.stages)} stages for {version} "
+           f"({n_train} bootstrap rows for training, {len(gold)} golden)")
+    try:
+        results = run_stages(cfg, model, (task_train, task_val), buffer, events=events,
+                             version=version, report=report)
+    except StageFailed as err:
+        raise BootstrapError(str(err)) from None
+    if all(st.data is not None for st in cfg.stages):
+        buffer.add(*task_train)  # no stage trained on the bootstrap rows: remember them
+    model.eval()
+    gold_acc = accuracy(model, torch.as_tensor(x[gold], dtype=torch.float32),
+                        torch.as_tensor(y[gold], dtype=torch.int64))
+    last = results[-1]
+    metrics: dict[str, Any] = {**last.metrics, "val_accuracy": last.metrics["accuracy"],
+                               "golden_accuracy": gold_acc, "golden_rows": len(gold)}
+    report(f"bootstrap: {version} golden accuracy {gold_acc:.4f} after {len(results)} stages")
+    lineage = [{"stage": r.name, "metrics": r.metrics, "checkpoint": r.checkpoint,
+                "sha256": r.sha256} for r in results]
+    meta = {
+        "trigger_id": "bootstrap",
+        "data": {"first_row": first_row, "last_row": last_row, "rows": len(y), "source": source},
+        "strategy": "staged", "config_hash": cfg.config_hash(), "metrics": metrics,
+        "stages": lineage,
+        "golden_index": [version],
+        "golden_provenance": {"rows": len(gold), "first_row": first_row, "last_row": last_row,
+                              "source": f"held-out split of the bootstrap data ({source})"},
+    }
+    reference = x[-cfg.retrain.reference_size:]
+    save_unit(registry, version, model=model, buffer=buffer, reference=reference,
+              golden=(x[gold], y[gold]), meta=meta, parent=None)
+    registry.promote(version, {"reason": "bootstrap", "metrics": metrics,
+                               "stages": [r.name for r in results]})
+    return version
