@@ -182,7 +182,8 @@ class CNN(nn.Module):
         self.head = nn.Sequential(*head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = ((x - self.mean) / self.std).reshape(len(x), *self.shape)
+        # -1, not len(x): a traced export (TorchScript, ONNX) keeps the batch size free
+        z = ((x - self.mean) / self.std).reshape(-1, *self.shape)
         return self.head(self.features(z))  # type: ignore[no-any-return]
 
 

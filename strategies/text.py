@@ -172,6 +172,33 @@ class TextClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.dropout(self.embed(x)))  # type: ignore[no-any-return]
 
+    def exportable(self) -> nn.Module:
+        """The same function over the full row width, for tracing (TorchScript, ONNX).
+
+        :meth:`embed` trims each batch to its longest sentence and checks the ids, both
+        decided by the data; a trace would freeze them. Padding is masked out of the
+        attention and of the pooling, so the untrimmed function gives the same logits
+        (to float rounding). The module shares this model's weights.
+        """
+        return _FullWidth(self)
+
+
+class _FullWidth(nn.Module):
+    """:class:`TextClassifier` without the batch's trimming (see ``exportable``)."""
+
+    def __init__(self, model: TextClassifier) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        m = self.model
+        ids = x.round().long()
+        mask = ids != PAD_ID
+        hidden: torch.Tensor = m.bert(input_ids=ids, attention_mask=mask.long()).last_hidden_state
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return m.head(m.dropout(pooled))  # type: ignore[no-any-return]
+
 
 def build_text(cfg: TextConfig, n_features: int, n_classes: int) -> TextClassifier:
     """The classifier that ``cfg`` describes, from the packaged encoder (no network).

@@ -87,6 +87,15 @@ def test_padding_and_batch_company_do_not_change_a_sentence(offline: None) -> No
     assert empty.shape == (2, 4) and bool(torch.isfinite(empty).all())
 
 
+def test_the_exportable_form_gives_the_same_logits_untrimmed(offline: None) -> None:
+    model = _small().eval()
+    x = tokenize(SENTENCES, WIDTH)
+    full = model.exportable()
+    with torch.no_grad():
+        assert torch.allclose(full(x), model(x), atol=1e-5)
+    assert dict(full.named_parameters())["model.head.weight"] is model.head.weight
+
+
 def test_bad_rows_are_one_line_errors(offline: None) -> None:
     model = _small()
     with pytest.raises(ValueError, match=r"expected token-id rows \[n, 32\], got \[2, 5\]"):
