@@ -119,7 +119,62 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument(
         "--no-matrix", action="store_true", help="skip evaluating every version (faster)"
     )
+    _handoff_parsers(sub)
     return p
+
+
+# -- both ends of the loop: adopt a model, hand champions back (issue 19) ------------------
+def _handoff_parsers(sub: Any) -> None:
+    """``adopt`` and ``export``."""
+    ad = sub.add_parser("adopt", help="make a model trained elsewhere v1 (instead of bootstrap)")
+    ad.add_argument("--config", "-c", type=Path, required=True, help="the daemon's YAML config")
+    ad.add_argument(
+        "--weights", type=Path, required=True,
+        help="safetensors file or torch.save'd state dict of the configured model",
+    )
+    ad.add_argument(
+        "--data", type=Path,
+        help="labelled rows (CSV, Parquet, JSON lines) for v1's golden set, reference window "
+        "and rehearsal buffer (default: bootstrap.data)",
+    )
+
+
+def cmd_adopt(args: argparse.Namespace) -> int:
+    from runtime.store.db import Database
+    from runtime.store.events import EventLog
+    from runtime.store.lock import AlreadyRunning, StateLock
+    from runtime.store.versions import Registry
+    from runtime.training.adopt import AdoptError, adopt, read_weights
+
+    cfg = load_config(args.config)
+    data = args.data or cfg.bootstrap.data
+    if data is None:
+        raise CliError("give --data LABELLED_ROWS (or set bootstrap.data in the config)")
+    try:
+        weights = read_weights(args.weights)
+    except AdoptError as err:
+        raise CliError(str(err)) from None
+    lock = StateLock(cfg.state_dir)
+    try:
+        lock.acquire()
+    except AlreadyRunning as err:
+        raise CliError(str(err), code=1) from None
+    db = Database.for_state_dir(cfg.state_dir, cfg.database_url, synchronous=cfg.sqlite_synchronous)
+    try:
+        db.create_all()
+        events = EventLog(db)
+        registry = Registry(db, cfg.state_dir / "models", events)
+        version = adopt(cfg, db, events, registry, weights, data,
+                        report=lambda line: print(line, flush=True))
+    except AdoptError as err:
+        raise CliError(str(err), code=1) from None
+    except ValueError as err:  # the config's model cannot be built (factory import, ...)
+        raise CliError(str(err).splitlines()[0], code=1) from None
+    finally:
+        db.dispose()
+        lock.release()
+    print(f"champion: {version} (adopted from {args.weights}, sha256 {weights.sha256})")
+    return 0
 
 
 def _config_or_state(args: argparse.Namespace) -> tuple[DriftloopConfig | None, Path, str | None]:
@@ -405,6 +460,7 @@ COMMANDS = {
     "backtest": cmd_backtest,
     "report": cmd_report,
     "serve": cmd_serve,
+    "adopt": cmd_adopt,
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from runtime.store import events as ev
@@ -434,6 +435,18 @@ def story(events: Sequence[Event], stale: Mapping[str, str] | None = None) -> li
                         "rollback", BAD if auto else WARN, head, e.ts, (), (e.id,), str(p.get("to"))
                     ),
                 )
+            )
+        elif e.kind == ev.MODEL_PROMOTED and p.get("reason") == "adopted":
+            m, src = p.get("metrics", {}), p.get("adopted", {})
+            name = Path(str(src.get("file", "?"))).name
+            head = (
+                f"{e.model_version} adopted from {name}: golden-set "
+                f"accuracy {_f(m.get('golden_accuracy'))} on {m.get('golden_rows', '?')} rows"
+            )
+            lines = (f"Trained outside driftloop ({src.get('format', '?')}, sha256 "
+                     f"{str(src.get('sha256', '?'))[:16]}…).",)
+            out.append(
+                (e.id, Chapter("bootstrap", GOOD, head, e.ts, lines, (e.id,), e.model_version))
             )
         elif (
             e.kind == ev.MODEL_PROMOTED

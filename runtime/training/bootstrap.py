@@ -13,7 +13,7 @@ lineage (every stage's metrics, checkpoint and sha256).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +37,27 @@ class BootstrapError(RuntimeError):
     """A stage missed its exit criteria (the message says which and by how much)."""
 
 
+class Split3(NamedTuple):
+    """Row positions of the golden, validation and training splits."""
+
+    gold: npt.NDArray[np.int64]
+    val: npt.NDArray[np.int64]
+    train: npt.NDArray[np.int64]
+
+
+def split_rows(cfg: DriftloopConfig, n: int) -> Split3:
+    """v1's split of ``n`` labelled rows, drawn with the config's seed and fractions
+    (``bootstrap.golden_fraction``, ``bootstrap.validation_fraction``); the golden rows in
+    their stored order. ValueError for fewer than 10 rows."""
+    if n < 10:
+        raise ValueError(f"bootstrap needs labelled rows, got {n}")
+    b = cfg.bootstrap
+    perm = np.random.default_rng(cfg.seed).permutation(n)
+    n_gold = max(1, round(n * b.golden_fraction))
+    n_val = max(1, round(n * b.validation_fraction))
+    return Split3(np.sort(perm[:n_gold]), perm[n_gold:n_gold + n_val], perm[n_gold + n_val:])
+
+
 def bootstrap_from_rows(
     cfg: DriftloopConfig,
     db: Database,
@@ -54,12 +75,10 @@ def bootstrap_from_rows(
     b = cfg.bootstrap
     y = class_positions(y_raw, cfg.schema.classes)
     n = len(y)
-    if n < 10:
-        raise BootstrapError(f"bootstrap needs labelled rows, got {n}")
-    perm = np.random.default_rng(cfg.seed).permutation(n)
-    n_gold = max(1, round(n * b.golden_fraction))
-    n_val = max(1, round(n * b.validation_fraction))
-    gold, val, train = np.sort(perm[:n_gold]), perm[n_gold:n_gold + n_val], perm[n_gold + n_val:]
+    try:
+        gold, val, train = split_rows(cfg, n)
+    except ValueError as err:
+        raise BootstrapError(str(err)) from None
     xt = torch.as_tensor(x[train], dtype=torch.float32)
     yt = torch.as_tensor(y[train], dtype=torch.int64)
     xv = torch.as_tensor(x[val], dtype=torch.float32)
