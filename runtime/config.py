@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from detectors.registry import DetectorConfig
+from runtime.handoff.settings import ExportConfig, HookConfig, hook_names
 from runtime.intake.settings import (
     DirectorySourceConfig,
     SourceConfig,
@@ -61,6 +62,10 @@ class ApiConfig(_Model):
     token_env: str | None = "DRIFTLOOP_TOKEN"
     """Environment variable holding the bearer token for mutating endpoints; the daemon
     refuses to start if it is unset. ``null`` serves a read-only API."""
+    read_token_env: str | None = None
+    """Environment variable holding a bearer token that model artifacts
+    (``GET /v1/models/{version}/artifact``) need, besides the mutating token; ``null``:
+    artifacts are open like the other reads."""
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     max_batch_rows: int = Field(default=10000, gt=0)
     monitor_queue_rows: int = Field(default=200000, gt=0)
@@ -249,6 +254,10 @@ class DriftloopConfig(_Model):
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     api: ApiConfig | None = None
     leader: LeaderConfig | None = None
+    export: ExportConfig | None = None
+    """Hand every new champion to serving (runtime/handoff/publisher.py)."""
+    hooks: list[HookConfig] = Field(default_factory=list)
+    """Tell people: webhooks and commands on chosen events (runtime/handoff/dispatcher.py)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -325,6 +334,14 @@ class DriftloopConfig(_Model):
                     f"{'class(es)' if rule.by == 'class' else 'slice(s)'} {', '.join(unknown)} "
                     f"(one of {', '.join(known)})"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _hook_names(self) -> DriftloopConfig:
+        names = hook_names(self.hooks)
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"hook names must be distinct, repeated: {', '.join(dupes)}")
         return self
 
     @model_validator(mode="after")
@@ -409,6 +426,8 @@ def _resolve_paths(cfg: DriftloopConfig, base: Path) -> DriftloopConfig:
         updates["source"] = cfg.source.model_copy(update={"path": fix(cfg.source.path)})
     if cfg.bootstrap.data is not None:
         updates["bootstrap"] = cfg.bootstrap.model_copy(update={"data": fix(cfg.bootstrap.data)})
+    if cfg.export is not None:
+        updates["export"] = cfg.export.model_copy(update={"dir": fix(cfg.export.dir)})
     if any(st.data is not None for st in cfg.stages):
         updates["stages"] = [
             st if st.data is None else st.model_copy(update={"data": fix(st.data)})
