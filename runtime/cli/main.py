@@ -137,6 +137,15 @@ def _handoff_parsers(sub: Any) -> None:
         help="labelled rows (CSV, Parquet, JSON lines) for v1's golden set, reference window "
         "and rehearsal buffer (default: bootstrap.data)",
     )
+    ex = sub.add_parser("export", help="write a version as safetensors / TorchScript / ONNX")
+    ex.add_argument("--config", "-c", type=Path, required=True, help="the daemon's YAML config")
+    ex.add_argument("version", help="the version to export (e.g. v3; 'champion' for the champion)")
+    ex.add_argument(
+        "--format", "-f", action="append", required=True,
+        choices=["safetensors", "torchscript", "onnx"], help="repeatable",
+    )
+    ex.add_argument("--out", "-o", type=Path, required=True,
+                    help="directory for the files and manifest.json")
 
 
 def cmd_adopt(args: argparse.Namespace) -> int:
@@ -174,6 +183,29 @@ def cmd_adopt(args: argparse.Namespace) -> int:
         db.dispose()
         lock.release()
     print(f"champion: {version} (adopted from {args.weights}, sha256 {weights.sha256})")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from runtime.handoff.export import MANIFEST, ExportError, export_version
+
+    args.state_dir = None
+    cfg, _, db, _, registry = _open_state(args)
+    assert cfg is not None  # --config is required
+    version = registry.champion() if args.version == "champion" else args.version
+    if version is None:
+        raise CliError("there is no champion yet", code=1)
+    try:
+        done = export_version(cfg, registry, version, list(dict.fromkeys(args.format)), args.out,
+                              opset=cfg.export.opset if cfg.export else 17)
+    except ExportError as err:
+        raise CliError(str(err), code=1) from None
+    finally:
+        db.dispose()
+    for fmt, info in done.manifest["formats"].items():
+        print(f"{fmt:<12} {info['file']:<22} max |diff| {info['max_abs_diff']:.2e} on "
+              f"{done.manifest['checked_on']['rows']} golden rows  {info['seconds']:.2f} s")
+    print(f"wrote {args.out / MANIFEST} ({version})")
     return 0
 
 
@@ -461,6 +493,7 @@ COMMANDS = {
     "report": cmd_report,
     "serve": cmd_serve,
     "adopt": cmd_adopt,
+    "export": cmd_export,
 }
 
 
