@@ -35,6 +35,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "format_ts",
     "from_json",
     "golden_sets",
+    "hook_outbox",
     "kv",
     "late_labels",
     "metadata",
@@ -172,6 +174,28 @@ golden_sets = Table(
     Column("rows", Integer, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("provenance", Text, nullable=False),
+)
+
+# Hook deliveries owed: one row per (hook, event), written before any attempt, so an
+# undelivered hook survives a crash and is delivered (at least once) after a restart.
+# ``status``: pending, delivered, failed; ``due`` is the next attempt's epoch seconds.
+hook_outbox = Table(
+    "hook_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("hook", String(64), nullable=False),
+    Column("event_id", Integer, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0, server_default="0"),
+    Column("due", Float, nullable=False),
+    Column("last_error", String(1024), nullable=True),
+    Column("created_at", String(32), nullable=False),
+    Column("updated_at", String(32), nullable=False),
+    UniqueConstraint("hook", "event_id", name="uq_hook_outbox_hook_event"),
+    Index("ix_hook_outbox_status_due", "status", "due"),
+    sqlite_autoincrement=True,
 )
 
 kv = Table(

@@ -24,6 +24,8 @@ __all__ = [
     "DRIFT_DETECTED",
     "GATE_FAILED",
     "GATE_PASSED",
+    "HOOK_DELIVERED",
+    "HOOK_FAILED",
     "INGEST_REJECTED",
     "KINDS",
     "MODEL_PROMOTED",
@@ -52,6 +54,8 @@ GATE_FAILED = "gate.failed"
 MODEL_PROMOTED = "model.promoted"
 MODEL_ROLLED_BACK = "model.rolled_back"
 STAGE_FINISHED = "stage.finished"
+HOOK_DELIVERED = "hook.delivered"
+HOOK_FAILED = "hook.failed"
 
 KINDS: frozenset[str] = frozenset(
     {
@@ -69,6 +73,8 @@ KINDS: frozenset[str] = frozenset(
         MODEL_PROMOTED,
         MODEL_ROLLED_BACK,
         STAGE_FINISHED,
+        HOOK_DELIVERED,
+        HOOK_FAILED,
     }
 )
 

@@ -44,6 +44,7 @@ TABLES = {
     "golden_sets",
     "kv",
     "late_labels",
+    "hook_outbox",
 }
 
 

@@ -31,6 +31,8 @@ ARCHITECTURE_KINDS = {
     "model.promoted",
     "model.rolled_back",
     "stage.finished",
+    "hook.delivered",  # added by the hooks (issue 19), as the architecture foresees
+    "hook.failed",
 }
 
 
