@@ -64,6 +64,7 @@ from runtime.service.api_schema import (
     RetrainResponse,
     RowError,
 )
+from runtime.service.artifacts import artifact_router, read_token
 from runtime.service.prometheus import HttpMetrics, build_registry
 from runtime.service.ui import ui_router
 from runtime.store import events as ev
@@ -335,6 +336,7 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
     app.add_middleware(Counting, http=http)
     app.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
     app.include_router(ui_router(host))  # the review page at /ui, same token
+    app.include_router(artifact_router(host, read_token(api), token))  # exports (handoff)
 
     # -- writes: rows and labels ---------------------------------------------------------
     @app.post(
