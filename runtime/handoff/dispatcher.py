@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -82,9 +83,22 @@ class Dispatcher:
         """Look for new events now (after a commit worth telling), not at the next poll."""
         self._wake.set()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop polling; deliveries under way get ``timeout`` seconds (the rest stay
-        pending in the outbox for the next start)."""
+    def stop(self, timeout: float = 5.0, drain_seconds: float = 2.0) -> None:
+        """Stop polling after one last pass over the new events; deliveries under way
+        get ``drain_seconds`` (what is still owed stays pending for the next start)."""
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(0)  # it may be mid-step; the last pass below is ours
+        try:
+            self.step()
+        except Exception:
+            log.exception("last hook dispatch failed")
+        deadline = time.monotonic() + drain_seconds
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._in_flight:
+                    break
+            time.sleep(0.02)
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -122,8 +136,6 @@ class Dispatcher:
 
     def _deliver(self, d: Delivery) -> None:
         try:
-            if self._stop.is_set():
-                return
             sent = send(self.outbox.hooks[d.hook], d.body, self._secrets[d.hook])
             if sent.ok:
                 self.outbox.delivered(d, sent.detail)

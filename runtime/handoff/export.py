@@ -68,6 +68,7 @@ __all__ = [
     "export_model",
     "export_version",
     "publish",
+    "writable",
 ]
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ def export_model(
     if unknown or not formats:
         raise ExportError(f"unknown export format {unknown[0] if unknown else None!r} "
                           f"(one of {', '.join(FORMATS)})")
-    _writable(out)
+    writable(out)
     model = model.eval()
     xs = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
     with torch.no_grad():
@@ -214,7 +215,8 @@ def export_model(
                   seconds=seconds)
 
 
-def _writable(out: Path) -> None:
+def writable(out: Path) -> None:
+    """Create ``out`` and write a probe file in it; ExportError (one line) if not."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".probe-{os.getpid()}"
@@ -371,7 +373,7 @@ def publish(
     """Export ``version`` to ``root/<version>/`` (unless a complete export with these
     formats is there), point ``root/current`` at it, prune old exports."""
     root = settings.dir
-    _writable(root)
+    writable(root)
     final = root / version
     done = _complete(final, settings.formats)
     if done is not None:
