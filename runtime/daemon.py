@@ -25,6 +25,7 @@ from sqlalchemy import select, update
 from detectors.base import Detector, DriftSignal, ReferenceDetector
 from detectors.registry import build as build_detector
 from runtime.config import DriftloopConfig
+from runtime.handoff.workers import Handoff
 from runtime.intake.directory_source import read_file
 from runtime.intake.inbox import Inbox, merge
 from runtime.intake.ingest import Accepted, Ingestor
@@ -192,10 +193,14 @@ class Daemon:
         is exhausted and no retrain is pending."""
         old = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
         token = resolve_token(self.cfg.api) if self.cfg.api is not None else None
+        # exports and hooks follow what is committed, in threads of their own
+        handoff = Handoff(self.cfg, self.db, self.events, self.registry,
+                          is_leader=self.leader.is_leader)
         self.open()
         reason = "stopped by signal"
         server: ApiServer | None = None
         try:
+            handoff.start()
             if self.cfg.api is not None:
                 server = ApiServer(self, self.cfg.api, token)
                 server.start()
@@ -225,6 +230,7 @@ class Daemon:
             self.inbox.close()
             with self._lock:
                 self._drain_inbox()
+            handoff.stop()
             self.close(reason)
             for s, h in old.items():
                 signal.signal(s, h)
