@@ -23,7 +23,7 @@ from runtime.store import events as ev
 from runtime.store.db import Database, from_json, hook_outbox, kv, to_json, utcnow
 from runtime.store.events import Event, EventLog
 
-__all__ = ["CURSOR_KEY", "Delivery", "Outbox", "outbox_rows", "trigger_of"]
+__all__ = ["CURSOR_KEY", "Delivery", "Outbox", "trigger_of"]
 
 CURSOR_KEY = "hooks_cursor"
 BATCH = 500
@@ -167,11 +167,3 @@ class Outbox:
             return {str(s): int(n) for s, n in conn.execute(
                 select(hook_outbox.c.status, func.count()).group_by(hook_outbox.c.status))}
 
-
-def outbox_rows(db: Database, limit: int = 50) -> list[dict[str, Any]]:
-    """The newest outbox rows (for ``driftloop hooks``), newest first."""
-    cols = [hook_outbox.c[n] for n in ("id", "hook", "event_id", "kind", "status", "attempts",
-                                       "last_error", "created_at", "updated_at")]
-    with db.connect() as conn:
-        found = conn.execute(select(*cols).order_by(hook_outbox.c.id.desc()).limit(limit))
-        return [dict(r._mapping) for r in found]
