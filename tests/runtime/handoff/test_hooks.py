@@ -171,3 +171,16 @@ def test_hook_triggers_are_the_event_kinds() -> None:
 
     noisy = {ev.RETRAIN_PROGRESS, ev.HOOK_DELIVERED}
     assert set(get_args(HookTrigger)) == (ev.KINDS - noisy) | {AWAITING_APPROVAL}
+
+
+def test_a_bare_on_key_in_yaml_is_read_as_on(tmp_path: Path) -> None:
+    """YAML 1.1 turns ``on:`` into the boolean true; the hook settings take it back."""
+    from runtime.config import load_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "state_dir: st\nschema: {features: [a]}\nsource: {kind: http}\n"
+        "detectors: [{kind: adwin}]\n"
+        "hooks:\n  - {on: [model.promoted, candidate.awaiting_approval], url: 'http://x/y'}\n"
+    )
+    assert load_config(path).hooks[0].on == ["model.promoted", "candidate.awaiting_approval"]
