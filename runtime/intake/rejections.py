@@ -1,0 +1,77 @@
+"""Refused rows: kept in the ``quarantine`` table with their reason, told in one event.
+
+Each batch with refusals writes its bad rows (reason and raw text) and one
+``ingest.rejected`` event with the counts by reason and a few examples, so an operator
+sees what went wrong without reading the table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection
+
+from runtime.intake.sources import Batch
+from runtime.store import events as ev
+from runtime.store.db import quarantine
+from runtime.store.events import EventLog
+
+MAX_EXAMPLES = 5
+
+
+def quarantine_rows(conn: Connection, batch: Batch, reasons: dict[int, str], now: str) -> None:
+    """Store the refused rows of ``batch`` (positions ``reasons``) with their reasons."""
+    conn.execute(
+        quarantine.insert(),
+        [
+            {
+                "ingested_at": now,
+                "source": batch.origin,
+                "row_number": batch.first_row + i,
+                "reason": r,
+                "raw": _raw(batch.frame, i),
+            }
+            for i, r in sorted(reasons.items())
+        ],
+    )
+
+
+def reject_event(
+    events: EventLog,
+    conn: Connection,
+    batch: Batch,
+    accepted: int,
+    reasons: dict[int, str],
+    whole_file: bool = False,
+) -> None:
+    """Append the ``ingest.rejected`` event of one batch: counts by reason (the value
+    quoted by a parse error left out, so that alike reasons count together) and the first
+    few examples. ``whole_file``: the file could not be read at all."""
+    by_reason: dict[str, int] = {}
+    for r in reasons.values():
+        key = r.split(":")[0] if "not a number" in r or "unknown label" in r else r
+        by_reason[key] = by_reason.get(key, 0) + 1
+    payload: dict[str, Any] = {
+        "source": batch.origin,
+        "accepted": accepted,
+        "rejected": 0 if whole_file else len(reasons),
+        "whole_file": whole_file,
+        "reasons": dict(sorted(by_reason.items(), key=lambda kv: -kv[1])[:10]),
+        "examples": [
+            {"row": batch.first_row + i, "reason": r}
+            for i, r in sorted(reasons.items())[:MAX_EXAMPLES]
+        ],
+    }
+    events.append(ev.INGEST_REJECTED, payload, conn=conn)
+
+
+def _raw(frame: pd.DataFrame, i: int) -> str:
+    """Row ``i`` of ``frame`` as text for the quarantine table (blank past the end)."""
+    if i >= len(frame):
+        return ""
+    rec = frame.iloc[i].to_dict()
+    return repr({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in rec.items()})[
+        :500
+    ]

@@ -1,0 +1,214 @@
+"""Judge a batch against the schema: the good rows, and the reason each bad one is refused.
+
+A batch is one of two modes. A batch of rows carries features (and maybe labels and ids);
+among its rows, label-only entries (an id and a label, every feature blank) are late labels
+for rows stored earlier. A labels-only batch carries only the id and label columns. Every
+problem is recorded by row position, first reason kept, so a bad row never stops the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from runtime.config import SchemaConfig
+from runtime.intake.sources import Batch
+
+MAX_ID_CHARS = 128  # rows.row_id is String(128); PostgreSQL refuses longer ones
+
+
+class Validator:
+    """Validates batches against one schema; writes nothing."""
+
+    def __init__(self, schema: SchemaConfig) -> None:
+        self.schema = schema
+        self.classes = set(schema.classes)
+        self._class_values = np.array(sorted(self.classes), dtype=np.float64)
+
+    def validate(
+        self, batch: Batch
+    ) -> tuple[pd.DataFrame, dict[int, str], str, pd.DataFrame | None]:
+        """Returns (clean frame of good rows, reasons by position, mode, the late labels
+        among the rows of a batch of rows, see :meth:`_late_labels`)."""
+        s = self.schema
+        frame = batch.frame.reset_index(drop=True)
+        n = len(frame)
+        reasons: dict[int, str] = {
+            i: r for i, r in ((k - 1, v) for k, v in batch.row_errors.items())
+        }
+        cols = set(frame.columns)
+        extra = sorted(cols - {*s.features, s.label, s.id_column})
+        if extra:
+            whole = f"unexpected column(s) {', '.join(map(repr, extra))}"
+            return frame.iloc[0:0], {i: whole for i in range(n)}, "rows", None
+        missing = [f for f in s.features if f not in cols]
+        if missing and cols <= {s.id_column, s.label} and s.id_column in cols and s.label in cols:
+            return self._validate_labels(frame, reasons), reasons, "labels", None
+        if missing:
+            whole = f"missing column(s) {', '.join(map(repr, missing))}"
+            # a row that could not be parsed keeps its own reason (it lacks every column)
+            return frame.iloc[0:0], {i: reasons.get(i, whole) for i in range(n)}, "rows", None
+        x = np.empty((n, len(s.features)), dtype=np.float64)
+        for j, f in enumerate(s.features):
+            x[:, j] = self._feature(frame[f], f, reasons)
+        out = pd.DataFrame(x, columns=list(s.features), index=frame.index)
+        out["__label"] = self._labels(frame, reasons)
+        out["__id"] = self._ids(frame, batch)
+        _check_ids(out["__id"].tolist(), reasons)
+        late = self._late_mask(frame, batch.row_errors)  # label-only: not rows, not duplicates
+        dup = np.zeros(n, dtype=bool)
+        dup[~late] = out["__id"][~late].duplicated().to_numpy()
+        for pos in np.flatnonzero(dup):
+            rid = out["__id"].iloc[pos]
+            reasons.setdefault(int(pos), f"duplicate row id {rid!r} in this batch")
+        good = ~late
+        good[list(reasons)] = False
+        return out[good], reasons, "rows", self._late_labels(frame, late, reasons)
+
+    def _feature(self, raw: pd.Series, f: str, reasons: dict[int, str]) -> npt.NDArray[np.float64]:
+        """One feature column as floats; problems recorded by row position."""
+        if raw.dtype.kind in "fiub":  # already numeric: no parsing, only NaN/inf checks
+            num = raw.to_numpy(dtype=np.float64)
+            blank = np.isnan(num)
+            bad_type = np.zeros(len(num), dtype=bool)
+        else:
+            blank = raw.isna().to_numpy()
+            blank |= (raw.astype(str).str.strip() == "").to_numpy()
+            num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+            bad_type = np.isnan(num) & ~blank
+        for i in np.flatnonzero(bad_type):
+            reasons.setdefault(int(i), f"feature '{f}' is not a number: {str(raw.iloc[i])[:40]!r}")
+        if not self.schema.allow_nan:
+            for i in np.flatnonzero(blank):
+                reasons.setdefault(int(i), f"feature '{f}' is missing or NaN")
+        for i in np.flatnonzero(np.isinf(num)):
+            reasons.setdefault(int(i), f"feature '{f}' is not finite")
+        return np.asarray(num, dtype=np.float64)
+
+    def _labels(self, frame: pd.DataFrame, reasons: dict[int, str]) -> pd.Series:
+        s = self.schema
+        if s.label not in frame.columns:
+            return pd.Series(-1, index=frame.index, dtype=np.int64)
+        raw = frame[s.label]
+        blank = _blank(raw)
+        num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            whole = np.isfinite(num) & (num == np.round(num))
+        known = whole & np.isin(np.where(whole, num, 0), sorted(self.classes))
+        labels = np.where(known, np.where(whole, num, -1), -1).astype(np.int64)
+        for i in np.flatnonzero(~blank & ~known):
+            reasons.setdefault(
+                int(i), f"unknown label {str(raw.iloc[i])[:40]!r} (classes: {sorted(self.classes)})"
+            )
+        return pd.Series(labels, index=frame.index)
+
+    def _ids(self, frame: pd.DataFrame, batch: Batch) -> pd.Series:
+        s = self.schema
+        generated = [f"{batch.origin}#{batch.first_row + i}" for i in range(len(frame))]
+        if s.id_column not in frame.columns:
+            return pd.Series(generated, index=frame.index)
+        raw = frame[s.id_column]
+        text = raw.astype(str).str.strip()
+        missing = raw.isna() | (text == "")
+        return text.where(~missing, pd.Series(generated, index=frame.index))
+
+    def _late_mask(
+        self, frame: pd.DataFrame, row_errors: Mapping[int, str]
+    ) -> npt.NDArray[np.bool_]:
+        """Rows of a batch of rows that carry only a row id and a label (every feature
+        blank): late labels for rows stored earlier (or earlier in this batch), as a
+        broker delivers them mixed with new rows. A row that failed parsing
+        (``row_errors``, 1-based: a ragged HTTP row, a broken JSON line) is not one."""
+        s = self.schema
+        if s.id_column not in frame.columns or s.label not in frame.columns:
+            return np.zeros(len(frame), dtype=bool)
+        late = ~_blank(frame[s.id_column]) & ~_blank(frame[s.label])
+        for f in s.features:
+            if f in frame.columns:
+                late &= _blank(frame[f])
+        late[[k - 1 for k in row_errors if 0 < k <= len(late)]] = False
+        return late
+
+    def _late_labels(
+        self, frame: pd.DataFrame, late: npt.NDArray[np.bool_], reasons: dict[int, str]
+    ) -> pd.DataFrame | None:
+        """The late labels (rows ``late`` of ``frame``, see :meth:`_late_mask`), validated
+        as a labels-only batch would be, indexed by their positions in ``frame``; their
+        feature-missing reasons replaced by their own. ``None`` when there are none."""
+        pos = np.flatnonzero(late)
+        if not len(pos):
+            return None
+        sub = frame.iloc[pos].reset_index(drop=True)
+        sub_reasons: dict[int, str] = {}
+        clean = self._validate_labels(sub, sub_reasons)
+        clean.index = pd.Index(pos[clean.index.to_numpy()])
+        for i in pos:
+            reasons.pop(int(i), None)
+        reasons.update({int(pos[k]): v for k, v in sub_reasons.items()})
+        return clean
+
+    def _validate_labels(self, frame: pd.DataFrame, reasons: dict[int, str]) -> pd.DataFrame:
+        out = pd.DataFrame(index=frame.index)
+        out["__label"] = self._labels(frame, reasons)
+        out["__id"] = frame[self.schema.id_column].astype(str).str.strip()  # as rows' ids are
+        _check_ids(out["__id"].tolist(), reasons)
+        for i, lab in enumerate(out["__label"].tolist()):
+            if lab < 0:
+                reasons.setdefault(i, "label is missing")
+        good = np.ones(len(frame), dtype=bool)
+        good[list(reasons)] = False
+        return out[good]
+
+    def clean_labels(
+        self, labels: npt.NDArray[np.float64] | None, n: int
+    ) -> npt.NDArray[np.int64] | None:
+        """Labels as class values (-1 where missing), or None if any is not a class."""
+        if labels is None:
+            return np.full(n, -1, dtype=np.int64)
+        if len(labels) != n:
+            return None
+        missing = np.isnan(labels)
+        known = np.isin(labels, self._class_values)
+        if not bool((missing | known).all()):
+            return None
+        return np.where(known, labels, -1).astype(np.int64)
+
+
+def plain_ids(ids: list[str]) -> bool:
+    """Row ids that :meth:`Validator._ids` would keep as they are, none repeated."""
+    distinct = set(ids)
+    if len(distinct) != len(ids) or "" in distinct or list(map(str.strip, ids)) != ids:
+        return False
+    return not ids or (max(map(len, ids)) <= MAX_ID_CHARS and _storable("".join(ids)))
+
+
+def _blank(raw: pd.Series) -> npt.NDArray[np.bool_]:
+    """Missing values of a column: NaN/None, and empty or blank text."""
+    blank = raw.isna().to_numpy()
+    if raw.dtype == object:
+        blank |= (raw.astype(str).str.strip() == "").to_numpy()
+    return np.asarray(blank, dtype=bool)
+
+
+def _storable(text: str) -> bool:
+    """Text the database can hold: no NUL (PostgreSQL refuses it), encodable as UTF-8
+    (a JSON ``\\ud800`` escape decodes to a lone surrogate)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_ids(ids: list[str], reasons: dict[int, str]) -> None:
+    """Quarantine rows whose id cannot be stored (it would fail the whole batch's write)."""
+    for i, rid in enumerate(ids):
+        if len(rid) > MAX_ID_CHARS:
+            reasons.setdefault(i, f"row id is longer than {MAX_ID_CHARS} characters")
+        elif not _storable(rid):
+            reasons.setdefault(i, "row id contains a NUL or a character that is not UTF-8")
