@@ -21,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from runtime.config import SchemaConfig
 from runtime.intake.label_join import join_labels
@@ -49,6 +51,7 @@ class Ingestor:
         if batch.read_error is not None:
             with self.db.begin() as conn:
                 self._mark_file(conn, batch, 0, 1)
+                quarantine_rows(conn, batch, {0: batch.read_error}, utcnow())
                 reject_event(self.events, conn, batch, 0, {0: batch.read_error}, whole_file=True)
             return empty(nf)
         clean, reasons, mode, late = self.validator.validate(batch)
@@ -148,18 +151,28 @@ class Ingestor:
         return accepted_rows(x, y, ids, *store(conn, ids, params), rejected)
 
     def _mark_file(self, conn: Connection, batch: Batch, accepted: int, rejected: int) -> None:
+        """Record how far the file was read (``size``: bytes read); a file read on from
+        where it stopped updates its row, its counts adding up."""
         if batch.file is None:
             return
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite_dialect
+        stmt = dialect.insert(processed_files).values(
+            path=batch.file.path,
+            size=batch.file.size,
+            mtime=batch.file.mtime,
+            processed_at=utcnow(),
+            accepted=accepted,
+            rejected=rejected,
+        )
         conn.execute(
-            processed_files.insert(),
-            [
-                {
-                    "path": batch.file.path,
-                    "size": batch.file.size,
-                    "mtime": batch.file.mtime,
-                    "processed_at": utcnow(),
-                    "accepted": accepted,
-                    "rejected": rejected,
-                }
-            ],
+            stmt.on_conflict_do_update(
+                index_elements=["path"],
+                set_={
+                    "size": stmt.excluded.size,
+                    "mtime": stmt.excluded.mtime,
+                    "processed_at": stmt.excluded.processed_at,
+                    "accepted": processed_files.c.accepted + stmt.excluded.accepted,
+                    "rejected": processed_files.c.rejected + stmt.excluded.rejected,
+                },
+            )
         )

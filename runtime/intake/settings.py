@@ -45,6 +45,10 @@ class DirectorySourceConfig(_Model):
     patterns: list[str] = Field(default=["*.csv", "*.parquet", "*.jsonl"])
     poll_seconds: float = Field(default=1.0, gt=0)
     batch_size: int = Field(default=1000, gt=0)
+    settle_seconds: float = Field(default=0.2, ge=0)
+    """A file is read once its size and mtime have been still this long."""
+    incomplete_seconds: float = Field(default=60.0, gt=0)
+    """A last line without a newline waits this long for one, then is read as it is."""
 
 
 class RedisSourceConfig(_Model):
