@@ -68,6 +68,10 @@ class ApiConfig(_Model):
     artifacts are open like the other reads."""
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     max_batch_rows: int = Field(default=10000, gt=0)
+    max_header_bytes: int = Field(default=64 * 1024, gt=0)
+    """Request headers larger than this in all are refused (431)."""
+    max_headers: int = Field(default=100, gt=0)
+    """Requests with more headers than this are refused (431)."""
     monitor_queue_rows: int = Field(default=200000, gt=0)
     """Rows accepted over HTTP waiting for the detectors; when full, ingest waits."""
     shutdown_seconds: float = Field(default=5.0, gt=0)

@@ -6,17 +6,20 @@ interpreter per batch; msgspec decodes straight into typed lists in about a thir
 that. A body msgspec refuses is decoded again exactly as FastAPI would (``json.loads``
 then the pydantic model), so a bad body gets the same 422 and the same one-line message
 as before, and a body pydantic's lax mode accepts (a number sent as a string) is still
-accepted. The pydantic model stays the documented schema (OpenAPI).
+accepted. JSON that no decoder takes (nested too deep, a number of thousands of digits)
+is a 422 naming that, as it is on the endpoints FastAPI decodes (:func:`body_problem`). The pydantic model stays the documented schema (OpenAPI).
 """
 
 from __future__ import annotations
 
 import email.message
 import json
+import sys
 from typing import Annotated, Protocol
 
 import msgspec
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
 from pydantic import BaseModel, ValidationError
 
 INT32 = 2**31
@@ -116,7 +119,24 @@ def decode_ingest(raw: bytes, content_type: str | None, model: type[BaseModel]) 
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body",), "msg": f"not UTF-8: {e.reason}"}]
         ) from None
+    except (RecursionError, ValueError) as e:
+        raise HTTPException(422, body_problem(e)) from None
     return _pydantic(data, model)
+
+
+def body_problem(err: BaseException | None) -> str | None:
+    """The one line naming why a JSON body could not be decoded (nested too deep, a
+    number too long), or None when ``err`` is no such failure. FastAPI reports these as
+    a bare 400 for the bodies it decodes itself; the API answers them as ingest does."""
+    if isinstance(err, RecursionError):
+        return "body is not valid JSON: nested too deep"
+    if isinstance(err, UnicodeDecodeError):
+        return f"body is not valid JSON: not UTF-8 ({err.reason})"
+    if isinstance(err, ValueError) and "digits" in str(err):
+        return f"body is not valid JSON: a number has more than {sys.get_int_max_str_digits()} digits"
+    if isinstance(err, ValueError):
+        return f"body is not valid JSON: {str(err).splitlines()[0][:200]}"
+    return None
 
 
 def _pydantic(data: object, model: type[BaseModel]) -> IngestBody:

@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runtime.config import ApiConfig, DriftloopConfig
-from runtime.intake.http_body import decode_ingest
+from runtime.intake.http_body import body_problem, decode_ingest
 from runtime.intake.ingest import Accepted, Ingestor
 from runtime.intake.sources import Batch
 from runtime.promotion import approval as review
@@ -65,6 +65,7 @@ from runtime.service.api_schema import (
     RowError,
 )
 from runtime.service.artifacts import artifact_router, read_token
+from runtime.service.limits import HeaderLimit
 from runtime.service.prometheus import HttpMetrics, build_registry
 from runtime.service.ui import ui_router
 from runtime.store import events as ev
@@ -133,8 +134,8 @@ class BodyLimit:
             msg = await receive()
             if msg["type"] == "http.request":
                 seen += len(msg.get("body", b""))
-                if seen > self.max_bytes:
-                    raise ApiError(413, self._message())
+                if seen > self.max_bytes:  # re-raised as it is by FastAPI's body parsing
+                    raise StarletteHTTPException(413, self._message())
             return msg
 
         await self.app(scope, limited, send)
@@ -324,6 +325,8 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
             message = "no such endpoint"
         elif exc.status_code == 405:
             message = "method not allowed on this endpoint"
+        elif exc.status_code == 400 and (problem := body_problem(exc.__cause__)):
+            return _error(422, problem)  # JSON FastAPI could not decode, answered as ingest's
         elif exc.status_code == 400:
             message = f"bad request: {exc.detail}"
         return _error(exc.status_code, message, **(exc.headers or {}))
@@ -335,6 +338,7 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
 
     app.add_middleware(Counting, http=http)
     app.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
+    app.add_middleware(HeaderLimit, max_bytes=api.max_header_bytes, max_count=api.max_headers)
     app.include_router(ui_router(host))  # the review page at /ui, same token
     app.include_router(artifact_router(host, read_token(api), token))  # exports (handoff)
 
