@@ -103,10 +103,17 @@ SCENARIOS: dict[str, Callable[[np.random.Generator], np.ndarray]] = {
 }
 
 
-def run_one(kind: str, values: np.ndarray) -> tuple[int | None, int]:
+def detector(kind: str, error: bool = False) -> Any:
+    """``kind`` with its driftloop defaults, watching the model's error (``error``) or the
+    one feature ``x``; the binary detectors (:data:`BINARY`) watch only the error."""
+    signal = "error" if error or kind in BINARY else "x"
+    return build(DETECTORS[kind].Config(signal=signal), ["x"])  # type: ignore[call-arg]
+
+
+def run_one(kind: str, values: np.ndarray, error: bool) -> tuple[int | None, int]:
     """First alarm at or after the change (None if none within AFTER rows) and the number
-    of alarms before it."""
-    det = build(DETECTORS[kind].Config(signal="x"), ["x"])  # type: ignore[call-arg]
+    of alarms before it; ``error``: ``values`` are the model's 0/1 errors."""
+    det = detector(kind, error)
     first, false = None, 0
     for start in range(0, len(values), BATCH):
         idx = np.arange(start, min(start + BATCH, len(values)))
@@ -150,7 +157,7 @@ def quality(seeds: int, kinds: list[str], default: list[str]) -> list[dict[str, 
             if kind in BINARY and not binary:
                 continue
             t0 = time.perf_counter()
-            per[kind] = [run_one(kind, v) for v in data]
+            per[kind] = [run_one(kind, v, binary) for v in data]
             seconds[kind] = time.perf_counter() - t0
             out.append(_quality_row(scenario, kind, per[kind], seconds[kind]))
             print(_row(out[-1]), flush=True)
@@ -168,7 +175,7 @@ def long_stationary(seeds: int, rows: int, kinds: list[str]) -> list[dict[str, A
     for kind in kinds:
         alarms = 0
         for s in range(seeds):
-            det = build(DETECTORS[kind].Config(signal="x"), ["x"])  # type: ignore[call-arg]
+            det = detector(kind)
             x = np.random.default_rng(1000 + s).normal(size=rows)
             for start in range(0, rows, 1000):
                 det.update(x[start : start + 1000])
@@ -229,7 +236,8 @@ t0 = time.perf_counter()
 from detectors.registry import DETECTORS, build
 t1 = time.perf_counter()
 for kind in {kinds!r}:
-    build(DETECTORS[kind].Config(signal="x"), ["x"]).update(np.zeros(200))
+    signal = "error" if kind in {binary!r} else "x"
+    build(DETECTORS[kind].Config(signal=signal), ["x"]).update(np.zeros(200))
 print(t1 - t0, time.perf_counter() - t1)
 """
 
@@ -244,7 +252,8 @@ def compile_cost(kinds: list[str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "NUMBA_CACHE_DIR": cache, "PYTHONPATH": str(ROOT)}
         for mode in ("cold", "cached"):
-            run = subprocess.run([sys.executable, "-c", _COMPILE.format(kinds=kinds)], env=env,
+            code = _COMPILE.format(kinds=kinds, binary=BINARY)
+            run = subprocess.run([sys.executable, "-c", code], env=env,
                                  capture_output=True, text=True, check=True)
             imp, first = map(float, run.stdout.split())
             out[f"import_s_{mode}"], out[f"first_calls_s_{mode}"] = imp, first
@@ -260,9 +269,8 @@ def speed_streaming(n: int) -> list[dict[str, Any]]:
     for kind in ["cusum", *STREAMING]:
         x = (rng.normal(size=n) if kind in {"pagehinkley", "kswin"}
              else (rng.random(n) < 0.1).astype(float))
-        cfg = DETECTORS[kind].Config(signal="x")  # type: ignore[call-arg]
-        build(cfg, ["x"]).update(x[:100])  # compiled (or loaded from numba's cache) already
-        det = build(cfg, ["x"])
+        detector(kind).update(x[:100])  # compiled (or loaded from numba's cache) already
+        det = detector(kind)
         w0, c0 = time.perf_counter(), time.process_time()
         for start in range(0, n, 10_000):
             det.update(x[start : start + 10_000])
