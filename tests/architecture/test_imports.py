@@ -1,11 +1,13 @@
 """The house stays as built: import directions between packages, and no import cycles.
 
 ``runtime/`` is cut into subpackages stacked in :data:`LAYERS` (lowest first); a module
-imports only from its own subpackage and those below it. ``runtime.config`` is the
-foundation every layer reads; it composes the pure ``settings`` modules of the
-subpackages and nothing else of runtime. ``detectors`` and ``strategies`` never import
-``runtime`` nor each other (except strategies' use of nothing from detectors), and
-nothing imports ``runtime.cli``.
+imports only from its own subpackage and those below it (so ``intake`` never imports
+``service``). ``runtime.config`` is the foundation every layer reads; it composes the
+pure ``settings`` modules of the subpackages and nothing else of runtime. ``detectors``
+and ``strategies`` never import ``runtime`` nor each other. Nothing outside
+``runtime.cli`` imports it: the CLI is reached only through its entry point
+(``driftloop = runtime.cli.main:main`` in pyproject.toml). Relative imports are resolved,
+and imports inside functions count, so neither hides an edge.
 """
 
 from __future__ import annotations
@@ -31,26 +33,39 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+FIRST_PARTY = ("runtime", "detectors", "strategies")
+
+
 def _modules() -> dict[str, Path]:
     found = {}
-    for package in ("runtime", "detectors", "strategies"):
+    for package in FIRST_PARTY:
         for path in (ROOT / package).rglob("*.py"):
             found[_module_name(path)] = path
     return found
 
 
 def _imports(path: Path, lazy: bool = True) -> set[str]:
-    """Every absolute import of a first-party module in ``path`` (``lazy``: those inside
-    functions too)."""
+    """Every import of a first-party module in ``path``, relative ones resolved to their
+    absolute name (``lazy``: those inside functions too)."""
     names: set[str] = set()
     tree = ast.parse(path.read_text(encoding="utf-8"))
     for node in ast.walk(tree) if lazy else tree.body:
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)
-    return {n for n in names if n.split(".")[0] in {"runtime", "detectors", "strategies"}}
+        elif isinstance(node, ast.ImportFrom):
+            base = _absolute(path, node.level, node.module)
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    return {n for n in names if n.split(".")[0] in FIRST_PARTY}
+
+
+def _absolute(path: Path, level: int, module: str | None) -> str:
+    """The absolute name of ``from <level dots><module> import ...`` written in ``path``."""
+    if level == 0:
+        return module or ""
+    package = path.relative_to(ROOT).parent.parts
+    parts = list(package[: len(package) - (level - 1)])
+    return ".".join([*parts, module] if module else parts)
 
 
 MODULES = _modules()
@@ -107,6 +122,42 @@ def test_engines_never_import_runtime_nor_each_other(package: str) -> None:
             continue
         for target in targets:
             assert not target.startswith(("runtime", other)), f"{module} imports {target}"
+
+
+def test_intake_never_imports_the_service() -> None:
+    """Sources and ingest know nothing of the HTTP server: the service hands rows in."""
+    for module, targets in GRAPH.items():
+        if module.startswith("runtime.intake"):
+            bad = {t for t in targets if t.startswith("runtime.service")}
+            assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def _cli_importers(paths: dict[str, Path]) -> list[str]:
+    return sorted(
+        f"{name} imports {target}"
+        for name, path in paths.items()
+        if not name.startswith("runtime.cli")
+        for target in _imports(path)
+        if target == "runtime.cli" or target.startswith("runtime.cli.")
+    )
+
+
+def test_nothing_imports_the_cli() -> None:
+    """The CLI is the top: no module of runtime, detectors, strategies or bench/ imports
+    it (its entry point is pyproject.toml's, which the test checks names it)."""
+    benches = {f"bench.{p.stem}": p for p in (ROOT / "bench").glob("*.py")}
+    assert _cli_importers({**MODULES, **benches}) == []
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'driftloop = "runtime.cli.main:main"' in pyproject
+
+
+def test_the_import_checks_see_relative_and_lazy_imports() -> None:
+    """The graph resolves ``from .x import y`` and counts imports inside functions."""
+    here = ROOT / "runtime" / "intake" / "ingest.py"
+    assert _absolute(here, 1, "sources") == "runtime.intake.sources"
+    assert _absolute(here, 2, "store.db") == "runtime.store.db"
+    assert _absolute(here, 1, None) == "runtime.intake"
+    assert "runtime.cli.progress" in GRAPH["runtime.cli.main"]  # imported in a function
 
 
 def test_settings_modules_import_no_engine_of_runtime() -> None:
