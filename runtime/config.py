@@ -382,7 +382,7 @@ def _location(loc: tuple[int | str, ...]) -> str:
         if isinstance(p, int):
             parts.append(f"[{p}]")
         elif (
-            p in {"synthetic", "directory", "redis", "rabbitmq", "http"}
+            p in {"synthetic", "directory", "redis", "rabbitmq", "kafka", "nats", "http"}
             or "[" in str(p)
             or "function-after" in str(p)
         ):

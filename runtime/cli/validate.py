@@ -10,6 +10,7 @@ from runtime.intake.demo_stream import SyntheticSource
 from runtime.intake.settings import (
     DirectorySourceConfig,
     HttpSourceConfig,
+    KafkaSourceConfig,
     RabbitMQSourceConfig,
     RedisSourceConfig,
     SyntheticSourceConfig,
@@ -36,6 +37,9 @@ def build_everything(cfg: DriftloopConfig) -> Iterator[str]:
         yield f"source: redis stream {src.stream!r} (group {src.group!r}) at {_host(src.url)}"
     elif isinstance(src, RabbitMQSourceConfig):
         yield f"source: rabbitmq queue {src.queue!r} at {_host(src.url)}"
+    elif isinstance(src, KafkaSourceConfig):
+        where = src.bootstrap_servers
+        yield f"source: kafka topic {src.topic!r} (group {src.group_id!r}) at {where}"
     elif isinstance(src, HttpSourceConfig):
         yield "source: rows arrive through the HTTP API (POST /v1/ingest)"
     if cfg.api is not None:

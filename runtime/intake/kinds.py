@@ -11,6 +11,7 @@ from runtime.config import SchemaConfig
 from runtime.intake.settings import (
     DirectorySourceConfig,
     HttpSourceConfig,
+    KafkaSourceConfig,
     RabbitMQSourceConfig,
     RedisSourceConfig,
     SourceConfig,
@@ -34,6 +35,10 @@ def build_source(
         from runtime.intake.rabbitmq_source import RabbitMQSource
 
         return RabbitMQSource(src, schema)
+    if isinstance(src, KafkaSourceConfig):
+        from runtime.intake.kafka_source import KafkaSource
+
+        return KafkaSource(src, schema)
     if isinstance(src, HttpSourceConfig):
         from runtime.intake.http_source import HttpSource
 

@@ -106,6 +106,53 @@ class RabbitMQSourceConfig(_Model):
         return self
 
 
+class KafkaSourceConfig(_Model):
+    """A Kafka topic, every partition of it (runtime/intake/kafka_source.py).
+
+    Each message's value is one row as a JSON object, or a JSON array of rows; a
+    partition's offset is committed to ``group_id`` only after its rows are durably written.
+    """
+
+    kind: Literal["kafka"] = "kafka"
+    bootstrap_servers: str = Field(default="127.0.0.1:9092", min_length=1)
+    topic: str = Field(default="driftloop", min_length=1)
+    group_id: str = Field(default="driftloop", min_length=1)
+    batch_size: int = Field(default=500, gt=0)
+    block_ms: int = Field(default=200, ge=0)
+    start: Literal["earliest", "latest"] = "earliest"
+    """Where a partition with no committed offset in the group starts."""
+    timestamp_column: str | None = None
+    """A feature holding each row's event time: a batch's messages from several
+    partitions are merged by it (else by partition, then offset)."""
+    partition_check_seconds: float = Field(default=10.0, gt=0)
+    """How often the topic's partitions are listed again (a new one is read from its start)."""
+    metadata_timeout_ms: int = Field(default=5000, gt=0)
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Further librdkafka settings (``security.protocol``, ``sasl.*``, ``ssl.*``, …)."""
+    drain_when_empty: bool = False
+    """``exhausted()`` once every partition is read to its end and committed (for replays)."""
+
+    @field_validator("options")
+    @classmethod
+    def _not_ours(
+        cls, options: dict[str, str | int | float | bool]
+    ) -> dict[str, str | int | float | bool]:
+        owned = sorted(set(options) & _KAFKA_OWNED)
+        if owned:
+            raise ValueError(f"{', '.join(owned)} is set by driftloop (see the source's keys)")
+        return options
+
+
+_KAFKA_OWNED = {
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "auto.offset.reset",
+    "enable.partition.eof",
+}
+
+
 class HttpSourceConfig(_Model):
     """Rows arrive only through the HTTP API (``POST /v1/ingest``)."""
 
@@ -117,6 +164,7 @@ SourceConfig = Annotated[
     | DirectorySourceConfig
     | RedisSourceConfig
     | RabbitMQSourceConfig
+    | KafkaSourceConfig
     | HttpSourceConfig,
     Field(discriminator="kind"),
 ]
