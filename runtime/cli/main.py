@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runtime.cli import replay as replay_cli
 from runtime.store import events as ev
 
 if TYPE_CHECKING:
@@ -137,6 +138,7 @@ def _handoff_parsers(sub: Any) -> None:
         help="labelled rows (CSV, Parquet, JSON lines) for v1's golden set, reference window "
         "and rehearsal buffer (default: bootstrap.data)",
     )
+    replay_cli.add_parser(sub)
     ex = sub.add_parser("export", help="write a version as safetensors / TorchScript / ONNX")
     ex.add_argument("--config", "-c", type=Path, required=True, help="the daemon's YAML config")
     ex.add_argument("version", help="the version to export (e.g. v3; 'champion' for the champion)")
@@ -466,6 +468,13 @@ def _backtest(args: argparse.Namespace, cfg: DriftloopConfig | None) -> int:
     return 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    try:
+        return replay_cli.cmd_replay(args, load_config(args.config))
+    except ValueError as err:
+        raise CliError(str(err)) from None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from runtime.service.server import ServerError, serve_review
 
@@ -494,6 +503,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "adopt": cmd_adopt,
     "export": cmd_export,
+    "replay": cmd_replay,
 }
 
 

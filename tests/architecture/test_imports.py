@@ -19,7 +19,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LAYERS = [
-    "store", "intake", "monitoring", "promotion", "handoff", "training", "review", "service",
+    "store", "intake", "monitoring", "promotion", "handoff", "training", "replay", "review",
+    "service",
 ]
 """runtime's subpackages, lowest first; the daemon sits above them and the CLI on top."""
 TOP = {"config": -1, "daemon": len(LAYERS), "cli": len(LAYERS) + 1}

@@ -1,0 +1,381 @@
+"""One replay run: the loop's own components over a logged stream, in simulated time.
+
+The run owns a fresh state directory (a temporary one unless given) and drives the
+components the daemon drives: the :class:`~runtime.intake.ingest.Ingestor` stores each
+step's rows and late labels, the champion's :class:`~runtime.monitoring.monitor.Monitor`
+scores them (its prediction is the one served for the row, scored against the row's true
+label: prequential accuracy), the detectors and the :class:`~runtime.monitoring.policy.Policy`
+decide, :func:`~runtime.training.retrain_job.run_job` trains the candidate in this process,
+the :class:`~runtime.promotion.gatekeeper.Gatekeeper` judges it (shadow and the rollback
+watch included) and the registry promotes it. Time is the stream's position: a retrain is
+ready ``retrain_rows`` rows after it was requested (0: before the next step), whatever it
+cost in seconds, so a run does not depend on the machine's speed. Every seed is the
+config's; the retrain's time limit is dropped when it has an epoch or step limit, so a run
+repeats exactly.
+
+What triggers retrains is the :class:`Schedule`: the detectors and policy (``drift``), every
+``every`` rows (``periodic``, at most ``limit`` retrains), or nothing (``never``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from detectors.base import Detector, DriftSignal, ReferenceDetector
+from detectors.registry import build as build_detector
+from runtime.config import DriftloopConfig, ReportsConfig
+from runtime.intake.ingest import Accepted, Ingestor
+from runtime.intake.sources import Batch
+from runtime.monitoring.monitor import Monitor, Signals
+from runtime.monitoring.policy import Policy
+from runtime.promotion.gatekeeper import Gatekeeper
+from runtime.replay.stream import LoggedStream, Step
+from runtime.store import events as ev
+from runtime.store.db import Database
+from runtime.store.events import EventLog
+from runtime.store.rows import count_labelled, labelled_rows, last_seq, recent_rows
+from runtime.store.unit import Unit, load_unit
+from runtime.store.versions import Registry
+from runtime.training.bootstrap import bootstrap_from_rows
+from runtime.training.retrain_job import run_job
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What triggers a retrain, and whether the gate judges the candidates."""
+
+    kind: Literal["drift", "periodic", "never"] = "drift"
+    every: int = 0
+    limit: int | None = None
+    gate: bool = True
+    name: str = "driftloop"
+
+
+@dataclass
+class Retrain:
+    """One retrain of a run (positions are 0-based stream positions)."""
+
+    trigger: str
+    candidate: str
+    requested_at: int  # the stream position the request was made after
+    ready_at: int
+    onset: int  # the row (seq) the training data starts at
+    first_row: int
+    last_row: int  # the last labelled row trained on (seq)
+    rows: int
+    train_seconds: float
+    wall_seconds: float
+    outcome: str = "pending"  # promoted | refused | awaiting | pending
+
+
+@dataclass
+class RunResult:
+    name: str
+    start: int  # the first scored stream position (after the bootstrap)
+    correct: npt.NDArray[np.float64]  # 1/0 per position, NaN where nothing was served
+    served: npt.NDArray[np.int64]  # index into ``versions`` of the model that served each row
+    versions: list[str]
+    retrains: list[Retrain] = field(default_factory=list)
+    alarms: int = 0
+    rollbacks: int = 0
+    wall_seconds: float = 0.0
+
+    @property
+    def accuracy(self) -> float:
+        scored = self.correct[self.start:]
+        scored = scored[~np.isnan(scored)]
+        return float(scored.mean()) if len(scored) else float("nan")
+
+    def count(self, outcome: str) -> int:
+        return sum(r.outcome == outcome for r in self.retrains)
+
+    @property
+    def train_seconds(self) -> float:
+        return float(sum(r.train_seconds for r in self.retrains))
+
+
+def replay_config(cfg: DriftloopConfig, state_dir: Path) -> DriftloopConfig:
+    """The config as a replay runs it: its own embedded state, no service, no reports
+    or handoff, and no wall-clock limit on a retrain that has another limit."""
+    budget = cfg.retrain.budget
+    if budget.epochs is not None or budget.steps is not None:
+        budget = budget.model_copy(update={"seconds": None})
+    retrain = cfg.retrain.model_copy(update={"budget": budget})
+    return cfg.model_copy(update={
+        "state_dir": state_dir, "database_url": None, "sqlite_synchronous": "normal",
+        "reports": ReportsConfig(drift_html=False), "api": None, "leader": None,
+        "export": None, "hooks": [], "retrain": retrain,
+    })
+
+
+class LoopReplay:
+    """Runs one :class:`Schedule` over a :class:`LoggedStream`."""
+
+    def __init__(self, cfg: DriftloopConfig, stream: LoggedStream, schedule: Schedule, *,
+                 batch_rows: int = 100, label_delay: int = 0, retrain_rows: int = 0,
+                 report: Report | None = None) -> None:
+        if batch_rows <= 0 or label_delay < 0 or retrain_rows < 0:
+            raise ValueError("batch rows must be positive, label delay and retrain rows >= 0")
+        self.base_cfg = cfg
+        self.stream = stream
+        self.schedule = schedule
+        self.batch_rows = batch_rows
+        self.label_delay = label_delay
+        self.retrain_rows = retrain_rows
+        self.report: Report = report or (lambda line: None)
+
+    def run(self, state_dir: Path | None = None) -> RunResult:
+        if state_dir is not None:
+            return self._run(state_dir)
+        with tempfile.TemporaryDirectory(prefix="driftloop-replay-") as tmp:
+            return self._run(Path(tmp))
+
+    # -- the run -----------------------------------------------------------------------
+    def _run(self, state_dir: Path) -> RunResult:
+        t0 = time.perf_counter()
+        (state_dir / "retrain").mkdir(parents=True, exist_ok=True)  # the job's evidence
+        self.cfg = cfg = replay_config(self.base_cfg, state_dir)
+        torch.set_num_threads(cfg.torch_threads)
+        self.features = list(cfg.schema.features)
+        self.db = Database.for_state_dir(state_dir, None, synchronous="normal")
+        self.db.create_all()
+        try:
+            self._setup(cfg)
+            start = self._bootstrap()
+            n = len(self.stream)
+            self.result = RunResult(self.schedule.name, start, np.full(n, np.nan),
+                                    np.full(n, -1, dtype=np.int64), [])
+            self._trigger_from, self._trigger_seq = start, last_seq(self.db) + 1
+            for step in self.stream.steps(start, self.batch_rows, self.label_delay):
+                self._step(step)
+            self._finish_outcomes()
+            self.result.wall_seconds = time.perf_counter() - t0
+            return self.result
+        finally:
+            self.db.dispose()
+
+    def _setup(self, cfg: DriftloopConfig) -> None:
+        self.events = EventLog(self.db)
+        self.registry = Registry(self.db, cfg.state_dir / "models", self.events)
+        self.ingestor = Ingestor(self.db, cfg.schema, self.events)
+        self.policy = Policy(cfg.policy)
+        self.detectors: list[Detector] = [build_detector(d, self.features)
+                                          for d in cfg.detectors]
+        self.gatekeeper = Gatekeeper(cfg, self.registry, self.events, self.report, db=self.db)
+        self.unit: Unit | None = None
+        self.monitor: Monitor | None = None
+        self.pending: tuple[int, Retrain, dict[str, Any]] | None = None
+        self._ids: dict[str, int] = {}
+
+    def _bootstrap(self) -> int:
+        """Store v1's history and train v1; returns the first stream position to score."""
+        cfg = self.cfg
+        n = cfg.bootstrap.rows
+        if cfg.bootstrap.data is not None:
+            history = LoggedStream.read([cfg.bootstrap.data], cfg.schema)
+            self.ingestor.ingest(Batch(origin="replay:bootstrap.data", frame=history.frame))
+            start = 0
+        else:
+            self.ingestor.ingest(self.stream.bootstrap_batch(n))
+            start = n
+        seqs, x, y = labelled_rows(self.db, len(self.features), since=0)
+        version = bootstrap_from_rows(cfg, self.db, self.events, self.registry, x[:n], y[:n],
+                                      first_row=int(seqs[0]), last_row=int(seqs[:n][-1]),
+                                      source="replay", report=self.report)
+        self._adopt(version)
+        return start
+
+    def _step(self, step: Step) -> None:
+        if self.pending is not None and step.start >= self.pending[0]:
+            self._finish_retrain()
+        acc = self.ingestor.ingest(step.rows)
+        assert self.monitor is not None
+        sig = self.monitor.score(acc.x, acc.y)
+        self._served(step, acc, sig)
+        watch = self.schedule.kind == "drift"
+        if acc.count and watch:
+            self._observe(acc.seqs, acc.x, sig)
+        if acc.count:
+            self._live(acc.seqs, acc.x, acc.y)
+        if step.labels is not None:
+            joined = self.ingestor.ingest(step.labels).labels_joined
+            if len(joined):
+                seqs, x, y = self._rows_by_seq(joined)
+                if watch:
+                    self._observe(seqs, None, self.monitor.score(x, y), streaming_only=True)
+                self._live(seqs, x, y)
+        if watch:
+            self._maybe_request_retrain(step)
+        elif self.schedule.kind == "periodic":
+            self._maybe_periodic(step)
+        if self.pending is not None and self.retrain_rows == 0:
+            self._finish_retrain()  # ready before the next step
+
+    def _served(self, step: Step, acc: Accepted, sig: Signals) -> None:
+        """Record the champion's prediction for each accepted row against its true label."""
+        if not acc.count:
+            return
+        r = self.result
+        if not r.versions or r.versions[-1] != self._champion():
+            r.versions.append(self._champion())
+        frame_ids = step.rows.frame[self.cfg.schema.id_column].tolist()
+        pos = {rid: step.start + i for i, rid in enumerate(frame_ids)}
+        at = np.array([pos[rid] for rid in acc.row_ids], dtype=np.int64)
+        truth = self.stream.y[at]
+        r.correct[at] = (sig.prediction == truth).astype(np.float64)
+        r.served[at] = len(r.versions) - 1
+
+    # -- monitoring (the daemon's per-batch path) -------------------------------------
+    def _observe(self, seqs: npt.NDArray[np.int64], x: npt.NDArray[np.float64] | None,
+                 sig: Signals, streaming_only: bool = False) -> None:
+        for det in self.detectors:
+            if det.signal == "features":
+                if streaming_only or x is None:
+                    continue
+                det.update(x, seqs)
+            elif det.signal in ("error", "loss", "confidence"):
+                if streaming_only and det.signal == "confidence":
+                    continue
+                values = sig.get(det.signal)
+                keep = ~np.isnan(values)
+                if not keep.any():
+                    continue
+                det.update(values[keep], seqs[keep])
+            else:
+                if streaming_only or x is None:
+                    continue
+                det.update(x[:, self.features.index(det.signal)], seqs)
+            s = det.check()
+            if s.drift:
+                self._alarm(det, s, int(s.index if s.index is not None else seqs[-1]))
+
+    def _alarm(self, det: Detector, sig: DriftSignal, row: int) -> None:
+        self.result.alarms += 1
+        decision = self.policy.decide(sig, row)
+        event = self.events.append(ev.DRIFT_DETECTED, {
+            "detector": sig.detector, "signal": sig.signal, "row": row, "onset": sig.onset,
+            "action": decision.action, "reason": decision.reason,
+        }, model_version=self._champion())
+        if decision.refresh_reference and isinstance(det, ReferenceDetector):
+            since = sig.onset if sig.onset is not None else row
+            _, ref = recent_rows(self.db, len(self.features), self.cfg.retrain.reference_size,
+                                 since=since)
+            det.set_reference(ref)
+        if decision.action == "retrain":
+            self.policy.start_episode(event.id, sig, row)
+
+    def _live(self, seqs: npt.NDArray[np.int64], x: npt.NDArray[np.float64],
+              y: npt.NDArray[np.int64]) -> None:
+        """Labelled rows for the shadow comparison and the rollback watch."""
+        if not self.schedule.gate or self.unit is None or self.monitor is None:
+            return
+        keep = y >= 0
+        if not keep.any():
+            return
+        changed = self.gatekeeper.observe(seqs[keep], x[keep],
+                                          self.monitor.class_index(y[keep]), self.unit)
+        if changed is not None:
+            self._adopt(changed)
+
+    def _rows_by_seq(self, seqs: npt.NDArray[np.int64]
+                     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64],
+                                npt.NDArray[np.int64]]:
+        s, x, y = labelled_rows(self.db, len(self.features), since=int(seqs.min()),
+                                upto=int(seqs.max()))
+        keep = np.isin(s, seqs)
+        return s[keep], x[keep], y[keep]
+
+    # -- retrains ----------------------------------------------------------------------
+    def _maybe_request_retrain(self, step: Step) -> None:
+        ep = self.policy.episode
+        if ep is None or self.pending is not None:
+            return
+        if not self.policy.ready(count_labelled(self.db, ep.onset)):
+            return
+        self.policy.episode_requested()
+        self._retrain(f"drift-{ep.trigger_event}", ep.onset, step)
+
+    def _maybe_periodic(self, step: Step) -> None:
+        s = self.schedule
+        done = len(self.result.retrains)
+        if self.pending is not None or (s.limit is not None and done >= s.limit):
+            return
+        if step.stop - self._trigger_from < s.every:
+            return
+        onset, self._trigger_seq = self._trigger_seq, last_seq(self.db) + 1
+        self._trigger_from = step.stop
+        self._retrain(f"periodic-{done + 1}", onset, step)
+
+    def _retrain(self, trigger: str, onset: int, step: Step) -> None:
+        assert self.unit is not None
+        self.policy.busy = True
+        spec = {"trigger_id": trigger, "champion": self.unit.version,
+                "candidate": self.registry.next_version(), "onset": onset,
+                "upto": last_seq(self.db), "config_hash": self.cfg.config_hash()}
+        t0 = time.perf_counter()
+        res = run_job(self.cfg, spec)
+        wall = time.perf_counter() - t0
+        meta = self.registry.get(res["candidate"]).meta["data"]
+        rec = Retrain(trigger, res["candidate"], step.stop - 1, step.stop + self.retrain_rows,
+                      onset, int(meta["first_row"]), int(meta["last_row"]), int(meta["rows"]),
+                      float(res["train"]["seconds"]), wall)
+        self.result.retrains.append(rec)
+        self.pending = (rec.ready_at, rec, res)
+        self.report(f"retrain {trigger} at row {rec.requested_at}: {rec.candidate} on "
+                    f"{rec.rows} rows ({rec.train_seconds:.1f} s)")
+
+    def _finish_retrain(self) -> None:
+        assert self.pending is not None
+        _, rec, res = self.pending
+        self.pending = None
+        self.policy.retrain_done()
+        if self.schedule.gate:
+            promoted = self.gatekeeper.judge(rec.trigger, res, self.unit)
+        else:
+            self.registry.promote(rec.candidate, {"trigger_id": rec.trigger,
+                                                  "reason": "replay schedule: no gate"})
+            promoted = rec.candidate
+        if promoted is not None:
+            self._adopt(promoted)
+
+    def _finish_outcomes(self) -> None:
+        promoted = self._promoted_before()
+        refused = {e.model_version for e in self.events.list(kinds=[ev.GATE_FAILED])}
+        for rec in self.result.retrains:
+            if rec.candidate in promoted:
+                rec.outcome = "promoted"
+            elif rec.candidate in refused:
+                rec.outcome = "refused"
+            elif rec.ready_at < len(self.stream):
+                rec.outcome = "awaiting"
+        self.result.rollbacks = len(self.events.list(kinds=[ev.MODEL_ROLLED_BACK]))
+
+    def _promoted_before(self) -> set[str | None]:
+        return {e.model_version for e in self.events.list(kinds=[ev.MODEL_PROMOTED])}
+
+    # -- champion ----------------------------------------------------------------------
+    def _champion(self) -> str:
+        return self.unit.version if self.unit else "-"
+
+    def _adopt(self, version: str) -> None:
+        """The daemon's re-baseline: the new champion scores, detectors start afresh on
+        its reference window, the policy's warm-up starts again."""
+        self.unit = load_unit(self.registry, self.cfg, version)
+        self.monitor = Monitor(self.unit.model, list(self.cfg.schema.classes))
+        for det in self.detectors:
+            det.reset()
+            if isinstance(det, ReferenceDetector) and len(self.unit.reference):
+                det.set_reference(self.unit.reference)
+        self.policy.rebaseline(last_seq(self.db))
+        self.policy.episode = None
