@@ -32,6 +32,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -70,6 +71,7 @@ from runtime.service.prometheus import HttpMetrics, build_registry
 from runtime.service.ui import ui_router
 from runtime.store import events as ev
 from runtime.store.db import Database, quarantine, to_json
+from runtime.store.disk import storage_problem
 from runtime.store.events import Event, EventLog
 from runtime.store.retrain_queue import RequestQueue
 from runtime.store.rows import count_labelled, last_seq
@@ -331,6 +333,14 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
             message = f"bad request: {exc.detail}"
         return _error(exc.status_code, message, **(exc.headers or {}))
 
+    @app.exception_handler(DBAPIError)
+    @app.exception_handler(OSError)
+    async def _storage(request: Request, exc: Exception) -> JSONResponse:
+        """A full disk or read-only state (logged once by ``Database.disk``): 507 or 503."""
+        if (disk := storage_problem(exc)) is None:
+            return await _bug(request, exc)
+        return _error(disk.status, f"cannot store: {disk.message}", **{"Retry-After": "10"})
+
     @app.exception_handler(Exception)
     async def _bug(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error in the API")
@@ -525,10 +535,15 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
             with host.db.connect() as conn:
                 conn.execute(text("SELECT 1"))
             champion = host.registry.champion()
+            disk = host.db.writable()
         except Exception as err:  # any database failure means "not ready", never a 500
             response.status_code = 503
             reason = f"database unavailable: {type(err).__name__}"
             return Readiness(ready=False, reason=reason, champion=None, leader=False)
+        if disk is not None:
+            response.status_code = 503
+            leader = bool(rt.get("leader"))
+            return Readiness(ready=False, reason=disk.message, champion=champion, leader=leader)
         return Readiness(
             ready=True,
             reason="ok" if champion else "no champion yet",

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from runtime.store.disk import storage_problem
+
 log = logging.getLogger(__name__)
 
 
@@ -21,6 +23,23 @@ class _NoSkipNoise(logging.Filter):
 logging.getLogger("apscheduler.scheduler").addFilter(_NoSkipNoise())
 
 
+def _storage_quiet(fn: Callable[[], object]) -> Callable[[], object]:
+    """``fn``, except that a run failing on a full disk or read-only storage ends
+    quietly: the database logged that once (runtime/store/disk.py), and the next run
+    after space returns carries on; any other failure is APScheduler's to log."""
+
+    def run() -> object:
+        try:
+            return fn()
+        except Exception as err:
+            if storage_problem(err) is None:
+                raise
+            log.debug("%s: storage refused a write: %s", getattr(fn, "__name__", fn), err)
+            return None
+
+    return run
+
+
 class Scheduler:
     """Runs callables at fixed intervals in a background thread, never overlapping."""
 
@@ -29,7 +48,7 @@ class Scheduler:
 
     def every(self, seconds: float, fn: Callable[[], object], name: str) -> None:
         self._s.add_job(
-            fn,
+            _storage_quiet(fn),
             "interval",
             seconds=seconds,
             id=name,

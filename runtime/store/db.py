@@ -37,9 +37,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     create_engine,
+    delete,
     event,
 )
 from sqlalchemy.engine import make_url
+
+from runtime.store.disk import DiskState, StorageProblem
 
 __all__ = [
     "Clock",
@@ -69,6 +72,7 @@ Clock = Callable[[], datetime]
 DB_FILENAME = "driftloop.db"
 SYNCHRONOUS = ("full", "normal")
 AUTOCHECKPOINT_PAGES = 4000  # 16 MB of WAL at SQLite's default 4 KiB page
+_PROBE_KEY = "storage.probe"  # written by Database.writable while writes fail
 
 metadata = MetaData()
 
@@ -341,6 +345,7 @@ class Database:
         # as the lock is free, instead of in SQLite's busy handler, which sleeps 1, 2, 5,
         # 10 … ms between retries (tens of ms added to an ingest that met another).
         self._write_lock = threading.RLock() if self.is_sqlite else None
+        self.disk = DiskState()
         if self.is_sqlite:
             _configure_sqlite(self.engine, synchronous)
 
@@ -359,11 +364,30 @@ class Database:
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
-        """A connection inside a write transaction, committed on exit, rolled back on error."""
-        with self._write_lock or nullcontext(), self.engine.connect() as conn:
-            conn.execution_options(driftloop_write=True)
-            with conn.begin():
-                yield conn
+        """A connection inside a write transaction, committed on exit, rolled back on
+        error; a full disk or read-only storage is noted in :attr:`disk`."""
+        try:
+            with self._write_lock or nullcontext(), self.engine.connect() as conn:
+                conn.execution_options(driftloop_write=True)
+                with conn.begin():
+                    yield conn
+        except Exception as err:
+            self.disk.failed(err)
+            raise
+        self.disk.succeeded()
+
+    def writable(self) -> StorageProblem | None:
+        """The storage problem writes met, after one small write to see whether it is
+        over (none is tried while writes succeed); None when writes succeed."""
+        if self.disk.problem is None:
+            return None
+        try:
+            with self.begin() as conn:
+                conn.execute(delete(kv).where(kv.c.key == _PROBE_KEY))
+                conn.execute(kv.insert().values(key=_PROBE_KEY, value=to_json(utcnow())))
+        except Exception:  # noted by begin(); a failure of another kind is readiness's too
+            pass
+        return self.disk.problem
 
     def connect(self) -> Connection:
         """A connection for reads (use as a context manager)."""
