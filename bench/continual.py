@@ -67,7 +67,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from strategies.base import Budget, RehearsalBuffer, TrainResult  # noqa: E402
+from strategies.base import Budget, RehearsalBuffer, TrainRequest, TrainResult  # noqa: E402
 from strategies.evaluation import accuracy  # noqa: E402
 from strategies.loop import split_validation  # noqa: E402
 from strategies.models import (  # noqa: E402
@@ -581,15 +581,8 @@ def bootstrap(
     fit_normalization(model, first.train[0])
     b = bench.budgets
     cfg = {"kind": "finetune", **scratch_recipe(bench, scratch)}
-    r = _build(cfg).train(
-        model,
-        *first.train,
-        None,
-        Budget(epochs=b.scratch_epochs),
-        seed,
-        val=first.val,
-        device="cpu",
-    )
+    r = _build(cfg).train(TrainRequest(model, *first.train, budget=Budget(epochs=b.scratch_epochs),
+                                       seed=seed, val=first.val, device="cpu"))
     return model, compute(r), r.epochs
 
 
@@ -629,15 +622,10 @@ def run_one(
     epochs = [boot_epochs]
     began = time.perf_counter()
     for i, exp in enumerate(bench.experiences[1:], start=1):
-        r = strategy.train(
-            model,
-            *exp.train,
-            buffer,
-            budget,
-            seed=seed + i,
-            val=_val_until(bench, i) if validate else None,
-            device="cpu",
-        )
+        r = strategy.train(TrainRequest(model, *exp.train, buffer=buffer, budget=budget,
+                                        seed=seed + i,
+                                        val=_val_until(bench, i) if validate else None,
+                                        device="cpu"))
         samples += compute(r)
         epochs.append(r.epochs)
         buffer.add(*exp.train)

@@ -65,7 +65,7 @@ from runtime.promotion.evidence import NEW_DATA, EvalSet, Evidence  # noqa: E402
 from runtime.promotion.gate import evaluate  # noqa: E402
 from runtime.promotion.settings import GateConfig, Rule  # noqa: E402
 from strategies import finetune, replay  # noqa: E402
-from strategies.base import Budget  # noqa: E402
+from strategies.base import Budget, TrainRequest  # noqa: E402
 from strategies.evaluation import predict_proba  # noqa: E402
 from strategies.models import MLPConfig, build_model, fit_normalization  # noqa: E402
 
@@ -151,7 +151,8 @@ def train_champion(x: np.ndarray, y: np.ndarray, seed: int, epochs: int) -> torc
     model = build_model(MLPConfig(hidden=[32, 32]), N_FEATURES, 2, seed=seed)
     fit_normalization(model, _t(x))
     finetune.build(finetune.Config(lr=3e-3, batch_size=64, patience=None)).train(
-        model, _t(x), torch.as_tensor(y), None, Budget(epochs=epochs), seed, device="cpu"
+        TrainRequest(model, _t(x), torch.as_tensor(y), budget=Budget(epochs=epochs), seed=seed,
+                     device="cpu")
     )
     return model.eval()
 
@@ -167,7 +168,8 @@ def fine_tune(
     model = copy.deepcopy(champion)
     strategy = replay.build(replay.Config(lr=3e-3, batch_size=64, mix=0.5, patience=None))
     strategy.train(
-        model, _t(x), torch.as_tensor(y), buffer, Budget(epochs=epochs), seed, device="cpu"
+        TrainRequest(model, _t(x), torch.as_tensor(y), buffer=buffer, budget=Budget(epochs=epochs),
+                     seed=seed, device="cpu")
     )
     return model.eval()
 

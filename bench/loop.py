@@ -34,7 +34,7 @@ from runtime.store import events as ev  # noqa: E402
 from runtime.store.db import Database, rows  # noqa: E402
 from runtime.store.events import EventLog  # noqa: E402
 from strategies import replay  # noqa: E402
-from strategies.base import Budget  # noqa: E402
+from strategies.base import Budget, TrainRequest  # noqa: E402
 from strategies.models import MLPConfig, build_model, fit_normalization  # noqa: E402
 
 
@@ -181,9 +181,9 @@ def bench_retrain(n_new: int, n_buffer: int, epochs: int, repeats: int) -> dict[
     for _ in range(repeats):  # interleaved, best of N, so both see the same machine state
         m = fresh()
         t0 = time.perf_counter()
-        res = strategy.train(
-            m, x, y, buf, Budget(epochs=epochs, steps=None, seconds=None), 0, device="cpu"
-        )
+        res = strategy.train(TrainRequest(m, x, y, buffer=buf,
+                                          budget=Budget(epochs=epochs, steps=None, seconds=None),
+                                          seed=0, device="cpu"))
         ours.append(res.samples_processed / (time.perf_counter() - t0))
         m = fresh()
         t0 = time.perf_counter()

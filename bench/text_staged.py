@@ -43,7 +43,7 @@ from runtime.training.retrain_job import class_positions  # noqa: E402
 from runtime.training.stages import load_rows, stage_data  # noqa: E402
 from strategies import finetune  # noqa: E402
 from strategies.adaptation import AdaptConfig  # noqa: E402
-from strategies.base import Budget  # noqa: E402
+from strategies.base import Budget, TrainRequest  # noqa: E402
 from strategies.evaluation import accuracy  # noqa: E402
 
 CONFIG = ROOT / "configs" / "text.yaml"
@@ -110,8 +110,8 @@ def baseline(cfg: DriftloopConfig) -> torch.nn.Module:
     def t(idx: np.ndarray) -> Split:
         return torch.as_tensor(x[idx], dtype=torch.float32), torch.as_tensor(y[idx])
 
-    strategy.train(model, *t(train), None, Budget(epochs=stage.budget.epochs), cfg.seed, None,
-                   val=t(val))
+    strategy.train(TrainRequest(model, *t(train), budget=Budget(epochs=stage.budget.epochs),
+                                seed=cfg.seed, val=t(val)))
     return model
 
 

@@ -32,8 +32,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from strategies.base import Budget  # noqa: E402
-from strategies.loop import OptimizerSpec, fit  # noqa: E402
+from strategies.base import Budget, TrainRequest  # noqa: E402
+from strategies.loop import OptimizerSpec, Recipe, fit  # noqa: E402
 
 
 def mlp(widths: list[int], seed: int) -> nn.Module:
@@ -81,9 +81,9 @@ def ours(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, rx: torch.Tensor, ry: torch.Tensor,
     *, epochs: int, batch: int, lr: float, seed: int, dev: torch.device,
 ) -> int:
-    r = fit(model, x, y, rehearsal=(rx, ry), mix=0.5, batch_size=batch,
-            optimizer=OptimizerSpec(lr=lr, weight_decay=0.0), budget=Budget(epochs=epochs),
-            seed=seed, device=str(dev))
+    r = fit(TrainRequest(model, x, y, budget=Budget(epochs=epochs), seed=seed, device=str(dev)),
+            Recipe(rehearsal=(rx, ry), mix=0.5, batch_size=batch,
+                   optimizer=OptimizerSpec(lr=lr, weight_decay=0.0)))
     return r.samples_processed
 
 

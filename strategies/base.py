@@ -8,7 +8,7 @@ plain callable so the runtime can turn it into ``retrain.progress`` events.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -117,32 +117,42 @@ class Penalty(Protocol):
     def __call__(self, model: nn.Module, batch: Batch) -> torch.Tensor: ...
 
 
+@dataclass(frozen=True, eq=False)
+class TrainRequest:
+    """One training run as the caller asks for it; every strategy's ``train`` takes one.
+
+    The model is trained in place on ``(x, y)``, rows ``[n, ...]`` and int64 labels
+    ``[n]``, with rehearsal from ``buffer`` as the strategy sees fit, inside ``budget``,
+    seeded by ``seed`` (shuffling, rehearsal draws, dropout, the validation split).
+
+    ``progress`` is called after every epoch; ``val`` (``(x, y)``) is evaluated after each
+    epoch, for early stopping and best-epoch weights; ``should_stop`` is polled before
+    every step (``True`` ends the run with ``stopped_by="interrupted"``); ``device``
+    ``None`` picks CUDA if available; ``checkpoint`` is a directory where the run saves
+    its state after every epoch and from which a later run of the same request resumes.
+    """
+
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    _: KW_ONLY
+    budget: Budget
+    seed: int
+    buffer: RehearsalBuffer | None = None
+    progress: ProgressFn | None = None
+    val: tuple[torch.Tensor, torch.Tensor] | None = None
+    should_stop: Callable[[], bool] | None = None
+    device: str | None = None
+    checkpoint: str | Path | None = None
+
+
 @runtime_checkable
 class Strategy(Protocol):
-    """Fine-tunes ``model`` in place on ``(x, y)`` plus rehearsal from ``buffer``.
+    """Fine-tunes ``request.model`` in place on the request's rows plus rehearsal from
+    its buffer.
 
     The strategy does not add the new data to the buffer; the caller does that after
     training (so a failed or refused run can leave the buffer untouched).
-
-    Optional keywords: ``val`` (``(x, y)`` evaluated after each epoch, for early stopping
-    and best-epoch weights), ``should_stop`` (polled before every step; ``True`` ends the
-    run with ``stopped_by="interrupted"``), ``device`` (``None`` picks CUDA if available),
-    ``checkpoint`` (a directory: the run saves its state there after every epoch and, if
-    a checkpoint of the same run is there, resumes from it).
     """
 
-    def train(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        buffer: RehearsalBuffer | None,
-        budget: Budget,
-        seed: int,
-        progress: ProgressFn | None = None,
-        *,
-        val: tuple[torch.Tensor, torch.Tensor] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        device: str | None = None,
-        checkpoint: str | Path | None = None,
-    ) -> TrainResult: ...
+    def train(self, request: TrainRequest) -> TrainResult: ...

@@ -6,15 +6,13 @@ Baseline", NeurIPS 2020 (arXiv:2004.07211).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
 import torch
 from pydantic import Field
 from torch import nn
 
-from strategies.base import Batch, Budget, ProgressFn, RehearsalBuffer, TrainResult
+from strategies.base import Batch, RehearsalBuffer, TrainRequest, TrainResult
 from strategies.evaluation import predict_logits
 from strategies.loop import fit
 from strategies.settings import TrainingSettings
@@ -97,14 +95,15 @@ class Der:
     Examples
     --------
     >>> import torch
-    >>> from strategies.base import Budget
+    >>> from strategies.base import Budget, TrainRequest
     >>> from strategies.registry import BufferConfig, build_buffer
     >>> buffer = build_buffer(BufferConfig(capacity=50), seed=0)
     >>> buffer.add(torch.randn(80, 2), torch.randint(0, 2, (80,)))
     >>> model = torch.nn.Linear(2, 2)
     >>> x, y = torch.randn(96, 2), torch.randint(0, 2, (96,))
     >>> result = build(Config(batch_size=32)).train(
-    ...     model, x, y, buffer, Budget(epochs=1), seed=0, device="cpu")
+    ...     TrainRequest(model, x, y, budget=Budget(epochs=1), seed=0, device="cpu",
+    ...                  buffer=buffer))
     >>> result.extra["rehearsal_samples"], buffer.logits().shape
     (96, torch.Size([50, 2]))
     """
@@ -112,47 +111,17 @@ class Der:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
 
-    def train(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        buffer: RehearsalBuffer | None,
-        budget: Budget,
-        seed: int,
-        progress: ProgressFn | None = None,
-        *,
-        val: tuple[torch.Tensor, torch.Tensor] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        device: str | None = None,
-        checkpoint: str | Path | None = None,
-    ) -> TrainResult:
-        """Train ``model`` in place; see :func:`strategies.loop.fit`."""
+    def train(self, request: TrainRequest) -> TrainResult:
+        """Train ``request.model`` in place; see :func:`strategies.loop.fit`."""
         rehearsal = logits = None
         filled = 0
+        buffer = request.buffer
         if buffer is not None and len(buffer) > 0:
-            filled = fill_logits(model, buffer)
+            filled = fill_logits(request.model, buffer)
             rehearsal, logits = buffer.tensors(), buffer.logits()
-        result = fit(
-            model,
-            x,
-            y,
-            rehearsal=rehearsal,
-            rehearsal_logits=logits,
-            mix=self.cfg.mix,
-            batch_size=self.cfg.batch_size,
-            optimizer=self.cfg.optimizer,
-            budget=budget,
-            seed=seed,
-            progress=progress,
-            val=val,
-            patience=self.cfg.patience,
-            should_stop=should_stop,
-            device=device,
-            penalty=LogitReplay(self.cfg.alpha),
-            adapt=self.cfg.adapt,
-            checkpoint=checkpoint,
-        )
+        recipe = self.cfg.recipe(mix=self.cfg.mix, rehearsal=rehearsal, rehearsal_logits=logits,
+                                 penalty=LogitReplay(self.cfg.alpha))
+        result = fit(request, recipe)
         result.extra["overhead_samples"] = filled  # forward passes that stored logits
         return result
 

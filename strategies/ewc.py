@@ -6,8 +6,6 @@ Kirkpatrick et al., "Overcoming catastrophic forgetting in neural networks", PNA
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -16,7 +14,7 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
-from strategies.base import Batch, Budget, ProgressFn, RehearsalBuffer, TrainResult
+from strategies.base import Batch, TrainRequest, TrainResult
 from strategies.loop import fit
 from strategies.settings import TrainingSettings
 
@@ -118,14 +116,15 @@ class Ewc:
     Examples
     --------
     >>> import torch
-    >>> from strategies.base import Budget
+    >>> from strategies.base import Budget, TrainRequest
     >>> from strategies.registry import BufferConfig, build_buffer
     >>> buffer = build_buffer(BufferConfig(capacity=50), seed=0)
     >>> buffer.add(torch.randn(80, 2), torch.randint(0, 2, (80,)))
     >>> model = torch.nn.Linear(2, 2)
     >>> x, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
     >>> result = build(Config(batch_size=32)).train(
-    ...     model, x, y, buffer, Budget(epochs=1), seed=0, device="cpu")
+    ...     TrainRequest(model, x, y, budget=Budget(epochs=1), seed=0, device="cpu",
+    ...                  buffer=buffer))
     >>> result.steps, result.extra["rehearsal_samples"]
     (2, 0)
     """
@@ -133,52 +132,22 @@ class Ewc:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
 
-    def train(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        buffer: RehearsalBuffer | None,
-        budget: Budget,
-        seed: int,
-        progress: ProgressFn | None = None,
-        *,
-        val: tuple[torch.Tensor, torch.Tensor] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        device: str | None = None,
-        checkpoint: str | Path | None = None,
-    ) -> TrainResult:
-        """Train ``model`` in place; see :func:`strategies.loop.fit`."""
+    def train(self, request: TrainRequest) -> TrainResult:
+        """Train ``request.model`` in place; see :func:`strategies.loop.fit`."""
         penalty = rehearsal = None
         fisher_rows = 0
+        buffer = request.buffer
         if buffer is not None and len(buffer) > 0:
             bx, by = buffer.tensors()
-            pick = torch.randperm(len(by), generator=torch.Generator().manual_seed(seed))
-            pick = pick[: self.cfg.fisher_samples]
-            fisher = fisher_diagonal(model, bx[pick], by[pick])
+            gen = torch.Generator().manual_seed(request.seed)
+            pick = torch.randperm(len(by), generator=gen)[: self.cfg.fisher_samples]
+            fisher = fisher_diagonal(request.model, bx[pick], by[pick])
             fisher_rows = len(pick)
-            penalty = Consolidation(model, fisher, self.cfg.strength)
+            penalty = Consolidation(request.model, fisher, self.cfg.strength)
             if self.cfg.mix > 0:
                 rehearsal = (bx, by)
-        result = fit(
-            model,
-            x,
-            y,
-            rehearsal=rehearsal,
-            mix=self.cfg.mix,
-            batch_size=self.cfg.batch_size,
-            optimizer=self.cfg.optimizer,
-            budget=budget,
-            seed=seed,
-            progress=progress,
-            val=val,
-            patience=self.cfg.patience,
-            should_stop=should_stop,
-            device=device,
-            penalty=penalty,
-            adapt=self.cfg.adapt,
-            checkpoint=checkpoint,
-        )
+        result = fit(request, self.cfg.recipe(mix=self.cfg.mix, rehearsal=rehearsal,
+                                              penalty=penalty))
         # per-row forward and backward passes that estimated the Fisher diagonal
         result.extra["overhead_samples"] = fisher_rows
         return result

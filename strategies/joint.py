@@ -7,14 +7,13 @@ pays for it with compute that grows with the memory.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
+from dataclasses import replace
 from typing import Literal
 
 import torch
 from torch import nn
 
-from strategies.base import Budget, ProgressFn, RehearsalBuffer, TrainResult
+from strategies.base import TrainRequest, TrainResult
 from strategies.loop import fit
 from strategies.settings import TrainingSettings
 
@@ -59,14 +58,15 @@ class Joint:
     Examples
     --------
     >>> import torch
-    >>> from strategies.base import Budget
+    >>> from strategies.base import Budget, TrainRequest
     >>> from strategies.registry import BufferConfig, build_buffer
     >>> buffer = build_buffer(BufferConfig(capacity=50), seed=0)
     >>> buffer.add(torch.randn(32, 2), torch.randint(0, 2, (32,)))
     >>> model = torch.nn.Linear(2, 2)
     >>> x, y = torch.randn(32, 2), torch.randint(0, 2, (32,))
     >>> result = build(Config(batch_size=16)).train(
-    ...     model, x, y, buffer, Budget(epochs=1), seed=0, device="cpu")
+    ...     TrainRequest(model, x, y, budget=Budget(epochs=1), seed=0, device="cpu",
+    ...                  buffer=buffer))
     >>> result.samples_processed
     64
     """
@@ -74,44 +74,16 @@ class Joint:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
 
-    def train(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        buffer: RehearsalBuffer | None,
-        budget: Budget,
-        seed: int,
-        progress: ProgressFn | None = None,
-        *,
-        val: tuple[torch.Tensor, torch.Tensor] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        device: str | None = None,
-        checkpoint: str | Path | None = None,
-    ) -> TrainResult:
-        """Re-initialise ``model`` in place and train it; see :func:`strategies.loop.fit`."""
+    def train(self, request: TrainRequest) -> TrainResult:
+        """Re-initialise ``request.model`` and train it; see :func:`strategies.loop.fit`."""
+        buffer = request.buffer
         if buffer is not None and len(buffer) > 0:
             bx, by = buffer.tensors()
-            x = torch.cat([x.to(torch.float32).cpu(), bx])
-            y = torch.cat([y.to(torch.int64).cpu(), by])
-        reinitialize(model, seed)
-        return fit(
-            model,
-            x,
-            y,
-            mix=0.0,
-            batch_size=self.cfg.batch_size,
-            optimizer=self.cfg.optimizer,
-            budget=budget,
-            seed=seed,
-            progress=progress,
-            val=val,
-            patience=self.cfg.patience,
-            should_stop=should_stop,
-            device=device,
-            adapt=self.cfg.adapt,
-            checkpoint=checkpoint,
-        )
+            x = torch.cat([request.x.to(torch.float32).cpu(), bx])
+            y = torch.cat([request.y.to(torch.int64).cpu(), by])
+            request = replace(request, x=x, y=y)
+        reinitialize(request.model, request.seed)
+        return fit(request, self.cfg.recipe())
 
 
 def build(cfg: Config) -> Joint:

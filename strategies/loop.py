@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -33,7 +32,7 @@ from torch.nn import functional as F
 
 from strategies import checkpoint as ckpt
 from strategies.adaptation import AdaptConfig, lr_factor, plan
-from strategies.base import Batch, Budget, Penalty, Progress, ProgressFn, TrainResult
+from strategies.base import Batch, Budget, Penalty, Progress, TrainRequest, TrainResult
 from strategies.evaluation import accuracy
 
 
@@ -189,71 +188,26 @@ def _log_prior(
     return torch.log((share / (n_new + n_rep)).clamp_min(1e-12)).float()
 
 
-def fit(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    rehearsal: tuple[torch.Tensor, torch.Tensor] | None = None,
-    rehearsal_logits: torch.Tensor | None = None,
-    mix: float,
-    batch_size: int,
-    optimizer: OptimizerSpec,
-    budget: Budget,
-    seed: int,
-    progress: ProgressFn | None = None,
-    val: tuple[torch.Tensor, torch.Tensor] | None = None,
-    patience: int | None = None,
-    should_stop: Callable[[], bool] | None = None,
-    device: str | None = None,
-    penalty: Penalty | None = None,
-    adapt: AdaptConfig | None = None,
-    checkpoint: str | Path | None = None,
-    criterion: Literal["ce", "balanced"] = "ce",
-) -> TrainResult:
-    """Train ``model`` in place: cross-entropy on its logits (plus ``penalty``).
+@dataclass(frozen=True, eq=False)
+class Recipe:
+    """How a strategy trains on a :class:`~strategies.base.TrainRequest`: what it adds to
+    the caller's request (batch composition, optimiser, loss).
 
     Parameters
     ----------
-    model
-        Maps ``x`` rows to logits. Only parameters with ``requires_grad`` are trained
-        (and of those, what ``adapt`` leaves trainable). It is moved to the training
-        device and back to its own device at the end.
-    x, y
-        New data: rows ``[n, ...]`` and int64 labels ``[n]``.
+    batch_size
+        Rows per step, new and rehearsal together.
+    optimizer
+        Learning rate and weight decay (the optimizer's kind is ``adapt.optimizer``).
+    mix
+        Fraction of each batch drawn from ``rehearsal``, in ``[0, 1)``.
     rehearsal
         Old data ``(x, y)`` to mix into each batch; ``None`` or empty for none.
     rehearsal_logits
         Stored logits ``[len(rehearsal), k]`` for the rehearsal rows (NaN rows where
         unknown); the penalty sees the replayed rows' logits as ``Batch.replay_logits``.
-    mix
-        Fraction of each batch drawn from ``rehearsal``, in ``[0, 1)``.
-    batch_size
-        Rows per step, new and rehearsal together.
-    optimizer
-        Learning rate and weight decay (the optimizer's kind is ``adapt.optimizer``).
-    budget
-        Limits; the first one reached ends training (checked after every step).
-    seed
-        Seed for shuffling, rehearsal draws, dropout and the validation split.
-    progress
-        Called with a :class:`Progress` after every epoch and after a final partial epoch.
-    val
-        ``(x, y)`` evaluated after every epoch. The weights of the epoch with the best
-        validation accuracy are restored at the end. Without ``val``,
-        ``adapt.validation_fraction`` holds out that fraction of ``(x, y)``.
-    patience
-        With validation: stop after this many epochs without a better validation
-        accuracy (``stopped_by="early_stopping"``). ``None`` never stops early.
-    should_stop
-        Polled before every step; ``True`` ends training (``stopped_by="interrupted"``).
-    device
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available.
-        On CUDA the forward pass runs under bf16 autocast.
     penalty
         Added to the loss of every batch.
-    adapt
-        Freezing, layerwise learning rates, schedule, LoRA (:mod:`strategies.adaptation`).
     criterion
         ``"ce"``: cross-entropy. ``"balanced"``: the balanced softmax (Ren et al.,
         "Balanced Meta-Softmax for Long-Tailed Visual Recognition", NeurIPS 2020): the
@@ -261,9 +215,37 @@ def fit(
         new rows' and the rehearsal rows' labels and ``mix``) before the cross-entropy, so
         the few old classes' rows replayed among many new-class rows are not outvoted:
         the trained model's plain logits estimate a class-balanced posterior.
-    checkpoint
-        Directory for the epoch checkpoint; an existing checkpoint of the same run is
-        resumed from.
+    patience
+        With validation: stop after this many epochs without a better validation
+        accuracy (``stopped_by="early_stopping"``). ``None`` never stops early.
+    adapt
+        Freezing, layerwise learning rates, schedule, LoRA (:mod:`strategies.adaptation`).
+    """
+
+    batch_size: int
+    optimizer: OptimizerSpec
+    mix: float = 0.0
+    rehearsal: tuple[torch.Tensor, torch.Tensor] | None = None
+    rehearsal_logits: torch.Tensor | None = None
+    penalty: Penalty | None = None
+    criterion: Literal["ce", "balanced"] = "ce"
+    patience: int | None = None
+    adapt: AdaptConfig | None = None
+
+
+def fit(request: TrainRequest, recipe: Recipe) -> TrainResult:
+    """Train ``request.model`` in place as ``recipe`` says: cross-entropy on its logits
+    (plus ``recipe.penalty``).
+
+    Only parameters with ``requires_grad`` are trained (and of those, what ``adapt``
+    leaves trainable). The model is moved to the training device and back to its own
+    device at the end. The budget's first limit reached ends training (checked after
+    every step). ``progress`` is called after every epoch and after a final partial
+    epoch. With ``val``, the weights of the epoch with the best validation accuracy are
+    restored at the end; without it, ``adapt.validation_fraction`` holds out that
+    fraction of the request's rows. On CUDA the forward pass runs under bf16 autocast.
+    With ``checkpoint``, an existing checkpoint of the same run is resumed from.
+    ``request.buffer`` is not read: the strategy puts what it replays in the recipe.
 
     Returns
     -------
@@ -279,11 +261,17 @@ def fit(
     --------
     >>> model = torch.nn.Linear(2, 2)
     >>> x, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
-    >>> r = fit(model, x, y, mix=0.0, batch_size=16, optimizer=OptimizerSpec(1e-2, 0.0),
-    ...         budget=Budget(epochs=2), seed=0, device="cpu")
+    >>> r = fit(TrainRequest(model, x, y, budget=Budget(epochs=2), seed=0, device="cpu"),
+    ...         Recipe(batch_size=16, optimizer=OptimizerSpec(1e-2, 0.0)))
     >>> r.epochs, r.steps, r.stopped_by
     (2, 8, 'epochs')
     """
+    model, x, y, budget, seed = request.model, request.x, request.y, request.budget, request.seed
+    progress, val, should_stop = request.progress, request.val, request.should_stop
+    rehearsal, rehearsal_logits, mix = recipe.rehearsal, recipe.rehearsal_logits, recipe.mix
+    batch_size, patience, penalty = recipe.batch_size, recipe.patience, recipe.penalty
+    adapt, optimizer, criterion = recipe.adapt, recipe.optimizer, recipe.criterion
+    device, checkpoint = request.device, request.checkpoint
     _check(x, y, rehearsal, mix, batch_size, budget)
     if patience is not None and patience < 1:
         raise ValueError(f"patience must be positive, got {patience}")

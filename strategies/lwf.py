@@ -6,8 +6,6 @@ Li and Hoiem, "Learning without Forgetting", ECCV 2016 (arXiv:1606.09282).
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
 import torch
@@ -15,7 +13,7 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from strategies.base import Batch, Budget, ProgressFn, RehearsalBuffer, TrainResult
+from strategies.base import Batch, TrainRequest, TrainResult
 from strategies.loop import fit
 from strategies.settings import TrainingSettings
 
@@ -75,11 +73,11 @@ class Lwf:
     Examples
     --------
     >>> import torch
-    >>> from strategies.base import Budget
+    >>> from strategies.base import Budget, TrainRequest
     >>> model = torch.nn.Linear(2, 2)
     >>> x, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
     >>> result = build(Config(batch_size=32)).train(
-    ...     model, x, y, None, Budget(epochs=2), seed=0, device="cpu")
+    ...     TrainRequest(model, x, y, budget=Budget(epochs=2), seed=0, device="cpu"))
     >>> result.steps, result.stopped_by
     (4, 'epochs')
     """
@@ -87,43 +85,14 @@ class Lwf:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
 
-    def train(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        buffer: RehearsalBuffer | None,
-        budget: Budget,
-        seed: int,
-        progress: ProgressFn | None = None,
-        *,
-        val: tuple[torch.Tensor, torch.Tensor] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        device: str | None = None,
-        checkpoint: str | Path | None = None,
-    ) -> TrainResult:
-        """Train ``model`` in place; see :func:`strategies.loop.fit`."""
+    def train(self, request: TrainRequest) -> TrainResult:
+        """Train ``request.model`` in place; see :func:`strategies.loop.fit`."""
+        buffer = request.buffer
         use_buffer = buffer is not None and len(buffer) > 0 and self.cfg.mix > 0
         rehearsal = buffer.tensors() if use_buffer and buffer is not None else None
-        result = fit(
-            model,
-            x,
-            y,
-            rehearsal=rehearsal,
-            mix=self.cfg.mix,
-            batch_size=self.cfg.batch_size,
-            optimizer=self.cfg.optimizer,
-            budget=budget,
-            seed=seed,
-            progress=progress,
-            val=val,
-            patience=self.cfg.patience,
-            should_stop=should_stop,
-            device=device,
-            penalty=Distillation(model, self.cfg.alpha, self.cfg.temperature),
-            adapt=self.cfg.adapt,
-            checkpoint=checkpoint,
-        )
+        penalty = Distillation(request.model, self.cfg.alpha, self.cfg.temperature)
+        result = fit(request, self.cfg.recipe(mix=self.cfg.mix, rehearsal=rehearsal,
+                                              penalty=penalty))
         # the teacher's forward pass runs on every training row
         result.extra["overhead_samples"] = result.samples_processed
         return result

@@ -6,15 +6,11 @@ Chaudhry et al., "On Tiny Episodic Memories in Continual Learning", 2019
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
 from typing import Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
-from strategies.base import Budget, ProgressFn, RehearsalBuffer, TrainResult
+from strategies.base import TrainRequest, TrainResult
 from strategies.loop import fit
 from strategies.settings import TrainingSettings
 
@@ -52,14 +48,15 @@ class Replay:
     Examples
     --------
     >>> import torch
-    >>> from strategies.base import Budget
+    >>> from strategies.base import Budget, TrainRequest
     >>> from strategies.registry import BufferConfig, build_buffer
     >>> buffer = build_buffer(BufferConfig(capacity=50), seed=0)
     >>> buffer.add(torch.randn(80, 2), torch.randint(0, 2, (80,)))
     >>> model = torch.nn.Linear(2, 2)
     >>> x, y = torch.randn(96, 2), torch.randint(0, 2, (96,))
     >>> result = build(Config(batch_size=32)).train(
-    ...     model, x, y, buffer, Budget(epochs=1), seed=0, device="cpu")
+    ...     TrainRequest(model, x, y, budget=Budget(epochs=1), seed=0, device="cpu",
+    ...                  buffer=buffer))
     >>> result.steps, result.extra["new_samples"], result.extra["rehearsal_samples"]
     (6, 96, 96)
     """
@@ -67,42 +64,12 @@ class Replay:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
 
-    def train(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        buffer: RehearsalBuffer | None,
-        budget: Budget,
-        seed: int,
-        progress: ProgressFn | None = None,
-        *,
-        val: tuple[torch.Tensor, torch.Tensor] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        device: str | None = None,
-        checkpoint: str | Path | None = None,
-    ) -> TrainResult:
-        """Train ``model`` in place; see :func:`strategies.loop.fit`."""
+    def train(self, request: TrainRequest) -> TrainResult:
+        """Train ``request.model`` in place; see :func:`strategies.loop.fit`."""
+        buffer = request.buffer
         rehearsal = buffer.tensors() if buffer is not None and len(buffer) > 0 else None
-        return fit(
-            model,
-            x,
-            y,
-            rehearsal=rehearsal,
-            mix=self.cfg.mix,
-            batch_size=self.cfg.batch_size,
-            optimizer=self.cfg.optimizer,
-            budget=budget,
-            seed=seed,
-            progress=progress,
-            val=val,
-            patience=self.cfg.patience,
-            should_stop=should_stop,
-            device=device,
-            adapt=self.cfg.adapt,
-            checkpoint=checkpoint,
-            criterion=self.cfg.loss,
-        )
+        return fit(request, self.cfg.recipe(mix=self.cfg.mix, rehearsal=rehearsal,
+                                            criterion=self.cfg.loss))
 
 
 def build(cfg: Config) -> Replay:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from strategies.adaptation import AdaptConfig
-from strategies.loop import OptimizerSpec
+from strategies.base import Penalty
+from strategies.loop import OptimizerSpec, Recipe
 
 
 class TrainingSettings(BaseModel):
@@ -31,3 +35,20 @@ class TrainingSettings(BaseModel):
     @property
     def optimizer(self) -> OptimizerSpec:
         return OptimizerSpec(lr=self.lr, weight_decay=self.weight_decay)
+
+    def recipe(
+        self,
+        *,
+        mix: float = 0.0,
+        rehearsal: tuple[torch.Tensor, torch.Tensor] | None = None,
+        rehearsal_logits: torch.Tensor | None = None,
+        penalty: Penalty | None = None,
+        criterion: Literal["ce", "balanced"] = "ce",
+    ) -> Recipe:
+        """The loop's :class:`~strategies.loop.Recipe`: these settings plus what the
+        strategy adds to them."""
+        return Recipe(
+            batch_size=self.batch_size, optimizer=self.optimizer, mix=mix,
+            rehearsal=rehearsal, rehearsal_logits=rehearsal_logits, penalty=penalty,
+            criterion=criterion, patience=self.patience, adapt=self.adapt,
+        )

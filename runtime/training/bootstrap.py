@@ -28,7 +28,7 @@ from runtime.store.versions import Registry
 from runtime.training.retrain_job import class_positions
 from runtime.training.stages import Split, StageFailed, run_stages
 from strategies import finetune
-from strategies.base import Budget, Progress
+from strategies.base import Budget, Progress, TrainRequest
 from strategies.evaluation import accuracy
 from strategies.models import fit_normalization
 
@@ -100,8 +100,10 @@ def bootstrap_from_rows(
         }, model_version=version)
 
     report(f"bootstrap: training {version} on {len(train)} rows ({b.epochs} epochs)")
-    result = strategy.train(model, xt, yt, None, Budget(epochs=b.epochs, steps=None, seconds=None),
-                            cfg.seed, progress, device=cfg.retrain.torch_device)
+    result = strategy.train(TrainRequest(model, xt, yt,
+                                         budget=Budget(epochs=b.epochs, steps=None, seconds=None),
+                                         seed=cfg.seed, progress=progress,
+                                         device=cfg.retrain.torch_device))
     model.eval()
     val_acc = accuracy(model, xv, yv)
     gold_acc = accuracy(model, torch.as_tensor(x[gold], dtype=torch.float32),

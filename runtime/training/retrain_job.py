@@ -36,7 +36,7 @@ from runtime.store.events import EventLog
 from runtime.store.rows import labelled_rows, recent_rows
 from runtime.store.unit import golden_sets, load_unit, save_unit
 from runtime.store.versions import Registry
-from strategies.base import Budget, Progress
+from strategies.base import Budget, Progress, TrainRequest
 from strategies.registry import build as build_strategy
 
 
@@ -126,17 +126,17 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
     model = copy.deepcopy(unit.model)
     strategy = build_strategy(cfg.retrain.strategy)
     b = cfg.retrain.budget
-    result = strategy.train(
+    result = strategy.train(TrainRequest(
         model,
         xt,
         yt,
-        unit.buffer,
-        Budget(epochs=b.epochs, steps=b.steps, seconds=b.seconds),
-        seed,
-        progress,
+        buffer=unit.buffer,
+        budget=Budget(epochs=b.epochs, steps=b.steps, seconds=b.seconds),
+        seed=seed,
+        progress=progress,
         device=cfg.retrain.torch_device,
         checkpoint=checkpoint_dir(spec, xt, yt),
-    )
+    ))
     model.eval()
 
     # The gate judges per-row predictions of both models (a safetensors side file);

@@ -37,7 +37,7 @@ from runtime.store import events as ev
 from runtime.store.atomic import write_bytes_atomic, write_json_atomic
 from runtime.store.events import EventLog
 from strategies import adaptation
-from strategies.base import Budget, Progress, RehearsalBuffer
+from strategies.base import Budget, Progress, RehearsalBuffer, TrainRequest
 from strategies.evaluation import predict_logits
 from strategies.models import fit_normalization
 from strategies.registry import build as build_strategy
@@ -220,10 +220,10 @@ def run_stages(
         report(f"stage {i}/{len(cfg.stages)} {stage.name}: {stage.strategy.kind} on "
                f"{len(yt)} rows of {source}")
         started = time.perf_counter()
-        result = strategy.train(model, xt, yt, buffer, Budget(epochs=b.epochs, steps=b.steps,
-                                                              seconds=b.seconds),
-                                cfg.seed + i, progress, val=(xv, yv),
-                                device=cfg.retrain.torch_device)
+        budget = Budget(epochs=b.epochs, steps=b.steps, seconds=b.seconds)
+        result = strategy.train(TrainRequest(model, xt, yt, buffer=buffer, budget=budget,
+                                             seed=cfg.seed + i, progress=progress, val=(xv, yv),
+                                             device=cfg.retrain.torch_device))
         model.eval()
         values = metrics(model, xv, yv, n_classes)
         missed = check_exit(values, stage.exit)

@@ -9,7 +9,7 @@ import torch
 
 from strategies import finetune
 from strategies.adaptation import AdaptConfig, LoraConfig, plan
-from strategies.base import Budget
+from strategies.base import Budget, TrainRequest
 from strategies.models import MLPConfig, build_model
 
 Task = tuple[torch.Tensor, torch.Tensor]
@@ -21,7 +21,8 @@ def _model() -> torch.nn.Module:
 
 def _train(model: torch.nn.Module, task: Task, adapt: AdaptConfig, epochs: int = 2) -> None:
     cfg = finetune.Config(lr=1e-2, batch_size=50, adapt=adapt)
-    finetune.build(cfg).train(model, *task, None, Budget(epochs=epochs), seed=0, device="cpu")
+    finetune.build(cfg).train(TrainRequest(model, *task, budget=Budget(epochs=epochs), seed=0,
+                                           device="cpu"))
 
 
 def _changed(before: dict[str, torch.Tensor], model: torch.nn.Module) -> set[str]:
@@ -82,8 +83,8 @@ def test_warmup_and_cosine_schedule_reach_the_optimizer(task_a: Task) -> None:
 
 def test_validation_fraction_enables_early_stopping(task_a: Task) -> None:
     cfg = finetune.Config(lr=1e-2, patience=1, adapt=AdaptConfig(validation_fraction=0.25))
-    r = finetune.build(cfg).train(_model(), *task_a, None, Budget(epochs=50), seed=0,
-                                  device="cpu")
+    r = finetune.build(cfg).train(TrainRequest(_model(), *task_a, budget=Budget(epochs=50), seed=0,
+                                               device="cpu"))
     assert r.stopped_by == "early_stopping"
     assert r.extra["new_samples"] < 50 * len(task_a[1])
     assert r.history[0].val_accuracy is not None
@@ -99,8 +100,8 @@ def test_ema_decay_ends_with_the_average_of_the_steps(task_a: Task, validate: bo
         model = _model()
         if steps:
             cfg = finetune.Config(lr=1e-2, batch_size=50)
-            finetune.build(cfg).train(model, *task_a, None, Budget(steps=steps), seed=0,
-                                      device="cpu")
+            finetune.build(cfg).train(TrainRequest(model, *task_a, budget=Budget(steps=steps),
+                                                   seed=0, device="cpu"))
         iterates.append(model.state_dict())
     expected = dict(iterates[0])
     for t, w in enumerate(iterates[1:]):
@@ -109,8 +110,8 @@ def test_ema_decay_ends_with_the_average_of_the_steps(task_a: Task, validate: bo
     model = _model()
     cfg = finetune.Config(lr=1e-2, batch_size=50, adapt=AdaptConfig(ema_decay=decay))
     val = (task_a[0][::4], task_a[1][::4]) if validate else None
-    r = finetune.build(cfg).train(model, *task_a, None, Budget(steps=n), seed=0, val=val,
-                                  device="cpu")
+    r = finetune.build(cfg).train(TrainRequest(model, *task_a, budget=Budget(steps=n), seed=0,
+                                               val=val, device="cpu"))
     assert r.steps == n and (r.history[0].val_accuracy is not None) == validate
     got = model.state_dict()
     assert all(torch.allclose(got[k], expected[k], atol=1e-6) for k in got)

@@ -10,8 +10,8 @@ import torch
 from pydantic import TypeAdapter
 
 from runtime.config import ConfigError, DriftloopConfig, parse_config
-from strategies.base import Budget, TrainResult
-from strategies.loop import OptimizerSpec, fit, pick_device
+from strategies.base import Budget, TrainRequest, TrainResult
+from strategies.loop import OptimizerSpec, Recipe, fit, pick_device
 from strategies.models import MLPConfig, build_model
 from strategies.registry import BufferConfig, StrategyConfig, build, build_buffer
 from tests.conftest import SMALL
@@ -69,9 +69,8 @@ def _train(cfg: dict[str, object], seed: int, device: str | None) -> dict[str, t
     buffer = build_buffer(BufferConfig(capacity=40), seed=1)
     buffer.add(torch.randn(60, 3, generator=g), torch.randint(0, 3, (60,), generator=g))
     model = build_model(MLPConfig(hidden=[16], dropout=0.2), 3, 3, seed=0)
-    strategy.train(
-        model, x, y, buffer, Budget(epochs=2), seed=seed, device=device, val=(x[:40], y[:40])
-    )
+    strategy.train(TrainRequest(model, x, y, buffer=buffer, budget=Budget(epochs=2), seed=seed,
+                                device=device, val=(x[:40], y[:40])))
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
@@ -90,17 +89,8 @@ def test_cuda_trains_under_bf16_autocast_and_returns_the_model_home() -> None:
     x, y = torch.randn(256, 4), torch.randint(0, 2, (256,))
 
     def on_cuda(m: torch.nn.Module) -> TrainResult:
-        return fit(
-            m,
-            x,
-            y,
-            mix=0.0,
-            batch_size=64,
-            optimizer=OptimizerSpec(1e-2, 0.0),
-            budget=Budget(epochs=2),
-            seed=0,
-            device="cuda",
-        )
+        return fit(TrainRequest(m, x, y, budget=Budget(epochs=2), seed=0, device="cuda"),
+                   Recipe(mix=0.0, batch_size=64, optimizer=OptimizerSpec(1e-2, 0.0)))
 
     r = on_cuda(model)
     assert r.extra["device"].startswith("cuda") and r.epochs == 2

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from strategies import finetune, replay
-from strategies.base import Budget, Strategy
+from strategies.base import Budget, Strategy, TrainRequest
 from strategies.evaluation import accuracy
 from strategies.models import MLPConfig, build_model, fit_normalization
 from strategies.registry import BufferConfig, build_buffer
@@ -19,11 +19,12 @@ def _train_two_tasks(strategy: Strategy, task_a: Task, task_b: Task, seed: int) 
     # normalisation from broad data, as a bootstrap would fit it: both regions in range
     fit_normalization(model, torch.cat([task_a[0], task_b[0]]))
     first = finetune.build(finetune.Config(lr=1e-2))
-    first.train(model, *task_a, None, Budget(epochs=5), seed=seed, device="cpu")
+    first.train(TrainRequest(model, *task_a, budget=Budget(epochs=5), seed=seed, device="cpu"))
     assert accuracy(model, *task_a) > 0.95
     buffer = build_buffer(BufferConfig(capacity=100), seed=seed)
     buffer.add(*task_a)
-    strategy.train(model, *task_b, buffer, Budget(epochs=5), seed=seed, device="cpu")
+    strategy.train(TrainRequest(model, *task_b, buffer=buffer, budget=Budget(epochs=5), seed=seed,
+                                device="cpu"))
     return model
 
 
@@ -50,7 +51,8 @@ def test_same_seed_same_model(task_a: Task, task_b: Task, kind: str) -> None:
         model = build_model(MLPConfig(hidden=[16], dropout=0.2), 2, 2, seed=0)
         buffer = build_buffer(BufferConfig(capacity=50), seed=0)
         buffer.add(*task_a)
-        strategy.train(model, *task_b, buffer, Budget(epochs=2), seed=seed, device="cpu")
+        strategy.train(TrainRequest(model, *task_b, buffer=buffer, budget=Budget(epochs=2),
+                                    seed=seed, device="cpu"))
         return model.state_dict()
 
     first, again, other = run(3), run(3), run(4)
@@ -61,7 +63,6 @@ def test_same_seed_same_model(task_a: Task, task_b: Task, kind: str) -> None:
 def test_training_leaves_global_rng_alone(task_a: Task) -> None:
     model = build_model(MLPConfig(hidden=[8], dropout=0.5), 2, 2, seed=0)
     before = torch.random.get_rng_state()
-    finetune.build(finetune.Config()).train(
-        model, *task_a, None, Budget(epochs=1), seed=0, device="cpu"
-    )
+    finetune.build(finetune.Config()).train(TrainRequest(model, *task_a, budget=Budget(epochs=1),
+                                                         seed=0, device="cpu"))
     assert torch.equal(torch.random.get_rng_state(), before)

@@ -19,7 +19,7 @@ import torch
 
 from strategies import der, ewc, finetune, joint, lwf, replay
 from strategies.adaptation import AdaptConfig, LoraConfig
-from strategies.base import Budget, Strategy, TrainResult
+from strategies.base import Budget, Strategy, TrainRequest, TrainResult
 from strategies.models import MLPConfig, build_model, fit_normalization
 from strategies.registry import BufferConfig, build_buffer
 
@@ -56,8 +56,9 @@ def _train(strategy: Strategy, model: torch.nn.Module, task: Task, buffer: Any, 
         calls += 1
         return stop_after is not None and calls > stop_after
 
-    return strategy.train(model, *task, buffer, Budget(epochs=3), seed=11, val=val,
-                          should_stop=should_stop, device="cpu", checkpoint=checkpoint)
+    return strategy.train(TrainRequest(model, *task, buffer=buffer, budget=Budget(epochs=3),
+                                       seed=11, val=val, should_stop=should_stop, device="cpu",
+                                       checkpoint=checkpoint))
 
 
 def _digest(model: torch.nn.Module) -> str:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from strategies.base import Budget, Progress
-from strategies.loop import OptimizerSpec, fit
+from strategies.base import Budget, Progress, TrainRequest
+from strategies.loop import OptimizerSpec, Recipe, fit
 
 ADAM = OptimizerSpec(lr=1e-2, weight_decay=0.0)
 
@@ -25,17 +25,9 @@ def _model() -> torch.nn.Sequential:
 
 def test_epochs_budget_and_one_progress_per_epoch() -> None:
     reports: list[Progress] = []
-    r = fit(
-        _model(),
-        *_data(),
-        mix=0.0,
-        batch_size=32,
-        optimizer=ADAM,
-        budget=Budget(epochs=3),
-        seed=0,
-        progress=reports.append,
-        device="cpu",
-    )
+    r = fit(TrainRequest(_model(), *_data(), budget=Budget(epochs=3), seed=0,
+                         progress=reports.append, device="cpu"),
+            Recipe(mix=0.0, batch_size=32, optimizer=ADAM))
     assert (r.epochs, r.steps, r.stopped_by) == (3, 3 * 7, "epochs")
     assert [p.epoch for p in reports] == [1, 2, 3]
     assert [p.step for p in reports] == [7, 14, 21]
@@ -46,32 +38,17 @@ def test_epochs_budget_and_one_progress_per_epoch() -> None:
 
 def test_steps_budget_stops_mid_epoch_and_reports_it() -> None:
     reports: list[Progress] = []
-    r = fit(
-        _model(),
-        *_data(),
-        mix=0.0,
-        batch_size=32,
-        optimizer=ADAM,
-        budget=Budget(epochs=None, steps=10),
-        seed=0,
-        progress=reports.append,
-        device="cpu",
-    )
+    r = fit(TrainRequest(_model(), *_data(), budget=Budget(epochs=None, steps=10), seed=0,
+                         progress=reports.append, device="cpu"),
+            Recipe(mix=0.0, batch_size=32, optimizer=ADAM))
     assert (r.steps, r.epochs, r.stopped_by) == (10, 1, "steps")
     assert [(p.epoch, p.step) for p in reports] == [(1, 7), (2, 10)]  # the partial epoch too
 
 
 def test_seconds_budget_stops_the_loop() -> None:
-    r = fit(
-        _model(),
-        *_data(2000),
-        mix=0.0,
-        batch_size=8,
-        optimizer=ADAM,
-        budget=Budget(epochs=None, seconds=0.3),
-        seed=0,
-        device="cpu",
-    )
+    r = fit(TrainRequest(_model(), *_data(2000), budget=Budget(epochs=None, seconds=0.3), seed=0,
+                         device="cpu"),
+            Recipe(mix=0.0, batch_size=8, optimizer=ADAM))
     assert r.stopped_by == "seconds"
     assert 0.3 <= r.seconds < 5.0
     assert r.steps > 0
@@ -83,19 +60,9 @@ def test_early_stopping_on_validation_and_best_weights_restored() -> None:
     vx = torch.randn(100, 4, generator=g)
     vy = torch.randint(0, 2, (100,), generator=g)  # noise: validation accuracy can't improve
     model = _model()
-    r = fit(
-        model,
-        x,
-        y,
-        mix=0.0,
-        batch_size=32,
-        optimizer=ADAM,
-        budget=Budget(epochs=100),
-        seed=0,
-        val=(vx, vy),
-        patience=2,
-        device="cpu",
-    )
+    r = fit(TrainRequest(model, x, y, budget=Budget(epochs=100), seed=0, val=(vx, vy),
+                         device="cpu"),
+            Recipe(mix=0.0, batch_size=32, optimizer=ADAM, patience=2))
     assert r.stopped_by == "early_stopping"
     assert r.epochs < 100
     assert r.extra["best_epoch"] <= r.epochs - 2
@@ -115,34 +82,18 @@ def test_should_stop_interrupts() -> None:
         calls += 1
         return calls > 5
 
-    r = fit(
-        _model(),
-        *_data(),
-        mix=0.0,
-        batch_size=32,
-        optimizer=ADAM,
-        budget=Budget(epochs=50),
-        seed=0,
-        should_stop=stop_after_five,
-        device="cpu",
-    )
+    r = fit(TrainRequest(_model(), *_data(), budget=Budget(epochs=50), seed=0,
+                         should_stop=stop_after_five, device="cpu"),
+            Recipe(mix=0.0, batch_size=32, optimizer=ADAM))
     assert (r.steps, r.stopped_by) == (5, "interrupted")
 
 
 def test_should_stop_before_the_first_step_leaves_the_model_alone() -> None:
     model = _model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    r = fit(
-        model,
-        *_data(),
-        mix=0.0,
-        batch_size=32,
-        optimizer=ADAM,
-        budget=Budget(epochs=5),
-        seed=0,
-        should_stop=lambda: True,
-        device="cpu",
-    )
+    r = fit(TrainRequest(model, *_data(), budget=Budget(epochs=5), seed=0, should_stop=lambda: True,
+                         device="cpu"),
+            Recipe(mix=0.0, batch_size=32, optimizer=ADAM))
     assert (r.steps, r.samples_processed, r.stopped_by, r.history) == (0, 0, "interrupted", ())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
@@ -150,18 +101,8 @@ def test_should_stop_before_the_first_step_leaves_the_model_alone() -> None:
 def test_rehearsal_fraction_of_each_batch() -> None:
     x, y = _data(100)
     rx, ry = _data(30, seed=1)
-    r = fit(
-        _model(),
-        x,
-        y,
-        rehearsal=(rx, ry),
-        mix=0.25,
-        batch_size=40,
-        optimizer=ADAM,
-        budget=Budget(epochs=1),
-        seed=0,
-        device="cpu",
-    )
+    r = fit(TrainRequest(_model(), x, y, budget=Budget(epochs=1), seed=0, device="cpu"),
+            Recipe(rehearsal=(rx, ry), mix=0.25, batch_size=40, optimizer=ADAM))
     # 30 new + 10 replayed per full batch; the last batch has 10 new rows and 3 replayed
     assert r.steps == 4
     assert r.extra["new_samples"] == 100
@@ -172,29 +113,10 @@ def test_empty_rehearsal_is_plain_training() -> None:
     x, y = _data()
     empty = (torch.empty(0, 4), torch.empty(0, dtype=torch.int64))
     a, b = _model(), _model()
-    fit(
-        a,
-        x,
-        y,
-        rehearsal=empty,
-        mix=0.5,
-        batch_size=32,
-        optimizer=ADAM,
-        budget=Budget(epochs=1),
-        seed=0,
-        device="cpu",
-    )
-    fit(
-        b,
-        x,
-        y,
-        mix=0.0,
-        batch_size=32,
-        optimizer=ADAM,
-        budget=Budget(epochs=1),
-        seed=0,
-        device="cpu",
-    )
+    fit(TrainRequest(a, x, y, budget=Budget(epochs=1), seed=0, device="cpu"),
+        Recipe(rehearsal=empty, mix=0.5, batch_size=32, optimizer=ADAM))
+    fit(TrainRequest(b, x, y, budget=Budget(epochs=1), seed=0, device="cpu"),
+        Recipe(mix=0.0, batch_size=32, optimizer=ADAM))
     assert all(torch.equal(v, b.state_dict()[k]) for k, v in a.state_dict().items())
 
 
@@ -205,16 +127,8 @@ def test_frozen_parameters_stay_frozen_and_mode_is_restored() -> None:
     first.weight.requires_grad_(False)
     frozen = first.weight.clone()
     model.eval()
-    fit(
-        model,
-        *_data(),
-        mix=0.0,
-        batch_size=32,
-        optimizer=ADAM,
-        budget=Budget(epochs=1),
-        seed=0,
-        device="cpu",
-    )
+    fit(TrainRequest(model, *_data(), budget=Budget(epochs=1), seed=0, device="cpu"),
+        Recipe(mix=0.0, batch_size=32, optimizer=ADAM))
     assert torch.equal(first.weight, frozen)
     assert not model.training
 
@@ -239,6 +153,8 @@ def test_bad_arguments_are_one_line_errors(kwargs: dict[str, object], message: s
         "device": "cpu",
     }
     args.update(kwargs)
+    request = {k: args.pop(k) for k in ("budget", "seed", "device")}
     with pytest.raises(ValueError, match=message) as err:
-        fit(_model(), *_data(), **args)  # type: ignore[arg-type]
+        fit(TrainRequest(_model(), *_data(), **request),  # type: ignore[arg-type]
+            Recipe(**args))  # type: ignore[arg-type]
     assert "\n" not in str(err.value)

@@ -11,7 +11,7 @@ import torch
 
 from strategies import der, replay
 from strategies.adaptation import AdaptConfig
-from strategies.base import Budget, Strategy
+from strategies.base import Budget, Strategy, TrainRequest
 from strategies.models import MLPConfig, build_model
 from strategies.registry import BufferConfig, build_buffer
 
@@ -32,8 +32,9 @@ def _run(
         return stop_at is not None and calls > stop_at
 
     val = (task_a[0][::4], task_a[1][::4])
-    result = strategy.train(model, *task_b, buffer, Budget(epochs=5), seed=7, val=val,
-                            should_stop=should_stop, device="cpu", checkpoint=ckpt)
+    result = strategy.train(TrainRequest(model, *task_b, buffer=buffer, budget=Budget(epochs=5),
+                                         seed=7, val=val, should_stop=should_stop, device="cpu",
+                                         checkpoint=ckpt))
     return model, result
 
 

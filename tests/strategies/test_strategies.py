@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from strategies import der, ewc, finetune, joint, lwf, replay
-from strategies.base import Budget, Strategy
+from strategies.base import Budget, Strategy, TrainRequest
 from strategies.evaluation import accuracy
 from strategies.models import MLPConfig, build_model, fit_normalization
 from strategies.registry import STRATEGIES, BufferConfig, build, build_buffer
@@ -17,9 +17,9 @@ Task = tuple[torch.Tensor, torch.Tensor]
 def _first_task(task_a: Task, task_b: Task, seed: int) -> torch.nn.Module:
     model = build_model(MLPConfig(hidden=[32, 32]), n_features=2, n_classes=2, seed=seed)
     fit_normalization(model, torch.cat([task_a[0], task_b[0]]))
-    finetune.build(finetune.Config(lr=1e-2)).train(
-        model, *task_a, None, Budget(epochs=5), seed=seed, device="cpu"
-    )
+    finetune.build(finetune.Config(lr=1e-2)).train(TrainRequest(model, *task_a,
+                                                                budget=Budget(epochs=5), seed=seed,
+                                                                device="cpu"))
     return model
 
 
@@ -32,7 +32,8 @@ def test_every_strategy_learns_the_new_task_reproducibly(
         buffer = build_buffer(BufferConfig(capacity=100), seed=0)
         buffer.add(*task_a)
         cfg = STRATEGIES[kind].Config(lr=1e-2)  # type: ignore[call-arg]
-        result = build(cfg).train(model, *task_b, buffer, Budget(epochs=5), seed=0, device="cpu")
+        result = build(cfg).train(TrainRequest(model, *task_b, buffer=buffer,
+                                               budget=Budget(epochs=5), seed=0, device="cpu"))
         assert result.epochs == 5 and result.samples_processed > 0
         return model
 
@@ -59,7 +60,8 @@ def test_keeps_the_old_task_where_finetune_forgets(cfg: object, task_a: Task, ta
         model = _first_task(task_a, task_b, seed=1)
         buffer = build_buffer(BufferConfig(capacity=100), seed=1)
         buffer.add(*task_a)
-        strategy.train(model, *task_b, buffer, Budget(epochs=5), seed=1, device="cpu")
+        strategy.train(TrainRequest(model, *task_b, buffer=buffer, budget=Budget(epochs=5), seed=1,
+                                    device="cpu"))
         return model
 
     tuned = after_b(finetune.build(finetune.Config(lr=1e-2)))
@@ -112,9 +114,10 @@ def test_joint_reinitializes_and_trains_on_buffer_and_new(task_a: Task, task_b: 
     model = _first_task(task_a, task_b, seed=0)
     buffer = build_buffer(BufferConfig(capacity=1000), seed=0)
     buffer.add(*task_a)
-    r = joint.build(joint.Config(lr=1e-2, batch_size=50)).train(
-        model, *task_b, buffer, Budget(epochs=2), seed=0, device="cpu"
-    )
+    r = joint.build(joint.Config(lr=1e-2, batch_size=50)).train(TrainRequest(model, *task_b,
+                                                                             buffer=buffer,
+                                                                             budget=Budget(epochs=2),
+                                                                             seed=0, device="cpu"))
     assert r.samples_processed == 2 * (len(task_a[1]) + len(task_b[1]))
     assert accuracy(model, *task_a) > 0.95 and accuracy(model, *task_b) > 0.95
 
@@ -140,13 +143,14 @@ def test_balanced_replay_keeps_old_classes_when_new_classes_arrive(seed: int) ->
     def after_new(loss: str) -> torch.nn.Module:
         model = build_model(MLPConfig(hidden=[32, 32]), n_features=2, n_classes=4, seed=seed)
         fit_normalization(model, torch.cat([old[0], new[0]]))
-        finetune.build(finetune.Config(lr=1e-2)).train(
-            model, *old, None, Budget(epochs=5), seed=seed, device="cpu"
-        )
+        finetune.build(finetune.Config(lr=1e-2)).train(TrainRequest(model, *old,
+                                                                    budget=Budget(epochs=5),
+                                                                    seed=seed, device="cpu"))
         buffer = build_buffer(BufferConfig(kind="class_balanced", capacity=20), seed=seed)
         buffer.add(*old)
         cfg = replay.Config(lr=1e-2, mix=0.2, loss=loss)  # type: ignore[arg-type]
-        replay.build(cfg).train(model, *new, buffer, Budget(epochs=5), seed=seed, device="cpu")
+        replay.build(cfg).train(TrainRequest(model, *new, buffer=buffer, budget=Budget(epochs=5),
+                                             seed=seed, device="cpu"))
         return model
 
     plain, balanced = after_new("ce"), after_new("balanced")

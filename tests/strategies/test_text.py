@@ -13,8 +13,8 @@ import torch
 
 from strategies import peft_adapter
 from strategies.adaptation import AdaptConfig, LoraConfig, layer_of, plan
-from strategies.base import Budget
-from strategies.loop import OptimizerSpec, fit
+from strategies.base import Budget, TrainRequest
+from strategies.loop import OptimizerSpec, Recipe, fit
 from strategies.models import build_model
 from strategies.text import TextClassifier, TextConfig, token_columns, tokenize
 
@@ -141,9 +141,9 @@ def test_lora_trains_only_attention_adapters_and_merges_back(offline: None) -> N
     peft_adapter.merge(handle)
     assert sorted(model.state_dict()) == sorted(before)
 
-    result = fit(model, x, y, mix=0.0, batch_size=8, optimizer=OptimizerSpec(5e-3, 0.0),
-                 budget=Budget(epochs=2), seed=0, device="cpu",
-                 adapt=AdaptConfig(lora=lora))
+    result = fit(TrainRequest(model, x, y, budget=Budget(epochs=2), seed=0, device="cpu"),
+                 Recipe(mix=0.0, batch_size=8, optimizer=OptimizerSpec(5e-3, 0.0),
+                        adapt=AdaptConfig(lora=lora)))
     assert result.steps == 8
     after = model.state_dict()
     assert sorted(after) == sorted(before)  # merged: the architecture is unchanged
