@@ -252,7 +252,9 @@ class Daemon:
             while self.unit is None:
                 batch = self.source.poll()
                 if batch is not None:
-                    self._after_ingest(self.ingestor.ingest(batch))
+                    accepted = self.ingestor.ingest(batch)
+                    self.source.ack(batch)  # stored: a broker must not deliver it again
+                    self._after_ingest(accepted)
                 elif self.source.exhausted():
                     raise BootstrapError(
                         f"the data ran out before {self.cfg.bootstrap.rows} labelled rows "

@@ -348,3 +348,23 @@ def test_validate_with_the_kafka_source(tmp_path: Path, capsys: pytest.CaptureFi
         assert main(["validate", str(cfg)]) == 2
         _, err = capsys.readouterr()
         assert err.count("\n") == 1 and expected in err, err
+
+
+def test_bootstrap_commits_what_it_consumed(
+    broker: str, topic: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``driftloop bootstrap`` stores the rows it trains on: their offsets are committed,
+    so the daemon started next does not read them again."""
+    publish(broker, topic, 300)
+    source = {"kind": "kafka", "bootstrap_servers": broker, "topic": topic, "batch_size": 30}
+    path = _config(tmp_path, source)
+    cfg = yaml.safe_load(path.read_text())
+    cfg["bootstrap"] = {"rows": 120, "epochs": 2}
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["bootstrap", "--config", str(path)]) == 0
+    capsys.readouterr()
+    db = Database.for_state_dir(tmp_path / "state", None)
+    with db.connect() as conn:
+        stored = len(conn.execute(select(rows.c.row_id)).all())
+    db.dispose()
+    assert stored >= 120 and sum(max(0, o) for o in committed(broker, topic)) == stored
