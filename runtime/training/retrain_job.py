@@ -20,11 +20,14 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from runtime.config import DriftloopConfig
 from runtime.promotion.evidence import NEW_DATA, Evidence, evidence_path, write_evidence
@@ -34,9 +37,9 @@ from runtime.store.atomic import write_json_atomic
 from runtime.store.db import Database
 from runtime.store.events import EventLog
 from runtime.store.rows import labelled_rows, recent_rows
-from runtime.store.unit import golden_sets, load_unit, save_unit
+from runtime.store.unit import Unit, golden_sets, load_unit, save_unit
 from runtime.store.versions import Registry
-from strategies.base import Budget, Progress, TrainRequest
+from strategies.base import Budget, Progress, TrainRequest, TrainResult
 from strategies.registry import build as build_strategy
 
 
@@ -82,18 +85,54 @@ def checkpoint_dir(spec: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> Pa
     return path
 
 
+@dataclass(frozen=True)
+class _Rows:
+    """The labelled rows a job trains on, split: ``train`` and ``hold`` (held out for the
+    gate) are positions into ``seqs``/``x``/``y``; ``gold`` the held-out rows kept as the
+    candidate's golden set (bounded by ``golden.max_rows``)."""
+
+    seqs: np.ndarray
+    x: np.ndarray
+    y: np.ndarray  # class positions
+    train: np.ndarray
+    hold: np.ndarray
+    gold: np.ndarray
+    xt: torch.Tensor
+    yt: torch.Tensor
+
+
 def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
-    """The child's work; returns the JSON result."""
+    """The child's work: load, train, judge, write; returns the JSON result."""
     db = Database.for_state_dir(cfg.state_dir, cfg.database_url)
     events = EventLog(db)
     registry = Registry(db, cfg.state_dir / "models", events)
     champion, candidate = spec["champion"], spec["candidate"]
     onset, upto, trigger = int(spec["onset"]), int(spec["upto"]), spec["trigger_id"]
     seed = job_seed(cfg.retrain.seed, trigger)
-    nf = len(cfg.schema.features)
 
     unit = load_unit(registry, cfg, champion, with_buffer=True)
     assert unit.buffer is not None
+    rows = _load_rows(db, cfg, onset, upto, seed)
+    progress = _progress_events(events, trigger, candidate, spec.get("pause_after_epoch_for_test"))
+    model, result = _train(cfg, spec, unit, rows, seed, progress)
+    evidence_sha, metrics = _judge(cfg, registry, unit, model, rows, candidate)
+    train_info = _train_info(result, rows)
+    meta = _meta(cfg, spec, unit, rows, metrics, train_info)
+    _write(db, registry, cfg, spec, unit, model, rows, meta)
+    db.dispose()
+    return {
+        "candidate": candidate,
+        "metrics": metrics,
+        "evidence": {"path": str(evidence_path(cfg.state_dir, candidate)), "sha256": evidence_sha},
+        "train": train_info,
+        "golden_index": meta["golden_index"],
+    }
+
+
+def _load_rows(db: Database, cfg: DriftloopConfig, onset: int, upto: int, seed: int) -> _Rows:
+    """The labelled rows since the drift onset, split at random (``seed``) into training
+    and held-out rows; fewer than two is an error (nothing to train on)."""
+    nf = len(cfg.schema.features)
     seqs, x, y_raw = labelled_rows(db, nf, since=onset, upto=upto, limit=cfg.retrain.max_rows)
     y = class_positions(y_raw, cfg.schema.classes)
     if len(seqs) < 2:
@@ -101,10 +140,17 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
     perm = np.random.default_rng(seed).permutation(len(seqs))
     n_hold = max(1, round(len(seqs) * cfg.retrain.holdout_fraction))
     hold, train = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+    gold = np.sort(perm[: min(n_hold, cfg.golden.max_rows)])  # golden sets are bounded
     xt = torch.as_tensor(x[train], dtype=torch.float32)
     yt = torch.as_tensor(y[train], dtype=torch.int64)
+    return _Rows(seqs, x, y, train, hold, gold, xt, yt)
 
-    pause_after = spec.get("pause_after_epoch_for_test")  # lets the tests interrupt a run
+
+def _progress_events(
+    events: EventLog, trigger: str, candidate: str, pause_after: Any
+) -> Callable[[Progress], None]:
+    """The training loop's progress callback: one ``retrain.progress`` event per report.
+    ``pause_after`` (an epoch) lets the tests interrupt a run after that epoch's checkpoint."""
 
     def progress(p: Progress) -> None:
         if pause_after is not None and p.epoch > int(pause_after):
@@ -123,35 +169,62 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
             model_version=candidate,
         )
 
+    return progress
+
+
+def _train(
+    cfg: DriftloopConfig,
+    spec: dict[str, Any],
+    unit: Unit,
+    rows: _Rows,
+    seed: int,
+    progress: Callable[[Progress], None],
+) -> tuple[nn.Module, TrainResult]:
+    """A copy of the champion's model trained by the configured strategy (resuming from
+    this job's checkpoint when one is left), in eval mode."""
+    assert unit.buffer is not None
     model = copy.deepcopy(unit.model)
     strategy = build_strategy(cfg.retrain.strategy)
     b = cfg.retrain.budget
     result = strategy.train(TrainRequest(
         model,
-        xt,
-        yt,
+        rows.xt,
+        rows.yt,
         buffer=unit.buffer,
         budget=Budget(epochs=b.epochs, steps=b.steps, seconds=b.seconds),
         seed=seed,
         progress=progress,
         device=cfg.retrain.torch_device,
-        checkpoint=checkpoint_dir(spec, xt, yt),
+        checkpoint=checkpoint_dir(spec, rows.xt, rows.yt),
     ))
     model.eval()
+    return model, result
 
+
+def _judge(
+    cfg: DriftloopConfig,
+    registry: Registry,
+    unit: Unit,
+    model: nn.Module,
+    rows: _Rows,
+    candidate: str,
+) -> tuple[str, dict[str, Any]]:
+    """Score champion and candidate on the held-out rows and every golden set, write the
+    evidence for the gate; returns its sha256 and the metrics summary."""
     # The gate judges per-row predictions of both models (a safetensors side file);
     # the accuracies in meta are a summary for people.
+    hold = rows.hold
     sets = {
         NEW_DATA: score_set(
             NEW_DATA,
             unit.model,
             model,
-            x[hold],
-            y[hold],
+            rows.x[hold],
+            rows.y[hold],
             {
                 "rows": len(hold),
-                "first_row": int(seqs[0]),
-                "last_row": int(seqs[-1]),
+                "first_row": int(rows.seqs[0]),
+                "last_row": int(rows.seqs[-1]),
                 "source": "held-out split of the retrain data",
             },
         )
@@ -164,11 +237,12 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
     )
     evidence_sha = write_evidence(evidence_path(cfg.state_dir, candidate), evidence)
     summary = evidence.summary()
-    metrics = {"holdout": summary["holdout"], "golden": summary["golden"]}
-    gold = np.sort(perm[: min(n_hold, cfg.golden.max_rows)])  # golden sets are bounded
-    unit.buffer.add(xt, yt)
-    _, reference = recent_rows(db, nf, cfg.retrain.reference_size, since=onset, upto=upto)
-    train_info = {
+    return evidence_sha, {"holdout": summary["holdout"], "golden": summary["golden"]}
+
+
+def _train_info(result: TrainResult, rows: _Rows) -> dict[str, Any]:
+    """What the training did, for the candidate's meta and the job's result."""
+    return {
         "samples": result.samples_processed,
         "steps": result.steps,
         "epochs": result.epochs,
@@ -177,49 +251,71 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
         "stopped_by": result.stopped_by,
         "resumed_from_epoch": int(result.extra.get("resumed_from_epoch", 0)),
         "device": str(result.extra.get("device", "cpu")),
-        "rows_train": len(train),
-        "rows_holdout": len(hold),
+        "rows_train": len(rows.train),
+        "rows_holdout": len(rows.hold),
     }
-    meta = {
-        "trigger_id": trigger,
+
+
+def _meta(
+    cfg: DriftloopConfig,
+    spec: dict[str, Any],
+    unit: Unit,
+    rows: _Rows,
+    metrics: dict[str, Any],
+    train_info: dict[str, Any],
+) -> dict[str, Any]:
+    """The candidate version's meta: its data, strategy, metrics and golden sets."""
+    first, last = int(rows.seqs[0]), int(rows.seqs[-1])
+    return {
+        "trigger_id": spec["trigger_id"],
         "data": {
-            "since": onset,
-            "upto": upto,
-            "first_row": int(seqs[0]),
-            "last_row": int(seqs[-1]),
-            "rows": len(seqs),
+            "since": int(spec["onset"]),
+            "upto": int(spec["upto"]),
+            "first_row": first,
+            "last_row": last,
+            "rows": len(rows.seqs),
         },
         "strategy": cfg.retrain.strategy.kind,
         "buffer_kind": cfg.retrain.buffer.kind,
         "config_hash": spec.get("config_hash", cfg.config_hash()),
         "metrics": metrics,
         "train": train_info,
-        "golden_index": [*unit.golden_index, candidate],
+        "golden_index": [*unit.golden_index, spec["candidate"]],
         "golden_provenance": {
-            "rows": len(gold),
-            "first_row": int(seqs[0]),
-            "last_row": int(seqs[-1]),
+            "rows": len(rows.gold),
+            "first_row": first,
+            "last_row": last,
             "source": "held-out split of the retrain data",
         },
     }
+
+
+def _write(
+    db: Database,
+    registry: Registry,
+    cfg: DriftloopConfig,
+    spec: dict[str, Any],
+    unit: Unit,
+    model: nn.Module,
+    rows: _Rows,
+    meta: dict[str, Any],
+) -> None:
+    """Save the candidate unit: the trained model, the buffer with the training rows
+    added, the recent rows as drift reference, and its held-out golden rows."""
+    assert unit.buffer is not None
+    unit.buffer.add(rows.xt, rows.yt)
+    nf, onset, upto = len(cfg.schema.features), int(spec["onset"]), int(spec["upto"])
+    _, reference = recent_rows(db, nf, cfg.retrain.reference_size, since=onset, upto=upto)
     save_unit(
         registry,
-        candidate,
+        spec["candidate"],
         model=model,
         buffer=unit.buffer,
         reference=reference,
-        golden=(x[gold], y[gold]),
+        golden=(rows.x[rows.gold], rows.y[rows.gold]),
         meta=meta,
-        parent=champion,
+        parent=spec["champion"],
     )
-    db.dispose()
-    return {
-        "candidate": candidate,
-        "metrics": metrics,
-        "evidence": {"path": str(evidence_path(cfg.state_dir, candidate)), "sha256": evidence_sha},
-        "train": train_info,
-        "golden_index": meta["golden_index"],
-    }
 
 
 def main(argv: list[str] | None = None) -> int:
