@@ -11,6 +11,7 @@ from runtime.intake.settings import (
     DirectorySourceConfig,
     HttpSourceConfig,
     KafkaSourceConfig,
+    NatsSourceConfig,
     RabbitMQSourceConfig,
     RedisSourceConfig,
     SyntheticSourceConfig,
@@ -40,6 +41,9 @@ def build_everything(cfg: DriftloopConfig) -> Iterator[str]:
     elif isinstance(src, KafkaSourceConfig):
         where = src.bootstrap_servers
         yield f"source: kafka topic {src.topic!r} (group {src.group_id!r}) at {where}"
+    elif isinstance(src, NatsSourceConfig):
+        where = _host(src.url)
+        yield f"source: nats stream {src.stream!r} (consumer {src.durable!r}) at {where}"
     elif isinstance(src, HttpSourceConfig):
         yield "source: rows arrive through the HTTP API (POST /v1/ingest)"
     if cfg.api is not None:

@@ -12,6 +12,7 @@ from runtime.intake.settings import (
     DirectorySourceConfig,
     HttpSourceConfig,
     KafkaSourceConfig,
+    NatsSourceConfig,
     RabbitMQSourceConfig,
     RedisSourceConfig,
     SourceConfig,
@@ -39,6 +40,10 @@ def build_source(
         from runtime.intake.kafka_source import KafkaSource
 
         return KafkaSource(src, schema)
+    if isinstance(src, NatsSourceConfig):
+        from runtime.intake.nats_source import NatsSource
+
+        return NatsSource(src, schema)
     if isinstance(src, HttpSourceConfig):
         from runtime.intake.http_source import HttpSource
 

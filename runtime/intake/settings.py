@@ -153,6 +153,35 @@ _KAFKA_OWNED = {
 }
 
 
+class NatsSourceConfig(_Model):
+    """A NATS JetStream stream read by a durable pull consumer (runtime/intake/nats_source.py).
+
+    Each message's data is one row as a JSON object, or a JSON array of rows; messages are
+    acknowledged only after their rows are durably written.
+    """
+
+    kind: Literal["nats"] = "nats"
+    url: str = "nats://127.0.0.1:4222"
+    stream: str = Field(default="driftloop", min_length=1)
+    subject: str = Field(default="driftloop.rows", min_length=1)
+    """The subject read (and, when the stream does not exist, the stream created for it)."""
+    durable: str = Field(default="driftloop", min_length=1)
+    batch_size: int = Field(default=500, gt=0)
+    block_ms: int = Field(default=200, ge=0)
+    ack_wait_seconds: float = Field(default=30.0, gt=0)
+    """A message delivered and not acknowledged for this long is delivered again."""
+    connect_timeout_seconds: float = Field(default=5.0, gt=0)
+    drain_when_empty: bool = False
+    """``exhausted()`` once the consumer has nothing pending and nothing unacknowledged."""
+
+    @field_validator("url")
+    @classmethod
+    def _nats_url(cls, url: str) -> str:
+        if not url.startswith(("nats://", "tls://", "ws://", "wss://")):
+            raise ValueError(f"must start with nats:// or tls:// (got {url.split('@')[-1]!r})")
+        return url
+
+
 class HttpSourceConfig(_Model):
     """Rows arrive only through the HTTP API (``POST /v1/ingest``)."""
 
@@ -165,6 +194,7 @@ SourceConfig = Annotated[
     | RedisSourceConfig
     | RabbitMQSourceConfig
     | KafkaSourceConfig
+    | NatsSourceConfig
     | HttpSourceConfig,
     Field(discriminator="kind"),
 ]

@@ -3,7 +3,7 @@
 A source hands the daemon batches; it never validates (that is ingest's job) and never
 writes to the database. Each kind lives in a module of its own (``directory_source``,
 ``demo_stream``, ``redis_source``, ``rabbitmq_source``, ``kafka_source``,
-``http_source``), built by
+``nats_source``, ``http_source``), built by
 :func:`runtime.intake.kinds.build_source` only when a config names it, so no broker
 client or demo generator loads on the ingest path.
 """
