@@ -23,7 +23,7 @@ class Config(Fields):
     shifts). See :mod:`detectors.perfeature` for the shared fields; categorical features get
     a chi-squared test.
 
-    (Anderson-Darling was left out: scipy's k-sample version caps its p-values to
+    (No Anderson-Darling test: scipy's k-sample version caps its p-values to
     [0.001, 0.25], useless at the levels a false-alarm budget gives.)
     """
 

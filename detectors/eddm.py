@@ -17,9 +17,9 @@ class Config(BaseModel):
     Input: 1 for an error, 0 for a correct prediction.
 
     Defaults differ from river's (``warm_start=30, alpha=0.95, beta=0.9``), which alarm
-    every ~300 rows of a stationary 10 % error stream; ``alpha=0.8, beta=0.75`` are the
-    values river's own example uses, and ``warm_start`` (errors seen before testing) 100
-    moves the first false alarms from a few hundred rows to thousands.
+    within a few hundred rows of a stationary error stream; ``alpha=0.8, beta=0.75`` are
+    the values river's own example uses, and ``warm_start`` (errors seen before testing)
+    100 keeps the test from deciding on the first few distances.
     """
 
     model_config = ConfigDict(extra="forbid")

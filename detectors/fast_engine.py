@@ -1,19 +1,18 @@
 """Compiled engines for the streaming detectors: river's algorithms, ported exactly.
 
-river runs its detectors one Python call per value (about 0.05-1 M values/s here, KSWIN
-~1,000/s); :class:`FastEngine` runs a numba kernel (:mod:`detectors.kernels_binary`,
-:mod:`detectors.kernels_stream`) over a whole batch, 10-1,000x faster, with the same
-alarms: river stays the semantic reference and ``tests/detectors/test_fast_engine.py``
-checks alarm-for-alarm equality against it. ADWIN has no port: river's is compiled
-already (Rust).
+river runs its detectors one Python call per value, which caps a daemon's rows/s;
+:class:`FastEngine` runs a numba kernel (:mod:`detectors.kernels_binary`,
+:mod:`detectors.kernels_stream`) over a whole batch with the same alarms: river stays
+the semantic reference and ``tests/detectors/test_fast_engine.py`` checks
+alarm-for-alarm equality against it. ADWIN has no port: river's is compiled already
+(Rust). bench/detectors.py measures both against river's own loop.
 
 The engine's state is a few float and integer arrays, saved to JSON exactly (floats by
 their shortest round-trip repr, infinities as strings): a restore mid-stream continues
 exactly as if uninterrupted, however long the stream. Kernels are compiled on first use
 and cached on disk by numba (:mod:`detectors.jit`: ``detectors/__pycache__``,
-``NUMBA_CACHE_DIR`` or a temp folder): with an empty cache the first calls cost about
-0.5-1 s per detector kind (KSWIN about 5 s, HDDM-W 2 s on the shared 2-core VM), from the
-cache about 0.5 s for numba's start-up in all.
+``NUMBA_CACHE_DIR`` or a temp folder): with an empty cache the first call of each
+detector kind compiles its kernel; later processes load it from the cache.
 """
 
 from __future__ import annotations

@@ -17,12 +17,12 @@ class Config(BaseModel):
     (Raab, Heusinger & Schleif, Neurocomputing 2020).
 
     For continuous signals: the default ``signal`` is ``"loss"`` and ``alpha`` is 1e-4
-    (river's default 0.005 alarms every ~1,000 values of stationary N(0, 1) noise, since
-    it tests at every value; 1e-4 is the value river's own example uses). On a 0/1 error
-    stream a KS test of 30 values has little power: use ADWIN or DDM there. ``seed``
-    defaults to 0 instead of river's ``None`` so that runs and restores reproduce.
-    It runs one KS test per value: about 1 ms each in river, about 1 µs in the compiled
-    port (:mod:`detectors.kernels_stream`, same alarms) that runs here.
+    (it tests at every value, so river's default 0.005 gives a false alarm every few
+    hundred values of stationary noise; 1e-4 is the value river's own example uses). On
+    a 0/1 error stream a KS test of 30 values has little power: use ADWIN or DDM there.
+    ``seed`` defaults to 0 rather than river's ``None`` so that runs and restores
+    reproduce. It runs one KS test per value, in the compiled port
+    (:mod:`detectors.kernels_stream`, same alarms as river).
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -102,12 +102,11 @@ def default_univariate() -> list[DetectorConfig]:
     """The default detectors for one numeric stream: a CUSUM and ADWIN, either may alarm.
 
     :mod:`detectors.cusum` watches the mean (both ways) and the variance (both ways),
-    calibrates its thresholds from the first 1,000 values for at most about one false
-    alarm per 100,000 rows, and runs vectorised (tens of millions of values a second); it
-    is designed for shifts of half a standard deviation or more, which it finds about
-    twice as fast as ADWIN. ADWIN (:mod:`detectors.adwin`) needs no shift size: it finds
-    the small, persistent mean shifts below CUSUM's design size (a classifier's error
-    rising from 0.14 to 0.22, say) at a false-alarm rate of about one per 3M rows here.
-    Their false alarms add up; bench/detectors.py measures the pair as one.
+    calibrates its thresholds on a reference of the first values for a configured
+    false-alarm budget, and runs vectorised; it is designed for shifts of half a standard
+    deviation or more, which it finds sooner than ADWIN. ADWIN (:mod:`detectors.adwin`)
+    needs no shift size: it finds the small, persistent mean shifts below CUSUM's design
+    size (a classifier's error rate creeping up by a few points, say), with rare false
+    alarms. Their false alarms add up; bench/detectors.py measures the pair as one.
     """
     return [cusum.Config(), adwin.Config()]

@@ -23,8 +23,7 @@ values since the last alarm: the argmax over ``k`` of
 standardised CUSUM estimator), for every engine. For ADWIN the first row of the window it
 keeps after its cut is reported as well (``details["adwin_window_start"]``) but is not
 the onset: river's ADWIN drops whole buckets, often only the oldest one, so that row
-is only a lower bound (a change at row 2000 of a 0.1 → 0.5 error stream gives window
-starts from 256 to 1888 over seeds, the CUSUM point 1999-2023).
+is only a lower bound, often far before the change, where the CUSUM point lands on it.
 
 The alarm's ``statistic`` is the size of the shift: the mean of the watched values
 from the onset on minus their mean before it (``threshold`` is ``None``: river does not

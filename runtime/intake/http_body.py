@@ -1,13 +1,14 @@
 """Decoding ``POST /v1/ingest`` bodies: msgspec for well-formed ones, pydantic for the rest.
 
-A batch of 1,000 rows × 20 features is 400 kB of JSON. FastAPI's own body handling
-(``json.loads`` into Python objects, then pydantic) costs several milliseconds of the
-interpreter per batch; msgspec decodes straight into typed lists in about a third of
-that. A body msgspec refuses is decoded again exactly as FastAPI would (``json.loads``
-then the pydantic model), so a bad body gets the same 422 and the same one-line message
-as before, and a body pydantic's lax mode accepts (a number sent as a string) is still
+A batch of thousands of values is hundreds of kB of JSON; FastAPI's own body handling
+(``json.loads`` into Python objects, then pydantic) holds the interpreter for much of a
+request, and msgspec decodes straight into typed lists at a fraction of that cost
+(bench/ingest_http.py). A body msgspec refuses is decoded again exactly as FastAPI would
+(``json.loads`` then the pydantic model), so a bad body gets pydantic's 422 and one-line
+message, and a body pydantic's lax mode accepts (a number sent as a string) is
 accepted. JSON that no decoder takes (nested too deep, a number of thousands of digits)
-is a 422 naming that, as it is on the endpoints FastAPI decodes (:func:`body_problem`). The pydantic model stays the documented schema (OpenAPI).
+is a 422 naming that, as it is on the endpoints FastAPI decodes (:func:`body_problem`).
+The pydantic model stays the documented schema (OpenAPI).
 """
 
 from __future__ import annotations
