@@ -1,2 +1,3 @@
-"""Data coming in: each source kind in its own module (directory, demo stream, Redis,
-RabbitMQ), validating and appending rows (ingest), decoding HTTP bodies, the API's inbox."""
+"""Data coming in: a new broker source is a ``<kind>_source.py`` here, its settings in
+``settings`` and its branch in ``kinds``; every batch then takes the ingest path (``ingest``:
+validation, row append, late labels, rejections), HTTP bodies decoded, the API's inbox."""

@@ -1,2 +1,3 @@
-"""Telling people what happened: collecting a state's story, the review page (sections, event
-log, charts), plain-text views for the CLI and the run summary."""
+"""Telling people what happened: ``collect`` reads a state into a ``Review``, ``story`` tells
+it as decisions, ``page`` renders the review page (a new page section is a function there,
+fed from ``collect``), ``text`` and ``summary`` are the CLI's plain-text views."""

@@ -1,2 +1,3 @@
-"""Storage: the database schema, the event log, ingested rows, model versions and their
-versioned unit, the retrain queue, crash-safe files, the single-instance lock and leadership."""
+"""Storage: the schema (a new table goes in ``db``), the typed event log (a new event kind in
+``events``), rows and late labels, model versions and their versioned unit, the retrain
+queue, crash-safe files, the single-instance lock and leadership."""
