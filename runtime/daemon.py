@@ -31,7 +31,7 @@ from runtime.intake.inbox import Inbox, merge
 from runtime.intake.ingest import Accepted, Ingestor
 from runtime.intake.kinds import build_source
 from runtime.intake.settings import DirectorySourceConfig
-from runtime.intake.sources import FileStamp, Source
+from runtime.intake.sources import FileStamp, Source, source_lag
 from runtime.monitoring.monitor import Monitor, Signals
 from runtime.monitoring.policy import Decision, Policy
 from runtime.monitoring.trace import TRACE_KEY, load_trace, write_trace
@@ -709,6 +709,7 @@ class Daemon:
             "leader": self.leader.is_leader(),
             "rows_seen": self.rows_seen,
             "source": self.source.name,
+            "source_lag": source_lag(self.source),
             "retrain_running": self.runner.trigger_id if self.runner.running else None,
             "monitor_queue_rows": self.inbox.rows,
             "monitor_dropped_rows": self.inbox.dropped,

@@ -356,11 +356,25 @@ def _iso(text: str) -> str:
 def cmd_status(args: argparse.Namespace) -> int:
     from runtime.review.text import status_dict, status_text
 
-    _, state_dir, db, events, registry = _open_state(args)
+    cfg, state_dir, db, events, registry = _open_state(args)
     st = status_dict(state_dir, db, events, registry)
+    if cfg is not None:
+        st.update(_broker_lag(cfg))
     print(json.dumps(st, indent=2) if args.json else status_text(st))
     db.dispose()
     return 0
+
+
+def _broker_lag(cfg: DriftloopConfig) -> dict[str, Any]:
+    """``source_lag`` asked of a Kafka or NATS broker (``None`` for other sources), or
+    ``source_lag_error`` when it cannot be asked: status still answers."""
+    from runtime.intake.kinds import broker_lag
+    from runtime.intake.redis_source import BrokerError
+
+    try:
+        return {"source_lag": broker_lag(cfg.source)}
+    except BrokerError as err:
+        return {"source_lag": None, "source_lag_error": str(err)}
 
 
 def cmd_models(args: argparse.Namespace) -> int:

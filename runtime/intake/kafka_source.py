@@ -91,6 +91,7 @@ class KafkaSource:
         self._inbox: deque[_Message] = deque()  # consumed, not yet in a batch
         self._unacked: list[_Message] = []  # the last batch, until ack()
         self._idle = False
+        self._lag: dict[str, int] = {}
         self._checked = time.monotonic()
         try:
             self._assign_new()
@@ -147,6 +148,7 @@ class KafkaSource:
         for tp in done:
             if tp.error is None and tp.offset >= 0:
                 self._committed[tp.partition] = max(self._committed.get(tp.partition, 0), tp.offset)
+        self._update_lag()
 
     def exhausted(self) -> bool:
         """Every partition read to its end, nothing in hand, everything committed."""
@@ -158,8 +160,13 @@ class KafkaSource:
         )
 
     def lag(self) -> dict[str, int]:
-        """Messages not yet committed, per partition (as last reported by the broker)."""
-        return {
+        """Messages not yet committed, per partition (as last reported by the broker).
+
+        Read from the API's thread: a copy of what the last poll or commit computed."""
+        return dict(self._lag)
+
+    def _update_lag(self) -> None:
+        self._lag = {
             str(p): max(0, self._high.get(p, 0) - self._committed.get(p, 0))
             for p in sorted(self._partitions)
         }
@@ -194,6 +201,7 @@ class KafkaSource:
             start.append(TopicPartition(self.cfg.topic, tp.partition, offset))
         self._consumer.incremental_assign(start)
         self._partitions.update(new)
+        self._update_lag()
         log.info(
             "kafka topic %r: reading partition(s) %s", self.cfg.topic, ", ".join(map(str, new))
         )
@@ -217,6 +225,7 @@ class KafkaSource:
                     TopicPartition(self.cfg.topic, p), cached=True
                 )
                 self._high[p] = max(self._high.get(p, 0), hi)
+            self._update_lag()
         return [self._inbox.popleft() for _ in range(min(n, len(self._inbox)))]
 
     def _take(self, m: Any) -> None:

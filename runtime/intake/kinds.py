@@ -53,3 +53,18 @@ def build_source(
     return SyntheticSource(src, schema, cursor=cursor)
 
 
+
+
+def broker_lag(src: SourceConfig) -> dict[str, int] | None:
+    """The configured source's lag asked of its broker (the daemon may be down), per
+    partition; ``None`` for a kind without one. Raises
+    :class:`~runtime.intake.redis_source.BrokerError` when the broker cannot be asked."""
+    if isinstance(src, KafkaSourceConfig):
+        from runtime.intake.kafka_source import group_lag
+
+        return group_lag(src)
+    if isinstance(src, NatsSourceConfig):
+        from runtime.intake.nats_source import consumer_lag
+
+        return consumer_lag(src)
+    return None

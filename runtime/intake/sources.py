@@ -47,7 +47,9 @@ class Source(Protocol):
     ``cursor`` is the position a restart resumes from where the source keeps none of its
     own (the demo stream's row count; 0 elsewhere). ``ack`` is called once the batches
     polled so far are durably stored (a broker acknowledges them then); ``close``
-    releases connections when the daemon stops or replaces the source.
+    releases connections when the daemon stops or replaces the source. A streaming
+    broker's source also has ``lag() -> dict[str, int]``: messages not yet stored and
+    acknowledged, per partition (:func:`source_lag`).
     """
 
     name: str
@@ -71,3 +73,10 @@ class Source(Protocol):
     def close(self) -> None:
         """Release connections; the source is not polled again."""
         ...
+
+
+def source_lag(source: Source) -> dict[str, int] | None:
+    """``source.lag()`` (per partition, messages not yet acknowledged), or ``None`` for a
+    source without one (files, the demo stream, HTTP, Redis, RabbitMQ)."""
+    lag = getattr(source, "lag", None)
+    return dict(lag()) if callable(lag) else None

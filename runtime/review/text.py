@@ -159,7 +159,18 @@ def status_text(st: dict[str, Any]) -> str:
         f"promoted:    {st['last_promotion'] or '-'}",
         f"events:      {st['events']}",
     ]
+    if st.get("source_lag") is not None or st.get("source_lag_error"):
+        lines.insert(5, f"lag:         {_lag_text(st)}")
     return "\n".join(lines)
+
+
+def _lag_text(st: dict[str, Any]) -> str:
+    """The broker's backlog: per partition, then in all (or why it is unknown)."""
+    if st.get("source_lag_error"):
+        return f"unknown ({st['source_lag_error']})"
+    lag: dict[str, int] = st["source_lag"]
+    parts = ", ".join(f"{p}: {n}" for p, n in lag.items())
+    return f"{sum(lag.values())} messages not yet stored" + (f" ({parts})" if parts else "")
 
 
 def _holdout(v: ModelVersion) -> str:

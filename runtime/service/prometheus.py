@@ -159,6 +159,14 @@ class StateCollector(Collector):
         )
         leader.add_metric([str(st.get("instance"))], 1.0 if st.get("leader") else 0.0)
         yield leader
+        lag = GaugeMetricFamily(
+            "driftloop_source_lag_messages",
+            "Messages in the broker not yet stored and acknowledged, per partition.",
+            labels=["source", "partition"],
+        )
+        for partition, n in sorted((st.get("source_lag") or {}).items()):
+            lag.add_metric([str(st.get("source")), partition], n)
+        yield lag
         yield GaugeMetricFamily(
             "driftloop_monitor_queue_rows",
             "Rows accepted over HTTP not yet seen by the detectors.",

@@ -18,6 +18,7 @@ import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
+from prometheus_client import generate_latest
 from sqlalchemy import select
 
 from runtime.cli.main import main
@@ -27,7 +28,9 @@ from runtime.intake.kafka_source import KafkaSource, group_lag
 from runtime.intake.redis_source import BrokerError
 from runtime.intake.settings import KafkaSourceConfig
 from runtime.intake.sources import Batch
+from runtime.service.prometheus import build_registry
 from runtime.store.db import Database, quarantine, rows
+from runtime.store.versions import Registry
 from runtime.training.worker import RetrainRunner
 from tests.conftest import SMALL
 from tests.runtime.kafka_broker import Tansu, tansu_binary
@@ -368,3 +371,45 @@ def test_bootstrap_commits_what_it_consumed(
         stored = len(conn.execute(select(rows.c.row_id)).all())
     db.dispose()
     assert stored >= 120 and sum(max(0, o) for o in committed(broker, topic)) == stored
+
+
+def test_lag_in_metrics_and_status(
+    broker: str, topic: str, tmp_path: Path, ingestor: Ingestor, capsys: pytest.CaptureFixture[str]
+) -> None:
+    p = Producer({"bootstrap.servers": broker, "logger": QUIET})
+    for i in range(6):  # one message per produce request: the broker's watermarks exact
+        p.produce(topic, value=json.dumps(_row(i)).encode(), partition=0)
+        p.flush(10)
+    src = _source(broker, topic, batch_size=2)
+    batch = _first(src)
+    assert batch is not None and len(batch.frame) == 2
+    ingestor.ingest(batch)
+    src.ack(batch)
+    assert src.lag() == {"0": 4, "1": 0, "2": 0}
+    status = {"source": "kafka", "source_lag": src.lag()}
+    prom, _ = build_registry(
+        ingestor.db, Registry(ingestor.db, tmp_path / "m", ingestor.events), lambda: status
+    )
+    metrics = generate_latest(prom).decode()
+    assert 'driftloop_source_lag_messages{partition="0",source="kafka"} 4.0' in metrics
+    assert 'driftloop_source_lag_messages{partition="2",source="kafka"} 0.0' in metrics
+    src.close()  # the daemon is down: status asks the broker
+    path = tmp_path / "status.yaml"
+    cfg = copy.deepcopy(SMALL)
+    cfg.update(
+        state_dir=str(tmp_path),
+        source={"kind": "kafka", "bootstrap_servers": broker, "topic": topic},
+    )
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["status", "--config", str(path)]) == 0
+    out, _ = capsys.readouterr()
+    assert "lag:         4 messages not yet stored (0: 4, 1: 0, 2: 0)" in out
+    cfg["source"] = {
+        "kind": "kafka",
+        "bootstrap_servers": "127.0.0.1:1",
+        "metadata_timeout_ms": 500,
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["status", "--config", str(path)]) == 0
+    out, _ = capsys.readouterr()
+    assert "lag:         unknown (cannot reach kafka at 127.0.0.1:1: " in out
