@@ -90,6 +90,17 @@ def test_top_level_of_runtime_holds_only_config_and_daemon() -> None:
     assert files == ["__init__.py", "config.py", "daemon.py"]
 
 
+def test_readme_tree_lists_every_subpackage() -> None:
+    """README.md's "Where things are" has a line for each runtime subpackage (and only
+    those that exist), so the map a newcomer reads is the tree."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Where things are", 1)[1].split("```")[1]
+    listed = {line.split()[0].rstrip("/") for line in block.splitlines()
+              if line.startswith("  ") and line.split()[0].endswith("/")}
+    subpackages = {p.name for p in (ROOT / "runtime").iterdir() if (p / "__init__.py").is_file()}
+    assert listed == subpackages
+
+
 def test_every_subpackage_says_what_lives_there() -> None:
     for package in [*LAYERS, "cli"]:
         doc = ast.get_docstring(ast.parse((ROOT / "runtime" / package / "__init__.py").read_text()))
