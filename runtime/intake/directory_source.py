@@ -55,7 +55,7 @@ def _parse(path: Path, data: bytes, offset: int, schema: SchemaConfig, stamp: Fi
     except Exception as err:  # a file we cannot parse is rejected whole, the daemon goes on
         reason = f"cannot read {suffix.lstrip('.')} file: {str(err).splitlines()[0][:200]}"
         return Batch(origin=str(path), frame=pd.DataFrame(), file=stamp, read_error=reason)
-    return _rejected(path, stamp, f"unsupported file type {suffix!r} (use .csv, .parquet or .jsonl)")
+    return _rejected(path, stamp, f"unsupported file type {suffix!r} (use .csv, .parquet, .jsonl)")
 
 
 def _rejected(path: Path, stamp: FileStamp, reason: str) -> Batch:
@@ -90,9 +90,7 @@ def _read_csv(path: Path, data: bytes, offset: int, stamp: FileStamp) -> Batch:
             record = [""] * len(header)
         records.append(record)
     frame = pd.DataFrame(records, columns=header, dtype=object)
-    return Batch(
-        origin=str(path), frame=frame, first_row=first_line, row_errors=errors, file=stamp
-    )
+    return Batch(origin=str(path), frame=frame, first_row=first_line, row_errors=errors, file=stamp)
 
 
 def _read_jsonl(
@@ -162,9 +160,7 @@ class DirectorySource:
             return []
         files: set[Path] = set()
         for pattern in self.cfg.patterns:
-            files.update(
-                p for p in self.cfg.path.glob(pattern) if p.is_file() and p.name[0] != "."
-            )
+            files.update(p for p in self.cfg.path.glob(pattern) if p.is_file() and p.name[0] != ".")
         out = []
         now = time.time()
         for p in files:
@@ -175,9 +171,9 @@ class DirectorySource:
             done = self.read_upto.get(str(p))
             if done is not None and (done.size, done.mtime) == (st.st_size, st.st_mtime):
                 continue
-            if self._held.get(str(p)) == (st.st_size, st.st_mtime):
-                if now - st.st_mtime < self.incomplete_seconds:
-                    continue  # its last line is still cut
+            held = self._held.get(str(p)) == (st.st_size, st.st_mtime)
+            if held and now - st.st_mtime < self.incomplete_seconds:
+                continue  # its last line is still cut
             if settled and now - st.st_mtime < self.settle_seconds:
                 continue  # probably still being written
             out.append((st.st_mtime, p.name, p))
@@ -204,7 +200,8 @@ class DirectorySource:
             if changed is not None:
                 return _rejected(path, FileStamp(str(path), st.st_size, st.st_mtime), changed)
             if path.suffix.lower() not in LINE_FORMATS:
-                return _parse(path, b"", 0, self.schema, FileStamp(str(path), st.st_size, st.st_mtime))
+                whole = FileStamp(str(path), st.st_size, st.st_mtime)
+                return _parse(path, b"", 0, self.schema, whole)
             with path.open("rb") as fh:
                 fh.seek(offset)
                 data = fh.read(max(0, st.st_size - offset))

@@ -20,8 +20,8 @@ from typing import Annotated, Protocol
 
 import msgspec
 from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException
 from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException
 
 INT32 = 2**31
 
@@ -134,7 +134,8 @@ def body_problem(err: BaseException | None) -> str | None:
     if isinstance(err, UnicodeDecodeError):
         return f"body is not valid JSON: not UTF-8 ({err.reason})"
     if isinstance(err, ValueError) and "digits" in str(err):
-        return f"body is not valid JSON: a number has more than {sys.get_int_max_str_digits()} digits"
+        limit = sys.get_int_max_str_digits()
+        return f"body is not valid JSON: a number has more than {limit} digits"
     if isinstance(err, ValueError):
         return f"body is not valid JSON: {str(err).splitlines()[0][:200]}"
     return None

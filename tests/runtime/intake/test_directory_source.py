@@ -24,7 +24,9 @@ HEADER = ",".join(["row_id", *FEATURES, "class"]) + "\n"
 
 
 def _line(i: int) -> str:
-    return ",".join([f"tr-{i}", *(f"{(i * 7 + j) % 97}.5" for j in range(len(FEATURES))), "1"]) + "\n"
+    return (
+        ",".join([f"tr-{i}", *(f"{(i * 7 + j) % 97}.5" for j in range(len(FEATURES))), "1"]) + "\n"
+    )
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ def test_json_nested_too_deep_is_422_everywhere(client: TestClient) -> None:
 
 
 def test_a_number_of_5000_digits_is_422_everywhere(client: TestClient) -> None:
-    big = b'{"rows": [[' + b"7" * 5000 + b"]], \"row_ids\": [\"a\"], \"labels\": [1]}"
+    big = b'{"rows": [[' + b"7" * 5000 + b']], "row_ids": ["a"], "labels": [1]}'
     _check(_answers(client, big), 422, "digits")
 
 
