@@ -378,7 +378,7 @@ def _broker_lag(cfg: DriftloopConfig) -> dict[str, Any]:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from runtime.review.text import lineage_text, models_text
+    from runtime.review.text import file_problems, lineage_text, models_text
 
     _, _, db, _, registry = _open_state(args)
     versions = registry.list()
@@ -398,7 +398,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif args.lineage:
         print(lineage_text(versions, registry.champion()))
     else:
-        print(models_text(versions, registry.champion()))
+        print(models_text(versions, registry.champion(), file_problems(registry, versions)))
     db.dispose()
     return 0
 

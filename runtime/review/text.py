@@ -129,10 +129,12 @@ def status_dict(
     last = events.list(descending=True, limit=1)
     last_drift = events.last(ev.DRIFT_DETECTED)
     last_promo = events.last(ev.MODEL_PROMOTED)
+    champion = registry.champion()
     return {
         "state_dir": str(state_dir),
         "daemon_running": StateLock(state_dir).held_by_other(),
-        "champion": registry.champion(),
+        "champion": champion,
+        "champion_files": (registry.problem(champion) if champion else None) or "verified",
         "versions": len(registry.list()),
         "rows": n_rows,
         "labelled_rows": n_labelled,
@@ -152,6 +154,11 @@ def status_text(st: dict[str, Any]) -> str:
         f"daemon:      {'running' if st['daemon_running'] else 'not running'}",
         f"champion:    {st['champion'] or '(none yet: run bootstrap)'}"
         f"  ({st['versions']} versions)",
+        *(
+            [f"             FILES DO NOT VERIFY: {st['champion_files']}"]
+            if st["champion"] and st.get("champion_files", "verified") != "verified"
+            else []
+        ),
         f"rows:        {st['rows']} ingested, {st['labelled_rows']} labelled, "
         f"{st['quarantined_rows']} quarantined",
         f"retrains:    {pending or 'none pending'}",
@@ -181,7 +188,16 @@ def _holdout(v: ModelVersion) -> str:
     return f"val {val:.3f}" if isinstance(val, float) else "-"
 
 
-def models_text(versions: list[ModelVersion], champion: str | None) -> str:
+def file_problems(registry: Registry, versions: list[ModelVersion]) -> dict[str, str]:
+    """Why each version whose files do not verify fails (pruned versions are not listed)."""
+    return {v.version: p for v in versions if (p := registry.problem(v.version)) is not None}
+
+
+def models_text(
+    versions: list[ModelVersion], champion: str | None, problems: dict[str, str] | None = None
+) -> str:
+    """The versions as a table; ``problems`` (:func:`file_problems`) flags those whose
+    files do not verify with ``!`` and says why under the table."""
     head = (
         f"{'version':<8} {'status':<10} {'parent':<7} {'strategy':<10} {'rows':<14} "
         f"{'new-data acc':<14} created"
@@ -191,11 +207,15 @@ def models_text(versions: list[ModelVersion], champion: str | None) -> str:
         d = v.meta.get("data", {})
         span = f"{d.get('first_row', '?')}..{d.get('last_row', '?')}"
         mark = "*" if v.version == champion else " "
+        mark = "!" if problems and v.version in problems else mark
         out.append(
             f"{mark}{v.version:<7} {v.status:<10} {v.parent or '-':<7} "
             f"{v.meta.get('strategy', '-'):<10} {span:<14} {_holdout(v):<14} {v.created_at}"
         )
     out.append("(* champion; new-data acc = champion→candidate on the held-out split)")
+    for version, why in (problems or {}).items():
+        champ = " (the champion)" if version == champion else ""
+        out.append(f"! {version}{champ} files do not verify: {why}")
     return "\n".join(out)
 
 

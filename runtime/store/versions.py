@@ -3,8 +3,9 @@
 Layout: ``models/<version>/<stem>.safetensors`` for each tensor group plus ``meta.json``.
 A version's directory is written complete under ``models/.tmp-<version>`` and renamed into
 place before its database row exists, so a row always points at whole files. The row's
-``meta["files"]`` (sha256 and size of each file) is the source of truth; every load checks
-it. Only safetensors and JSON are read back: nothing is unpickled.
+``meta["files"]`` (sha256, size, tensor layout) is the source of truth; every load and
+verification checks it, and that the file parses (runtime/store/version_files.py). Only
+safetensors and JSON are read back: nothing is unpickled.
 
 Champion changes (:meth:`Registry.promote`, :meth:`Registry.rollback`) switch the
 ``champion`` pointer, the statuses and append the event in one transaction.
@@ -12,12 +13,11 @@ Champion changes (:meth:`Registry.promote`, :meth:`Registry.rollback`) switch th
 Exceptions
 ----------
 IntegrityError
-    A version's file is missing, truncated, corrupt, or its sha256 differs from the record.
+    A version's file is missing, truncated, not safetensors, or differs from the record.
 KeyError
     Unknown version.
 ValueError
-    An operation that would break the registry's invariants (promote a refused version,
-    roll back to a never-promoted one, ...).
+    An operation that would break the registry's invariants (promote a refused version).
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ from typing import Any
 
 import torch
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 from sqlalchemy import Connection, Row, func, insert, select, update
 
 from runtime.store import events as ev
+from runtime.store import retention
+from runtime.store import version_files as files
 from runtime.store.atomic import fsync_dir, sha256_file, write_bytes_atomic, write_json_atomic
 from runtime.store.db import Database, from_json, model_versions, pointers, to_json, utcnow
 from runtime.store.events import Event, EventLog
@@ -90,31 +91,25 @@ def _row_version(row: Row[Any]) -> ModelVersion:
     )
 
 
-def _check_record(mv: ModelVersion, stem: str, size: int, digest: str) -> None:
-    record = mv.meta["files"][stem]
-    name = f"{stem}.safetensors"
-    if size != record["bytes"]:
-        raise IntegrityError(
-            f"model {mv.version}: {name} has {size} bytes, "
-            f"{record['bytes']} were recorded (truncated or replaced)"
+def _check_new(
+    version: str, tensors: Mapping[str, Any], meta: Mapping[str, Any], status: str
+) -> None:
+    """ValueError unless :meth:`Registry.save` may save these."""
+    if status not in {"candidate", "refused"}:
+        raise ValueError(
+            f"cannot save {version} as {status!r}: save as 'candidate' and promote() it"
         )
-    if digest != record["sha256"]:
-        raise IntegrityError(
-            f"model {mv.version}: {name} sha256 {digest} does not match "
-            f"the recorded {record['sha256']}"
+    reserved = sorted(_RESERVED_META & set(meta))
+    if reserved:
+        raise ValueError(f"{version}: meta keys {reserved} are set by the registry")
+    if not tensors:
+        raise ValueError(f"{version}: no tensor groups to save")
+    bad = [s for s in tensors if not _STEM.fullmatch(s) or s == "meta"]
+    if bad:
+        raise ValueError(
+            f"{version}: tensor groups must be named by lowercase identifiers "
+            f"other than 'meta'; got {bad}"
         )
-
-
-def _serialize(version: str, stem: str, group: Mapping[str, torch.Tensor]) -> bytes:
-    if not isinstance(group, Mapping):
-        raise TypeError(f"{version}: tensors[{stem!r}] must be a dict of tensors")
-    cpu: dict[str, torch.Tensor] = {}
-    for name, tensor in group.items():
-        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
-            raise TypeError(f"{version}: tensors[{stem!r}][{name!r}] is not a named tensor")
-        # clone(): safetensors refuses tensors sharing storage (tied weights, views).
-        cpu[name] = tensor.detach().to("cpu").contiguous().clone()
-    return st_save(cpu, metadata={"format": "pt"})
 
 
 class Registry:
@@ -216,20 +211,35 @@ class Registry:
         return {e.model_version for e in self.events.list(kinds=kinds) if e.model_version}
 
     def verify(self, version: str) -> ModelVersion:
-        """Check every recorded file of ``version`` (size and sha256); IntegrityError if not."""
+        """Check every recorded file of ``version``: size, sha256, and that it parses as
+        safetensors holding the recorded tensors; IntegrityError if not. Every path to
+        champion (promote, rollback, an approval) goes through it."""
         mv = self._available(version)
         for stem in mv.meta["files"]:
             path = self._file(mv, stem)
             try:
                 size, digest = path.stat().st_size, sha256_file(path)
+                files.check_record(mv, stem, size, digest)
+                files.check_format(mv, stem, path)
+            except files.FileProblem as exc:
+                raise IntegrityError(str(exc)) from None
             except FileNotFoundError:
                 raise IntegrityError(f"model {version}: {path.name} is missing ({path})") from None
             except OSError as exc:
                 raise IntegrityError(
                     f"model {version}: {path.name} cannot be read ({exc})"
                 ) from exc
-            _check_record(mv, stem, size, digest)
         return mv
+
+    def problem(self, version: str) -> str | None:
+        """Why ``version``'s files do not verify, or None (also when pruned: not a fault)."""
+        try:
+            mv = self.get(version)
+            if "pruned_at" not in mv.meta:
+                self.verify(version)
+        except (IntegrityError, KeyError) as err:
+            return str(err).strip("'\"")
+        return None
 
     def load(self, version: str) -> LoadedVersion:
         """Read ``version``'s tensors after checking each file against its recorded sha256."""
@@ -238,7 +248,10 @@ class Registry:
         for stem in mv.meta["files"]:
             data = self._read_checked(mv, stem)
             try:
+                files.check_format_bytes(mv, stem, data)
                 tensors[stem] = st_load(data)
+            except files.FileProblem as exc:
+                raise IntegrityError(str(exc)) from None
             except Exception as exc:  # safetensors raises its own error types
                 raise IntegrityError(
                     f"model {version}: {stem}.safetensors is not a readable safetensors file "
@@ -265,7 +278,10 @@ class Registry:
             raise IntegrityError(f"model {mv.version}: {path.name} is missing ({path})") from None
         except OSError as exc:
             raise IntegrityError(f"model {mv.version}: {path.name} cannot be read ({exc})") from exc
-        _check_record(mv, stem, len(data), hashlib.sha256(data).hexdigest())
+        try:
+            files.check_record(mv, stem, len(data), hashlib.sha256(data).hexdigest())
+        except files.FileProblem as exc:
+            raise IntegrityError(str(exc)) from None
         return data
 
     # -- writing ---------------------------------------------------------------------
@@ -299,21 +315,7 @@ class Registry:
         match = _VERSION.fullmatch(version)
         if match is None:
             raise ValueError(f"version must look like 'v1', 'v2', ...; got {version!r}")
-        if status not in {"candidate", "refused"}:
-            raise ValueError(
-                f"cannot save {version} as {status!r}: save as 'candidate' and promote() it"
-            )
-        reserved = sorted(_RESERVED_META & set(meta))
-        if reserved:
-            raise ValueError(f"{version}: meta keys {reserved} are set by the registry")
-        if not tensors:
-            raise ValueError(f"{version}: no tensor groups to save")
-        bad = [s for s in tensors if not _STEM.fullmatch(s) or s == "meta"]
-        if bad:
-            raise ValueError(
-                f"{version}: tensor groups must be named by lowercase identifiers "
-                f"other than 'meta'; got {bad}"
-            )
+        _check_new(version, tensors, meta, status)
         with self.db.connect() as conn:
             if conn.execute(
                 select(model_versions.c.version).where(model_versions.c.version == version)
@@ -322,14 +324,11 @@ class Registry:
             if parent is not None:
                 self._get(conn, parent)
 
-        blobs = {stem: _serialize(version, stem, group) for stem, group in tensors.items()}
+        blobs = {stem: files.serialize(version, stem, group) for stem, group in tensors.items()}
         created_at = utcnow(self.clock)
         full_meta: dict[str, Any] = {
             **meta,
-            "files": {
-                stem: {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-                for stem, data in blobs.items()
-            },
+            "files": {stem: files.record(data) for stem, data in blobs.items()},
             "version": version,
             "parent": parent,
             "created_at": created_at,
@@ -382,55 +381,8 @@ class Registry:
     def prune(
         self, keep_candidates: int, protect: frozenset[str] = frozenset()
     ) -> builtins.list[str]:
-        """Delete the files of old never-promoted versions, keeping the newest ``keep_candidates``.
-
-        Only ``candidate`` and ``refused`` versions that were never champion are pruned;
-        champions and former champions (rollback targets) always keep their files. The
-        row stays (lineage, events) with ``meta["pruned_at"]`` set, so versions are never
-        renumbered; loading a pruned version raises IntegrityError saying so. Versions in
-        ``protect`` (a candidate awaiting approval or in shadow) are never pruned.
-
-        Returns
-        -------
-        list of str
-            The versions pruned now, oldest first.
-        """
-        if keep_candidates < 0:
-            raise ValueError(f"keep_candidates must be >= 0, got {keep_candidates}")
-        promoted = self.promoted_versions()
-        prunable = [
-            mv
-            for mv in self.list()
-            if mv.status in {"candidate", "refused"}
-            and mv.version not in promoted
-            and mv.version not in protect
-            and "pruned_at" not in mv.meta
-        ]
-        doomed = prunable[: max(0, len(prunable) - keep_candidates)]
-        return [mv.version for mv in doomed if self._prune_one(mv)]
-
-    def _prune_one(self, mv: ModelVersion) -> bool:
-        # The row is marked first: a crash then leaves an unreferenced directory, never a
-        # row pointing at missing files.
-        meta = {**mv.meta, "pruned_at": utcnow(self.clock)}
-        with self.db.begin() as conn:
-            marked = conn.execute(
-                update(model_versions)
-                .where(model_versions.c.version == mv.version)
-                .where(model_versions.c.status.in_(["candidate", "refused"]))
-                .values(meta=to_json(meta))
-            ).rowcount
-        if marked != 1:  # promoted meanwhile
-            return False
-        path = self.path(mv.version)
-        if path.exists():
-            trash = self.models_dir / f".pruned-{mv.version}"
-            shutil.rmtree(trash, ignore_errors=True)
-            os.rename(path, trash)
-            fsync_dir(self.models_dir)
-            shutil.rmtree(trash)
-        log.info("pruned the files of model %s", mv.version)
-        return True
+        """Delete old never-promoted versions' files (:func:`runtime.store.retention.prune`)."""
+        return retention.prune(self, keep_candidates, protect)
 
     def set_status(self, version: str, status: str) -> ModelVersion:
         """Mark a non-champion version ``candidate``, ``refused`` or ``retired``."""
