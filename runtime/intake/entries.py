@@ -96,4 +96,6 @@ def to_batch(entries: list[Decoded], schema: SchemaConfig, origin: str) -> Batch
     frame = pd.DataFrame.from_records(records).astype(object)
     allowed = allowed_keys(schema)
     keep = [c for c in frame.columns if c in allowed]
-    return Batch(origin=origin, frame=frame[keep], first_row=1, row_errors=errors)
+    return Batch(
+        origin=origin, frame=frame[keep], first_row=1, row_errors=errors, quarantine_once=True
+    )

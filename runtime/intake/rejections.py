@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from runtime.intake.sources import Batch
 from runtime.store import events as ev
@@ -22,20 +22,44 @@ MAX_EXAMPLES = 5
 
 
 def quarantine_rows(conn: Connection, batch: Batch, reasons: dict[int, str], now: str) -> None:
-    """Store the refused rows of ``batch`` (positions ``reasons``) with their reasons."""
-    conn.execute(
-        quarantine.insert(),
-        [
-            {
-                "ingested_at": now,
-                "source": batch.origin,
-                "row_number": batch.first_row + i,
-                "reason": r,
-                "raw": _raw(batch.frame, i),
-            }
-            for i, r in sorted(reasons.items())
-        ],
-    )
+    """Store the refused rows of ``batch`` (positions ``reasons``) with their reasons;
+    with ``batch.quarantine_once``, those not already stored (a redelivered message)."""
+    entries = [
+        {
+            "ingested_at": now,
+            "source": batch.origin,
+            "row_number": batch.first_row + i,
+            "reason": r,
+            "raw": _raw(batch.frame, i),
+        }
+        for i, r in sorted(reasons.items())
+    ]
+    if batch.quarantine_once:
+        entries = _not_stored(conn, batch.origin, entries)
+    if entries:
+        conn.execute(quarantine.insert(), entries)
+
+
+def _not_stored(
+    conn: Connection, origin: str, entries: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """``entries`` less those quarantined before (same origin, raw text and reason)."""
+    raws = sorted({e["raw"] for e in entries})
+    seen = {
+        (raw, reason)
+        for raw, reason in conn.execute(
+            select(quarantine.c.raw, quarantine.c.reason).where(
+                quarantine.c.source == origin, quarantine.c.raw.in_(raws)
+            )
+        )
+    }
+    out = []
+    for e in entries:
+        key = (e["raw"], e["reason"])
+        if key not in seen:
+            seen.add(key)
+            out.append(e)
+    return out
 
 
 def reject_event(

@@ -31,6 +31,9 @@ class Batch:
 
     ``row_errors`` holds problems found while parsing (row number → reason), e.g. a
     JSON-lines record with a missing key; ``file`` is set when the batch is a whole file.
+    ``quarantine_once``: a refused row is quarantined once by (origin, row text, reason)
+    — a broker's batch, whose refused rows carry the message's stable id, so the same
+    message delivered again after a crash is not quarantined a second time.
     """
 
     origin: str
@@ -39,6 +42,7 @@ class Batch:
     row_errors: dict[int, str] = field(default_factory=dict)
     file: FileStamp | None = None
     read_error: str | None = None
+    quarantine_once: bool = False
 
 
 class Source(Protocol):

@@ -413,3 +413,20 @@ def test_lag_in_metrics_and_status(
     assert main(["status", "--config", str(path)]) == 0
     out, _ = capsys.readouterr()
     assert "lag:         unknown (cannot reach kafka at 127.0.0.1:1: " in out
+
+
+def test_a_poison_message_read_again_is_quarantined_once(
+    broker: str, topic: str, ingestor: Ingestor
+) -> None:
+    produce(broker, topic, ["{broken", json.dumps({"colour": "red"}), json.dumps(_row(0))], [0] * 3)
+    first = _source(broker, topic)
+    batch = _first(first)
+    assert batch is not None and len(batch.frame) == 3
+    assert ingestor.ingest(batch).rejected == 2  # stored, then a crash before the commit
+    first.close()
+    again = _first(_source(broker, topic))
+    assert again is not None
+    assert ingestor.ingest(again).rejected == 2
+    with ingestor.db.connect() as conn:
+        kept = conn.execute(select(quarantine.c.reason)).all()
+    assert len(kept) == 2  # not twice: the same message, the same row text
