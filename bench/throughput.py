@@ -32,8 +32,8 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from strategies.base import Budget, TrainRequest  # noqa: E402
-from strategies.loop import OptimizerSpec, Recipe, fit  # noqa: E402
+from strategies.base import Budget, OptimizerSpec, Recipe, TrainRequest  # noqa: E402
+from strategies.loop import fit  # noqa: E402
 
 
 def mlp(widths: list[int], seed: int) -> nn.Module:

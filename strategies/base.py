@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import nn
+
+from strategies.adaptation import AdaptConfig
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,59 @@ class Penalty(Protocol):
     def prepare(self, device: torch.device) -> None: ...
 
     def __call__(self, model: nn.Module, batch: Batch) -> torch.Tensor: ...
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """The optimizer's learning rate (of the top layer) and weight decay for one run."""
+
+    lr: float
+    weight_decay: float
+
+
+@dataclass(frozen=True, eq=False)
+class Recipe:
+    """How a strategy trains on a :class:`~strategies.base.TrainRequest`: what it adds to
+    the caller's request (batch composition, optimiser, loss).
+
+    Parameters
+    ----------
+    batch_size
+        Rows per step, new and rehearsal together.
+    optimizer
+        Learning rate and weight decay (the optimizer's kind is ``adapt.optimizer``).
+    mix
+        Fraction of each batch drawn from ``rehearsal``, in ``[0, 1)``.
+    rehearsal
+        Old data ``(x, y)`` to mix into each batch; ``None`` or empty for none.
+    rehearsal_logits
+        Stored logits ``[len(rehearsal), k]`` for the rehearsal rows (NaN rows where
+        unknown); the penalty sees the replayed rows' logits as ``Batch.replay_logits``.
+    penalty
+        Added to the loss of every batch.
+    criterion
+        ``"ce"``: cross-entropy. ``"balanced"``: the balanced softmax (Ren et al.,
+        "Balanced Meta-Softmax for Long-Tailed Visual Recognition", NeurIPS 2020): the
+        logits are shifted by the log of each class's expected share of a batch (from the
+        new rows' and the rehearsal rows' labels and ``mix``) before the cross-entropy, so
+        the few old classes' rows replayed among many new-class rows are not outvoted:
+        the trained model's plain logits estimate a class-balanced posterior.
+    patience
+        With validation: stop after this many epochs without a better validation
+        accuracy (``stopped_by="early_stopping"``). ``None`` never stops early.
+    adapt
+        Freezing, layerwise learning rates, schedule, LoRA (:mod:`strategies.adaptation`).
+    """
+
+    batch_size: int
+    optimizer: OptimizerSpec
+    mix: float = 0.0
+    rehearsal: tuple[torch.Tensor, torch.Tensor] | None = None
+    rehearsal_logits: torch.Tensor | None = None
+    penalty: Penalty | None = None
+    criterion: Literal["ce", "balanced"] = "ce"
+    patience: int | None = None
+    adapt: AdaptConfig | None = None
 
 
 @dataclass(frozen=True, eq=False)

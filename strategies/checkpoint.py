@@ -3,8 +3,8 @@
 A checkpoint is two files in a directory: ``checkpoint.safetensors`` (model weights,
 best-epoch weights, optimizer state tensors, RNG states as byte tensors, the averaged
 weights of ``adapt.ema_decay``) and
-``checkpoint.json`` (loop counters, history, optimizer hyper-parameters, the run's
-fingerprint and the sha256 of the tensor file). The JSON is written last, so a crash
+``checkpoint.json`` (the loop's :class:`LoopState`, optimizer hyper-parameters, the
+run's fingerprint and the sha256 of the tensor file). The JSON is written last, so a crash
 between the two writes leaves the previous checkpoint's JSON pointing at a tensor file
 whose digest no longer matches, and the checkpoint is ignored rather than half-loaded.
 Both writes are atomic (temporary file, fsync, rename). Nothing is pickled.
@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,60 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from strategies.base import Progress
+
 VERSION = 1
 TENSORS = "checkpoint.safetensors"
 META = "checkpoint.json"
+
+
+@dataclass(slots=True)
+class LoopState:
+    """The training loop's counters: what the loop updates as it trains, what a
+    checkpoint saves whole and what a resumed run starts from."""
+
+    epochs: int = 0
+    """Completed epochs."""
+    step: int = 0
+    samples: int = 0
+    """Rows through training steps, new and rehearsal."""
+    new_samples: int = 0
+    loss: float = math.nan
+    """Mean loss of the last epoch (complete or not)."""
+    stopped_by: str | None = None
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    """Epochs since the best validation accuracy (for ``patience``)."""
+    best_acc: float = -math.inf
+    weights_are_best: bool = False
+    """The model's weights are the best epoch's (no step since it was validated)."""
+    history: list[Progress] = field(default_factory=list)
+    seconds: float = 0.0
+    """Time trained when the state was saved."""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON object (``best_acc`` ``None`` while no epoch was validated)."""
+        out = asdict(self)
+        out["best_acc"] = None if self.best_acc == -math.inf else self.best_acc
+        return out
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> LoopState:
+        """The state :meth:`to_json` wrote.
+
+        Raises
+        ------
+        ValueError
+            ``obj`` lacks a field or has one this version does not know.
+        """
+        try:
+            return cls(**{
+                **obj,
+                "history": [Progress(**p) for p in obj["history"]],
+                "best_acc": -math.inf if obj["best_acc"] is None else obj["best_acc"],
+            })
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"checkpoint loop state: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -37,7 +89,7 @@ class Saved:
     best: dict[str, torch.Tensor] | None
     optimizer: dict[str, Any]
     rng: dict[str, torch.Tensor]
-    loop: dict[str, Any]
+    state: LoopState
     ema: list[torch.Tensor] | None = None
     """The averaged weights (``adapt.ema_decay``), in the optimizer's parameter order."""
 
@@ -103,7 +155,7 @@ def save(
     best: dict[str, torch.Tensor] | None,
     optimizer: dict[str, Any],
     rng: dict[str, torch.Tensor],
-    loop: dict[str, Any],
+    state: LoopState,
     ema: list[torch.Tensor] | None = None,
 ) -> None:
     """Write the checkpoint of the epoch just finished (replacing the previous one)."""
@@ -125,7 +177,7 @@ def save(
         "has_best": best is not None,
         "ema": None if ema is None else len(ema),
         "optimizer": opt_meta,
-        "loop": loop,
+        "loop": state.to_json(),
     }
     _write_atomic(directory / META, json.dumps(meta, sort_keys=True).encode())
 
@@ -164,6 +216,6 @@ def load(directory: Path, fingerprint: dict[str, Any]) -> Saved | None:
         best=group("best/") if meta["has_best"] else None,
         optimizer=_optimizer_join(tensors, meta["optimizer"]),
         rng=group("rng/"),
-        loop=meta["loop"],
+        state=LoopState.from_json(meta["loop"]),
         ema=None if meta.get("ema") is None else [tensors[f"ema/{i}"] for i in range(meta["ema"])],
     )

@@ -24,24 +24,16 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from strategies import checkpoint as ckpt
-from strategies.adaptation import AdaptConfig, lr_factor, plan
-from strategies.base import Batch, Budget, Penalty, Progress, TrainRequest, TrainResult
+from strategies.adaptation import AdaptConfig, Plan, lr_factor, plan
+from strategies.base import Batch, Budget, Progress, Recipe, TrainRequest, TrainResult
 from strategies.evaluation import accuracy
-
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """The optimizer's learning rate (of the top layer) and weight decay for one run."""
-
-    lr: float
-    weight_decay: float
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -188,51 +180,6 @@ def _log_prior(
     return torch.log((share / (n_new + n_rep)).clamp_min(1e-12)).float()
 
 
-@dataclass(frozen=True, eq=False)
-class Recipe:
-    """How a strategy trains on a :class:`~strategies.base.TrainRequest`: what it adds to
-    the caller's request (batch composition, optimiser, loss).
-
-    Parameters
-    ----------
-    batch_size
-        Rows per step, new and rehearsal together.
-    optimizer
-        Learning rate and weight decay (the optimizer's kind is ``adapt.optimizer``).
-    mix
-        Fraction of each batch drawn from ``rehearsal``, in ``[0, 1)``.
-    rehearsal
-        Old data ``(x, y)`` to mix into each batch; ``None`` or empty for none.
-    rehearsal_logits
-        Stored logits ``[len(rehearsal), k]`` for the rehearsal rows (NaN rows where
-        unknown); the penalty sees the replayed rows' logits as ``Batch.replay_logits``.
-    penalty
-        Added to the loss of every batch.
-    criterion
-        ``"ce"``: cross-entropy. ``"balanced"``: the balanced softmax (Ren et al.,
-        "Balanced Meta-Softmax for Long-Tailed Visual Recognition", NeurIPS 2020): the
-        logits are shifted by the log of each class's expected share of a batch (from the
-        new rows' and the rehearsal rows' labels and ``mix``) before the cross-entropy, so
-        the few old classes' rows replayed among many new-class rows are not outvoted:
-        the trained model's plain logits estimate a class-balanced posterior.
-    patience
-        With validation: stop after this many epochs without a better validation
-        accuracy (``stopped_by="early_stopping"``). ``None`` never stops early.
-    adapt
-        Freezing, layerwise learning rates, schedule, LoRA (:mod:`strategies.adaptation`).
-    """
-
-    batch_size: int
-    optimizer: OptimizerSpec
-    mix: float = 0.0
-    rehearsal: tuple[torch.Tensor, torch.Tensor] | None = None
-    rehearsal_logits: torch.Tensor | None = None
-    penalty: Penalty | None = None
-    criterion: Literal["ce", "balanced"] = "ce"
-    patience: int | None = None
-    adapt: AdaptConfig | None = None
-
-
 def fit(request: TrainRequest, recipe: Recipe) -> TrainResult:
     """Train ``request.model`` in place as ``recipe`` says: cross-entropy on its logits
     (plus ``recipe.penalty``).
@@ -259,6 +206,7 @@ def fit(request: TrainRequest, recipe: Recipe) -> TrainResult:
 
     Examples
     --------
+    >>> from strategies.base import OptimizerSpec
     >>> model = torch.nn.Linear(2, 2)
     >>> x, y = torch.randn(64, 2), torch.randint(0, 2, (64,))
     >>> r = fit(TrainRequest(model, x, y, budget=Budget(epochs=2), seed=0, device="cpu"),
@@ -266,230 +214,269 @@ def fit(request: TrainRequest, recipe: Recipe) -> TrainResult:
     >>> r.epochs, r.steps, r.stopped_by
     (2, 8, 'epochs')
     """
-    model, x, y, budget, seed = request.model, request.x, request.y, request.budget, request.seed
-    progress, val, should_stop = request.progress, request.val, request.should_stop
-    rehearsal, rehearsal_logits, mix = recipe.rehearsal, recipe.rehearsal_logits, recipe.mix
-    batch_size, patience, penalty = recipe.batch_size, recipe.patience, recipe.penalty
-    adapt, optimizer, criterion = recipe.adapt, recipe.optimizer, recipe.criterion
-    device, checkpoint = request.device, request.checkpoint
-    _check(x, y, rehearsal, mix, batch_size, budget)
-    if patience is not None and patience < 1:
-        raise ValueError(f"patience must be positive, got {patience}")
-    adapt = adapt or AdaptConfig()
+    _check(request.x, request.y, recipe.rehearsal, recipe.mix, recipe.batch_size, request.budget)
+    if recipe.patience is not None and recipe.patience < 1:
+        raise ValueError(f"patience must be positive, got {recipe.patience}")
+    adapt = recipe.adapt or AdaptConfig()
+    x, y, val = request.x, request.y, request.val
     if val is None and adapt.validation_fraction is not None:
-        (x, y), val = split_validation(x, y, adapt.validation_fraction, seed)
+        (x, y), val = split_validation(x, y, adapt.validation_fraction, request.seed)
     start = time.perf_counter()
-    dev = pick_device(device)
-    home = _home_device(model)
-    was_training = model.training
-    gen = torch.Generator().manual_seed(seed)
-    dropout_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
-
-    xd = x.to(dev, torch.float32)
-    yd = y.to(dev, torch.int64)
-    rx = ry = rz = None
-    if rehearsal is not None and len(rehearsal[1]) > 0 and mix > 0:
-        rx, ry = rehearsal[0].to(dev, torch.float32), rehearsal[1].to(dev, torch.int64)
-        if rehearsal_logits is not None:
-            if len(rehearsal_logits) != len(ry):
-                raise ValueError("rehearsal_logits do not line up with the rehearsal rows")
-            rz = rehearsal_logits.to(dev, torch.float32)
-    n_rep = 0 if rx is None else min(round(batch_size * mix), batch_size - 1)
-    n_new = batch_size - n_rep
-    n = len(yd)
-    n_batches = math.ceil(n / n_new)
-    log_prior = None  # "balanced": set at the first step, when the logits' width is known
-    total_steps = _total_steps(budget, n_batches)
-    vd = None if val is None else (val[0].to(dev, torch.float32), val[1].to(dev, torch.int64))
-    ckpt_dir = None if checkpoint is None else Path(checkpoint)
-
+    dev = pick_device(request.device)
+    model = request.model
+    home, was_training = _home_device(model), model.training
+    data = _Data.on(dev, x, y, val, recipe)
     model.to(dev)
-    run = plan(model, adapt, lr=optimizer.lr, weight_decay=optimizer.weight_decay, seed=seed)
-    step = samples = new_samples = epochs_done = 0
-    stopped_by: str | None = None
-    history: list[Progress] = []
-    best_acc, best_epoch, best_state, bad_epochs = -math.inf, 0, None, 0
-    weights_are_best = False
-    final_loss = math.nan
-    resumed_from = 0
-    fork_devices: list[int] = []
-    if dev.type == "cuda":
-        fork_devices = [dev.index if dev.index is not None else torch.cuda.current_device()]
+    adapted = plan(model, adapt, lr=recipe.optimizer.lr,
+                   weight_decay=recipe.optimizer.weight_decay, seed=request.seed)
     try:
-        opt = run.optimizer(fused=dev.type == "cuda")
-        base_lrs = run.base_lrs()
-        params = run.parameters
-        fingerprint = _fingerprint(model, x, n_rep, batch_size, seed, budget, adapt.ema_decay)
-        live = [p.detach() for p in params]
-        ema = None if adapt.ema_decay is None else [t.clone() for t in live]
-        saved = None if ckpt_dir is None else ckpt.load(ckpt_dir, fingerprint)
-        use_bf16 = dev.type == "cuda"
-        scheduled = adapt.warmup_steps > 0 or adapt.schedule != "constant"
-        clip = adapt.max_grad_norm
-        if penalty is not None:
-            penalty.prepare(dev)
-        with torch.random.fork_rng(devices=fork_devices):
-            _seed_global_rngs(dropout_seed, dev)
-            if saved is not None:
-                model.load_state_dict(saved.model)
-                opt.load_state_dict(saved.optimizer)
-                gen.set_state(saved.rng["gen"])
-                torch.set_rng_state(saved.rng["cpu"])
-                if dev.type == "cuda" and "cuda" in saved.rng:
-                    torch.cuda.set_rng_state(saved.rng["cuda"], dev)
-                s = saved.loop
-                epochs_done, step, samples = s["epochs"], s["step"], s["samples"]
-                new_samples, final_loss, stopped_by = s["new_samples"], s["loss"], s["stopped_by"]
-                best_epoch, bad_epochs = s["best_epoch"], s["bad_epochs"]
-                best_acc = -math.inf if s["best_acc"] is None else s["best_acc"]
-                best_state = saved.best
-                if ema is not None and saved.ema is not None:
-                    ema = [t.to(dev) for t in saved.ema]
-                weights_are_best = s["weights_are_best"]
-                history = [Progress(**p) for p in s["history"]]
-                start -= s["seconds"]
-                resumed_from = epochs_done
+        run = _Run(request, recipe, adapt, data, dev, adapted, start)
+        with torch.random.fork_rng(devices=run.fork_devices):
+            _seed_global_rngs(run.dropout_seed, dev)
+            run.resume(ckpt_dir=None if request.checkpoint is None else Path(request.checkpoint),
+                       fingerprint=_fingerprint(model, x, data.n_rep, recipe.batch_size,
+                                                request.seed, request.budget, adapt.ema_decay))
             model.train()
-            while stopped_by is None:
-                if budget.epochs is not None and epochs_done >= budget.epochs:
-                    stopped_by = "epochs"
+            while run.state.stopped_by is None:
+                if request.budget.epochs is not None and run.state.epochs >= request.budget.epochs:
+                    run.state.stopped_by = "epochs"
                     break
-                run.start_epoch(epochs_done)
-                perm = torch.randperm(n, generator=gen).to(dev)
-                rep_idx = None
-                if rx is not None:
-                    rep_idx = torch.randint(0, len(rx), (n_batches, n_rep), generator=gen).to(dev)
-                loss_sum = torch.zeros((), device=dev)
-                batches = 0
-                for b in range(n_batches):
-                    if should_stop is not None and should_stop():
-                        stopped_by = "interrupted"
-                        break
-                    idx = perm[b * n_new : (b + 1) * n_new]
-                    xb, yb = xd[idx], yd[idx]
-                    zb = None
-                    if rep_idx is not None and rx is not None and ry is not None:
-                        if len(idx) == n_new:
-                            r = rep_idx[b]
-                        else:
-                            r = rep_idx[b, : max(1, round(len(idx) * n_rep / n_new))]
-                        xb, yb = torch.cat([xb, rx[r]]), torch.cat([yb, ry[r]])
-                        zb = None if rz is None else rz[r]
-                    if scheduled:
-                        f = lr_factor(step, warmup=adapt.warmup_steps, schedule=adapt.schedule,
-                                      total=total_steps, min_ratio=adapt.min_lr_ratio)
-                        for group, base in zip(opt.param_groups, base_lrs, strict=True):
-                            group["lr"] = base * f
-                    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
-                        logits = model(xb)
-                    if criterion == "balanced" and log_prior is None:
-                        log_prior = _log_prior(yd, ry, n_new, n_rep, logits.shape[1])
-                    loss = _loss(logits.float(), yb, log_prior)
-                    if penalty is not None:
-                        loss = loss + penalty(model, Batch(xb, yb, logits, len(idx), zb))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    if clip is not None:
-                        torch.nn.utils.clip_grad_norm_(params, clip)
-                    opt.step()
-                    if ema is not None:
-                        d = min(adapt.ema_decay or 0.0, (1 + step) / (10 + step))
-                        torch._foreach_lerp_(ema, live, 1.0 - d)
-                    weights_are_best = False
-                    loss_sum += loss.detach()
-                    batches += 1
-                    step += 1
-                    samples += len(yb)
-                    new_samples += len(idx)
-                    if budget.steps is not None and step >= budget.steps:
-                        stopped_by = "steps"
-                    elif budget.seconds is not None and (
-                        time.perf_counter() - start >= budget.seconds
-                    ):
-                        stopped_by = "seconds"
-                    if stopped_by is not None:
-                        break
+                batches, loss_sum = run.epoch()
                 if batches == 0:
                     break
-                completed = batches == n_batches
-                epochs_done += completed
-                final_loss = float(loss_sum) / batches
-                val_acc = None
-                if vd is not None and completed:
-                    held = None
-                    if ema is not None:  # validate (and keep) the averaged weights
-                        held = [t.clone() for t in live]
-                        torch._foreach_copy_(live, ema)
-                    val_acc = accuracy(model, *vd)
-                    model.train()
-                    if val_acc > best_acc:
-                        best_acc, best_epoch, bad_epochs = val_acc, epochs_done, 0
-                        best_state = copy.deepcopy(model.state_dict())
-                        weights_are_best = held is None
-                    else:
-                        bad_epochs += 1
-                        if stopped_by is None and patience is not None and bad_epochs >= patience:
-                            stopped_by = "early_stopping"
-                    if held is not None:
-                        torch._foreach_copy_(live, held)
-                report = Progress(
-                    epoch=epochs_done + (not completed),
-                    step=step,
-                    samples=samples,
-                    loss=final_loss,
-                    seconds=time.perf_counter() - start,
-                    val_accuracy=val_acc,
-                )
-                history.append(report)
-                if progress is not None:
-                    progress(report)
-                if ckpt_dir is not None and completed and stopped_by != "interrupted":
-                    rng = {"gen": gen.get_state(), "cpu": torch.get_rng_state()}
-                    if dev.type == "cuda":
-                        rng["cuda"] = torch.cuda.get_rng_state(dev)
-                    ckpt.save(
-                        ckpt_dir, fingerprint=fingerprint, model=model.state_dict(),
-                        best=best_state, optimizer=opt.state_dict(), rng=rng, ema=ema,
-                        loop={
-                            "epochs": epochs_done, "step": step, "samples": samples,
-                            "new_samples": new_samples, "loss": final_loss,
-                            "stopped_by": stopped_by, "best_epoch": best_epoch,
-                            "bad_epochs": bad_epochs,
-                            "best_acc": None if best_acc == -math.inf else best_acc,
-                            "weights_are_best": weights_are_best,
-                            "history": [asdict(p) for p in history],
-                            "seconds": time.perf_counter() - start,
-                        },
-                    )
-        if best_state is not None and not weights_are_best:
-            model.load_state_dict(best_state)
-        elif best_state is None and ema is not None:
-            torch._foreach_copy_(live, ema)
+                run.end_epoch(batches, loss_sum)
+        run.keep_final_weights()
     finally:
-        run.finish()
+        adapted.finish()
         model.to(home)
         model.train(was_training)
+    return run.result()
 
-    seconds = time.perf_counter() - start
-    extra: dict[str, Any] = {
-        "device": str(dev),
-        "new_samples": new_samples,
-        "rehearsal_samples": samples - new_samples,
-        "samples_per_second": samples / seconds if seconds > 0 else math.nan,
-        "resumed_from_epoch": resumed_from,
-    }
-    if vd is not None:
-        evaluations = sum(p.val_accuracy is not None for p in history)
-        extra["validation_samples"] = evaluations * len(vd[1])
-        extra["best_epoch"] = best_epoch
-        extra["best_val_accuracy"] = best_acc if best_state is not None else math.nan
-    return TrainResult(
-        samples_processed=samples,
-        steps=step,
-        epochs=epochs_done,
-        seconds=seconds,
-        final_loss=final_loss,
-        stopped_by=stopped_by or "epochs",
-        history=tuple(history),
-        extra=extra,
-    )
+
+@dataclass(frozen=True, eq=False)
+class _Data:
+    """A run's rows on the training device and how its batches are made of them:
+    ``n_new`` new rows and ``n_rep`` rehearsal rows (``rx``, ``ry``, their stored logits
+    ``rz``) per full batch, ``n_batches`` batches an epoch."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    rx: torch.Tensor | None
+    ry: torch.Tensor | None
+    rz: torch.Tensor | None
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    n_new: int
+    n_rep: int
+    n_batches: int
+
+    @staticmethod
+    def on(
+        dev: torch.device,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        val: tuple[torch.Tensor, torch.Tensor] | None,
+        recipe: Recipe,
+    ) -> _Data:
+        rx = ry = rz = None
+        reh = recipe.rehearsal
+        if reh is not None and len(reh[1]) > 0 and recipe.mix > 0:
+            rx, ry = reh[0].to(dev, torch.float32), reh[1].to(dev, torch.int64)
+            if recipe.rehearsal_logits is not None:
+                if len(recipe.rehearsal_logits) != len(ry):
+                    raise ValueError("rehearsal_logits do not line up with the rehearsal rows")
+                rz = recipe.rehearsal_logits.to(dev, torch.float32)
+        bs = recipe.batch_size
+        n_rep = 0 if rx is None else min(round(bs * recipe.mix), bs - 1)
+        vd = None if val is None else (val[0].to(dev, torch.float32), val[1].to(dev, torch.int64))
+        return _Data(x.to(dev, torch.float32), y.to(dev, torch.int64), rx, ry, rz, vd,
+                     bs - n_rep, n_rep, math.ceil(len(y) / (bs - n_rep)))
+
+
+class _Run:
+    """One call of :func:`fit` once set up: its data, optimizer, averaged weights, best
+    epoch's weights and counters (:class:`~strategies.checkpoint.LoopState`)."""
+
+    def __init__(self, request: TrainRequest, recipe: Recipe, adapt: AdaptConfig, data: _Data,
+                 dev: torch.device, adapted: Plan, start: float) -> None:
+        self.req, self.recipe, self.adapt, self.data, self.dev = request, recipe, adapt, data, dev
+        self.model, self.plan, self.start = request.model, adapted, start
+        self.gen = torch.Generator().manual_seed(request.seed)
+        self.dropout_seed = int(torch.randint(0, 2**62, (1,), generator=self.gen))
+        self.fork_devices: list[int] = []
+        if dev.type == "cuda":
+            self.fork_devices = [dev.index if dev.index is not None
+                                 else torch.cuda.current_device()]
+        self.opt = adapted.optimizer(fused=dev.type == "cuda")
+        self.base_lrs = adapted.base_lrs()
+        self.params = adapted.parameters
+        self.live = [p.detach() for p in self.params]
+        self.ema = None if adapt.ema_decay is None else [t.clone() for t in self.live]
+        self.total_steps = _total_steps(request.budget, data.n_batches)
+        self.log_prior: torch.Tensor | None = None  # "balanced": set once the width is known
+        self.state = ckpt.LoopState()
+        self.best: dict[str, torch.Tensor] | None = None
+        self.resumed_from = 0
+        self.ckpt_dir: Path | None = None
+        self.fingerprint: dict[str, Any] = {}
+        if recipe.penalty is not None:
+            recipe.penalty.prepare(dev)
+
+    def resume(self, ckpt_dir: Path | None, fingerprint: dict[str, Any]) -> None:
+        """Continue from the checkpoint in ``ckpt_dir``, if it holds one of this run."""
+        self.ckpt_dir, self.fingerprint = ckpt_dir, fingerprint
+        saved = None if ckpt_dir is None else ckpt.load(ckpt_dir, fingerprint)
+        if saved is None:
+            return
+        self.model.load_state_dict(saved.model)
+        self.opt.load_state_dict(saved.optimizer)
+        self.gen.set_state(saved.rng["gen"])
+        torch.set_rng_state(saved.rng["cpu"])
+        if self.dev.type == "cuda" and "cuda" in saved.rng:
+            torch.cuda.set_rng_state(saved.rng["cuda"], self.dev)
+        self.state, self.best = saved.state, saved.best
+        if self.ema is not None and saved.ema is not None:
+            self.ema = [t.to(self.dev) for t in saved.ema]
+        self.start -= saved.state.seconds
+        self.resumed_from = saved.state.epochs
+
+    def epoch(self) -> tuple[int, torch.Tensor]:
+        """One pass over the new rows (or until a budget or ``should_stop`` ends it);
+        returns the steps taken and their summed loss."""
+        model, opt, st, adapt, dev = self.model, self.opt, self.state, self.adapt, self.dev
+        penalty, should_stop, budget = self.recipe.penalty, self.req.should_stop, self.req.budget
+        xd, yd, rx, ry, rz = self.data.x, self.data.y, self.data.rx, self.data.ry, self.data.rz
+        n_new, n_rep, n_batches = self.data.n_new, self.data.n_rep, self.data.n_batches
+        ema, live, params, log_prior = self.ema, self.live, self.params, self.log_prior
+        scheduled = adapt.warmup_steps > 0 or adapt.schedule != "constant"
+        balanced, clip = self.recipe.criterion == "balanced", adapt.max_grad_norm
+        use_bf16 = dev.type == "cuda"
+        self.plan.start_epoch(st.epochs)
+        perm = torch.randperm(len(yd), generator=self.gen).to(dev)
+        rep_idx = None
+        if rx is not None:
+            rep_idx = torch.randint(0, len(rx), (n_batches, n_rep), generator=self.gen).to(dev)
+        loss_sum = torch.zeros((), device=dev)
+        step, samples, new_samples, batches = st.step, st.samples, st.new_samples, 0
+        for b in range(n_batches):
+            if should_stop is not None and should_stop():
+                st.stopped_by = "interrupted"
+                break
+            idx = perm[b * n_new : (b + 1) * n_new]
+            xb, yb = xd[idx], yd[idx]
+            zb = None
+            if rep_idx is not None and rx is not None and ry is not None:
+                if len(idx) == n_new:
+                    r = rep_idx[b]
+                else:
+                    r = rep_idx[b, : max(1, round(len(idx) * n_rep / n_new))]
+                xb, yb = torch.cat([xb, rx[r]]), torch.cat([yb, ry[r]])
+                zb = None if rz is None else rz[r]
+            if scheduled:
+                f = lr_factor(step, warmup=adapt.warmup_steps, schedule=adapt.schedule,
+                              total=self.total_steps, min_ratio=adapt.min_lr_ratio)
+                for group, base in zip(opt.param_groups, self.base_lrs, strict=True):
+                    group["lr"] = base * f
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model(xb)
+            if balanced and log_prior is None:
+                log_prior = self.log_prior = _log_prior(yd, ry, n_new, n_rep, logits.shape[1])
+            loss = _loss(logits.float(), yb, log_prior)
+            if penalty is not None:
+                loss = loss + penalty(model, Batch(xb, yb, logits, len(idx), zb))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, clip)
+            opt.step()
+            if ema is not None:
+                decay = min(adapt.ema_decay or 0.0, (1 + step) / (10 + step))
+                torch._foreach_lerp_(ema, live, 1.0 - decay)
+            loss_sum += loss.detach()
+            batches += 1
+            step += 1
+            samples += len(yb)
+            new_samples += len(idx)
+            if budget.steps is not None and step >= budget.steps:
+                st.stopped_by = "steps"
+            elif budget.seconds is not None and time.perf_counter() - self.start >= budget.seconds:
+                st.stopped_by = "seconds"
+            if st.stopped_by is not None:
+                break
+        st.step, st.samples, st.new_samples = step, samples, new_samples
+        if batches:
+            st.weights_are_best = False
+        return batches, loss_sum
+
+    def end_epoch(self, batches: int, loss_sum: torch.Tensor) -> None:
+        """Count the epoch, validate it if it completed, report it, checkpoint it."""
+        st = self.state
+        completed = batches == self.data.n_batches
+        st.epochs += completed
+        st.loss = float(loss_sum) / batches
+        val_acc = self._validate() if self.data.val is not None and completed else None
+        report = Progress(epoch=st.epochs + (not completed), step=st.step, samples=st.samples,
+                          loss=st.loss, seconds=time.perf_counter() - self.start,
+                          val_accuracy=val_acc)
+        st.history.append(report)
+        if self.req.progress is not None:
+            self.req.progress(report)
+        if self.ckpt_dir is not None and completed and st.stopped_by != "interrupted":
+            self._save(self.ckpt_dir)
+
+    def _validate(self) -> float:
+        """Validation accuracy (of the averaged weights, with ``ema_decay``); keeps the
+        best epoch's weights and decides early stopping."""
+        assert self.data.val is not None
+        st, held = self.state, None
+        if self.ema is not None:  # validate (and keep) the averaged weights
+            held = [t.clone() for t in self.live]
+            torch._foreach_copy_(self.live, self.ema)
+        val_acc = accuracy(self.model, *self.data.val)
+        self.model.train()
+        if val_acc > st.best_acc:
+            st.best_acc, st.best_epoch, st.bad_epochs = val_acc, st.epochs, 0
+            self.best = copy.deepcopy(self.model.state_dict())
+            st.weights_are_best = held is None
+        else:
+            st.bad_epochs += 1
+            patience = self.recipe.patience
+            if st.stopped_by is None and patience is not None and st.bad_epochs >= patience:
+                st.stopped_by = "early_stopping"
+        if held is not None:
+            torch._foreach_copy_(self.live, held)
+        return val_acc
+
+    def _save(self, directory: Path) -> None:
+        rng = {"gen": self.gen.get_state(), "cpu": torch.get_rng_state()}
+        if self.dev.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.dev)
+        self.state.seconds = time.perf_counter() - self.start
+        ckpt.save(directory, fingerprint=self.fingerprint, model=self.model.state_dict(),
+                  best=self.best, optimizer=self.opt.state_dict(), rng=rng, ema=self.ema,
+                  state=self.state)
+
+    def keep_final_weights(self) -> None:
+        """End on the best epoch's weights (with validation) or the averaged ones."""
+        if self.best is not None and not self.state.weights_are_best:
+            self.model.load_state_dict(self.best)
+        elif self.best is None and self.ema is not None:
+            torch._foreach_copy_(self.live, self.ema)
+
+    def result(self) -> TrainResult:
+        st, seconds = self.state, time.perf_counter() - self.start
+        extra: dict[str, Any] = {
+            "device": str(self.dev),
+            "new_samples": st.new_samples,
+            "rehearsal_samples": st.samples - st.new_samples,
+            "samples_per_second": st.samples / seconds if seconds > 0 else math.nan,
+            "resumed_from_epoch": self.resumed_from,
+        }
+        if self.data.val is not None:
+            evaluations = sum(p.val_accuracy is not None for p in st.history)
+            extra["validation_samples"] = evaluations * len(self.data.val[1])
+            extra["best_epoch"] = st.best_epoch
+            extra["best_val_accuracy"] = st.best_acc if self.best is not None else math.nan
+        return TrainResult(samples_processed=st.samples, steps=st.step, epochs=st.epochs,
+                           seconds=seconds, final_loss=st.loss,
+                           stopped_by=st.stopped_by or "epochs", history=tuple(st.history),
+                           extra=extra)

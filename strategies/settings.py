@@ -8,8 +8,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from strategies.adaptation import AdaptConfig
-from strategies.base import Penalty
-from strategies.loop import OptimizerSpec, Recipe
+from strategies.base import OptimizerSpec, Penalty, Recipe
 
 
 class TrainingSettings(BaseModel):

@@ -10,8 +10,8 @@ import torch
 from pydantic import TypeAdapter
 
 from runtime.config import ConfigError, DriftloopConfig, parse_config
-from strategies.base import Budget, TrainRequest, TrainResult
-from strategies.loop import OptimizerSpec, Recipe, fit, pick_device
+from strategies.base import Budget, OptimizerSpec, Recipe, TrainRequest, TrainResult
+from strategies.loop import fit, pick_device
 from strategies.models import MLPConfig, build_model
 from strategies.registry import BufferConfig, StrategyConfig, build, build_buffer
 from tests.conftest import SMALL

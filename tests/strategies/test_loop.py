@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from strategies.base import Budget, Progress, TrainRequest
-from strategies.loop import OptimizerSpec, Recipe, fit
+from strategies.base import Budget, OptimizerSpec, Progress, Recipe, TrainRequest
+from strategies.loop import fit
 
 ADAM = OptimizerSpec(lr=1e-2, weight_decay=0.0)
 

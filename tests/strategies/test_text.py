@@ -13,8 +13,8 @@ import torch
 
 from strategies import peft_adapter
 from strategies.adaptation import AdaptConfig, LoraConfig, layer_of, plan
-from strategies.base import Budget, TrainRequest
-from strategies.loop import OptimizerSpec, Recipe, fit
+from strategies.base import Budget, OptimizerSpec, Recipe, TrainRequest
+from strategies.loop import fit
 from strategies.models import build_model
 from strategies.text import TextClassifier, TextConfig, token_columns, tokenize
 
