@@ -10,12 +10,15 @@ skips them).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 
 import numpy as np
 
 from runtime.intake.ingest import Accepted
+
+log = logging.getLogger(__name__)
 
 
 def _size(acc: Accepted) -> int:
@@ -43,6 +46,7 @@ class Inbox:
             )
             if not ok or self.closed:
                 self.dropped += n
+                log.warning("monitoring queue full: %d row(s) stored but not monitored", acc.count)
                 return False
             self._items.append(acc)
             self._rows += n

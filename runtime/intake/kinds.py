@@ -7,6 +7,8 @@ config names its kind, so an unused broker client is never loaded.
 
 from __future__ import annotations
 
+from sqlalchemy import select
+
 from runtime.config import SchemaConfig
 from runtime.intake.settings import (
     DirectorySourceConfig,
@@ -18,6 +20,7 @@ from runtime.intake.settings import (
     SourceConfig,
 )
 from runtime.intake.sources import FileStamp, Source
+from runtime.store.db import Database, processed_files
 
 
 def build_source(
@@ -68,3 +71,15 @@ def broker_lag(src: SourceConfig) -> dict[str, int] | None:
 
         return consumer_lag(src)
     return None
+
+
+def open_source(src: SourceConfig, schema: SchemaConfig, db: Database, cursor: int) -> Source:
+    """The configured source at ``cursor``; a directory source skips the files stored."""
+    seen: set[FileStamp] = set()
+    if isinstance(src, DirectorySourceConfig):
+        with db.connect() as conn:
+            found = conn.execute(
+                select(processed_files.c.path, processed_files.c.size, processed_files.c.mtime)
+            )
+            seen = {FileStamp(p, s, m) for p, s, m in found}
+    return build_source(src, schema, cursor, seen)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -60,6 +61,14 @@ class Scheduler:
 
     def start(self) -> None:
         self._s.start()
+
+    def run_until(self, stop: threading.Event) -> None:
+        """Run the jobs until ``stop`` is set, then wait for a running one to end."""
+        self.start()
+        try:
+            stop.wait()
+        finally:
+            self.shutdown()
 
     def shutdown(self) -> None:
         if self._s.running:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +50,16 @@ def watchdog_interval(env: dict[str, str] | None = None) -> float | None:
     except ValueError:
         return None
     return seconds / 2 if seconds > 0 else None
+
+
+class Watchdog:
+    """Pings systemd's watchdog at most every :func:`watchdog_interval` (a no-op without)."""
+
+    def __init__(self) -> None:
+        self.interval = watchdog_interval()
+        self._last = 0.0
+
+    def ping(self) -> None:
+        if self.interval is not None and time.monotonic() - self._last >= self.interval:
+            notify("WATCHDOG=1")
+            self._last = time.monotonic()

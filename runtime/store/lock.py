@@ -8,6 +8,12 @@ from pathlib import Path
 from typing import IO
 
 
+def lock_dir(state_dir: Path, instance: str | None) -> Path:
+    """Where a daemon's lock lives: in the state directory, or with ``leader:`` (daemons
+    sharing one database share ``state_dir``) in its instance's own directory under it."""
+    return state_dir if instance is None else state_dir / "instances" / instance
+
+
 class AlreadyRunning(RuntimeError):
     """Another daemon holds the lock."""
 
@@ -34,6 +40,13 @@ class StateLock:
         fh.write(str(os.getpid()))
         fh.flush()
         self._fh = fh
+
+    def __enter__(self) -> StateLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
 
     def release(self) -> None:
         if self._fh is not None:

@@ -48,6 +48,13 @@ def labelled_rows(
     return seqs, x, y
 
 
+def labelled_rows_by_seq(db: Database, n_features: int, seqs: I64) -> tuple[I64, F64, I64]:
+    """The labelled rows among the row numbers ``seqs``, in order."""
+    s, x, y = labelled_rows(db, n_features, since=int(seqs.min()), upto=int(seqs.max()))
+    keep = np.isin(s, seqs)
+    return s[keep], x[keep], y[keep]
+
+
 def recent_rows(
     db: Database, n_features: int, n: int, since: int = 0, upto: int | None = None
 ) -> tuple[I64, F64]:

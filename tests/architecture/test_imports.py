@@ -169,7 +169,7 @@ def test_the_import_checks_see_relative_and_lazy_imports() -> None:
     assert _absolute(here, 1, "sources") == "runtime.intake.sources"
     assert _absolute(here, 2, "store.db") == "runtime.store.db"
     assert _absolute(here, 1, None) == "runtime.intake"
-    assert "runtime.cli.progress" in GRAPH["runtime.cli.main"]  # imported in a function
+    assert "runtime.cli.progress" in GRAPH["runtime.cli.loop"]  # imported in a function
 
 
 def test_settings_modules_import_no_engine_of_runtime() -> None:

@@ -1,0 +1,147 @@
+"""Alarms: what a detector's alarm becomes (a decision, an event, a drift report, a retrain).
+
+The policy decides on each alarm; the alarm is logged as ``drift.detected`` (with the
+evidently report of a feature drift), its decision carried out (a reference refreshed, a
+retrain episode begun), and once the episode has collected enough labelled rows the retrain
+is requested under the trigger ``drift-<event id>``. While the daemon replays rows after a
+crash, :attr:`Alarms.logged` holds the alarms the crashed daemon had logged since its last
+save: a replayed alarm that matches one keeps that event (and so its trigger) instead of
+logging the drift twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from detectors.base import Detector, DriftSignal, ReferenceDetector
+from runtime.config import DriftloopConfig
+from runtime.monitoring.feed import Alarm, finite
+from runtime.monitoring.policy import Decision, Policy
+from runtime.store import events as ev
+from runtime.store.db import Database
+from runtime.store.events import EventLog
+from runtime.store.retrain_queue import RequestQueue
+from runtime.store.rows import count_labelled, last_seq, recent_rows
+
+log = logging.getLogger(__name__)
+
+
+class Alarms:
+    """Handles the detectors' alarms for the champion named at each call."""
+
+    def __init__(
+        self,
+        cfg: DriftloopConfig,
+        db: Database,
+        events: EventLog,
+        policy: Policy,
+        requests: RequestQueue,
+        report: Callable[[str], None],
+        on_episode: Callable[[], None],
+    ) -> None:
+        """``on_episode`` runs when a retrain episode begins (the daemon warms its worker
+        while the episode collects rows)."""
+        self.cfg = cfg
+        self.db = db
+        self.events = events
+        self.policy = policy
+        self.requests = requests
+        self.report = report
+        self.on_episode = on_episode
+        self.features = list(cfg.schema.features)
+        self.logged: dict[str, list[ev.Event]] = {}
+
+    def handle(self, alarm: Alarm, champion: str | None) -> None:
+        det, sig, row = alarm.detector, alarm.signal, alarm.row
+        decision = self.policy.decide(sig, row)
+        logged = self.logged.get(sig.detector)
+        if logged:  # replaying: the crashed daemon logged this alarm already
+            event = logged.pop(0)
+            if event.payload.get("action") == decision.action:
+                self._act(det, sig, row, decision, event)
+                return
+        report = self._drift_report(det, sig, row)
+        payload: dict[str, Any] = {
+            "detector": sig.detector,
+            "signal": sig.signal,
+            "statistic": finite(sig.statistic),
+            "threshold": finite(sig.threshold),
+            "index": sig.index,
+            "onset": sig.onset,
+            "window": list(sig.window) if sig.window else None,
+            "row": row,
+            "action": decision.action,
+            "reason": decision.reason,
+            "details": sig.details,
+        }
+        if report is not None:
+            payload["report"] = report
+        event = self.events.append(ev.DRIFT_DETECTED, payload, model_version=champion)
+        self.report(
+            f"drift   row={row:>7}  {sig.detector} on {sig.signal}"
+            f"  onset={sig.onset}  → {decision.action} ({decision.reason})"
+        )
+        self._act(det, sig, row, decision, event)
+
+    def _act(
+        self, det: Detector, sig: DriftSignal, row: int, decision: Decision, event: ev.Event
+    ) -> None:
+        """Carry out the policy's decision on an alarm recorded as ``event``."""
+        if decision.refresh_reference and isinstance(det, ReferenceDetector):
+            # the new normal is what arrived since the change began, not a mix of both
+            since = sig.onset if sig.onset is not None else row
+            _, ref = recent_rows(
+                self.db, len(self.features), self.cfg.retrain.reference_size, since=since
+            )
+            det.set_reference(ref)
+        if decision.action == "retrain":
+            self.policy.start_episode(event.id, sig, row)
+            self.on_episode()
+
+    def _drift_report(self, det: Detector, sig: DriftSignal, row: int) -> str | None:
+        """The evidently report for a feature-drift alarm (path relative to the state
+        directory), or None. A report that cannot be written never loses the alarm."""
+        reference = getattr(det, "reference", None)
+        current = getattr(det, "current", None)
+        if not (self.cfg.reports.drift_html and sig.signal == "features" and reference and current):
+            return None
+        from runtime.monitoring.drift_reports import write_feature_drift_report
+
+        kind = next((d.kind for d in self.cfg.detectors if (d.name or d.kind) == det.name), "ks")
+        try:
+            path = write_feature_drift_report(
+                self.cfg.state_dir,
+                reference(),
+                current(),
+                list(getattr(det, "features", [])),
+                kind,
+                f"row{row}-{sig.detector}",
+            )
+        except Exception as err:
+            log.warning("drift report for %s at row %d not written: %s", sig.detector, row, err)
+            return None
+        return str(path.relative_to(self.cfg.state_dir))
+
+    def maybe_request_retrain(self, champion: str | None) -> None:
+        """Request the open episode's retrain once it has its labelled rows."""
+        ep = self.policy.episode
+        if ep is None:
+            return
+        labelled = count_labelled(self.db, ep.onset)
+        if not self.policy.ready(labelled):
+            return
+        trigger = f"drift-{ep.trigger_event}"
+        upto = last_seq(self.db)
+        payload = {
+            "trigger_id": trigger,
+            "onset": ep.onset,
+            "upto": upto,
+            "detector": ep.detector,
+            "labelled_rows": labelled,
+            "alarm_row": ep.alarm_row,
+        }
+        self.requests.request(trigger, payload, champion)
+        self.policy.episode_requested()
+        self.report(f"retrain requested  {trigger}  rows {ep.onset}..{upto} ({labelled} labelled)")

@@ -1,0 +1,210 @@
+"""Crash recovery of the monitoring: the saved state, restoring it, replaying what followed.
+
+The daemon saves its monitoring state (source cursor, the last row and late label it
+handled, the policy, each detector's state) in the ``kv`` table every 30 s and when it
+stops. A daemon that starts on the same champion restores it and :meth:`Recovery.replay`
+feeds the detectors what was stored after the save, so a ``kill -9`` loses no monitoring.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy import select, update
+
+from runtime.monitoring.alarms import Alarms
+from runtime.monitoring.feed import DetectorFeed
+from runtime.monitoring.policy import Policy
+from runtime.monitoring.trace import write_trace
+from runtime.store import events as ev
+from runtime.store.db import Database, from_json, kv, to_json
+from runtime.store.events import EventLog
+from runtime.store.rows import last_late_label, last_seq, late_labels_after, rows_after
+
+log = logging.getLogger(__name__)
+STATE_KEY = "daemon_state"
+STATE_VERSION = 1
+REPLAY_ROWS = 1000  # rows (or late labels) read back per batch when replaying after a crash
+Feed = Callable[[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]], None]
+"""``(seqs, x, y)`` of stored rows → the detectors (and the alarms they raise)."""
+
+
+class Recovery:
+    """Where the monitoring stands (:attr:`seq`, :attr:`label_seq`), saved and restored."""
+
+    def __init__(
+        self, db: Database, events: EventLog, features: list[str], key: str, shared_rows: bool
+    ) -> None:
+        """``key``: the ``kv`` key of this daemon's state; ``shared_rows``: several daemons
+        store into one database (``leader:``), so the stored rows are not this one's to
+        replay."""
+        self.db = db
+        self.events = events
+        self.features = features
+        self.key = key
+        self.shared_rows = shared_rows
+        self.seq = 0  # the last stored row the daemon has handled (saved as "seq")
+        self.label_seq = 0  # the last late label it has handled (saved as "label_seq")
+
+    def handled(self, seq: int, label_seq: int) -> None:
+        self.seq = max(self.seq, seq)
+        self.label_seq = max(self.label_seq, label_seq)
+
+    def caught_up(self) -> None:
+        """Count every stored row and late label as handled: the detectors start after
+        them (re-baselined, or restored without a replay), so a replay after a later crash
+        must not feed them."""
+        self.handled(last_seq(self.db), last_late_label(self.db))
+
+    def load(self) -> dict[str, Any]:
+        with self.db.connect() as conn:
+            row = conn.execute(select(kv.c.value).where(kv.c.key == self.key)).first()
+        if row is None:
+            return {}
+        state = from_json(row[0])
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            log.warning("ignoring saved daemon state of an unknown version")
+            return {}
+        return state
+
+    def save(
+        self, cursor: Any, champion: str | None, policy: Policy, feed: DetectorFeed, trace_key: str
+    ) -> None:
+        state = {
+            "version": STATE_VERSION,
+            "cursor": cursor,
+            "seq": self.seq,
+            "label_seq": self.label_seq,
+            "event": self.events.last_id(),  # alarms after it are logged after this save
+            "champion": champion,
+            "policy": policy.state(),
+            "detectors": feed.state(),
+        }
+        blob = to_json(state)
+        with self.db.begin() as conn:
+            write_trace(conn, trace_key, feed.trace)
+            if conn.execute(select(kv.c.key).where(kv.c.key == self.key)).first() is None:
+                conn.execute(kv.insert(), [{"key": self.key, "value": blob}])
+            else:
+                conn.execute(update(kv).where(kv.c.key == self.key).values(value=blob))
+
+    def resume(
+        self,
+        saved: dict[str, Any],
+        champion: str,
+        feed: DetectorFeed,
+        observe: Callable[..., None],
+        alarms: Alarms,
+    ) -> None:
+        """Restore the detectors and the policy the last daemon saved on ``champion``, then
+        replay what was stored after it through ``observe(seqs, x, y, late=False)``."""
+        self.restore(saved, feed, alarms.policy)
+        late = functools.partial(observe, late=True)
+        self.replay(saved, champion, observe, late, alarms)
+
+    @staticmethod
+    def restore(saved: dict[str, Any], feed: DetectorFeed, policy: Policy) -> None:
+        states = saved.get("detectors", {})
+        for det in feed.detectors:
+            if det.name in states:
+                try:
+                    det.load_state(states[det.name])
+                except (ValueError, KeyError) as err:
+                    log.warning("detector %s state not restored: %s", det.name, err)
+        if "policy" in saved:
+            policy.load_state(saved["policy"])
+
+    def replay(
+        self, saved: dict[str, Any], champion: str | None, rows: Feed, labels: Feed, alarms: Alarms
+    ) -> None:
+        """Feed the restored detectors what was stored after the saved state's last row
+        and late label.
+
+        The rows stored and acknowledged since the save, and the late labels joined since
+        (to those rows or to earlier ones), are fed again in the order they were stored,
+        each late label after the rows stored before it and before any new row. A row
+        whose label came late is fed without it (its label is fed where it was joined);
+        labels joined before the save are not fed again. The restored policy decides on
+        their alarms again; an alarm the crashed daemon had logged since the save (same
+        detector, same action, in order) keeps its ``drift.detected`` event and so its
+        retrain trigger (``drift-<event id>``, idempotent in the queue): a replay never
+        logs a drift twice nor retrains twice. Not with ``shared_rows``.
+        """
+        after = saved.get("seq")
+        if after is None or self.shared_rows:
+            self.caught_up()
+            return
+        # a state saved before late labels were numbered: every numbered one came after it
+        rows_at, labels_at = int(after), int(saved.get("label_seq", 0))
+        alarms.logged = self.alarms_since(saved, champion)
+        n_rows = n_labels = 0
+        width = len(self.features)
+        try:
+            while True:
+                late = late_labels_after(self.db, width, labels_at, REPLAY_ROWS)
+                due = late.after_seq <= rows_at  # joined before the next row was stored
+                k = len(due) if due.all() else int(np.argmin(due))
+                upto = int(late.after_seq[0]) if len(due) else None
+                if k:
+                    labels(late.rows[:k], late.x[:k], late.y[:k])
+                    labels_at, n_labels = int(late.seq[k - 1]), n_labels + k
+                else:
+                    seqs, x, y = rows_after(self.db, width, rows_at, REPLAY_ROWS, upto)
+                    if len(seqs):
+                        rows(seqs, x, y)
+                        rows_at, n_rows = int(seqs[-1]), n_rows + len(seqs)
+                    elif upto is None:
+                        break
+                    else:  # no row between: the label is due
+                        rows_at = upto
+                alarms.maybe_request_retrain(champion)
+        finally:
+            alarms.logged = {}
+        # busy is not saved: a queued retrain sets it again when it starts
+        alarms.policy.busy = False
+        self.handled(rows_at, labels_at)
+        if n_rows or n_labels:
+            log.warning(
+                "fed the detectors %d stored row(s) after row %d and %d late label(s) again",
+                n_rows,
+                int(after),
+                n_labels,
+            )
+            alarms.report(
+                f"replayed {n_rows} stored rows after row {after} and {n_labels} late labels"
+                " (not monitored before)"
+            )
+
+    def feed_after(self, after: int, rows: Feed, alarms: Alarms, champion: str | None) -> int:
+        """Feed the detectors the rows stored after row ``after`` (v1's last training row),
+        in order; returns how many. They came in the same batch as v1's last training rows
+        or while v1 trained: a drift in such a backlog is noticed too."""
+        n = 0
+        while True:
+            seqs, x, y = rows_after(self.db, len(self.features), after, REPLAY_ROWS)
+            if not len(seqs):
+                return n
+            rows(seqs, x, y)
+            after, n = int(seqs[-1]), n + len(seqs)
+            alarms.maybe_request_retrain(champion)
+
+    def alarms_since(
+        self, saved: dict[str, Any], champion: str | None
+    ) -> dict[str, list[ev.Event]]:
+        """The alarms logged since the state was saved, by detector, oldest first (a state
+        saved without the last event's id: those on rows after its last row)."""
+        event = saved.get("event")
+        logged: dict[str, list[ev.Event]] = {}
+        for e in self.events.list(
+            kinds=[ev.DRIFT_DETECTED],
+            model_version=champion,
+            after_id=None if event is None else int(event),
+        ):
+            if event is not None or int(e.payload.get("row") or 0) > int(saved["seq"]):
+                logged.setdefault(str(e.payload.get("detector")), []).append(e)
+        return logged
