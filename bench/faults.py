@@ -27,6 +27,7 @@ Usage: python bench/faults.py [--trials 200] [--quick] [--json OUT.json] [--seed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.server
 import json
 import os
@@ -236,10 +237,8 @@ def _reap(procs: list[psutil.Process], grace: float) -> int:
         time.sleep(0.05)
     alive = [p for p in alive if _alive(p)]
     for p in alive:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             p.kill()
-        except psutil.NoSuchProcess:
-            pass
     return len(alive)
 
 
@@ -327,7 +326,8 @@ def check_state(state: Path, acked: set[str]) -> dict[str, Any]:
         conn.execute("CREATE TEMP TABLE acked (id TEXT PRIMARY KEY)")
         conn.executemany("INSERT INTO acked VALUES (?)", ((i,) for i in acked))
         stored = conn.execute(
-            "SELECT count(*), count(DISTINCT row_id) FROM rows WHERE row_id IN (SELECT id FROM acked)"
+            "SELECT count(*), count(DISTINCT row_id) FROM rows "
+            "WHERE row_id IN (SELECT id FROM acked)"
         ).fetchone()
         if stored[0] != len(acked) or stored[1] != len(acked):
             failures["lost_rows"] = len(acked) - stored[1]
