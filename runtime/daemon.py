@@ -287,10 +287,10 @@ class Daemon:
         if not self.retrains.record(trigger, out, leading=self.leader.poll(force=True)):
             return
         promoted = self.gatekeeper.judge(trigger, out.result, self.unit)
+        result = {"candidate": out.result["candidate"], "passed": bool(promoted)}
+        self.requests.set_status(trigger, "finished", result)  # before adopting (slow)
         if promoted is not None:
             self._adopt(promoted, rebaseline=True)
-        result = {"candidate": out.result["candidate"], "passed": bool(promoted)}
-        self.requests.set_status(trigger, "finished", result)
         self.retention()
         self._save_state()
 

@@ -8,10 +8,15 @@ lost leadership: not counted as an attempt) back to ``pending``, and ``running``
 daemon died during the retrain) too, once: a retrain interrupted twice by its daemon's death
 (``attempts`` reaches :data:`MAX_ATTEMPTS`) is marked ``failed`` with ``retrain.failed``
 instead of running again, so a retrain that kills its daemon cannot crash it forever.
+
+A trigger promotes at most once: a request whose candidate the gate had judged before its
+daemon died (``model.promoted`` for the trigger, or a gate decision other than promoting
+it) is marked ``finished`` by :meth:`RequestQueue.requeue`, neither re-run nor failed.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,8 +28,10 @@ from runtime.store.events import EventLog
 
 __all__ = ["MAX_ATTEMPTS", "RequestQueue"]
 
+log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 2
 """Runs of one retrain its daemon may die during: the first run and one re-run."""
+UNFINISHED = ("running", "cancelled")
 
 
 @dataclass
@@ -118,8 +125,10 @@ class RequestQueue:
 
     def requeue(self) -> int:
         """Retrains a leader never finished (it crashed or stopped) run again; returns how
-        many. One its daemon died during :data:`MAX_ATTEMPTS` times fails instead, its
-        ``retrain.failed`` event under the candidate version its last start named."""
+        many. One whose candidate was judged already is finished instead; one its daemon
+        died during :data:`MAX_ATTEMPTS` times fails, its ``retrain.failed`` event under
+        the candidate version its last start named."""
+        self._finish_judged()
         with self.db.connect() as conn:
             dead = conn.execute(
                 select(retrain_requests.c.trigger_id, retrain_requests.c.attempts).where(
@@ -158,7 +167,53 @@ class RequestQueue:
             return int(
                 conn.execute(
                     update(retrain_requests)
-                    .where(retrain_requests.c.status.in_(["running", "cancelled"]))
+                    .where(retrain_requests.c.status.in_(UNFINISHED))
                     .values(status="pending", updated_at=utcnow())
                 ).rowcount
             )
+
+    def _finish_judged(self) -> None:
+        """Mark ``finished`` the unfinished requests whose candidate the gate judged: the
+        daemon died between the decision (a promotion) and the request's completion."""
+        with self.db.connect() as conn:
+            unfinished = {
+                str(t)
+                for (t,) in conn.execute(
+                    select(retrain_requests.c.trigger_id).where(
+                        retrain_requests.c.status.in_(UNFINISHED)
+                    )
+                )
+            }
+        judged = judgements(self.events, unfinished) if unfinished else {}
+        if not judged:
+            return
+        with self.db.begin() as conn:
+            for trigger, result in judged.items():
+                conn.execute(
+                    update(retrain_requests)
+                    .where(retrain_requests.c.trigger_id == trigger)
+                    .values(status="finished", result=to_json(result), updated_at=utcnow())
+                )
+        for trigger, result in judged.items():
+            log.warning(
+                "retrain %s: its candidate %s was judged before the daemon died; "
+                "finished, not run again", trigger, result["candidate"],
+            )
+
+
+def judgements(events: EventLog, triggers: set[str]) -> dict[str, dict[str, Any]]:
+    """trigger → ``{"candidate", "passed", "recovered"}`` for those of ``triggers`` whose
+    candidate the gate decided on: promoted (``passed``), or refused, awaiting approval or
+    shadowing. A gate pass that was to promote but whose promotion never committed is no
+    decision: that trigger runs again (it promoted nothing)."""
+    out: dict[str, dict[str, Any]] = {}
+    for e in events.list(kinds=[ev.GATE_PASSED, ev.GATE_FAILED, ev.MODEL_PROMOTED]):
+        trigger = str(e.payload.get("trigger_id"))
+        if trigger not in triggers:
+            continue
+        if e.kind == ev.MODEL_PROMOTED:
+            out[trigger] = {"candidate": e.model_version, "passed": True, "recovered": True}
+        elif e.payload.get("next") != "promote" and trigger not in out:
+            candidate = e.payload.get("candidate", e.model_version)
+            out[trigger] = {"candidate": candidate, "passed": False, "recovered": True}
+    return out

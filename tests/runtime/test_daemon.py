@@ -370,3 +370,42 @@ def test_rows_stored_after_the_bootstrap_rows_are_monitored(tmp_path: Path) -> N
     assert drifts, "no drift detected in the rows after the bootstrap rows"
     assert all(int(e.payload["row"]) > 1000 for e in drifts)
     assert any(e.payload["action"] == "retrain" and int(e.payload["row"]) > 1800 for e in drifts)
+
+
+class _Killed(BaseException):
+    """The daemon's death at one point (``kill -9``), raised out of its step."""
+
+
+def test_a_crash_between_promotion_and_the_request_finishing_promotes_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runtime.store.retrain_queue import RequestQueue
+
+    cfg = small_config(tmp_path)
+    finish = RequestQueue.set_status
+
+    def killed_before_finishing(self: RequestQueue, trigger: Any, status: str, *a: Any) -> None:
+        if status == "finished":
+            raise _Killed  # model.promoted is committed, the request still 'running'
+        finish(self, trigger, status, *a)
+
+    monkeypatch.setattr(RequestQueue, "set_status", killed_before_finishing)
+    d = Daemon(cfg)
+    d.open()
+    deadline = time.monotonic() + 300
+    with pytest.raises(_Killed):
+        while time.monotonic() < deadline:
+            d.step()
+    _abandon(d)
+    monkeypatch.undo()
+    log = EventLog(Database.for_state_dir(cfg.state_dir, None))
+    (promoted,) = [e for e in log.list(kinds=[ev.MODEL_PROMOTED]) if e.model_version != "v1"]
+    trigger = promoted.payload["trigger_id"]
+
+    Daemon(cfg).run(until_drained=True)
+    mine = [e.kind for e in log.list() if e.payload.get("trigger_id") == trigger]
+    assert mine.count(ev.MODEL_PROMOTED) == 1, mine
+    assert mine.count(ev.RETRAIN_STARTED) == 1, mine  # finished, not trained again
+    assert ev.RETRAIN_FAILED not in mine
+    got = RequestQueue(log.db, log).get(trigger)
+    assert got is not None and got[0] == "finished"

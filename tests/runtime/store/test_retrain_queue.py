@@ -49,3 +49,54 @@ def test_a_retrain_cancelled_by_a_graceful_shutdown_is_not_a_crash(db: Database)
     got = queue.get("t1")
     assert got is not None and got[0] == "finished"
     assert EventLog(db).list(kinds=[ev.RETRAIN_FAILED]) == []
+
+
+def _promoted(db: Database) -> None:
+    """The gate promoted t1's candidate; its daemon died before finishing the request."""
+    EventLog(db).append(
+        ev.MODEL_PROMOTED, {"trigger_id": "t1", "reason": "gate passed"}, model_version="v2"
+    )
+
+
+def test_a_retrain_whose_candidate_was_promoted_is_finished_not_run_again(db: Database) -> None:
+    queue = _queue(db)
+    _start(queue)
+    _promoted(db)
+    assert queue.requeue() == 0
+    got = queue.get("t1")
+    assert got is not None and got[0] == "finished"
+    assert queue.next_pending() is None
+
+
+def test_a_promoted_retrain_interrupted_twice_is_finished_not_failed(db: Database) -> None:
+    queue = _queue(db)
+    _start(queue)
+    assert queue.requeue() == 1  # the first run died before its candidate was judged
+    _start(queue)
+    _promoted(db)  # the second run promoted, and its daemon died too
+    assert queue.requeue() == 0
+    got = queue.get("t1")
+    assert got is not None and got[0] == "finished"
+    assert EventLog(db).list(kinds=[ev.RETRAIN_FAILED]) == []
+
+
+def test_a_gate_pass_whose_promotion_never_committed_runs_again(db: Database) -> None:
+    queue = _queue(db)
+    _start(queue)
+    EventLog(db).append(
+        ev.GATE_PASSED, {"trigger_id": "t1", "candidate": "v2", "next": "promote"},
+        model_version="v2",
+    )
+    assert queue.requeue() == 1  # nothing was promoted: at most once still holds
+
+
+def test_a_refused_candidate_finishes_its_retrain(db: Database) -> None:
+    queue = _queue(db)
+    _start(queue)
+    EventLog(db).append(
+        ev.GATE_FAILED, {"trigger_id": "t1", "candidate": "v2", "next": "refuse"},
+        model_version="v2",
+    )
+    assert queue.requeue() == 0
+    got = queue.get("t1")
+    assert got is not None and got[0] == "finished"
