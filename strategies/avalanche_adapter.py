@@ -1,9 +1,10 @@
 """Rehearsal buffers backed by avalanche's storage policies (the only avalanche import).
 
 avalanche decides *which* samples are kept (``ReservoirSamplingBuffer``,
-``ClassBalancedBuffer``); this module owns the rows themselves. Each offered row gets a
-sample id (its position in the stream of offered rows); avalanche sees a dataset of ids
-and labels, and after every update we read back the ids it kept and gather those rows.
+``ClassBalancedBuffer``); the rows themselves are a :class:`~strategies.buffer_rows.Rows`.
+Each offered row gets a sample id (its position in the stream of offered rows);
+avalanche sees a dataset of ids and labels, and after every update we read back the ids
+it kept and gather those rows.
 The policy's dataset is then re-rooted on a flat dataset of the kept ids, because
 avalanche's subset/concat tree otherwise keeps a reference to every dataset ever offered.
 
@@ -15,9 +16,8 @@ without an accessor, so :func:`_weights` / :func:`_set_weights` are the one plac
 reads and writes them (and :func:`_set_experience_count` the experience counter of the
 experience-balanced policy, also kept without an accessor).
 
-Rows may carry the model's logits (DER replays them). They travel with their rows
-through every policy decision; rows added without logits hold NaN until
-``set_logits`` fills them.
+Rows may carry the model's logits (DER replays them); they travel with their rows
+through every policy decision.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ with warnings.catch_warnings():
         ExperienceBalancedBuffer as AvalancheExperienceBalancedBuffer,
     )
     from avalanche.training.storage_policy import ReservoirSamplingBuffer
+
+from strategies.buffer_rows import Rows, RowsAccess
 
 STATE_VERSION = 1
 
@@ -108,106 +110,6 @@ def _seeded_call(seed: int, update: int, fn: Any, *args: Any) -> None:
         fn(*args)
 
 
-class _Rows:
-    """The stored rows, aligned with the policy's dataset order."""
-
-    def __init__(self) -> None:
-        self.x = torch.empty(0, 0, dtype=torch.float32)
-        self.y = torch.empty(0, dtype=torch.int64)
-        self.ids = torch.empty(0, dtype=torch.int64)
-        self.logits: torch.Tensor | None = None  # [n, k], NaN rows where unknown
-        self.n_features: int | None = None
-        self.seen = 0  # rows offered so far; the next row's sample id
-
-    def offer(
-        self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Validate and copy a batch to the CPU; give its rows fresh sample ids."""
-        if x.ndim != 2:
-            raise ValueError(f"buffer rows must be a matrix [n, d], got shape {list(x.shape)}")
-        if y.ndim != 1 or len(y) != len(x):
-            raise ValueError(f"buffer labels must be a vector of {len(x)}, got {list(y.shape)}")
-        if y.is_floating_point() or y.is_complex():
-            raise ValueError(f"buffer labels must be integers, got {y.dtype}")
-        if self.n_features is not None and x.shape[1] != self.n_features:
-            raise ValueError(f"buffer holds rows of {self.n_features} features, got {x.shape[1]}")
-        zs = None
-        if logits is not None:
-            if logits.ndim != 2 or len(logits) != len(x):
-                raise ValueError(f"buffer logits must be [{len(x)}, k], got {list(logits.shape)}")
-            if self.logits is not None and logits.shape[1] != self.logits.shape[1]:
-                raise ValueError(
-                    f"buffer holds logits of width {self.logits.shape[1]}, got {logits.shape[1]}"
-                )
-            zs = logits.detach().to("cpu", torch.float32).clone()
-        xs = x.detach().to("cpu", torch.float32).clone()
-        ys = y.detach().to("cpu", torch.int64).clone()
-        ids = torch.arange(self.seen, self.seen + len(xs), dtype=torch.int64)
-        return xs, ys, ids, zs
-
-    def accept(
-        self, xs: torch.Tensor, ys: torch.Tensor, ids: torch.Tensor, zs: torch.Tensor | None
-    ) -> None:
-        if zs is not None and self.logits is None:
-            self.logits = torch.full((len(self.y), zs.shape[1]), torch.nan)
-        if zs is None and self.logits is not None:
-            zs = torch.full((len(ys), self.logits.shape[1]), torch.nan)
-        self.seen += len(ids)
-        self.n_features = xs.shape[1]
-        old_x = self.x if len(self.x) else self.x.reshape(0, xs.shape[1])
-        self.x = torch.cat([xs, old_x])
-        self.y = torch.cat([ys, self.y])
-        self.ids = torch.cat([ids, self.ids])
-        if zs is not None and self.logits is not None:
-            self.logits = torch.cat([zs, self.logits])
-
-    def set_logits(self, logits: torch.Tensor) -> None:
-        if logits.ndim != 2 or len(logits) != len(self.y):
-            raise ValueError(f"buffer logits must be [{len(self.y)}, k], got {list(logits.shape)}")
-        self.logits = logits.detach().to("cpu", torch.float32).clone()
-
-    def keep(self, kept: torch.Tensor) -> None:
-        """Keep exactly the rows whose sample ids are ``kept``, in that order."""
-        order = torch.argsort(self.ids)
-        sorted_ids = self.ids[order]
-        pos = torch.searchsorted(sorted_ids, kept).clamp(max=max(len(sorted_ids) - 1, 0))
-        if len(kept) and not bool((sorted_ids[pos] == kept).all()):
-            raise RuntimeError("avalanche returned sample ids that were never offered")
-        idx = order[pos]
-        self.x, self.y, self.ids = self.x[idx], self.y[idx], self.ids[idx]
-        if self.logits is not None:
-            self.logits = self.logits[idx]
-
-    def tensors(self) -> dict[str, torch.Tensor]:
-        out = {"x": self.x, "y": self.y, "sample_id": self.ids}
-        if self.logits is not None:
-            out["logits"] = self.logits
-        return out
-
-    def meta(self) -> dict[str, Any]:
-        return {"samples_seen": self.seen, "n_features": self.n_features}
-
-    def restore(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-        x, y, ids = tensors["x"], tensors["y"], tensors["sample_id"]
-        n = len(y)
-        if x.ndim != 2 or len(x) != n or ids.shape != (n,):
-            raise ValueError("buffer state: x, y and sample_id do not line up")
-        self.x = x.to("cpu", torch.float32).clone()
-        self.y = y.to("cpu", torch.int64).clone()
-        self.ids = ids.to("cpu", torch.int64).clone()
-        z = tensors.get("logits")
-        if z is not None and (z.ndim != 2 or len(z) != n):
-            raise ValueError("buffer state: logits do not line up with the rows")
-        self.logits = None if z is None else z.to("cpu", torch.float32).clone()
-        self.seen = int(meta["samples_seen"])
-        nf = meta["n_features"]
-        self.n_features = None if nf is None else int(nf)
-        if self.n_features is not None and self.x.shape[1] != self.n_features and n:
-            raise ValueError("buffer state: x width does not match n_features")
-        if self.n_features is not None and n == 0:
-            self.x = self.x.reshape(0, self.n_features)
-
-
 def _check_meta(meta: dict[str, Any], kind: str) -> None:
     if meta.get("version") != STATE_VERSION:
         raise ValueError(f"buffer state version {meta.get('version')!r}, expected {STATE_VERSION}")
@@ -233,9 +135,9 @@ def _common_meta(buf: Any) -> dict[str, Any]:
 
 def _read_common(
     tensors: dict[str, torch.Tensor], meta: dict[str, Any]
-) -> tuple[_Rows, torch.Tensor, int, int, int]:
+) -> tuple[Rows, torch.Tensor, int, int, int]:
     try:
-        rows = _Rows()
+        rows = Rows()
         rows.restore(tensors, meta)
         return (
             rows,
@@ -248,28 +150,7 @@ def _read_common(
         raise ValueError(f"buffer state is missing {exc.args[0]!r}") from None
 
 
-class _RowsAccess:
-    """What every buffer answers from its rows."""
-
-    _rows: _Rows
-
-    def __len__(self) -> int:
-        return len(self._rows.y)
-
-    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The stored rows ``(x [n, d] float32, y [n] int64)``; don't modify them."""
-        return self._rows.x, self._rows.y
-
-    def logits(self) -> torch.Tensor | None:
-        """Stored logits ``[n, k]`` aligned with :meth:`tensors` (NaN rows: unknown)."""
-        return self._rows.logits
-
-    def set_logits(self, logits: torch.Tensor) -> None:
-        """Replace the stored logits (``[n, k]``, aligned with :meth:`tensors`)."""
-        self._rows.set_logits(logits)
-
-
-class ReservoirBuffer(_RowsAccess):
+class ReservoirBuffer(RowsAccess):
     """A uniform sample of everything offered so far, at most ``capacity`` rows.
 
     Wraps avalanche's ``ReservoirSamplingBuffer``: each row gets a random key and the
@@ -298,7 +179,7 @@ class ReservoirBuffer(_RowsAccess):
         self.capacity = capacity
         self.seed = seed
         self._updates = 0
-        self._rows = _Rows()
+        self._rows = Rows()
         self._policy = ReservoirSamplingBuffer(capacity)
 
     def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None) -> None:
@@ -343,7 +224,7 @@ class ReservoirBuffer(_RowsAccess):
             self._sync()
 
 
-class _Grouped(_RowsAccess):
+class _Grouped(RowsAccess):
     """A buffer split into reservoir groups by an avalanche balanced policy."""
 
     kind: str
@@ -425,7 +306,7 @@ class ClassBalancedBuffer(_Grouped):
         self.capacity = capacity
         self.seed = seed
         self._updates = 0
-        self._rows = _Rows()
+        self._rows = Rows()
         self._policy = AvalancheClassBalancedBuffer(capacity, adaptive_size=True)
 
     def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None) -> None:
@@ -497,7 +378,7 @@ class ExperienceBalancedBuffer(_Grouped):
         self.capacity = capacity
         self.seed = seed
         self._updates = 0
-        self._rows = _Rows()
+        self._rows = Rows()
         self._policy = AvalancheExperienceBalancedBuffer(capacity, adaptive_size=True)
 
     def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None) -> None:
