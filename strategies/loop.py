@@ -12,9 +12,9 @@ Randomness: shuffling and rehearsal draws come from a ``torch.Generator`` seeded
 same model and the caller's RNG state is left as it was.
 
 Resumption: with ``checkpoint``, the state at the end of every epoch (weights, optimizer,
-RNG states, counters) is saved there (:mod:`strategies.checkpoint`); a later call with
-the same arguments and the same starting model continues from it and ends where an
-uninterrupted run would have.
+RNG states, the counters of :class:`~strategies.checkpoint.LoopState`) is saved there; a
+later call with the same request, recipe and starting model continues from it and ends
+where an uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def _fingerprint(
         "parameters": [n for n, p in model.named_parameters() if p.requires_grad],
         "budget": asdict(budget),
     }
-    if ema_decay is not None:  # absent otherwise: checkpoints written before it still match
+    if ema_decay is not None:  # absent without averaging: those runs' fingerprints lack it
         fp["ema_decay"] = ema_decay
     return fp
 
