@@ -9,7 +9,10 @@
    validation split), the shop tickets (v1's golden set, never trained on) and the carrier
    chat (adapt's validation split).
 
-Usage: python bench/text_staged.py [--json OUT.json]
+``--quick`` checks that the path runs, not what it buys: one epoch per stage and no exit
+criteria (one epoch need not reach them), the baseline one epoch too.
+
+Usage: python bench/text_staged.py [--quick] [--json OUT.json]
 """
 
 from __future__ import annotations
@@ -50,8 +53,9 @@ CONFIG = ROOT / "configs" / "text.yaml"
 Split = tuple[torch.Tensor, torch.Tensor]
 
 
-def run_bootstrap(state_dir: Path) -> tuple[DriftloopConfig, dict[str, Any]]:
-    """The CLI in a subprocess on a copy of the config whose state lives in ``state_dir``."""
+def run_bootstrap(state_dir: Path, quick: bool) -> tuple[DriftloopConfig, dict[str, Any]]:
+    """The CLI in a subprocess on a copy of the config whose state lives in ``state_dir``
+    (``quick``: one epoch per stage, no exit criteria)."""
     data = yaml.safe_load(CONFIG.read_text())
     data["state_dir"] = str(state_dir)
     data["source"]["path"] = str((CONFIG.parent / data["source"]["path"]).resolve())
@@ -59,6 +63,9 @@ def run_bootstrap(state_dir: Path) -> tuple[DriftloopConfig, dict[str, Any]]:
     for st in data["stages"]:
         if "data" in st:
             st["data"] = str((CONFIG.parent / st["data"]).resolve())
+        if quick:
+            st["budget"]["epochs"] = 1
+            st.pop("exit", None)
     path = state_dir.parent / "text.yaml"
     path.write_text(yaml.safe_dump(data))
     driftloop = Path(sys.executable).parent / "driftloop"
@@ -117,11 +124,12 @@ def baseline(cfg: DriftloopConfig) -> torch.nn.Module:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one epoch per stage, no exits")
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, timing = run_bootstrap(Path(tmp) / "state")
+        cfg, timing = run_bootstrap(Path(tmp) / "state", args.quick)
         db = Database.for_state_dir(cfg.state_dir, None)
         registry = Registry(db, cfg.state_dir / "models", EventLog(db))
         meta = registry.get("v1").meta
@@ -146,7 +154,8 @@ def main() -> None:
     for label, accs in rows.items():
         print(f"| {label} | " + " | ".join(f"{accs[n]:.3f}" for n in names) + " |")
     print(f"(baseline trained in {base_seconds:.1f} s)")
-    result = {"bench": "text_staged", "machine": platform.platform(), "cpus": os.cpu_count(),
+    result = {"bench": "text_staged", "quick": args.quick, "machine": platform.platform(),
+              "cpus": os.cpu_count(),
               "torch_threads": cfg.torch_threads, "timing": timing,
               "stage_seconds": stage_seconds, "accuracy": rows,
               "eval_rows": {k: len(v[1]) for k, v in sets.items()},
