@@ -32,7 +32,7 @@ seeds (full: 5) and shrinks river's stream only; it reads settings tuned at the 
 size where the two sizes differ (``TUNE_SIZES``). Every other warm-started strategy takes
 replay's budget and averaging. ``--protocol fixed`` (5 epochs, batch 16, twice the
 learning rate, best validation epoch kept) and ``--protocol earlier`` (patience 5, cap
-20, batch 64) are the previous protocols.
+20, batch 64) are two untuned protocols, kept for comparison.
 
 Reported per benchmark and strategy (mean and sd over seeds): ``avg_accuracy`` (final
 accuracy averaged over all distributions seen, on their test splits), ``forgetting``
@@ -313,7 +313,7 @@ def strategies(
     if settings is not None:
         rp = settings["replay"]
         warm = {k: rp[k] for k in ("lr", "batch_size", "patience", "epochs", "validate")}
-        if "adapt" in rp:  # the weight averaging chosen for replay (fifth tuned run)
+        if "adapt" in rp:  # the weight averaging chosen for replay
             warm["adapt"] = dict(rp["adapt"])
     else:
         b = bench.budgets
@@ -365,7 +365,7 @@ on the tuning data landed at 0.29 on the reported data (the third tuned run, dig
 
 
 AVERAGING: tuple[float | None, ...] = (None, 0.95, 0.98)
-"""The last tuning step (since the fifth tuned run): replay's chosen configuration as it
+"""The last tuning step: replay's chosen configuration as it
 is and with an exponential moving average of its weights at these decays
 (``adapt.ema_decay``); the most accurate on the tuning data is kept. Averaging costs no
 samples, so it cannot move the compute."""
@@ -765,9 +765,8 @@ def main() -> None:
         "--data-seed",
         type=int,
         default=0,
-        help="which draw of the data (default 0: the reported data; 4: a fresh draw, kept "
-        f"out of every run before the fifth tuned run's registration; {TUNE_DATA_SEED}: the "
-        "tuning data, refused)",
+        help="which draw of the data (default 0: the reported data; 4: the fresh draw of the "
+        f"independent test; {TUNE_DATA_SEED}: the tuning data, refused)",
     )
     ap.add_argument(
         "--protocol",
@@ -845,7 +844,7 @@ def main() -> None:
         if args.protocol == "tuned" and tuned is None:
             sys.exit(f"continual.py: {args.settings} has no settings for {name}")
         plan = strategies(bench, tuned)
-        # the bootstrap: the tuned from-scratch recipe (records before it was tuned: none)
+        # the bootstrap: the tuned from-scratch recipe (none in a record without one)
         scratch = tuned.get("bootstrap") if tuned else None
         if args.strategies:
             plan = {k: v for k, v in plan.items() if k in args.strategies.split(",")}
