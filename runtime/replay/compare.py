@@ -69,7 +69,8 @@ def summary(r: RunResult) -> dict[str, Any]:
         "train_seconds": round(r.train_seconds, 2),
         "wall_seconds": round(r.wall_seconds, 2),
         "retrain_rows": [{"trigger": x.trigger, "at": x.requested_at, "outcome": x.outcome,
-                          "rows": x.rows, "first_row": x.first_row, "last_row": x.last_row}
+                          "rows": x.rows, "first_row": x.first_row, "last_row": x.last_row,
+                          "failed_checks": x.failed_checks}
                          for x in r.retrains],
     }
 

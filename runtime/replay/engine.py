@@ -77,6 +77,7 @@ class Retrain:
     train_seconds: float
     wall_seconds: float
     outcome: str = "pending"  # promoted | refused | awaiting | pending
+    failed_checks: list[str] = field(default_factory=list)  # of a refusal, e.g. golden:v1
 
 
 @dataclass
@@ -311,10 +312,9 @@ class LoopReplay:
         done = len(self.result.retrains)
         if self.pending is not None or (s.limit is not None and done >= s.limit):
             return
-        if step.stop - self._trigger_from < s.every:
-            return
+        if step.stop < self._trigger_from + (done + 1) * s.every:
+            return  # the k-th retrain is due at k * every rows after the bootstrap
         onset, self._trigger_seq = self._trigger_seq, last_seq(self.db) + 1
-        self._trigger_from = step.stop
         self._retrain(f"periodic-{done + 1}", onset, step)
 
     def _retrain(self, trigger: str, onset: int, step: Step) -> None:
@@ -351,12 +351,14 @@ class LoopReplay:
 
     def _finish_outcomes(self) -> None:
         promoted = self._promoted_before()
-        refused = {e.model_version for e in self.events.list(kinds=[ev.GATE_FAILED])}
+        refused = {e.model_version: e for e in self.events.list(kinds=[ev.GATE_FAILED])}
         for rec in self.result.retrains:
             if rec.candidate in promoted:
                 rec.outcome = "promoted"
             elif rec.candidate in refused:
                 rec.outcome = "refused"
+                checks = refused[rec.candidate].payload.get("checks", [])
+                rec.failed_checks = [str(c.get("name")) for c in checks if not c.get("passed")]
             elif rec.ready_at < len(self.stream):
                 rec.outcome = "awaiting"
         self.result.rollbacks = len(self.events.list(kinds=[ev.MODEL_ROLLED_BACK]))

@@ -67,6 +67,7 @@ def test_the_loop_adapts_and_repeats_exactly(cfg: DriftloopConfig, stream: Logge
     assert [(r.requested_at, r.outcome) for r in first.retrains] == [
         (r.requested_at, r.outcome) for r in again.retrains]
     assert not never.retrains and never.versions == ["v1"]
+    assert all(r.failed_checks for r in first.retrains if r.outcome == "refused")
 
 
 def test_periodic_baselines_retrain_evenly_on_the_rows_since_the_last(
@@ -75,10 +76,12 @@ def test_periodic_baselines_retrain_evenly_on_the_rows_since_the_last(
     sched = periodic(3, BOOT, ROWS, "p")
     assert sched.every == (ROWS - BOOT) // 4 == 625
     r = run_schedule(cfg, stream, sched, Options(batch_rows=100))
-    # a retrain after the first step that brings 625 rows since the last one
-    assert [x.requested_at for x in r.retrains] == [1199, 1899, 2599]
-    assert [x.first_row for x in r.retrains] == [BOOT + 1, 1201, 1901]  # seq = position + 1
-    assert [x.last_row for x in r.retrains] == [1200, 1900, 2600]
+    # the k-th retrain after the step that reaches k * 625 rows after the bootstrap
+    assert [x.requested_at for x in r.retrains] == [1199, 1799, 2399]
+    assert [x.first_row for x in r.retrains] == [BOOT + 1, 1201, 1801]  # seq = position + 1
+    assert [x.last_row for x in r.retrains] == [1200, 1800, 2400]
+    coarse = run_schedule(cfg, stream, periodic(4, BOOT, ROWS, "p"), Options(batch_rows=400))
+    assert len(coarse.retrains) == 4  # steps coarser than the period do not lose retrains
     assert r.count("promoted") == 3  # no gate
 
 
