@@ -50,295 +50,37 @@ Usage: python bench/continual.py [--quick] [--json OUT.json] [--only NAME] [--se
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import platform
-import statistics
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from strategies.base import Budget, RehearsalBuffer, TrainRequest, TrainResult  # noqa: E402
-from strategies.evaluation import accuracy  # noqa: E402
-from strategies.loop import split_validation  # noqa: E402
-from strategies.models import (  # noqa: E402
-    CNNConfig,
-    MLPConfig,
-    ModelConfig,
-    build_model,
-    fit_normalization,
-)
-from strategies.registry import (  # noqa: E402
-    BufferConfig,
-    StrategyConfig,
-    build,
-    build_buffer,
+
+BENCH = Path(__file__).resolve().parent
+if str(BENCH) not in sys.path:
+    sys.path.insert(0, str(BENCH))  # the sibling continual_*.py modules, also when imported
+
+from continual_data import BENCHMARKS, DEFAULT, EARLIER_BUDGETS, SETTINGS, Benchmark  # noqa: E402
+from continual_run import (  # noqa: E402
+    bootstrap,
+    print_table,
+    run_benchmark,
+    scratch_recipe,
+    strategies,
 )
 
-Split = tuple[torch.Tensor, torch.Tensor]
-VAL_FRACTION = 0.15
-
-
-@dataclass(frozen=True)
-class Experience:
-    distribution: str
-    train: Split
-    val: Split
-
-
-@dataclass(frozen=True)
-class Budgets:
-    scratch_epochs: int
-    scratch_patience: int
-    warm_epochs: int
-    warm_patience: int | None
-    warm_batch_size: int = 64
-    warm_lr_scale: float = 1.0
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    experiences: list[Experience]
-    tests: dict[str, Split]
-    n_classes: int
-    model: ModelConfig
-    buffer: BufferConfig
-    lr: float
-    budgets: Budgets
-
-
-BUDGETS = Budgets(
-    scratch_epochs=60,
-    scratch_patience=5,
-    warm_epochs=5,
-    warm_patience=None,
-    warm_batch_size=16,
-    warm_lr_scale=2.0,
-)
-"""``--protocol fixed``. From scratch (bootstrap, ``joint``), the same for every benchmark: to
-convergence, patience 5 on the validation accuracy, up to 60 epochs, batch 64. A
-warm-started retrain: a fixed budget of 5 epochs, no early stopping (the accuracy dip right
-after a warm start on new classes would fire it), the best validation epoch kept, batch 16
-and twice the benchmark's learning rate (more steps per row seen); MNIST-1D takes 6 epochs.
-Every field is a setting of the daemon's retrain (``budget.epochs``, ``patience: null``,
-``batch_size``, ``lr``)."""
-
-SETTINGS = ROOT / "bench" / "results" / "continual_tuning.json"
-"""The tuning record ``--protocol tuned`` (the default) reads; ``--tune`` writes it."""
-
-MNIST1D_BUDGETS = replace(BUDGETS, warm_epochs=6)
-"""MNIST-1D's warm retrains take a sixth epoch (chosen from single-seed exploratory runs:
-5 epochs kept 2-3 points less)."""
-
-EARLIER_BUDGETS = Budgets(scratch_epochs=60, scratch_patience=5, warm_epochs=20, warm_patience=5)
-"""The previous protocol (``--protocol earlier``): patience 5 for every model, warm cap 20,
-batch 64 and the benchmark's learning rate everywhere."""
-
-
-def _t(x: np.ndarray, y: np.ndarray) -> Split:
-    return torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y, dtype=torch.int64)
-
-
-def _experience(name: str, x: np.ndarray, y: np.ndarray, seed: int) -> Experience:
-    train, val = split_validation(*_t(x, y), VAL_FRACTION, seed)
-    return Experience(name, train, val)
-
-
-def river_recurring(quick: bool, data_seed: int = 0) -> Benchmark:
-    from runtime.intake.demo_stream import segment_rows
-    from runtime.intake.settings import Segment
-
-    concepts = {
-        "A: f1, age 20-40": Segment(rows=1, function=1, where={"age": (20, 40)}),
-        "B: f4, age 40-60": Segment(rows=1, function=4, where={"age": (40, 60)}),
-        "C: f7, age 60-81": Segment(rows=1, function=7, where={"age": (60, 81)}),
-    }
-    rounds = 3 if quick else 4
-    n_train, n_test = (1000, 1000) if quick else (2000, 2000)
-    order = [name for _ in range(rounds) for name in concepts]
-    exps = []
-    for i, name in enumerate(order):
-        rows = list(segment_rows(concepts[name], seed=1000 + i + 10_000 * data_seed, n=n_train))
-        x, y = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
-        exps.append(_experience(name, x, y, seed=i + 1000 * data_seed))
-    tests = {}
-    for j, (name, seg) in enumerate(concepts.items()):
-        rows = list(segment_rows(seg, seed=99_000 + j + 10_000 * data_seed, n=n_test, clean=True))
-        tests[name] = _t(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]))
-    return Benchmark(
-        "river_recurring",
-        exps,
-        tests,
-        2,
-        MLPConfig(hidden=[64, 64]),
-        BufferConfig(kind="experience_balanced", capacity=600),
-        lr=3e-3,
-        budgets=BUDGETS,
-    )
-
-
-def _rotate(images: np.ndarray, degrees: float) -> np.ndarray:
-    from scipy.ndimage import rotate
-
-    return np.stack([rotate(im, degrees, reshape=False, order=1, mode="constant") for im in images])
-
-
-def digits_rotated(quick: bool, data_seed: int = 0) -> Benchmark:
-    from sklearn.datasets import load_digits  # bundled with scikit-learn: no download
-
-    d = load_digits()
-    images, y = d.images.astype(np.float64), d.target.astype(np.int64)
-    angles = list(range(0, 120 if quick else 180, 15))
-    perm = np.random.default_rng(data_seed).permutation(len(y))
-    te, tr = perm[: len(y) // 4], perm[len(y) // 4 :]
-    exps, tests = [], {}
-    for i, angle in enumerate(angles):
-        name = f"rotated {angle}°"
-        rot = _rotate(images, angle).reshape(len(y), -1)
-        exps.append(_experience(name, rot[tr], y[tr], seed=i + 1000 * data_seed))
-        tests[name] = _t(rot[te], y[te])
-    model = CNNConfig(shape=[1, 8, 8], channels=[16, 32], hidden=64)
-    return Benchmark(
-        "digits_rotated",
-        exps,
-        tests,
-        10,
-        model,
-        BufferConfig(kind="experience_balanced", capacity=400),
-        lr=2e-3,
-        budgets=BUDGETS,
-    )
-
-
-def _class_order(data_seed: int) -> list[int]:
-    """0..9 in order for the reported data (``data_seed`` 0), else a seeded permutation."""
-    if data_seed == 0:
-        return list(range(10))
-    return [int(c) for c in np.random.default_rng(data_seed).permutation(10)]
-
-
-def digits_class_incremental(quick: bool, data_seed: int = 0) -> Benchmark:
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    x, y = d.data.astype(np.float64), d.target.astype(np.int64)
-    perm = np.random.default_rng(data_seed).permutation(len(y))
-    te, tr = perm[: len(y) // 4], perm[len(y) // 4 :]
-    exps, tests = [], {}
-    order = _class_order(data_seed)
-    for t in range(5):
-        classes = (order[2 * t], order[2 * t + 1])
-        name = f"classes {classes[0]},{classes[1]}"
-        m, mt = np.isin(y[tr], classes), np.isin(y[te], classes)
-        exps.append(_experience(name, x[tr][m], y[tr][m], seed=t + 1000 * data_seed))
-        tests[name] = _t(x[te][mt], y[te][mt])
-    model = CNNConfig(shape=[1, 8, 8], channels=[16, 32], hidden=64)
-    return Benchmark(
-        "digits_class_incremental",
-        exps,
-        tests,
-        10,
-        model,
-        BufferConfig(kind="class_balanced", capacity=400),
-        lr=2e-3,
-        budgets=BUDGETS,
-    )
-
-
-def mnist1d_class_incremental(quick: bool, data_seed: int = 0) -> Benchmark:
-    from mnist1d.data import get_dataset_args, make_dataset
-
-    args = get_dataset_args()
-    args.num_samples = 8000  # quick mode runs fewer seeds on the same data
-    args.seed = 42 + data_seed
-    # the generator seeds numpy's global RNG; leave the caller's state as it was
-    state = np.random.get_state()
-    try:
-        data = make_dataset(args)
-    finally:
-        np.random.set_state(state)
-    x, y = data["x"], data["y"].astype(np.int64)
-    xt, yt = data["x_test"], data["y_test"].astype(np.int64)
-    exps, tests = [], {}
-    order = _class_order(data_seed)
-    for t in range(5):
-        classes = (order[2 * t], order[2 * t + 1])
-        name = f"classes {classes[0]},{classes[1]}"
-        m, mt = np.isin(y, classes), np.isin(yt, classes)
-        exps.append(_experience(name, x[m], y[m], seed=t + 1000 * data_seed))
-        tests[name] = _t(xt[mt], yt[mt])
-    model = CNNConfig(shape=[1, 40], channels=[32, 64], hidden=128)
-    return Benchmark(
-        "mnist1d_class_incremental",
-        exps,
-        tests,
-        10,
-        model,
-        BufferConfig(kind="class_balanced", capacity=2000),
-        lr=2e-3,
-        budgets=MNIST1D_BUDGETS,
-    )
-
-
-BENCHMARKS: dict[str, Callable[[bool, int], Benchmark]] = {
-    "river_recurring": river_recurring,
-    "digits_class_incremental": digits_class_incremental,
-    "mnist1d_class_incremental": mnist1d_class_incremental,
-    "digits_rotated": digits_rotated,
-}
-DEFAULT = ["river_recurring", "digits_class_incremental", "mnist1d_class_incremental"]
-
-
-def strategies(
-    bench: Benchmark, settings: dict[str, Any] | None = None
-) -> dict[str, dict[str, Any]]:
-    """Every strategy's config (plus the benchmark's ``epochs``/``validate`` keys).
-
-    ``settings`` (one benchmark's entry of the tuning record, ``--protocol tuned``):
-    ``joint`` and ``replay`` as tuned; every other warm-started strategy takes replay's
-    budget (batch size, learning rate, epochs, validation) and weight averaging (its
-    ``adapt``, where the record chose one) with plain cross-entropy.
-    Without it, the fixed budgets of ``bench.budgets`` (``--protocol fixed``/``earlier``).
-    """
-    if settings is not None:
-        rp = settings["replay"]
-        warm = {k: rp[k] for k in ("lr", "batch_size", "patience", "epochs", "validate")}
-        if "adapt" in rp:  # the weight averaging chosen for replay
-            warm["adapt"] = dict(rp["adapt"])
-    else:
-        b = bench.budgets
-        warm = {
-            "lr": bench.lr * b.warm_lr_scale,
-            "batch_size": b.warm_batch_size,
-            "patience": b.warm_patience,
-        }
-        rp = {"kind": "replay", **warm, "mix": 0.5}
-    return {
-        "finetune": {"kind": "finetune", **warm},
-        "replay": dict(rp),
-        "der": {"kind": "der", **warm, "mix": 0.5, "alpha": 0.3},
-        "lwf": {"kind": "lwf", **warm, "alpha": 1.0, "temperature": 2.0},
-        "ewc": {"kind": "ewc", **warm, "strength": 1e4},
-        "ewc+replay": {"kind": "ewc", **warm, "strength": 1e3, "mix": 0.5},
-        "joint": dict(settings["joint"])
-        if settings is not None
-        else {
-            "kind": "joint",
-            "lr": bench.lr,
-            "batch_size": 64,
-            "patience": bench.budgets.scratch_patience,
-        },
-    }
+__all__ = [  # the bench's names in one place (tests/strategies/test_continual_bench.py)
+    "AVERAGING", "BENCHMARKS", "REPLAY_CAP", "TUNE_SEEDS", "bootstrap", "choose",
+    "scratch_recipe", "settings_for", "strategies", "tune_averaging", "tuning_grid",
+]
 
 
 TUNE_DATA_SEED = 1
@@ -542,201 +284,6 @@ def settings_for(record: dict[str, Any], name: str, quick: bool) -> dict[str, An
     return record.get("benchmarks", {}).get(name)
 
 
-def compute(r: TrainResult) -> int:
-    """Rows through training steps plus rows through extra forward passes."""
-    return (
-        r.samples_processed
-        + int(r.extra.get("validation_samples", 0))
-        + int(r.extra.get("overhead_samples", 0))
-    )
-
-
-def _val_until(bench: Benchmark, i: int) -> Split:
-    vals = [e.val for e in bench.experiences[: i + 1]]
-    return torch.cat([v[0] for v in vals]), torch.cat([v[1] for v in vals])
-
-
-def _accuracies(bench: Benchmark, model: torch.nn.Module, seen: list[str]) -> dict[str, float]:
-    return {d: accuracy(model, *bench.tests[d]) for d in seen}
-
-
-def scratch_recipe(bench: Benchmark, scratch: dict[str, Any] | None) -> dict[str, Any]:
-    """The bootstrap's ``lr``, ``batch_size`` and ``patience``: ``scratch``'s (a ``joint``
-    config), else batch 64 at the benchmark's learning rate and scratch patience."""
-    if scratch is not None:
-        return {k: scratch[k] for k in ("lr", "batch_size", "patience")}
-    return {"lr": bench.lr, "batch_size": 64, "patience": bench.budgets.scratch_patience}
-
-
-def bootstrap(
-    bench: Benchmark, seed: int, scratch: dict[str, Any] | None = None
-) -> tuple[torch.nn.Module, int, int]:
-    """The first experience: from scratch to convergence; (model, compute, epochs).
-
-    ``scratch``: the from-scratch recipe (a ``joint`` config: its ``lr``, ``batch_size``
-    and ``patience``); without it, batch 64 at the benchmark's learning rate with the
-    benchmark's scratch patience (``--protocol fixed``/``earlier``)."""
-    first = bench.experiences[0]
-    model = build_model(bench.model, first.train[0].shape[1], bench.n_classes, seed=seed)
-    fit_normalization(model, first.train[0])
-    b = bench.budgets
-    cfg = {"kind": "finetune", **scratch_recipe(bench, scratch)}
-    r = _build(cfg).train(TrainRequest(model, *first.train, budget=Budget(epochs=b.scratch_epochs),
-                                       seed=seed, val=first.val, device="cpu"))
-    return model, compute(r), r.epochs
-
-
-def _build(cfg_dict: dict[str, Any]) -> Any:
-    from pydantic import TypeAdapter
-
-    return build(TypeAdapter(StrategyConfig).validate_python(cfg_dict))
-
-
-def _buffer(bench: Benchmark, is_joint: bool, seed: int) -> RehearsalBuffer:
-    total = sum(len(e.train[1]) for e in bench.experiences)
-    return build_buffer(BufferConfig(capacity=total) if is_joint else bench.buffer, seed=seed)
-
-
-def run_one(
-    bench: Benchmark, cfg_dict: dict[str, Any], seed: int, start: tuple[torch.nn.Module, int, int]
-) -> dict[str, Any]:
-    """One strategy over the experiences after the bootstrap, for one seed.
-
-    ``cfg_dict`` is the strategy's config plus two keys of the benchmark's own:
-    ``epochs`` (the budget; default: the benchmark's) and ``validate`` (default true:
-    evaluate the golden rows after every epoch and keep the best epoch; false: keep the
-    last epoch, no validation passes).
-    """
-    cfg_dict = dict(cfg_dict)
-    validate = cfg_dict.pop("validate", True)
-    is_joint = cfg_dict["kind"] == "joint"
-    b = bench.budgets
-    budget = Budget(epochs=cfg_dict.pop("epochs", b.scratch_epochs if is_joint else b.warm_epochs))
-    strategy = _build(cfg_dict)
-    model, samples, boot_epochs = copy.deepcopy(start[0]), start[1], start[2]
-    buffer = _buffer(bench, is_joint, seed)
-    first = bench.experiences[0]
-    buffer.add(*first.train)
-    seen = [first.distribution]
-    matrix = [_accuracies(bench, model, seen)]
-    epochs = [boot_epochs]
-    began = time.perf_counter()
-    for i, exp in enumerate(bench.experiences[1:], start=1):
-        r = strategy.train(TrainRequest(model, *exp.train, buffer=buffer, budget=budget,
-                                        seed=seed + i,
-                                        val=_val_until(bench, i) if validate else None,
-                                        device="cpu"))
-        samples += compute(r)
-        epochs.append(r.epochs)
-        buffer.add(*exp.train)
-        if exp.distribution not in seen:
-            seen.append(exp.distribution)
-        matrix.append(_accuracies(bench, model, seen))
-    final, last = matrix[-1], bench.experiences[-1].distribution
-    drops = [
-        max(row[d] for row in matrix[:-1] if d in row) - final[d]
-        for d in seen
-        if d != last and any(d in row for row in matrix[:-1])
-    ]
-    return {
-        "avg_accuracy": float(np.mean([final[d] for d in seen])),
-        "forgetting": float(np.mean(drops)) if drops else 0.0,
-        "samples_processed": samples,
-        "seconds": round(time.perf_counter() - began, 2),
-        "epochs": epochs,
-        "final_accuracy": final,
-        "accuracy_matrix": matrix,
-    }
-
-
-def _stats(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
-def aggregate(label: str, cfg: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"strategy": label, "config": cfg, "seeds": len(runs)}
-    for key in ("avg_accuracy", "forgetting", "samples_processed", "seconds"):
-        mean, sd = _stats([float(r[key]) for r in runs])
-        out[key], out[f"{key}_sd"] = mean, sd
-    out["per_seed"] = runs
-    return out
-
-
-def checks(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The issue's targets for replay, on the means over seeds (and seed by seed)."""
-    ft, rp, jt = rows.get("finetune"), rows.get("replay"), rows.get("joint")
-    if not (ft and rp and jt):
-        return {}
-    per_seed = list(zip(ft["per_seed"], rp["per_seed"], jt["per_seed"], strict=True))
-    return {
-        "replay_forgetting_over_finetune": rp["forgetting"] / ft["forgetting"]
-        if ft["forgetting"] > 0
-        else None,
-        "replay_forgetting_at_most_third_of_finetune": rp["forgetting"] <= ft["forgetting"] / 3,
-        "replay_gap_to_joint_points": 100 * (jt["avg_accuracy"] - rp["avg_accuracy"]),
-        "replay_within_3_points_of_joint": jt["avg_accuracy"] - rp["avg_accuracy"] <= 0.03,
-        "replay_compute_over_joint": rp["samples_processed"] / jt["samples_processed"],
-        "replay_compute_at_most_quarter_of_joint": rp["samples_processed"]
-        <= 0.25 * jt["samples_processed"],
-        "seeds_within_3_points": sum(
-            j["avg_accuracy"] - r["avg_accuracy"] <= 0.03 for _, r, j in per_seed
-        ),
-        "seeds_compute_at_most_quarter": sum(
-            r["samples_processed"] <= 0.25 * j["samples_processed"] for _, r, j in per_seed
-        ),
-        "seeds_forgetting_at_most_third": sum(
-            r["forgetting"] <= f["forgetting"] / 3 for f, r, _ in per_seed
-        ),
-    }
-
-
-def run_benchmark(
-    bench: Benchmark,
-    plan: dict[str, dict[str, Any]],
-    seeds: list[int],
-    verbose: bool = True,
-    scratch: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """Every strategy of ``plan`` over ``seeds``, from one bootstrap a seed (``scratch``:
-    its recipe, see ``bootstrap``)."""
-    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in plan}
-    for seed in seeds:
-        start = bootstrap(bench, seed, scratch)
-        for label, cfg in plan.items():
-            runs[label].append(run_one(bench, cfg, seed, start))
-            r = runs[label][-1]
-            if not verbose:
-                continue
-            print(
-                f"    seed {seed} {label:<11} acc {r['avg_accuracy']:.3f} "
-                f"forgetting {r['forgetting']:+.3f} samples {r['samples_processed']:>9,} "
-                f"epochs {r['epochs']} {r['seconds']:.1f}s",
-                flush=True,
-            )
-    rows = {label: aggregate(label, plan[label], runs[label]) for label in plan}
-    return {
-        "strategies": rows,
-        "checks": checks(rows),
-        "experiences": [e.distribution for e in bench.experiences],
-        "bootstrap": scratch_recipe(bench, scratch),
-        "budgets": asdict(bench.budgets),
-        "buffer": bench.buffer.model_dump(),
-    }
-
-
-def print_table(name: str, result: dict[str, Any]) -> None:
-    print(f"\n  {name}: {'strategy':<11} {'avg_accuracy':>15} {'forgetting':>16} {'samples':>20}")
-    for label, row in result["strategies"].items():
-        print(
-            f"  {'':<{len(name)}}  {label:<11} {row['avg_accuracy']:.3f} ± "
-            f"{row['avg_accuracy_sd']:.3f}   {row['forgetting']:+.3f} ± "
-            f"{row['forgetting_sd']:.3f}   {row['samples_processed']:>10,.0f} ± "
-            f"{row['samples_processed_sd']:>7,.0f}"
-        )
-    for k, v in result["checks"].items():
-        print(f"    {k}: {v:.3f}" if isinstance(v, float) else f"    {k}: {v}")
-
-
 def _cpu_model() -> str:
     """The CPU's model name (results differ in the last digits between CPUs: other
     vector kernels round otherwise, and early stopping can amplify that)."""
@@ -749,7 +296,7 @@ def _cpu_model() -> str:
     return ""
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="3 seeds, a shorter river stream")
     ap.add_argument("--json", type=Path, help="write the results here")
@@ -792,18 +339,24 @@ def main() -> None:
         help="run only the last tuning step (weight averaging) on the record --settings "
         "names; --json writes the record with it",
     )
-    args = ap.parse_args()
-    torch.set_num_threads(1)
-    if args.tune or args.tune_averaging:
-        names = args.only or DEFAULT
-        if args.tune:
-            record = tune(names)
-        else:
-            record = add_averaging(json.loads(args.settings.read_text()), names)
-        if args.json:
-            args.json.write_text(json.dumps(record, indent=2))
-            print(f"\nwrote {args.json}")
-        return
+    return ap.parse_args()
+
+
+def run_tuning(args: argparse.Namespace) -> None:
+    """``--tune`` or ``--tune-averaging``: write the tuning record."""
+    names = args.only or DEFAULT
+    if args.tune:
+        record = tune(names)
+    else:
+        record = add_averaging(json.loads(args.settings.read_text()), names)
+    if args.json:
+        args.json.write_text(json.dumps(record, indent=2))
+        print(f"\nwrote {args.json}")
+
+
+def read_record(args: argparse.Namespace) -> dict[str, Any]:
+    """The tuning record a reported run reads (empty for an untuned protocol); exits with
+    one line if it cannot be read or the run would score the tuning data."""
     record: dict[str, Any] = {}
     if args.protocol == "tuned":
         try:
@@ -819,6 +372,11 @@ def main() -> None:
             f"continual.py: --data-seed {TUNE_DATA_SEED} is the tuning data; a reported run "
             "on it would score the settings on the data that chose them"
         )
+    return record
+
+
+def report(args: argparse.Namespace, record: dict[str, Any]) -> None:
+    """Every benchmark asked for, every strategy, every seed; the JSON after each one."""
     seeds = list(range(args.seeds or (3 if args.quick else 5)))
     out: dict[str, Any] = {
         "machine": {
@@ -861,6 +419,15 @@ def main() -> None:
             args.json.write_text(json.dumps(out, indent=2))
     if args.json:
         print(f"\nwrote {args.json}")
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(1)
+    if args.tune or args.tune_averaging:
+        run_tuning(args)
+    else:
+        report(args, read_record(args))
 
 
 if __name__ == "__main__":
