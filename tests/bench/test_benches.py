@@ -36,6 +36,7 @@ FAST = {"throughput.py", "handoff.py"}
 """Scripts whose smoke run takes well under 30 s on a 2-core machine: in ``make test``."""
 
 NARROW: dict[str, list[str]] = {
+    "brokers.py": ["--rows", "4000"],
     "continual.py": [
         "--seeds", "1", "--only", "digits_class_incremental", "--strategies", "finetune,replay",
     ],
