@@ -10,17 +10,37 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Protocol
 
 from sqlalchemy import update
 
 from runtime.store.atomic import fsync_dir
-from runtime.store.db import model_versions, to_json, utcnow
-
-if TYPE_CHECKING:
-    from runtime.store.versions import ModelVersion, Registry
+from runtime.store.db import Clock, Database, model_versions, to_json, utcnow
+from runtime.store.version_files import ModelVersion
 
 log = logging.getLogger(__name__)
+
+
+class Registry(Protocol):
+    """What pruning uses of the registry (:class:`runtime.store.versions.Registry`, which
+    imports this module: a protocol keeps the two free of an import cycle)."""
+
+    @property
+    def db(self) -> Database: ...
+
+    @property
+    def models_dir(self) -> Path: ...
+
+    @property
+    def clock(self) -> Clock | None: ...
+
+    def promoted_versions(self) -> set[str]: ...
+
+    def list(self) -> Iterable[ModelVersion]: ...
+
+    def path(self, version: str) -> Path: ...
 
 
 def prune(reg: Registry, keep_candidates: int, protect: frozenset[str] = frozenset()) -> list[str]:

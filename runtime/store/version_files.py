@@ -14,13 +14,25 @@ import math
 import struct
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from safetensors.torch import save as st_save
 
-if TYPE_CHECKING:
-    from runtime.store.versions import ModelVersion
+
+class ModelVersion(Protocol):
+    """What the file checks (and retention) read of a version: the shape of
+    :class:`runtime.store.versions.ModelVersion`, which imports this module (a protocol
+    keeps the two free of an import cycle)."""
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def meta(self) -> Mapping[str, Any]: ...
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit
 _DTYPE_BYTES = {
