@@ -168,7 +168,7 @@ class LiveProgress:
             return
         for e in new:
             self._last_event = e.id
-            p = e.payload
+            p = e.raw
             if p.get("trigger_id") != trigger:
                 continue
             if e.kind == ev.RETRAIN_STARTED:

@@ -116,7 +116,7 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     except (ValueError, KeyError) as err:
         raise CliError(reason(err), code=1) from None
     print(
-        f"champion: {before} → {event.payload.get('to')} (event {event.id}); "
+        f"champion: {before} → {event.raw.get('to')} (event {event.id}); "
         "a running daemon re-baselines on it at its next step"
     )
     db.dispose()

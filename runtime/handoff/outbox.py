@@ -45,13 +45,13 @@ class Delivery:
 def trigger_of(hook: HookConfig, name: str, event: Event) -> str | None:
     """What of ``hook.on`` ``event`` matches, or None (a hook never fires on its own
     ``hook.failed``)."""
-    if event.kind == ev.GATE_PASSED and event.payload.get("next") == AWAIT and (
+    if event.kind == ev.GATE_PASSED and event.raw.get("next") == AWAIT and (
         AWAITING_APPROVAL in hook.on
     ):
         return AWAITING_APPROVAL
     if event.kind not in hook.on:
         return None
-    if event.kind == ev.HOOK_FAILED and event.payload.get("hook") == name:
+    if event.kind == ev.HOOK_FAILED and event.raw.get("hook") == name:
         return None
     return event.kind
 

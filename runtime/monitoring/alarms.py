@@ -59,7 +59,7 @@ class Alarms:
         logged = self.logged.get(sig.detector)
         if logged:  # replaying: the crashed daemon logged this alarm already
             event = logged.pop(0)
-            if event.payload.get("action") == decision.action:
+            if event.raw.get("action") == decision.action:
                 self._act(det, sig, row, decision, event)
                 return
         report = self._drift_report(det, sig, row)

@@ -205,6 +205,6 @@ class Recovery:
             model_version=champion,
             after_id=None if event is None else int(event),
         ):
-            if event is not None or int(e.payload.get("row") or 0) > int(saved["seq"]):
-                logged.setdefault(str(e.payload.get("detector")), []).append(e)
+            if event is not None or int(e.raw.get("row") or 0) > int(saved["seq"]):
+                logged.setdefault(str(e.raw.get("detector")), []).append(e)
         return logged

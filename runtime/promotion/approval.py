@@ -83,7 +83,7 @@ def _awaiting(registry: Registry, events: EventLog) -> list[tuple[str, Event]]:
         if (
             last is not None
             and last.kind == ev.GATE_PASSED
-            and last.payload.get("next") == (AWAIT_APPROVAL)
+            and last.raw.get("next") == (AWAIT_APPROVAL)
         ):
             out.append((mv.version, last))
     return out
@@ -96,7 +96,7 @@ def awaiting_approval(registry: Registry, events: EventLog) -> list[str]:
 
 def _stale(version: str, gate: Event, champion: str | None) -> str | None:
     """Why :func:`approve` refuses ``version``: the champion changed since its gate."""
-    gated = gate.payload.get("champion")
+    gated = gate.raw.get("champion")
     if gated == champion:
         return None
     return (
@@ -123,9 +123,9 @@ def _pending(registry: Registry, events: EventLog, version: str) -> Event:
             f"{version} is not awaiting approval (status {mv.status}; "
             f"last gate decision: {last.kind if last else 'none'})"
         )
-    if last.payload.get("next") != AWAIT_APPROVAL:
+    if last.raw.get("next") != AWAIT_APPROVAL:
         raise ReviewError(
-            f"{version} is not awaiting approval (its gate said: {last.payload.get('next')})"
+            f"{version} is not awaiting approval (its gate said: {last.raw.get('next')})"
         )
     return last
 
@@ -139,7 +139,7 @@ def approve(registry: Registry, events: EventLog, version: str, who: str = "an o
     return registry.promote(
         version,
         {
-            "trigger_id": gate.payload.get("trigger_id"),
+            "trigger_id": gate.raw.get("trigger_id"),
             "reason": f"gate passed and approved by {who}",
             "gate_event": gate.id,
         },
@@ -156,9 +156,9 @@ def reject(
     return events.append(
         ev.GATE_FAILED,
         {
-            "trigger_id": gate.payload.get("trigger_id"),
+            "trigger_id": gate.raw.get("trigger_id"),
             "candidate": version,
-            "champion": gate.payload.get("champion"),
+            "champion": gate.raw.get("champion"),
             "passed": False,
             "checks": [],
             "reasons": [text],

@@ -265,7 +265,7 @@ class Gatekeeper:
         self._save()
         if not last or last[0].kind != ev.MODEL_PROMOTED or last[0].model_version != version:
             return
-        previous = last[0].payload.get("previous_champion")
+        previous = last[0].raw.get("previous_champion")
         if isinstance(previous, str):
             old = load_unit(self.registry, self.cfg, previous).model
             self._start_watch(previous, old, version)
@@ -288,13 +288,13 @@ class Gatekeeper:
             if (
                 last is not None
                 and last.kind == ev.GATE_PASSED
-                and last.payload.get("next") == SHADOW
+                and last.raw.get("next") == SHADOW
                 and self.registry.get(version).status == "candidate"
             ):
                 self.refuse(
                     version,
-                    last.payload.get("champion"),
-                    last.payload.get("trigger_id"),
+                    last.raw.get("champion"),
+                    last.raw.get("trigger_id"),
                     "The daemon stopped during the shadow comparison and it could not be "
                     "resumed; a new retrain will produce a new candidate.",
                 )

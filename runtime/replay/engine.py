@@ -357,7 +357,7 @@ class LoopReplay:
                 rec.outcome = "promoted"
             elif rec.candidate in refused:
                 rec.outcome = "refused"
-                checks = refused[rec.candidate].payload.get("checks", [])
+                checks = refused[rec.candidate].raw.get("checks", [])
                 rec.failed_checks = [str(c.get("name")) for c in checks if not c.get("passed")]
             elif rec.ready_at < len(self.stream):
                 rec.outcome = "awaiting"

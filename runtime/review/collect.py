@@ -79,7 +79,7 @@ def drift_reports(state_dir: Path, events: Sequence[Event]) -> dict[int, str]:
         if m:
             found.setdefault(int(m.group(1)), path.name)
     for e in events:
-        named = e.payload.get("report") or e.payload.get("report_path")
+        named = e.raw.get("report") or e.raw.get("report_path")
         if isinstance(named, str) and (folder / Path(named).name).is_file():
             found[e.id] = Path(named).name
     return found

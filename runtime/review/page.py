@@ -193,7 +193,7 @@ def _detector_chart(
 ) -> str:
     marks = [Mark(row, f"data: {seg}", "mark") for row, seg in r.segments]
     marks += [
-        Mark(float(a.payload.get("row", 0)), f"#{a.id} {a.payload.get('action')}") for a in alarms
+        Mark(float(a.raw.get("row", 0)), f"#{a.id} {a.raw.get('action')}") for a in alarms
     ]
     values = [(float(p.row), p.value) for p in points if p.value is not None]
     stats = [(float(p.row), p.statistic) for p in points if p.statistic is not None]
@@ -213,12 +213,12 @@ def _detector_chart(
     else:
         if not stats:
             stats = [
-                (float(a.payload.get("row", 0)), float(a.payload["statistic"]))
+                (float(a.raw.get("row", 0)), float(a.raw["statistic"]))
                 for a in alarms
-                if isinstance(a.payload.get("statistic"), int | float)
+                if isinstance(a.raw.get("statistic"), int | float)
             ]
         series = [(x, y) for x, y in stats]
-        dots = len(series) == len([a for a in alarms if a.payload.get("statistic") is not None])
+        dots = len(series) == len([a for a in alarms if a.raw.get("statistic") is not None])
         positive = all(0 < y <= 1 for _, y in series)
         log_y = bool(series) and positive and threshold is not None and threshold <= 0.2
         label = "smallest adjusted p-value" if log_y else "statistic"
@@ -253,13 +253,13 @@ def _detectors(r: Review) -> str:
     alarms: dict[str, list[Event]] = {}
     for e in r.events:
         if e.kind == ev.DRIFT_DETECTED:
-            alarms.setdefault(str(e.payload.get("detector")), []).append(e)
+            alarms.setdefault(str(e.raw.get("detector")), []).append(e)
     names = list(r.traces) + [n for n in alarms if n not in r.traces]
     parts = []
     for name in names:
         signal, points = r.traces.get(name, ("", []))
         if not signal and alarms.get(name):
-            signal = str(alarms[name][0].payload.get("signal"))
+            signal = str(alarms[name][0].raw.get("signal"))
         parts.append(_detector_chart(name, signal, points, alarms.get(name, []), r))
     body = "".join(p for p in parts if p)
     return body or '<p class="note">No detector statistics recorded yet.</p>'

@@ -36,7 +36,7 @@ def _detail(
     progress: dict[str, list[tuple[int, float, float | None]]],
     fate: dict[str, bool],
 ) -> str:
-    p = e.payload
+    p = e.raw
     out = []
     if e.kind == ev.DRIFT_DETECTED:
         d = p.get("details") or {}
@@ -164,13 +164,13 @@ def _fates(r: Review) -> dict[int, dict[str, bool]]:
     for x in r.events:
         if x.kind == ev.MODEL_PROMOTED and x.model_version is not None:
             promoted[x.model_version] = x.id
-        elif x.kind == ev.GATE_FAILED and x.payload.get("rejected_by"):
-            rejected[str(x.payload.get("candidate"))] = x.id
+        elif x.kind == ev.GATE_FAILED and x.raw.get("rejected_by"):
+            rejected[str(x.raw.get("candidate"))] = x.id
     out = {}
     for e in r.events:
-        if e.kind != ev.GATE_PASSED or e.payload.get("next") != "await approval":
+        if e.kind != ev.GATE_PASSED or e.raw.get("next") != "await approval":
             continue
-        cand = str(e.payload.get("candidate"))
+        cand = str(e.raw.get("candidate"))
         was_approved = promoted.get(cand, 0) > e.id
         was_rejected = not was_approved and rejected.get(cand, 0) > e.id
         out[e.id] = {
@@ -183,7 +183,7 @@ def _fates(r: Review) -> dict[int, dict[str, bool]]:
 
 def _summary(e: Event, fate: dict[str, bool]) -> str:
     if e.kind in (ev.GATE_PASSED, ev.GATE_FAILED):
-        return gate_headline(e.payload, **fate)[1]
+        return gate_headline(e.raw, **fate)[1]
     return event_summary(e)
 
 
@@ -191,11 +191,11 @@ def event_log(r: Review, href: Callable[[str], str]) -> str:
     progress: dict[str, list[tuple[int, float, float | None]]] = {}
     for e in r.events:
         if e.kind == ev.RETRAIN_PROGRESS:
-            progress.setdefault(str(e.payload.get("trigger_id")), []).append(
+            progress.setdefault(str(e.raw.get("trigger_id")), []).append(
                 (
-                    int(e.payload.get("epoch", 0)),
-                    float(e.payload.get("loss", 0.0)),
-                    e.payload.get("val_accuracy"),
+                    int(e.raw.get("epoch", 0)),
+                    float(e.raw.get("loss", 0.0)),
+                    e.raw.get("val_accuracy"),
                 )
             )
     counts: dict[str, int] = {}

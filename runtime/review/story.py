@@ -91,7 +91,7 @@ def drift_sentence(p: dict[str, Any]) -> str:
 
 
 def _drift_line(e: Event) -> str:
-    p = e.payload
+    p = e.raw
     onset = f", change began near row {p['onset']}" if p.get("onset") is not None else ""
     return f"Row {p.get('row')}, {p.get('detector')}: {drift_sentence(p)}{onset}."
 
@@ -241,7 +241,7 @@ def _retrain_chapter(
         ids.insert(0, cause.id)
     req = kinds.get(ev.RETRAIN_REQUESTED, [])
     if req:
-        rp = req[0].payload
+        rp = req[0].raw
         if cause is None:
             lines.append(
                 f"Why: {rp.get('reason') or rp.get('detector') or 'requested'} (trigger {trigger})."
@@ -249,7 +249,7 @@ def _retrain_chapter(
     started = kinds.get(ev.RETRAIN_STARTED, [])
     cand = champ = None
     if started:
-        sp = started[-1].payload
+        sp = started[-1].raw
         cand, champ = sp.get("candidate"), sp.get("champion")
         retries = f" (attempt {len(started)})" if len(started) > 1 else ""
         lines.append(
@@ -258,7 +258,7 @@ def _retrain_chapter(
         )
     fin = kinds.get(ev.RETRAIN_FINISHED, [])
     if fin:
-        f = fin[-1].payload
+        f = fin[-1].raw
         by = f.get("stopped_by")
         stop = f" (stopped by its {by} budget)" if by not in (None, "epochs") else ""
         lines.append(
@@ -268,9 +268,9 @@ def _retrain_chapter(
         )
     progress = tuple(
         (
-            int(e.payload.get("epoch", 0)),
-            float(e.payload.get("loss", 0.0)),
-            e.payload.get("val_accuracy"),
+            int(e.raw.get("epoch", 0)),
+            float(e.raw.get("loss", 0.0)),
+            e.raw.get("val_accuracy"),
         )
         for e in kinds.get(ev.RETRAIN_PROGRESS, [])
         if not started or e.id > started[-1].id
@@ -282,9 +282,9 @@ def _retrain_chapter(
         g = gates[-1]
         promoted = kinds.get(ev.MODEL_PROMOTED, [])
         approved = any(e.id > g.id and e.model_version == g.model_version for e in promoted)
-        why_stale = None if approved else stale.get(str(g.payload.get("candidate")))
-        tone, head = gate_headline(g.payload, approved=approved, stale=why_stale is not None)
-        hint = _noisy_hint(g.payload)
+        why_stale = None if approved else stale.get(str(g.raw.get("candidate")))
+        tone, head = gate_headline(g.raw, approved=approved, stale=why_stale is not None)
+        hint = _noisy_hint(g.raw)
         if hint:
             lines.append(hint)
         if why_stale is not None:
@@ -292,12 +292,12 @@ def _retrain_chapter(
         if promoted:
             lines.append(
                 f"Outcome: {promoted[-1].model_version} became the champion "
-                f"(replacing {promoted[-1].payload.get('previous_champion')})."
+                f"(replacing {promoted[-1].raw.get('previous_champion')})."
             )
         elif g.kind == ev.GATE_FAILED:
             lines.append(
-                f"Outcome: {g.payload.get('candidate')} was refused; "
-                f"{g.payload.get('champion')} stayed the champion."
+                f"Outcome: {g.raw.get('candidate')} was refused; "
+                f"{g.raw.get('champion')} stayed the champion."
             )
         return Chapter(
             "retrain",
@@ -307,12 +307,12 @@ def _retrain_chapter(
             tuple(lines),
             tuple(ids),
             cand,
-            dict(g.payload),
+            dict(g.raw),
             progress,
         )
     failed = kinds.get(ev.RETRAIN_FAILED, [])
     if failed and (not started or failed[-1].id > started[-1].id):
-        fp = failed[-1].payload
+        fp = failed[-1].raw
         cancelled = bool(fp.get("cancelled"))
         head = f"Retrain {trigger} {'cancelled' if cancelled else 'failed'}: {fp.get('reason')}"
         return Chapter(
@@ -336,21 +336,21 @@ def _retrain_chapter(
 
 def _alerts_chapter(alerts: list[Event]) -> Chapter:
     first, last = alerts[0], alerts[-1]
-    dets = sorted({str(e.payload.get("detector")) for e in alerts})
+    dets = sorted({str(e.raw.get("detector")) for e in alerts})
     rows = (
-        f"row {first.payload.get('row')}"
+        f"row {first.raw.get('row')}"
         if len(alerts) == 1
-        else (f"rows {first.payload.get('row')}–{last.payload.get('row')}")
+        else (f"rows {first.raw.get('row')}–{last.raw.get('row')}")
     )
     times = "once" if len(alerts) == 1 else f"{len(alerts)} times"
-    action = str(first.payload.get("reason") or first.payload.get("action"))
+    action = str(first.raw.get("reason") or first.raw.get("action"))
     only = (
         "alert only"
-        if all(e.payload.get("action") != "retrain" for e in alerts)
+        if all(e.raw.get("action") != "retrain" for e in alerts)
         else ("no retrain started yet")
     )
     head = (
-        f"{', '.join(dets)} flagged drift {times} ({rows}), {only}: {drift_sentence(first.payload)}"
+        f"{', '.join(dets)} flagged drift {times} ({rows}), {only}: {drift_sentence(first.raw)}"
     )
     lines = [_drift_line(e) for e in alerts] + [f"Policy: {action}."]
     return Chapter(
@@ -371,7 +371,7 @@ def story(events: Sequence[Event], stale: Mapping[str, str] | None = None) -> li
     triggers: dict[str, list[Event]] = {}
     causes: set[int] = set()
     for e in events:
-        t = e.payload.get("trigger_id")
+        t = e.raw.get("trigger_id")
         if isinstance(t, str) and e.kind not in (ev.STAGE_FINISHED,) and t != "bootstrap":
             triggers.setdefault(t, []).append(e)
             m = re.fullmatch(r"drift-(\d+)", t)
@@ -389,7 +389,7 @@ def story(events: Sequence[Event], stale: Mapping[str, str] | None = None) -> li
             alerts.clear()
 
     for e in events:
-        p = e.payload
+        p = e.raw
         if e.kind == ev.DRIFT_DETECTED and e.id not in causes:
             alerts.append(e)
             continue

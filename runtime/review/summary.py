@@ -90,7 +90,7 @@ def run_summary(cfg: DriftloopConfig, after_id: int = 0) -> str:
     drifts = [e for e in got if e.kind == ev.DRIFT_DETECTED]
     out.append(f"Drift detected ({len(drifts)}):")
     for e in drifts:
-        p = e.payload
+        p = e.raw
         row = int(p["row"])
         before = [t for t in truth if t <= row]
         lag = (
@@ -106,7 +106,7 @@ def run_summary(cfg: DriftloopConfig, after_id: int = 0) -> str:
 
     out.append("Retrains:")
     for e in got:
-        p = e.payload
+        p = e.raw
         if e.kind == ev.RETRAIN_FINISHED:
             out.append(
                 f"  {p['trigger_id']}: {p['candidate']} trained on {p['rows_train']} new rows "
@@ -119,7 +119,7 @@ def run_summary(cfg: DriftloopConfig, after_id: int = 0) -> str:
     for e in got:
         if e.kind not in (ev.GATE_PASSED, ev.GATE_FAILED):
             continue
-        p = e.payload
+        p = e.raw
         verdict = "PASSED → promoted" if e.kind == ev.GATE_PASSED else "FAILED → champion stays"
         out.append(f"  {p['candidate']} vs {p['champion']}: {verdict}")
         for c in p.get("checks", []):

@@ -20,7 +20,7 @@ def _f(v: Any, digits: int = 3) -> str:
 
 def event_summary(e: Event) -> str:
     """One human sentence about an event."""
-    p = e.payload
+    p = e.raw
     k = e.kind
     if k == ev.DAEMON_STARTED:
         return f"daemon started (champion {p.get('champion')}, source {p.get('source')})"
@@ -104,11 +104,11 @@ def gate_checks(p: dict[str, Any]) -> list[str]:
 
 def event_line(e: Event) -> str:
     line = f"{e.id:>5}  {e.ts}  {e.kind:<17} {e.model_version or '-':<5} {event_summary(e)}"
-    if e.kind in (ev.GATE_PASSED, ev.GATE_FAILED) and len(e.payload.get("checks", [])) > 1:
+    if e.kind in (ev.GATE_PASSED, ev.GATE_FAILED) and len(e.raw.get("checks", [])) > 1:
         # the check lines say why: the head line does not repeat them
-        head = gate_summary(e.payload, passed=e.kind == ev.GATE_PASSED, reasons=False)
+        head = gate_summary(e.raw, passed=e.kind == ev.GATE_PASSED, reasons=False)
         line = f"{e.id:>5}  {e.ts}  {e.kind:<17} {e.model_version or '-':<5} {head}"
-        line = "\n".join([line, *gate_checks(e.payload)])
+        line = "\n".join([line, *gate_checks(e.raw)])
     return line
 
 

@@ -3,13 +3,17 @@
 The daemon appends; the CLI, the API and the UI read. There is deliberately no update or
 delete. Event ids increase in commit order for a single writer, so a reader can tail the
 log with ``list(after_id=last_seen)``.
+
+Each kind's payload is a frozen dataclass (:mod:`runtime.store.payloads`, re-exported
+here): writers build one, readers get ``Event.payload`` parsed once and read its fields.
+``Event.raw`` is the JSON object as stored, which is what the API and hooks send.
 """
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -17,6 +21,9 @@ from sqlalchemy import Connection, Insert, Row, func, insert, select
 
 from runtime.store import db as dbm
 from runtime.store.db import Database, format_ts, from_json, parse_ts, to_json, utcnow
+from runtime.store.payloads import *  # noqa: F403 (the payload classes belong to the log)
+from runtime.store.payloads import PAYLOADS, Payload, parse
+from runtime.store.payloads import __all__ as _payloads
 
 __all__ = [
     "DAEMON_STARTED",
@@ -38,6 +45,7 @@ __all__ = [
     "STAGE_FINISHED",
     "Event",
     "EventLog",
+    *_payloads,
 ]
 
 DAEMON_STARTED = "daemon.started"
@@ -79,15 +87,31 @@ KINDS: frozenset[str] = frozenset(
 )
 
 
+_NO_RAW: dict[str, Any] = {}
+
+
 @dataclass(frozen=True)
 class Event:
-    """One stored event."""
+    """One stored event.
+
+    ``payload`` is the kind's dataclass (a JSON object given here is parsed into it);
+    ``raw`` the object as stored, kept so that what is served is what was written,
+    whichever version of the code wrote it.
+    """
 
     id: int
     ts: str
     kind: str
     model_version: str | None
-    payload: dict[str, Any]
+    payload: Payload
+    raw: dict[str, Any] = field(default_factory=lambda: _NO_RAW, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.payload, Mapping):
+            object.__setattr__(self, "raw", dict(self.payload))
+            object.__setattr__(self, "payload", parse(self.kind, self.raw))
+        elif self.raw is _NO_RAW:
+            object.__setattr__(self, "raw", self.payload.to_json())
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape: ``{"id", "ts", "kind", "model_version", "payload"}``."""
@@ -96,7 +120,7 @@ class Event:
             "ts": self.ts,
             "kind": self.kind,
             "model_version": self.model_version,
-            "payload": self.payload,
+            "payload": self.raw,
         }
 
 
@@ -119,12 +143,14 @@ def _insert(conn: Connection, stmt: Insert) -> int:
 
 
 def _event(row: Row[Any]) -> Event:
+    raw = from_json(row.payload)
     return Event(
         id=int(row.id),
         ts=row.ts,
         kind=row.kind,
         model_version=row.model_version,
-        payload=from_json(row.payload),
+        payload=parse(row.kind, raw),
+        raw=raw,
     )
 
 
@@ -146,7 +172,7 @@ class EventLog:
     def append(
         self,
         kind: str,
-        payload: Mapping[str, Any],
+        payload: Payload | Mapping[str, Any],
         model_version: str | None = None,
         *,
         conn: Connection | None = None,
@@ -158,8 +184,8 @@ class EventLog:
         kind
             One of :data:`KINDS`.
         payload
-            A JSON object (string keys; no NaN or infinity). The returned event carries
-            the payload as it reads back (tuples become lists).
+            The kind's payload dataclass, or a JSON object (string keys; no NaN or
+            infinity). The returned event carries the payload as it reads back.
         model_version
             The model version the event is about, if any.
         conn
@@ -169,9 +195,15 @@ class EventLog:
         Raises
         ------
         ValueError
-            Unknown kind, or a payload that is not a JSON object of finite values.
+            Unknown kind, a payload of another kind, or one that is not a JSON object
+            of finite values.
         """
         _check_kind(kind)
+        if isinstance(payload, Payload):
+            if not isinstance(payload, PAYLOADS[kind]):
+                raise ValueError(f"{kind} payload must be a {PAYLOADS[kind].__name__}, "
+                                 f"got {type(payload).__name__}")
+            payload = payload.to_json()
         if not isinstance(payload, Mapping):
             raise ValueError(f"{kind} payload must be a JSON object, got {type(payload).__name__}")
         bad_keys = [k for k in payload if not isinstance(k, str)]
@@ -190,8 +222,10 @@ class EventLog:
         else:
             with self.db.begin() as own:
                 new_id = _insert(own, stmt)
+        raw = from_json(text)
         return Event(
-            id=new_id, ts=ts, kind=kind, model_version=model_version, payload=from_json(text)
+            id=new_id, ts=ts, kind=kind, model_version=model_version,
+            payload=parse(kind, raw), raw=raw,
         )
 
     def list(

@@ -137,7 +137,7 @@ class RequestQueue:
                 )
             ).all()
         candidates = {  # trigger -> the candidate its latest retrain.started named
-            str(e.payload.get("trigger_id")): e.model_version
+            str(e.raw.get("trigger_id")): e.model_version
             for e in (self.events.list(kinds=[ev.RETRAIN_STARTED]) if dead else [])
         }
         with self.db.begin() as conn:
@@ -208,12 +208,12 @@ def judgements(events: EventLog, triggers: set[str]) -> dict[str, dict[str, Any]
     decision: that trigger runs again (it promoted nothing)."""
     out: dict[str, dict[str, Any]] = {}
     for e in events.list(kinds=[ev.GATE_PASSED, ev.GATE_FAILED, ev.MODEL_PROMOTED]):
-        trigger = str(e.payload.get("trigger_id"))
+        trigger = str(e.raw.get("trigger_id"))
         if trigger not in triggers:
             continue
         if e.kind == ev.MODEL_PROMOTED:
             out[trigger] = {"candidate": e.model_version, "passed": True, "recovered": True}
-        elif e.payload.get("next") != "promote" and trigger not in out:
-            candidate = e.payload.get("candidate", e.model_version)
+        elif e.raw.get("next") != "promote" and trigger not in out:
+            candidate = e.raw.get("candidate", e.model_version)
             out[trigger] = {"candidate": candidate, "passed": False, "recovered": True}
     return out

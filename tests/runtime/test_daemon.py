@@ -71,18 +71,18 @@ def test_event_sequence_detect_rehearse_gate_promote_then_refuse(burst: Any) -> 
     assert promoted == ["v1", "v2"]
     failed = [e for e in events if e.kind == ev.GATE_FAILED][-1]
     assert failed.model_version == "v3"
-    assert any(not c["passed"] for c in failed.payload["checks"])
-    for check in failed.payload["checks"]:
+    assert any(not c["passed"] for c in failed.raw["checks"])
+    for check in failed.raw["checks"]:
         assert {"name", "metric", "champion", "candidate", "threshold", "passed", "reason"} <= set(
             check
         )
     assert [e for e in events if e.kind == ev.RETRAIN_PROGRESS]
     feature_drift = [
-        e for e in events if e.kind == ev.DRIFT_DETECTED and e.payload["signal"] == "features"
+        e for e in events if e.kind == ev.DRIFT_DETECTED and e.raw["signal"] == "features"
     ]
     assert feature_drift
     for e in feature_drift:  # each with its evidently report, linked from the payload
-        html = (cfg.state_dir / e.payload["report"]).read_text()
+        html = (cfg.state_dir / e.raw["report"]).read_text()
         assert "<html" in html.lower() and len(html) > 10_000
 
 
@@ -142,8 +142,8 @@ def test_a_crashing_retrain_becomes_retrain_failed_and_the_daemon_goes_on(
     cfg = small_config(tmp_path)
     events = _run_with_spec_change(cfg, monkeypatch, {"crash_for_test": True})
     failed = [e for e in events if e.kind == ev.RETRAIN_FAILED]
-    assert failed and "killed by signal SIGKILL" in failed[0].payload["reason"]
-    assert events[-1].kind == ev.DAEMON_STOPPED and events[-1].payload["reason"] == "drained"
+    assert failed and "killed by signal SIGKILL" in failed[0].raw["reason"]
+    assert events[-1].kind == ev.DAEMON_STOPPED and events[-1].raw["reason"] == "drained"
     assert [e.model_version for e in events if e.kind == ev.MODEL_PROMOTED] == ["v1"]
 
 
@@ -153,7 +153,7 @@ def test_an_exception_in_the_retrain_is_reported_with_its_reason(
     cfg = small_config(tmp_path)
     events = _run_with_spec_change(cfg, monkeypatch, {"champion": "v99"})
     failed = [e for e in events if e.kind == ev.RETRAIN_FAILED]
-    assert failed and "v99" in failed[0].payload["reason"]
+    assert failed and "v99" in failed[0].raw["reason"]
 
 
 def test_a_retrain_past_its_timeout_is_killed(
@@ -165,7 +165,7 @@ def test_a_retrain_past_its_timeout_is_killed(
     # the tiny retrain alone can finish inside 0.5 s on an idle machine: make it outlast it
     events = _run_with_spec_change(cfg, monkeypatch, {"sleep_for_test": 5})
     failed = [e for e in events if e.kind == ev.RETRAIN_FAILED]
-    assert failed and "timed out after 0.5 s" in failed[0].payload["reason"]
+    assert failed and "timed out after 0.5 s" in failed[0].raw["reason"]
 
 
 def test_restart_continues_where_it_stopped(tmp_path: Path) -> None:
@@ -197,13 +197,13 @@ def test_a_retrain_cancelled_by_shutdown_runs_again_exactly_once(tmp_path: Path)
     d.close("test stop")
     log = EventLog(Database.for_state_dir(cfg.state_dir, None))
     cancelled = log.last(ev.RETRAIN_FAILED)
-    assert cancelled is not None and cancelled.payload["cancelled"] is True
-    assert cancelled.payload["trigger_id"] == trigger
+    assert cancelled is not None and cancelled.raw["cancelled"] is True
+    assert cancelled.raw["trigger_id"] == trigger
     Daemon(cfg).run(until_drained=True)
-    started = [e.payload["trigger_id"] for e in log.list(kinds=[ev.RETRAIN_STARTED])]
-    finished = [e.payload["trigger_id"] for e in log.list(kinds=[ev.RETRAIN_FINISHED])]
+    started = [e.raw["trigger_id"] for e in log.list(kinds=[ev.RETRAIN_STARTED])]
+    finished = [e.raw["trigger_id"] for e in log.list(kinds=[ev.RETRAIN_FINISHED])]
     assert started.count(trigger) == 2 and finished.count(trigger) == 1
-    assert log.list(kinds=[ev.DAEMON_STARTED])[-1].payload["requeued_retrains"] == 1
+    assert log.list(kinds=[ev.DAEMON_STARTED])[-1].raw["requeued_retrains"] == 1
 
 
 def _abandon(d: Daemon) -> None:
@@ -226,7 +226,7 @@ def test_a_crash_loses_no_monitoring_the_stored_rows_are_fed_again(tmp_path: Pat
     log = EventLog(d.db)
 
     def retrain_alarms() -> list[ev.Event]:
-        return [e for e in log.list(kinds=[ev.DRIFT_DETECTED]) if e.payload["action"] == "retrain"]
+        return [e for e in log.list(kinds=[ev.DRIFT_DETECTED]) if e.raw["action"] == "retrain"]
 
     while not retrain_alarms() and time.monotonic() < deadline:
         d.step()
@@ -236,12 +236,12 @@ def test_a_crash_loses_no_monitoring_the_stored_rows_are_fed_again(tmp_path: Pat
 
     Daemon(cfg).run(until_drained=True)
     log = EventLog(Database.for_state_dir(cfg.state_dir, None))
-    requested = [e.payload["trigger_id"] for e in log.list(kinds=[ev.RETRAIN_REQUESTED])]
+    requested = [e.raw["trigger_id"] for e in log.list(kinds=[ev.RETRAIN_REQUESTED])]
     assert requested[:1] == [f"drift-{alarm.id}"], requested
     # the replayed alarm is the one already logged, not a second event for the same drift
     assert [e.id for e in retrain_alarms()][:1] == [alarm.id]
-    again = [e for e in retrain_alarms() if e.payload["detector"] == alarm.payload["detector"]]
-    assert len(again) == len({e.payload["row"] for e in again})
+    again = [e for e in retrain_alarms() if e.raw["detector"] == alarm.raw["detector"]]
+    assert len(again) == len({e.raw["row"] for e in again})
 
 
 def test_a_retrain_its_daemon_dies_during_twice_fails_and_the_daemon_goes_on(
@@ -261,13 +261,13 @@ def test_a_retrain_its_daemon_dies_during_twice_fails_and_the_daemon_goes_on(
     assert triggers[0] == triggers[1]
     Daemon(cfg).run(until_drained=True)
     log = EventLog(Database.for_state_dir(cfg.state_dir, None))
-    mine = [e for e in log.list() if e.payload.get("trigger_id") == triggers[0]]
+    mine = [e for e in log.list() if e.raw.get("trigger_id") == triggers[0]]
     kinds = [e.kind for e in mine if e.kind != ev.RETRAIN_PROGRESS]
     assert kinds == [ev.RETRAIN_REQUESTED, ev.RETRAIN_STARTED, ev.RETRAIN_STARTED,
                      ev.RETRAIN_FAILED], kinds
-    assert "interrupted twice" in mine[-1].payload["reason"]
+    assert "interrupted twice" in mine[-1].raw["reason"]
     assert log.list()[-1].kind == ev.DAEMON_STOPPED
-    assert log.list()[-1].payload["reason"] == "drained"
+    assert log.list()[-1].raw["reason"] == "drained"
 
 
 def test_a_crash_replays_the_late_labels_joined_after_the_save_once_in_order(
@@ -307,7 +307,7 @@ def test_a_crash_replays_the_late_labels_joined_after_the_save_once_in_order(
     log = EventLog(d.db)
     error = next(det for det in d.detectors if det.signal == "error")
     left = error.state()
-    alarms = [e.id for e in log.list(kinds=[ev.DRIFT_DETECTED]) if e.payload["signal"] == "error"]
+    alarms = [e.id for e in log.list(kinds=[ev.DRIFT_DETECTED]) if e.raw["signal"] == "error"]
     assert alarms, "the wrong late labels raise an error-rate alarm"
     _abandon(d)
 
@@ -317,7 +317,7 @@ def test_a_crash_replays_the_late_labels_joined_after_the_save_once_in_order(
         replayed = next(det for det in d2.detectors if det.signal == "error")
         assert replayed.state() == left  # each late label fed once, in the same order
         assert [
-            e.id for e in log.list(kinds=[ev.DRIFT_DETECTED]) if e.payload["signal"] == "error"
+            e.id for e in log.list(kinds=[ev.DRIFT_DETECTED]) if e.raw["signal"] == "error"
         ] == alarms
     finally:
         d2.close("test")
@@ -368,8 +368,8 @@ def test_rows_stored_after_the_bootstrap_rows_are_monitored(tmp_path: Path) -> N
     log = EventLog(Database.for_state_dir(cfg.state_dir, None))
     drifts = log.list(kinds=[ev.DRIFT_DETECTED])
     assert drifts, "no drift detected in the rows after the bootstrap rows"
-    assert all(int(e.payload["row"]) > 1000 for e in drifts)
-    assert any(e.payload["action"] == "retrain" and int(e.payload["row"]) > 1800 for e in drifts)
+    assert all(int(e.raw["row"]) > 1000 for e in drifts)
+    assert any(e.raw["action"] == "retrain" and int(e.raw["row"]) > 1800 for e in drifts)
 
 
 class _Killed(BaseException):
@@ -400,10 +400,10 @@ def test_a_crash_between_promotion_and_the_request_finishing_promotes_once(
     monkeypatch.undo()
     log = EventLog(Database.for_state_dir(cfg.state_dir, None))
     (promoted,) = [e for e in log.list(kinds=[ev.MODEL_PROMOTED]) if e.model_version != "v1"]
-    trigger = promoted.payload["trigger_id"]
+    trigger = promoted.raw["trigger_id"]
 
     Daemon(cfg).run(until_drained=True)
-    mine = [e.kind for e in log.list() if e.payload.get("trigger_id") == trigger]
+    mine = [e.kind for e in log.list() if e.raw.get("trigger_id") == trigger]
     assert mine.count(ev.MODEL_PROMOTED) == 1, mine
     assert mine.count(ev.RETRAIN_STARTED) == 1, mine  # finished, not trained again
     assert ev.RETRAIN_FAILED not in mine

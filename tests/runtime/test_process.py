@@ -105,10 +105,10 @@ def test_directory_daemon_survives_bad_files_and_stops_on_sigterm(tmp_path: Path
     db = Database.for_state_dir(state, None)
     log = EventLog(db)
     rejected = log.list(kinds=[ev.INGEST_REJECTED])
-    assert {Path(e.payload["source"]).name for e in rejected} == {"a.csv", "b.parquet"}
-    assert rejected[0].payload["accepted"] == 19 and rejected[0].payload["rejected"] == 1
+    assert {Path(e.raw["source"]).name for e in rejected} == {"a.csv", "b.parquet"}
+    assert rejected[0].raw["accepted"] == 19 and rejected[0].raw["rejected"] == 1
     stopped = log.list(kinds=[ev.DAEMON_STOPPED])
-    assert stopped and stopped[-1].payload["reason"] == "stopped by signal"
+    assert stopped and stopped[-1].raw["reason"] == "stopped by signal"
     from runtime.store.rows import last_seq
 
     assert last_seq(db) == 600 + 19 + 30

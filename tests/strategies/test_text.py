@@ -197,7 +197,7 @@ def test_two_stage_bootstrap_on_text_rows(tmp_path: Path, offline: None) -> None
     try:
         events = EventLog(db)
         finished = [e for e in events.list() if e.kind == ev.STAGE_FINISHED]
-        assert [e.payload["stage"] for e in finished] == ["finetune", "adapt"]
+        assert [e.raw["stage"] for e in finished] == ["finetune", "adapt"]
         registry = Registry(db, cfg.state_dir / "models", events)
         assert registry.champion() == "v1"
         assert [s["stage"] for s in registry.get("v1").meta["stages"]] == ["finetune", "adapt"]

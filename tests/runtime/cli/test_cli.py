@@ -95,7 +95,7 @@ def test_rollback_restores_the_previous_champion_whole(
     db = Database.for_state_dir(state, None)
     events = EventLog(db)
     last = events.last(ev.MODEL_ROLLED_BACK)
-    assert last is not None and last.payload["from"] == "v2" and last.payload["to"] == "v1"
+    assert last is not None and last.raw["from"] == "v2" and last.raw["to"] == "v1"
     # a daemon started on it serves v1 with v1's reference window
     d = Daemon(copy_cfg)
     d.open()

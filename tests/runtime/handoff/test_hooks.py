@@ -66,7 +66,7 @@ def test_webhook_is_signed_and_recorded_and_fires_on_chosen_events(log: EventLog
         assert headers["x-driftloop-delivery"] == parsed["delivery"] == (
             f"ops:{parsed['event']['id']}")
     delivered = log.list(kinds=[ev.HOOK_DELIVERED])
-    assert {(e.payload["hook"], e.payload["kind"], e.payload["status"]) for e in delivered} == {
+    assert {(e.raw["hook"], e.raw["kind"], e.raw["status"]) for e in delivered} == {
         ("ops", "model.promoted", 204), ("ops", "gate.passed", 204)}
     assert {e.model_version for e in delivered} == {"v2", "v4"}
 
@@ -79,7 +79,7 @@ def test_retries_with_backoff_then_a_final_failure_is_recorded(log: EventLog) ->
         _until(d, lambda: log.count(ev.HOOK_DELIVERED) == 1)
         d.stop()
     assert rx.calls == 3
-    assert log.list(kinds=[ev.HOOK_DELIVERED])[0].payload["attempts"] == 3
+    assert log.list(kinds=[ev.HOOK_DELIVERED])[0].raw["attempts"] == 3
 
     dead = Receiver()  # bound, then closed: nothing listens on its port
     dead.server.server_close()
@@ -88,7 +88,7 @@ def test_retries_with_backoff_then_a_final_failure_is_recorded(log: EventLog) ->
     log.append(ev.GATE_FAILED, {"candidate": "v3"}, model_version="v3")
     _until(d, lambda: log.count(ev.HOOK_FAILED) == 1)
     d.stop()
-    failed = log.list(kinds=[ev.HOOK_FAILED])[0].payload
+    failed = log.list(kinds=[ev.HOOK_FAILED])[0].raw
     assert failed["hook"] == "gone" and failed["attempts"] == 3
     assert failed["reason"].startswith(f"cannot reach {dead.url}: ")
 
@@ -141,7 +141,7 @@ def test_command_hook_gets_the_event_on_stdin(tmp_path: Path, log: EventLog) -> 
     _until(d, lambda: log.count(ev.HOOK_DELIVERED) == 1 and log.count(ev.HOOK_FAILED) == 1)
     d.stop()
     assert json.loads(out.read_text())["event"]["kind"] == "gate.failed"
-    failed = log.list(kinds=[ev.HOOK_FAILED])[0].payload
+    failed = log.list(kinds=[ev.HOOK_FAILED])[0].raw
     assert failed["reason"] == f"{sys.executable} exited 3: no route to pager"
 
 

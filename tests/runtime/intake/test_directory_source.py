@@ -130,8 +130,8 @@ def test_a_file_rewritten_after_it_was_read_is_rejected_with_an_event(setup) -> 
     path.write_text(HEADER + "".join(_line(i) for i in range(100, 103)))  # shorter
     assert _drain(source, ing) == 0
     got = events.list(kinds=[ev.INGEST_REJECTED])
-    assert len(got) == 1 and got[0].payload["whole_file"]
-    assert "file changed after" in got[0].payload["examples"][0]["reason"]
+    assert len(got) == 1 and got[0].raw["whole_file"]
+    assert "file changed after" in got[0].raw["examples"][0]["reason"]
     with db.connect() as conn:
         assert conn.execute(select(func.count()).select_from(quarantine)).scalar_one() == 1
     assert _drain(DirectorySource(cfg, ing.schema, _seen(db)), ing) == 0  # once, not each poll

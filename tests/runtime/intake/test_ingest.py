@@ -55,7 +55,7 @@ def test_good_rows_accepted_bad_rows_quarantined_with_one_event(ingest, tmp_path
     assert acc.count == 6 and acc.rejected == 4
     rejected = events.list(kinds=[ev.INGEST_REJECTED])
     assert len(rejected) == 1
-    p = rejected[0].payload
+    p = rejected[0].raw
     assert p["accepted"] == 6 and p["rejected"] == 4 and p["source"] == str(path)
     reasons = " | ".join(e["reason"] for e in p["examples"])
     assert "'age' is not a number" in reasons and "unknown label" in reasons
@@ -75,7 +75,7 @@ def test_whole_file_problems_reject_every_row_and_keep_going(ingest, tmp_path: P
     p3.write_bytes(b"not parquet at all")
     for p in (p1, p2, p3):
         assert ing.ingest(read_file(p, ing.schema)).count == 0
-    got = [e.payload for e in events.list(kinds=[ev.INGEST_REJECTED])]
+    got = [e.raw for e in events.list(kinds=[ev.INGEST_REJECTED])]
     assert "unexpected column(s) 'weather'" in got[0]["examples"][0]["reason"]
     assert "missing column(s) 'age'" in got[1]["examples"][0]["reason"]
     assert got[2]["whole_file"] and "cannot read parquet file" in got[2]["examples"][0]["reason"]
@@ -107,7 +107,7 @@ def test_late_labels_join_by_row_id(ingest, tmp_path: Path) -> None:
     assert len(acc.labels_joined) == 2
     _seqs, _, y = labelled_rows(db, len(FEATURES), since=0)
     assert list(y) == [1, 0]
-    p = events.list(kinds=[ev.INGEST_REJECTED])[-1].payload
+    p = events.list(kinds=[ev.INGEST_REJECTED])[-1].raw
     assert "unknown row id 'nope'" in p["examples"][0]["reason"]
 
 
@@ -130,7 +130,7 @@ def test_late_labels_mixed_with_new_rows_in_one_batch_are_joined(ingest) -> None
     _seqs, _, y = labelled_rows(db, len(FEATURES), since=0)
     assert list(y) == [1, 0, 1]
     reasons = sorted(
-        e["reason"] for e in events.list(kinds=[ev.INGEST_REJECTED])[-1].payload["examples"]
+        e["reason"] for e in events.list(kinds=[ev.INGEST_REJECTED])[-1].raw["examples"]
     )
     assert reasons[0].startswith("unknown label '7'") and "unknown row id 'nope'" in reasons[1]
 
@@ -174,7 +174,7 @@ def test_a_row_that_failed_parsing_is_not_taken_for_a_late_label(ingest) -> None
     frame = pd.concat([_good_frame(1, start=2), late], ignore_index=True)
     acc = ing.ingest(Batch(origin="mixed", frame=frame, row_errors={2: "expected 9 values, got 3"}))
     assert acc.count == 1 and len(acc.labels_joined) == 1 and acc.rejected == 1
-    examples = events.list(kinds=[ev.INGEST_REJECTED])[-1].payload["examples"]
+    examples = events.list(kinds=[ev.INGEST_REJECTED])[-1].raw["examples"]
     assert examples == [{"row": 2, "reason": "expected 9 values, got 3"}]
 
 
@@ -192,7 +192,7 @@ def test_jsonl_rows_with_missing_extra_and_broken_lines(ingest, tmp_path: Path) 
     path.write_text("\n".join(lines) + "\n")
     acc = ing.ingest(read_file(path, ing.schema))
     assert acc.row_ids == ["j1", "j5"]
-    p = events.list(kinds=[ev.INGEST_REJECTED])[-1].payload
+    p = events.list(kinds=[ev.INGEST_REJECTED])[-1].raw
     reasons = [e["reason"] for e in p["examples"]]
     assert any("'age' is missing" in r for r in reasons)
     assert any("unexpected key(s) 'colour'" in r for r in reasons)
@@ -207,7 +207,7 @@ def test_a_file_of_only_broken_lines_is_quarantined_with_their_own_reasons(
     path.write_text("{not json\n[1, 2]\n")
     acc = ing.ingest(read_file(path, ing.schema))
     assert acc.count == 0 and acc.rejected == 2
-    reasons = [e["reason"] for e in events.list(kinds=[ev.INGEST_REJECTED])[-1].payload["examples"]]
+    reasons = [e["reason"] for e in events.list(kinds=[ev.INGEST_REJECTED])[-1].raw["examples"]]
     assert reasons == [
         "line 1 is not valid JSON (Expecting property name enclosed in double quotes)",
         "line 2 is not a JSON object",
@@ -283,7 +283,7 @@ def test_arrays_with_bad_rows_are_judged_like_a_file(
     ids = ["c0", "c1", "c2", "c3", "c3", "c5"]
     acc = ing.ingest_arrays("api:3", x, labels, ids, {6: "expected 9 values, got 2"})
     assert acc.row_ids == ["c0", "c3"] and acc.rejected == 4
-    reasons = [e["reason"] for e in events.list(kinds=[ev.INGEST_REJECTED])[-1].payload["examples"]]
+    reasons = [e["reason"] for e in events.list(kinds=[ev.INGEST_REJECTED])[-1].raw["examples"]]
     assert "feature 'salary' is not finite" in reasons[0]
     assert "unknown label" in reasons[1]
     assert "duplicate row id 'c3'" in reasons[2] and "expected 9 values" in reasons[3]

@@ -238,7 +238,7 @@ def test_bad_messages_are_quarantined_with_their_reason_and_good_ones_stored(
     assert reasons[5].endswith("a row must be a JSON object")  # 7
     assert all(r.startswith("message ") for r in reasons)
     event = ingestor.events.list(kinds=["ingest.rejected"])[-1]
-    assert event.payload["rejected"] == 6 and set(event.payload["reasons"]) == set(reasons)
+    assert event.raw["rejected"] == 6 and set(event.raw["reasons"]) == set(reasons)
     assert src.poll() is None and src.exhausted() and _ready(queue) == 0
     src.close()
 

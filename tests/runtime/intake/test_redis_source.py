@@ -151,7 +151,7 @@ def test_poison_entries_are_quarantined_with_their_reason_not_read_forever(
     src.ack(batch)
     assert acc.count == 0 and acc.rejected == 3 and _pending(stream) == 0
     events = ingestor.events.list(kinds=["ingest.rejected"])
-    reasons = [e["reason"] for e in events[-1].payload["examples"]]
+    reasons = [e["reason"] for e in events[-1].raw["examples"]]
     assert "field 'row' is not valid UTF-8" in reasons[0]
     assert "number too large in 'salary'" in reasons[1]
     assert "'rows' must be a JSON array" in reasons[2]

@@ -164,8 +164,8 @@ def test_auto_mode_promotes_a_candidate_that_passes(world: World) -> None:
     promoted = world.keeper.judge("t1", world.result("v1", "v2"), world.unit("v1"))
     assert promoted == "v2" and world.registry.champion() == "v2"
     gate = world.events.last(ev.GATE_PASSED)
-    assert gate is not None and gate.payload["next"] == "promote"
-    assert {c["name"] for c in gate.payload["checks"]} == {"new_data", "golden:v1"}
+    assert gate is not None and gate.raw["next"] == "promote"
+    assert {c["name"] for c in gate.raw["checks"]} == {"new_data", "golden:v1"}
 
 
 def test_a_gate_failed_event_reads_well_to_someone_who_was_not_there(tmp_path: Path) -> None:
@@ -176,11 +176,11 @@ def test_a_gate_failed_event_reads_well_to_someone_who_was_not_there(tmp_path: P
     assert w.keeper.judge("t1", w.result("v1", "v2"), w.unit("v1")) is None
     failed = w.events.last(ev.GATE_FAILED)
     assert failed is not None
-    for c in failed.payload["checks"]:  # every check: its numbers and one sentence
+    for c in failed.raw["checks"]:  # every check: its numbers and one sentence
         assert c["champion"] is not None and c["candidate"] is not None and c["n"] == 400
         assert {"loss", "loss_upper"} <= set(c["numbers"]) and c["threshold"]
         assert c["reason"].endswith(".") and c["reason"].count(". ") == 0
-    assert 0 <= failed.payload["false_refusal_risk"] <= 1 and failed.payload["noise"]
+    assert 0 <= failed.raw["false_refusal_risk"] <= 1 and failed.raw["noise"]
     head, *checks = event_line(failed).splitlines()
     assert head.endswith("v2 vs v1: refuse (2 of 2 checks failed)")  # reasons not repeated
     assert len(checks) == 2 and all(line.strip().startswith("FAIL") for line in checks)
@@ -212,8 +212,8 @@ def test_a_corrupted_candidate_is_recorded_as_refused_not_a_crash(world: World) 
     assert world.keeper.judge("t1", result, champion) is None
     failed = world.events.last(ev.GATE_FAILED)
     assert failed is not None and failed.model_version == "v2"
-    assert "The candidate v2 failed its integrity check" in failed.payload["reasons"][0]
-    assert "truncated" in failed.payload["reasons"][0]
+    assert "The candidate v2 failed its integrity check" in failed.raw["reasons"][0]
+    assert "truncated" in failed.raw["reasons"][0]
     assert world.registry.get("v2").status == "refused"
     assert world.registry.champion() == "v1"
 
@@ -255,7 +255,7 @@ def test_manual_mode_waits_for_approval(tmp_path: Path) -> None:
     assert awaiting_approval(w.registry, w.events) == ["v2"]
     event = approve(w.registry, w.events, "v2")
     assert event.kind == ev.MODEL_PROMOTED and w.registry.champion() == "v2"
-    assert "approved" in event.payload["reason"]
+    assert "approved" in event.raw["reason"]
     with pytest.raises(ReviewError, match="not awaiting approval"):
         approve(w.registry, w.events, "v2")
 
@@ -270,7 +270,7 @@ def test_manual_reject_and_stale_approval(tmp_path: Path) -> None:
     w.keeper.judge("t2", w.result("v1", "v3"), w.unit("v1"))
     event = reject(w.registry, w.events, "v2", "labels from the broken feed")
     assert event.kind == ev.GATE_FAILED
-    assert event.payload["reasons"] == ["Rejected by an operator: labels from the broken feed."]
+    assert event.raw["reasons"] == ["Rejected by an operator: labels from the broken feed."]
     assert w.registry.get("v2").status == "refused"
     w.registry.set_status("v2", "candidate")  # pretend it were still pending
     approve(w.registry, w.events, "v3")
@@ -297,8 +297,8 @@ def test_shadow_mode_decides_after_live_rows(tmp_path: Path) -> None:
     assert w.keeper.observe(np.arange(100), x[:100], y_pos[:100], champion) is None
     assert w.keeper.observe(np.arange(100, 250), x[100:], y_pos[100:], champion) == "v2"
     final = w.events.last(ev.GATE_PASSED)
-    assert final is not None and final.payload["stage"] == "shadow"
-    new = next(c for c in final.payload["checks"] if c["name"] == "new_data")
+    assert final is not None and final.raw["stage"] == "shadow"
+    new = next(c for c in final.raw["checks"] if c["name"] == "new_data")
     assert new["n"] == 200 and w.registry.champion() == "v2"
 
 
@@ -311,7 +311,7 @@ def test_a_restart_refuses_a_candidate_left_in_shadow(tmp_path: Path) -> None:
     fresh = Gatekeeper(w.cfg, w.registry, w.events, lambda _: None)
     fresh.recover([v.version for v in w.registry.list()])
     assert w.registry.get("v2").status == "refused"
-    assert "stopped during the shadow" in w.events.list()[-1].payload["reasons"][0]
+    assert "stopped during the shadow" in w.events.list()[-1].raw["reasons"][0]
 
 
 def shadow_world(tmp_path: Path) -> World:
@@ -334,8 +334,8 @@ def test_a_restart_mid_shadow_resumes_where_it_was(tmp_path: Path) -> None:
     assert keeper.protected() == frozenset({"v2"})
     assert w.live(np.arange(100, 250), x[100:], y[100:], w.unit("v1")) == "v2"
     final = w.events.last(ev.GATE_PASSED)
-    assert final is not None and final.payload["stage"] == "shadow"
-    new = next(c for c in final.payload["checks"] if c["name"] == "new_data")
+    assert final is not None and final.raw["stage"] == "shadow"
+    new = next(c for c in final.raw["checks"] if c["name"] == "new_data")
     assert new["n"] == 200 and w.registry.champion() == "v2"
     assert w.restart("v2").shadow is None  # finished: nothing left to resume
 
@@ -345,7 +345,7 @@ def test_a_shadow_that_cannot_be_resumed_refuses_its_candidate(tmp_path: Path) -
     Path(str(w.result("v1", "v2")["evidence"]["path"])).unlink()
     assert w.restart("v1").shadow is None
     assert w.registry.get("v2").status == "refused"
-    assert "could not be resumed" in w.events.list()[-1].payload["reasons"][0]
+    assert "could not be resumed" in w.events.list()[-1].raw["reasons"][0]
 
 
 # -- the rollback watch ----------------------------------------------------------------------
@@ -365,8 +365,8 @@ def test_a_restart_mid_watch_resumes_and_rolls_back(tmp_path: Path) -> None:
     assert w.live(np.arange(150, 300), x[150:], y[150:], w.unit("v2")) == "v1"
     rolled = w.events.last(ev.MODEL_ROLLED_BACK)
     assert rolled is not None
-    assert rolled.payload["evidence"]["rows"] == 300
-    assert rolled.payload["evidence"]["first_row"] == 0
+    assert rolled.raw["evidence"]["rows"] == 300
+    assert rolled.raw["evidence"]["first_row"] == 0
     assert w.restart("v1").watch is None  # over: a later restart watches nothing
 
 
@@ -396,8 +396,8 @@ def test_watch_rolls_back_a_promotion_that_errs_more_live(tmp_path: Path) -> Non
     back = w.keeper.observe(np.arange(300), x, y, w.unit("v2"))
     assert back == "v1" and w.registry.champion() == "v1"
     rolled = w.events.last(ev.MODEL_ROLLED_BACK)
-    assert rolled is not None and rolled.payload["reason"].startswith("automatic")
-    evidence = rolled.payload["evidence"]
+    assert rolled is not None and rolled.raw["reason"].startswith("automatic")
+    evidence = rolled.raw["evidence"]
     assert evidence["rows"] == 300 and evidence["p_value"] < 0.01
     assert evidence["error_rate"] > evidence["predecessor_error_rate"]
     del old

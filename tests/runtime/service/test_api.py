@@ -230,8 +230,8 @@ def test_manual_retrain_is_one_request_per_key(served: tuple[Daemon, TestClient]
     assert again.json()["trigger_id"] == first.json()["trigger_id"] == "manual-ops-1"
     assert not again.json()["created"]
     requested = daemon.events.list(kinds=[ev.RETRAIN_REQUESTED])
-    assert [e.payload["trigger_id"] for e in requested] == ["manual-ops-1"]
-    assert requested[0].payload["reason"] == "new labels"
+    assert [e.raw["trigger_id"] for e in requested] == ["manual-ops-1"]
+    assert requested[0].raw["reason"] == "new labels"
     with daemon.db.begin() as conn:  # keep the shared daemon from training in later tests
         from sqlalchemy import update
 

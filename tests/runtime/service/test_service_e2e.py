@@ -74,7 +74,7 @@ def test_acknowledged_rows_survive_kill_9_and_sigterm_stops_in_time(tmp_path: Pa
 
     stopped = EventLog(db).list(kinds=[ev.DAEMON_STOPPED])
     db.dispose()
-    assert stopped[-1].payload["reason"] == "stopped by signal"
+    assert stopped[-1].raw["reason"] == "stopped by signal"
     log_lines = [line for line in svc.tail(100_000).splitlines() if line.startswith("{")]
     assert log_lines and all("level" in json.loads(line) for line in log_lines)  # JSON logs
 

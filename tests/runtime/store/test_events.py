@@ -78,7 +78,7 @@ def test_append_returns_the_stored_event(log: EventLog) -> None:
 
 def test_payload_is_returned_as_it_reads_back(log: EventLog) -> None:
     event = log.append(ev.DRIFT_DETECTED, {"window": (1, 2)})
-    assert event.payload == {"window": [1, 2]} == log.list()[0].payload
+    assert event.raw == {"window": [1, 2]} == log.list()[0].raw
 
 
 JSON = st.recursive(
@@ -108,7 +108,7 @@ def test_event_round_trip(
     stored = log.append(kind, payload, model_version=version)
     [read] = log.list(after_id=stored.id - 1, limit=1)
     assert read == stored
-    assert read.payload == payload
+    assert read.raw == payload
     line = json.dumps(read.to_dict(), allow_nan=False)
     assert Event(**json.loads(line)) == read
 

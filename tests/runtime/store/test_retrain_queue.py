@@ -30,8 +30,8 @@ def test_a_retrain_interrupted_by_a_crash_runs_again_once_then_fails(db: Databas
     assert got is not None and got[0] == "failed"
     assert queue.next_pending() is None
     failed = EventLog(db).list(kinds=[ev.RETRAIN_FAILED])
-    assert [e.payload["trigger_id"] for e in failed] == ["t1"]
-    assert "interrupted twice" in failed[0].payload["reason"]
+    assert [e.raw["trigger_id"] for e in failed] == ["t1"]
+    assert "interrupted twice" in failed[0].raw["reason"]
     assert failed[0].model_version == "v2"  # the candidate it was training
     assert queue.requeue() == 0 and len(EventLog(db).list(kinds=[ev.RETRAIN_FAILED])) == 1
 

@@ -244,7 +244,7 @@ def test_rollback_records_its_evidence(reg: Registry, log: EventLog) -> None:
     reg.promote("v1", {})
     reg.promote("v2", {})
     event = reg.rollback(reason="automatic: errors rose", evidence={"p_value": 0.001})
-    assert event.payload == {
+    assert event.raw == {
         "from": "v2",
         "to": "v1",
         "reason": "automatic: errors rose",
@@ -263,9 +263,9 @@ def test_first_and_second_promotion(reg: Registry, log: EventLog) -> None:
     assert reg.champion() is None
     first = reg.promote(v1, {"reason": "bootstrap"})
     assert first.kind == ev.MODEL_PROMOTED and first.model_version == v1
-    assert first.payload == {"reason": "bootstrap", "previous_champion": None}
+    assert first.raw == {"reason": "bootstrap", "previous_champion": None}
     second = reg.promote(v2, {"gate": {"passed": True}})
-    assert second.payload == {"gate": {"passed": True}, "previous_champion": v1}
+    assert second.raw == {"gate": {"passed": True}, "previous_champion": v1}
     assert reg.champion() == v2
     assert statuses(reg) == {v1: "retired", v2: "champion"}
     assert log.list(kinds=[ev.MODEL_PROMOTED]) == [first, second]
@@ -339,7 +339,7 @@ def test_rollback_walks_back_the_chain_of_champions(reg: Registry, log: EventLog
     assert reg.champion_history() == [v1, v2, v3]
     event = reg.rollback()
     assert event.kind == ev.MODEL_ROLLED_BACK and event.model_version == v2
-    assert event.payload == {"from": v3, "to": v2, "reason": "manual"}
+    assert event.raw == {"from": v3, "to": v2, "reason": "manual"}
     assert reg.champion() == v2
     assert statuses(reg) == {v1: "retired", v2: "champion", v3: "retired"}
     assert reg.previous_champion() == v1
@@ -348,7 +348,7 @@ def test_rollback_walks_back_the_chain_of_champions(reg: Registry, log: EventLog
     with pytest.raises(ValueError, match="v1 has no previous champion"):
         reg.rollback()
     assert log.last(ev.MODEL_ROLLED_BACK) is not None
-    assert log.last(ev.MODEL_ROLLED_BACK).payload["reason"] == "still bad"  # type: ignore[union-attr]
+    assert log.last(ev.MODEL_ROLLED_BACK).raw["reason"] == "still bad"  # type: ignore[union-attr]
 
 
 def test_rollback_to_a_named_earlier_champion(reg: Registry) -> None:

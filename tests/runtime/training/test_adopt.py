@@ -120,7 +120,7 @@ def test_a_state_dict_becomes_v1_split_as_the_bootstrap_splits(
     frame = pd.read_csv(data)
     np.testing.assert_allclose(gx, frame[list(AGRAWAL_FEATURES)].to_numpy()[split.gold])
     promoted = events.list(kinds=[ev.MODEL_PROMOTED])
-    assert [(e.model_version, e.payload["reason"]) for e in promoted] == [("v1", "adopted")]
+    assert [(e.model_version, e.raw["reason"]) for e in promoted] == [("v1", "adopted")]
     chapters = story(events.list())
     assert chapters[0].headline.startswith("v1 adopted from model.pt: golden-set accuracy 0.")
     db.dispose()

@@ -71,9 +71,9 @@ def test_stages_run_in_order_and_v1_carries_the_lineage(tmp_path: Path) -> None:
     version = Daemon(cfg, report=lines.append).bootstrap()
     assert version == "v1"
     finished = [e for e in _events(cfg) if e.kind == ev.STAGE_FINISHED]
-    assert [e.payload["stage"] for e in finished] == ["pretrain", "finetune", "adapt"]
-    assert all(e.payload["passed"] and e.model_version == "v1" for e in finished)
-    assert finished[0].payload["exit_criteria"] == {"accuracy": ">= 0.6"}
+    assert [e.raw["stage"] for e in finished] == ["pretrain", "finetune", "adapt"]
+    assert all(e.raw["passed"] and e.model_version == "v1" for e in finished)
+    assert finished[0].raw["exit_criteria"] == {"accuracy": ">= 0.6"}
     summary = event_summary(finished[0])
     assert summary.startswith("stage pretrain passed: validation accuracy 0.")
     assert "None" not in summary
@@ -107,7 +107,7 @@ def test_a_stage_that_misses_its_exit_criteria_stops_with_one_line(tmp_path: Pat
     assert msg.startswith("stage 'hopeless' missed its exit criteria: accuracy ")
     assert "< 0.999" in msg and "> 0.0001" in msg
     finished = [e for e in _events(cfg) if e.kind == ev.STAGE_FINISHED]
-    assert [(e.payload["stage"], e.payload["passed"]) for e in finished] == [
+    assert [(e.raw["stage"], e.raw["passed"]) for e in finished] == [
         ("first", True), ("hopeless", False)]
     failed = event_summary(finished[1])
     assert "FAILED" in failed and "(missed: accuracy " in failed
@@ -143,7 +143,7 @@ def test_a_retry_after_a_failed_stage_trains_on_the_bootstrap_data_and_leaves_th
     db.dispose()
     Daemon(cfg).run(until_drained=True)
     stopped = _events(cfg)[-1]
-    assert stopped.kind == ev.DAEMON_STOPPED and stopped.payload["rows_seen"] == 300
+    assert stopped.kind == ev.DAEMON_STOPPED and stopped.raw["rows_seen"] == 300
 
 
 def test_a_retry_on_a_changed_bootstrap_file_is_refused_in_one_line(tmp_path: Path) -> None:
