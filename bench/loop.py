@@ -102,17 +102,20 @@ def bench_demo() -> dict[str, Any]:
                 .where(rows.c.row_id == drift_row_id)
             ).one()
         promoted = [e for e in events if e.kind == ev.MODEL_PROMOTED and e.model_version != "v1"]
-        drifts = [e for e in events if e.kind == ev.DRIFT_DETECTED and e.raw["row"] >= seq]
-        finished = [e for e in events if e.kind == ev.RETRAIN_FINISHED]
+        drifts = [
+            e.payload for e in events
+            if isinstance(e.payload, ev.DriftDetected) and e.payload.row >= seq
+        ]
+        finished = [e.payload for e in events if isinstance(e.payload, ev.RetrainFinished)]
         out: dict[str, Any] = {"demo_wall_seconds": wall, "drift_row": seq}
         if drifts:
-            out["first_alarm_delay_rows"] = drifts[0].raw["row"] - seq
-            out["first_alarm_detector"] = drifts[0].raw["detector"]
+            out["first_alarm_delay_rows"] = drifts[0].row - seq
+            out["first_alarm_detector"] = drifts[0].detector
         if promoted:
             out["onset_to_promotion_seconds"] = _seconds(ingested_at, promoted[0].ts)
         if finished:
-            out["retrain_seconds"] = finished[0].raw["seconds"]
-            out["retrain_wall_seconds"] = finished[0].raw["wall_seconds"]
+            out["retrain_seconds"] = finished[0].seconds
+            out["retrain_wall_seconds"] = finished[0].wall_seconds
         db.dispose()
     return out
 

@@ -133,9 +133,9 @@ class Daemon:
         if self.unit is not None:  # a shadow or watch the last daemon left running
             self.gatekeeper.resume(self.unit, self._labelled_positions)
         self.gatekeeper.recover([v.version for v in self.registry.list()])
-        started = {"state_dir": str(self.cfg.state_dir), "champion": champion,
-                   "source": self.source.name, "requeued_retrains": requeued,
-                   "detectors": [d.name for d in self.detectors]}
+        started = ev.DaemonStarted(state_dir=str(self.cfg.state_dir), champion=champion,
+                                   source=self.source.name, requeued_retrains=requeued,
+                                   detectors=tuple(d.name for d in self.detectors))
         self.events.append(ev.DAEMON_STARTED, started, model_version=champion)
 
     def close(self, reason: str = "stopped") -> None:
@@ -144,7 +144,7 @@ class Daemon:
             self.retrains.cancel(STOPPING)
             self.runner.close()
             self._save_state()
-            stopped = {"reason": reason, "rows_seen": self.rows_seen}
+            stopped = ev.DaemonStopped(reason=reason, rows_seen=self.rows_seen)
             self.events.append(ev.DAEMON_STOPPED, stopped, model_version=self.registry.champion())
             self.source.close()
             self.leader.close()

@@ -168,17 +168,15 @@ class LiveProgress:
             return
         for e in new:
             self._last_event = e.id
-            p = e.raw
-            if p.get("trigger_id") != trigger:
-                continue
-            if e.kind == ev.RETRAIN_STARTED:
-                self._route = f"{p.get('champion')}→{p.get('candidate')}"
+            p = e.payload
+            if isinstance(p, ev.RetrainStarted) and p.trigger_id == trigger:
+                self._route = f"{p.champion}→{p.candidate}"
                 self._retrain = (trigger, "starting")
-                continue
-            epoch = int(p.get("epoch", 0))
-            of = f"/{self.epochs}" if self.epochs else ""
-            prog = f"{bar(epoch / self.epochs, 10)} " if self.epochs else ""
-            self._retrain = (trigger, f"{prog}epoch {epoch}{of} loss {p.get('loss', 0):.4f}")
+            elif isinstance(p, ev.RetrainProgress) and p.trigger_id == trigger:
+                epoch = int(p.epoch)
+                of = f"/{self.epochs}" if self.epochs else ""
+                prog = f"{bar(epoch / self.epochs, 10)} " if self.epochs else ""
+                self._retrain = (trigger, f"{prog}epoch {epoch}{of} loss {p.loss:.4f}")
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):

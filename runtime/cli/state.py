@@ -115,8 +115,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
         event = registry.rollback(args.version, reason="manual: driftloop rollback")
     except (ValueError, KeyError) as err:
         raise CliError(reason(err), code=1) from None
+    assert isinstance(event.payload, ev.ModelRolledBack)  # rollback() records its own event
     print(
-        f"champion: {before} → {event.raw.get('to')} (event {event.id}); "
+        f"champion: {before} → {event.payload.to} (event {event.id}); "
         "a running daemon re-baselines on it at its next step"
     )
     db.dispose()

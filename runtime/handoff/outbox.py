@@ -45,13 +45,14 @@ class Delivery:
 def trigger_of(hook: HookConfig, name: str, event: Event) -> str | None:
     """What of ``hook.on`` ``event`` matches, or None (a hook never fires on its own
     ``hook.failed``)."""
-    if event.kind == ev.GATE_PASSED and event.raw.get("next") == AWAIT and (
+    p = event.payload
+    if event.kind == ev.GATE_PASSED and isinstance(p, ev.Gate) and p.next == AWAIT and (
         AWAITING_APPROVAL in hook.on
     ):
         return AWAITING_APPROVAL
     if event.kind not in hook.on:
         return None
-    if event.kind == ev.HOOK_FAILED and event.raw.get("hook") == name:
+    if isinstance(p, ev.HookFailed) and p.hook == name:
         return None
     return event.kind
 
@@ -153,8 +154,9 @@ class Outbox:
     def _finish(self, d: Delivery, status: str, error: str | None, kind: str,
                 detail: dict[str, Any]) -> Event:
         event = from_json(d.body.decode())["event"]
-        payload = {"hook": d.hook, "event_id": d.event_id, "kind": event["kind"],
-                   "trigger": d.kind, "attempts": d.attempts + 1, **detail}
+        payload = ev.PAYLOADS[kind].from_json({  # the detail's keys depend on the hook
+            "hook": d.hook, "event_id": d.event_id, "kind": event["kind"], "trigger": d.kind,
+            "attempts": d.attempts + 1, **detail})
         with self.db.begin() as conn:
             conn.execute(update(hook_outbox).where(hook_outbox.c.id == d.id).values(
                 status=status, attempts=d.attempts + 1, last_error=error, updated_at=utcnow()))

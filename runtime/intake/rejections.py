@@ -77,17 +77,17 @@ def reject_event(
     for r in reasons.values():
         key = r.split(":")[0] if "not a number" in r or "unknown label" in r else r
         by_reason[key] = by_reason.get(key, 0) + 1
-    payload: dict[str, Any] = {
-        "source": batch.origin,
-        "accepted": accepted,
-        "rejected": 0 if whole_file else len(reasons),
-        "whole_file": whole_file,
-        "reasons": dict(sorted(by_reason.items(), key=lambda kv: -kv[1])[:10]),
-        "examples": [
-            {"row": batch.first_row + i, "reason": r}
+    payload = ev.IngestRejected(
+        source=batch.origin,
+        accepted=accepted,
+        rejected=0 if whole_file else len(reasons),
+        whole_file=whole_file,
+        reasons=dict(sorted(by_reason.items(), key=lambda kv: -kv[1])[:10]),
+        examples=tuple(
+            ev.RejectedRow(row=batch.first_row + i, reason=r)
             for i, r in sorted(reasons.items())[:MAX_EXAMPLES]
-        ],
-    }
+        ),
+    )
     events.append(ev.INGEST_REJECTED, payload, conn=conn)
 
 

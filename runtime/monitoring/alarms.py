@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from detectors.base import Detector, DriftSignal, ReferenceDetector
 from runtime.config import DriftloopConfig
@@ -59,25 +58,24 @@ class Alarms:
         logged = self.logged.get(sig.detector)
         if logged:  # replaying: the crashed daemon logged this alarm already
             event = logged.pop(0)
-            if event.raw.get("action") == decision.action:
+            if event.payload_as(ev.DriftDetected).action == decision.action:
                 self._act(det, sig, row, decision, event)
                 return
         report = self._drift_report(det, sig, row)
-        payload: dict[str, Any] = {
-            "detector": sig.detector,
-            "signal": sig.signal,
-            "statistic": finite(sig.statistic),
-            "threshold": finite(sig.threshold),
-            "index": sig.index,
-            "onset": sig.onset,
-            "window": list(sig.window) if sig.window else None,
-            "row": row,
-            "action": decision.action,
-            "reason": decision.reason,
-            "details": sig.details,
-        }
-        if report is not None:
-            payload["report"] = report
+        payload = ev.DriftDetected(
+            detector=sig.detector,
+            signal=sig.signal,
+            statistic=finite(sig.statistic),
+            threshold=finite(sig.threshold),
+            index=sig.index,
+            onset=sig.onset,
+            window=tuple(sig.window) if sig.window else None,
+            row=row,
+            action=decision.action,
+            reason=decision.reason,
+            details=sig.details,
+            report=report,
+        )
         event = self.events.append(ev.DRIFT_DETECTED, payload, model_version=champion)
         self.report(
             f"drift   row={row:>7}  {sig.detector} on {sig.signal}"
@@ -134,14 +132,14 @@ class Alarms:
             return
         trigger = f"drift-{ep.trigger_event}"
         upto = last_seq(self.db)
-        payload = {
-            "trigger_id": trigger,
-            "onset": ep.onset,
-            "upto": upto,
-            "detector": ep.detector,
-            "labelled_rows": labelled,
-            "alarm_row": ep.alarm_row,
-        }
+        payload = ev.RetrainRequested(
+            trigger_id=trigger,
+            onset=ep.onset,
+            upto=upto,
+            detector=ep.detector,
+            labelled_rows=labelled,
+            alarm_row=ep.alarm_row,
+        )
         self.requests.request(trigger, payload, champion)
         self.policy.episode_requested()
         self.report(f"retrain requested  {trigger}  rows {ep.onset}..{upto} ({labelled} labelled)")

@@ -205,6 +205,7 @@ class Recovery:
             model_version=champion,
             after_id=None if event is None else int(event),
         ):
-            if event is not None or int(e.raw.get("row") or 0) > int(saved["seq"]):
-                logged.setdefault(str(e.raw.get("detector")), []).append(e)
+            alarm = e.payload_as(ev.DriftDetected)
+            if event is not None or int(alarm.row or 0) > int(saved["seq"]):
+                logged.setdefault(alarm.detector, []).append(e)
         return logged

@@ -83,7 +83,7 @@ def _awaiting(registry: Registry, events: EventLog) -> list[tuple[str, Event]]:
         if (
             last is not None
             and last.kind == ev.GATE_PASSED
-            and last.raw.get("next") == (AWAIT_APPROVAL)
+            and last.payload_as(ev.Gate).next == AWAIT_APPROVAL
         ):
             out.append((mv.version, last))
     return out
@@ -96,7 +96,7 @@ def awaiting_approval(registry: Registry, events: EventLog) -> list[str]:
 
 def _stale(version: str, gate: Event, champion: str | None) -> str | None:
     """Why :func:`approve` refuses ``version``: the champion changed since its gate."""
-    gated = gate.raw.get("champion")
+    gated = gate.payload_as(ev.Gate).champion
     if gated == champion:
         return None
     return (
@@ -123,10 +123,9 @@ def _pending(registry: Registry, events: EventLog, version: str) -> Event:
             f"{version} is not awaiting approval (status {mv.status}; "
             f"last gate decision: {last.kind if last else 'none'})"
         )
-    if last.raw.get("next") != AWAIT_APPROVAL:
-        raise ReviewError(
-            f"{version} is not awaiting approval (its gate said: {last.raw.get('next')})"
-        )
+    said = last.payload_as(ev.Gate).next
+    if said != AWAIT_APPROVAL:
+        raise ReviewError(f"{version} is not awaiting approval (its gate said: {said})")
     return last
 
 
@@ -138,11 +137,11 @@ def approve(registry: Registry, events: EventLog, version: str, who: str = "an o
         raise ReviewError(stale)
     return registry.promote(
         version,
-        {
-            "trigger_id": gate.raw.get("trigger_id"),
-            "reason": f"gate passed and approved by {who}",
-            "gate_event": gate.id,
-        },
+        ev.ModelPromoted(
+            trigger_id=gate.payload_as(ev.Gate).trigger_id,
+            reason=f"gate passed and approved by {who}",
+            gate_event=gate.id,
+        ),
     )
 
 
@@ -153,17 +152,17 @@ def reject(
     gate = _pending(registry, events, version)
     registry.set_status(version, "refused")
     text = f"Rejected by {who}: {reason.strip() or 'no reason given'}."
+    gated = gate.payload_as(ev.Gate)
     return events.append(
         ev.GATE_FAILED,
-        {
-            "trigger_id": gate.raw.get("trigger_id"),
-            "candidate": version,
-            "champion": gate.raw.get("champion"),
-            "passed": False,
-            "checks": [],
-            "reasons": [text],
-            "rejected_by": who,
-            "gate_event": gate.id,
-        },
+        ev.Gate(
+            trigger_id=gated.trigger_id,
+            candidate=version,
+            champion=gated.champion,
+            passed=False,
+            reasons=(text,),
+            rejected_by=who,
+            gate_event=gate.id,
+        ),
         model_version=version,
     )

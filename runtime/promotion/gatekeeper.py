@@ -131,15 +131,15 @@ class Gatekeeper:
         nxt: str,
         stage: str,
     ) -> None:
-        payload = {
-            "trigger_id": trigger,
-            "candidate": candidate,
-            "champion": champion,
-            "mode": self.cfg.gate.mode,
-            "stage": stage,
-            "next": nxt,
-            **decision.to_dict(),
-        }
+        payload = ev.Gate.of(
+            decision.to_dict(),
+            trigger_id=trigger,
+            candidate=candidate,
+            champion=champion,
+            mode=self.cfg.gate.mode,
+            stage=stage,
+            next=nxt,
+        )
         kind = ev.GATE_PASSED if decision.passed else ev.GATE_FAILED
         self.events.append(kind, payload, model_version=candidate)
         for c in decision.checks:
@@ -150,7 +150,11 @@ class Gatekeeper:
     ) -> str:
         self.registry.promote(
             candidate,
-            {"trigger_id": trigger, "reason": "gate passed", "gate": decision.to_dict()},
+            ev.ModelPromoted(
+                trigger_id=trigger,
+                reason="gate passed",
+                gate=ev.GateVerdict.from_json(decision.to_dict()),
+            ),
         )
         self.report(f"promoted {candidate} (was {champion.version if champion else None})")
         if champion is not None:
@@ -211,15 +215,14 @@ class Gatekeeper:
         self.registry.set_status(candidate, "refused")
         self.events.append(
             ev.GATE_FAILED,
-            {
-                "trigger_id": trigger,
-                "candidate": candidate,
-                "champion": champion,
-                "passed": False,
-                "checks": [],
-                "reasons": [text],
-                "next": "refuse",
-            },
+            ev.Gate(
+                trigger_id=trigger,
+                candidate=candidate,
+                champion=champion,
+                passed=False,
+                reasons=(text,),
+                next="refuse",
+            ),
             model_version=candidate,
         )
         self.report(f"refused {candidate}: {text}")
@@ -265,7 +268,7 @@ class Gatekeeper:
         self._save()
         if not last or last[0].kind != ev.MODEL_PROMOTED or last[0].model_version != version:
             return
-        previous = last[0].raw.get("previous_champion")
+        previous = last[0].payload_as(ev.ModelPromoted).previous_champion
         if isinstance(previous, str):
             old = load_unit(self.registry, self.cfg, previous).model
             self._start_watch(previous, old, version)
@@ -288,13 +291,13 @@ class Gatekeeper:
             if (
                 last is not None
                 and last.kind == ev.GATE_PASSED
-                and last.raw.get("next") == SHADOW
+                and last.payload_as(ev.Gate).next == SHADOW
                 and self.registry.get(version).status == "candidate"
             ):
                 self.refuse(
                     version,
-                    last.raw.get("champion"),
-                    last.raw.get("trigger_id"),
+                    last.payload_as(ev.Gate).champion,
+                    last.payload_as(ev.Gate).trigger_id,
                     "The daemon stopped during the shadow comparison and it could not be "
                     "resumed; a new retrain will produce a new candidate.",
                 )

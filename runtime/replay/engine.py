@@ -357,8 +357,8 @@ class LoopReplay:
                 rec.outcome = "promoted"
             elif rec.candidate in refused:
                 rec.outcome = "refused"
-                checks = refused[rec.candidate].raw.get("checks", [])
-                rec.failed_checks = [str(c.get("name")) for c in checks if not c.get("passed")]
+                checks = refused[rec.candidate].payload_as(ev.Gate).checks
+                rec.failed_checks = [c.name for c in checks if not c.passed]
             elif rec.ready_at < len(self.stream):
                 rec.outcome = "awaiting"
         self.result.rollbacks = len(self.events.list(kinds=[ev.MODEL_ROLLED_BACK]))

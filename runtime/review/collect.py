@@ -25,6 +25,7 @@ from runtime.monitoring.trace import Point, read_traces
 from runtime.promotion.approval import approvals
 from runtime.review.story import Chapter, story
 from runtime.review.text import status_dict
+from runtime.store import events as ev
 from runtime.store.db import Database, rows, utcnow
 from runtime.store.events import Event, EventLog
 from runtime.store.versions import ModelVersion, Registry
@@ -79,7 +80,7 @@ def drift_reports(state_dir: Path, events: Sequence[Event]) -> dict[int, str]:
         if m:
             found.setdefault(int(m.group(1)), path.name)
     for e in events:
-        named = e.raw.get("report") or e.raw.get("report_path")
+        named = e.payload.report_file if isinstance(e.payload, ev.DriftDetected) else None
         if isinstance(named, str) and (folder / Path(named).name).is_file():
             found[e.id] = Path(named).name
     return found

@@ -26,6 +26,7 @@ from runtime.store.events import Event
 
 __all__ = ["Live", "render", "write_report"]
 
+Alarm = tuple[Event, ev.DriftDetected]
 TAGS = {"good": "promoted", "bad": "refused", "warn": "attention", "info": "info"}
 
 
@@ -46,7 +47,7 @@ def _chapter(ch: Chapter) -> str:
     if ch.gate is not None or ch.progress:
         gate = (
             (
-                f"<h4>Gate: {esc(ch.gate.get('candidate'))} vs {esc(ch.gate.get('champion'))}"
+                f"<h4>Gate: {esc(ch.gate.candidate)} vs {esc(ch.gate.champion)}"
                 f"</h4>{gate_table(ch.gate, compact=True)}"
             )
             if ch.gate is not None
@@ -189,12 +190,10 @@ def _bands(points: Sequence[Point]) -> list[Band]:
 
 
 def _detector_chart(
-    name: str, signal: str, points: list[Point], alarms: list[Event], r: Review
+    name: str, signal: str, points: list[Point], alarms: list[Alarm], r: Review
 ) -> str:
     marks = [Mark(row, f"data: {seg}", "mark") for row, seg in r.segments]
-    marks += [
-        Mark(float(a.raw.get("row", 0)), f"#{a.id} {a.raw.get('action')}") for a in alarms
-    ]
+    marks += [Mark(float(a.row), f"#{e.id} {a.action}") for e, a in alarms]
     values = [(float(p.row), p.value) for p in points if p.value is not None]
     stats = [(float(p.row), p.statistic) for p in points if p.statistic is not None]
     thresholds = [p.threshold for p in points if p.threshold is not None]
@@ -213,12 +212,12 @@ def _detector_chart(
     else:
         if not stats:
             stats = [
-                (float(a.raw.get("row", 0)), float(a.raw["statistic"]))
-                for a in alarms
-                if isinstance(a.raw.get("statistic"), int | float)
+                (float(a.row), float(a.statistic))
+                for _, a in alarms
+                if isinstance(a.statistic, int | float)
             ]
         series = [(x, y) for x, y in stats]
-        dots = len(series) == len([a for a in alarms if a.raw.get("statistic") is not None])
+        dots = len(series) == len([a for _, a in alarms if a.statistic is not None])
         positive = all(0 < y <= 1 for _, y in series)
         log_y = bool(series) and positive and threshold is not None and threshold <= 0.2
         label = "smallest adjusted p-value" if log_y else "statistic"
@@ -250,16 +249,16 @@ def _detector_chart(
 
 
 def _detectors(r: Review) -> str:
-    alarms: dict[str, list[Event]] = {}
+    alarms: dict[str, list[Alarm]] = {}
     for e in r.events:
-        if e.kind == ev.DRIFT_DETECTED:
-            alarms.setdefault(str(e.raw.get("detector")), []).append(e)
+        if isinstance(e.payload, ev.DriftDetected):
+            alarms.setdefault(e.payload.detector, []).append((e, e.payload))
     names = list(r.traces) + [n for n in alarms if n not in r.traces]
     parts = []
     for name in names:
         signal, points = r.traces.get(name, ("", []))
         if not signal and alarms.get(name):
-            signal = str(alarms[name][0].raw.get("signal"))
+            signal = alarms[name][0][1].signal
         parts.append(_detector_chart(name, signal, points, alarms.get(name, []), r))
     body = "".join(p for p in parts if p)
     return body or '<p class="note">No detector statistics recorded yet.</p>'

@@ -11,6 +11,7 @@ from html import escape
 from typing import Any
 
 from runtime.review.charts import line_chart
+from runtime.store.payloads import Gate
 
 __all__ = ["esc", "evlink", "feature_table", "gate_table", "kv", "num", "progress_chart", "table"]
 
@@ -60,26 +61,26 @@ def table(
 
 
 # -- pieces shared by the story and the event details ------------------------------------
-def gate_table(p: dict[str, Any], compact: bool = False) -> str:
-    checks = [c for c in p.get("checks", []) if isinstance(c, dict)]
-    if not checks:
-        return f'<p class="reason">{esc(" ".join(p.get("reasons", [])))}</p>'
+def gate_table(p: Gate, compact: bool = False) -> str:
+    """A gate decision's checks as a table (its reasons when it has no checks)."""
+    if not p.checks:
+        return f'<p class="reason">{esc(" ".join(p.reasons))}</p>'
     rows, cls = [], []
-    for c in checks:
-        ch, ca = c.get("champion"), c.get("candidate")
+    for c in p.checks:
+        ch, ca = c.champion, c.candidate
         delta = ca - ch if isinstance(ch, int | float) and isinstance(ca, int | float) else None
-        ok = bool(c.get("passed"))
+        ok = bool(c.passed)
         rows.append(
             [
                 f'<span class="{"pass" if ok else "fail"}">{"pass" if ok else "FAIL"}</span>',
-                esc(c.get("name")),
-                esc(c.get("metric")),
+                esc(c.name),
+                esc(c.metric),
                 num(ch),
                 num(ca),
                 ("+" if delta is not None and delta >= 0 else "") + num(delta),
-                esc(c.get("threshold")),
-                num(c.get("n")),
-                f'<span class="reason">{esc(c.get("reason"))}</span>',
+                esc(c.threshold),
+                num(c.n),
+                f'<span class="reason">{esc(c.reason)}</span>',
             ]
         )
         cls.append("" if ok else "drifted")
@@ -87,8 +88,8 @@ def gate_table(p: dict[str, Any], compact: bool = False) -> str:
         "",
         "check",
         "metric",
-        f"champion {esc(p.get('champion'))}",
-        f"candidate {esc(p.get('candidate'))}",
+        f"champion {esc(p.champion)}",
+        f"candidate {esc(p.candidate)}",
         "change",
         "rule",
         "rows",

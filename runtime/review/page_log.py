@@ -1,4 +1,8 @@
-"""The review page's event log: filters, one expandable row per event, its details."""
+"""The review page's event log: filters, one expandable row per event, its details.
+
+The row's line is :func:`runtime.review.text.event_summary` (a gate's, its headline from
+the story); the details are one function per kind, reading that kind's payload fields.
+"""
 
 from __future__ import annotations
 
@@ -29,148 +33,165 @@ KIND_TONE = {
 }
 
 
-def _detail(
-    e: Event,
-    r: Review,
-    href: Callable[[str], str],
-    progress: dict[str, list[tuple[int, float, float | None]]],
-    fate: dict[str, bool],
-) -> str:
-    p = e.raw
-    out = []
-    if e.kind == ev.DRIFT_DETECTED:
-        d = p.get("details") or {}
-        win = p.get("window")
-        out.append(
-            kv(
-                [
-                    ("detector", esc(p.get("detector"))),
-                    ("signal", esc(p.get("signal"))),
-                    ("alarm at row", num(p.get("row"))),
-                    ("change began near row", num(p.get("onset"))),
-                    (
-                        "window",
-                        f"rows {num(win[0])}..{num(win[1])}"
-                        if isinstance(win, list) and win
-                        else None,
-                    ),
-                    ("statistic", num(p.get("statistic"))),
-                    ("threshold", num(p.get("threshold"))),
-                    (
-                        "mean before → after",
-                        f"{num(d.get('mean_before'))} → {num(d.get('mean_after'))}"
-                        if d.get("mean_after") is not None
-                        else None,
-                    ),
-                    ("decision", f"<b>{esc(p.get('action'))}</b>: {esc(p.get('reason'))}"),
-                ]
-            )
+Curves = dict[str, list[tuple[int, float, float | None]]]
+
+
+def _drift_detail(e: Event, p: ev.DriftDetected, r: Review, href: Callable[[str], str]) -> str:
+    d = p.details or {}
+    win = p.window
+    out = [
+        kv(
+            [
+                ("detector", esc(p.detector)),
+                ("signal", esc(p.signal)),
+                ("alarm at row", num(p.row)),
+                ("change began near row", num(p.onset)),
+                ("window", f"rows {num(win[0])}..{num(win[1])}" if win else None),
+                ("statistic", num(p.statistic)),
+                ("threshold", num(p.threshold)),
+                (
+                    "mean before → after",
+                    f"{num(d.get('mean_before'))} → {num(d.get('mean_after'))}"
+                    if d.get("mean_after") is not None
+                    else None,
+                ),
+                ("decision", f"<b>{esc(p.action)}</b>: {esc(p.reason)}"),
+            ]
         )
-        if e.id in r.reports:
-            out.append(
-                f'<p><a href="{esc(href(r.reports[e.id]))}">Open the drift report '
-                f"({esc(r.reports[e.id])})</a></p>"
-            )
-        if isinstance(d.get("features"), list):
-            out.append(feature_table(d))
-    elif e.kind in (ev.GATE_PASSED, ev.GATE_FAILED):
-        tone, head = gate_headline(p, **fate)
+    ]
+    if e.id in r.reports:
         out.append(
-            f'<p><span class="badge {tone}">{esc(p.get("next") or tone)}</span> '
-            f"<b>{esc(head)}</b></p>"
+            f'<p><a href="{esc(href(r.reports[e.id]))}">Open the drift report '
+            f"({esc(r.reports[e.id])})</a></p>"
         )
-        out.append(gate_table(p))
-        out.append(
-            kv(
-                [
-                    ("mode", esc(p.get("mode"))),
-                    ("stage", esc(p.get("stage"))),
-                    ("confidence", num(p.get("confidence"), 2)),
-                    ("test", esc(p.get("test"))),
-                    ("trigger", esc(p.get("trigger_id"))),
-                ]
-            )
-        )
-    elif e.kind.startswith("retrain."):
-        keys = [
-            "trigger_id",
-            "champion",
-            "candidate",
-            "strategy",
-            "onset",
-            "upto",
-            "labelled_rows",
-            "epochs",
-            "samples",
-            "seconds",
-            "final_loss",
-            "stopped_by",
-            "rows_train",
-            "rows_holdout",
-            "reason",
-            "epoch",
-            "loss",
-        ]
-        out.append(kv((k, num(p[k])) for k in keys if k in p))
-        curve = progress.get(str(p.get("trigger_id")), [])
-        if curve and e.kind != ev.RETRAIN_PROGRESS:
-            out.append(progress_chart(curve, f"{p.get('trigger_id')}: training loss per epoch"))
-    elif e.kind == ev.MODEL_PROMOTED:
-        gate = p.get("gate")
-        out.append(
-            kv(
-                [
-                    ("champion now", esc(e.model_version)),
-                    ("previous champion", esc(p.get("previous_champion"))),
-                    ("reason", esc(p.get("reason"))),
-                    ("trigger", esc(p.get("trigger_id"))),
-                ]
-            )
-        )
-        if isinstance(gate, dict):
-            out.append(
-                gate_table(
-                    {**gate, "candidate": e.model_version, "champion": p.get("previous_champion")}
-                )
-            )
-    elif e.kind == ev.MODEL_ROLLED_BACK:
-        evidence = p.get("evidence")
-        out.append(
-            kv(
-                [
-                    ("from", esc(p.get("from"))),
-                    ("to", esc(p.get("to"))),
-                    ("reason", esc(p.get("reason"))),
-                    (
-                        "evidence",
-                        esc(evidence.get("summary")) if isinstance(evidence, dict) else None,
-                    ),
-                ]
-            )
-        )
-    raw = escape(json.dumps(e.to_dict(), indent=2, sort_keys=True))
-    out.append(f'<details class="raw"><summary>raw event</summary><pre>{raw}</pre></details>')
+    if isinstance(d.get("features"), list):
+        out.append(feature_table(d))
     return "".join(out)
+
+
+def _gate_detail(p: ev.Gate, fate: dict[str, bool]) -> str:
+    tone, head = gate_headline(p, **fate)
+    facts = [
+        ("mode", esc(p.mode)),
+        ("stage", esc(p.stage)),
+        ("confidence", num(p.confidence, 2)),
+        ("test", esc(p.test)),
+        ("trigger", esc(p.trigger_id)),
+    ]
+    return (
+        f'<p><span class="badge {tone}">{esc(p.next or tone)}</span> <b>{esc(head)}</b></p>'
+        + gate_table(p)
+        + kv(facts)
+    )
+
+
+def _maybe(x: object) -> str | None:
+    """A value that is shown only when the event recorded one."""
+    return None if x is None else num(x)
+
+
+RETRAIN = (ev.RetrainRequested, ev.RetrainStarted, ev.RetrainProgress, ev.RetrainFinished,
+           ev.RetrainFailed)
+
+
+def _retrain_facts(p: ev.Payload) -> list[tuple[str, str | None]]:
+    match p:
+        case ev.RetrainRequested():
+            return [("trigger_id", num(p.trigger_id)), ("onset", num(p.onset)),
+                    ("upto", num(p.upto)), ("labelled_rows", num(p.labelled_rows)),
+                    ("reason", _maybe(p.reason))]
+        case ev.RetrainStarted():
+            return [("trigger_id", num(p.trigger_id)), ("champion", num(p.champion)),
+                    ("candidate", num(p.candidate)), ("strategy", num(p.strategy)),
+                    ("onset", num(p.onset)), ("upto", num(p.upto))]
+        case ev.RetrainProgress():
+            return [("trigger_id", num(p.trigger_id)), ("samples", num(p.samples)),
+                    ("seconds", num(p.seconds)), ("epoch", num(p.epoch)), ("loss", num(p.loss))]
+        case ev.RetrainFinished():
+            return [("trigger_id", num(p.trigger_id)), ("candidate", num(p.candidate)),
+                    ("epochs", num(p.epochs)), ("samples", num(p.samples)),
+                    ("seconds", num(p.seconds)), ("final_loss", num(p.final_loss)),
+                    ("stopped_by", num(p.stopped_by)), ("rows_train", num(p.rows_train)),
+                    ("rows_holdout", num(p.rows_holdout))]
+        case ev.RetrainFailed():
+            return [("trigger_id", num(p.trigger_id)), ("seconds", _maybe(p.seconds)),
+                    ("reason", num(p.reason))]
+    return []
+
+
+def _retrain_detail(e: Event, progress: Curves) -> str:
+    p = e.payload
+    out = kv(_retrain_facts(p))
+    trigger = p.trigger_id if isinstance(p, RETRAIN) else None
+    curve = progress.get(str(trigger), [])
+    if curve and e.kind != ev.RETRAIN_PROGRESS:
+        out += progress_chart(curve, f"{trigger}: training loss per epoch")
+    return out
+
+
+def _promoted_detail(e: Event, p: ev.ModelPromoted) -> str:
+    out = kv(
+        [
+            ("champion now", esc(e.model_version)),
+            ("previous champion", esc(p.previous_champion)),
+            ("reason", esc(p.reason)),
+            ("trigger", esc(p.trigger_id)),
+        ]
+    )
+    if p.gate is not None:
+        g = p.gate
+        out += gate_table(ev.Gate(candidate=e.model_version or "", champion=p.previous_champion,
+                                  checks=g.checks, reasons=g.reasons))
+    return out
+
+
+def _rolled_back_detail(p: ev.ModelRolledBack) -> str:
+    evidence = p.evidence  # the watch's, when the rollback was automatic
+    summary = esc(evidence.get("summary")) if isinstance(evidence, dict) else None
+    return kv([("from", esc(p.from_)), ("to", esc(p.to)), ("reason", esc(p.reason)),
+               ("evidence", summary)])
+
+
+def _detail(
+    e: Event, r: Review, href: Callable[[str], str], progress: Curves, fate: dict[str, bool]
+) -> str:
+    """An event's details: its facts as a list, charts and tables where it has them,
+    and the raw event."""
+    p = e.payload
+    out = ""
+    if isinstance(p, ev.DriftDetected):
+        out = _drift_detail(e, p, r, href)
+    elif isinstance(p, ev.Gate):
+        out = _gate_detail(p, fate)
+    elif e.kind.startswith("retrain."):
+        out = _retrain_detail(e, progress)
+    elif isinstance(p, ev.ModelPromoted):
+        out = _promoted_detail(e, p)
+    elif isinstance(p, ev.ModelRolledBack):
+        out = _rolled_back_detail(p)
+    raw = escape(json.dumps(e.to_dict(), indent=2, sort_keys=True))
+    return out + f'<details class="raw"><summary>raw event</summary><pre>{raw}</pre></details>'
 
 
 def _fates(r: Review) -> dict[int, dict[str, bool]]:
     """What became of each candidate that passed its gate to wait for a person, by the
     id of that ``gate.passed``, told by the events after it (newer, so on the page
     whenever it is): approved (promoted), rejected, or no longer approvable
-    (``r.stale``). Without it, the row kept saying the candidate 'awaits a person's
-    approval' after it was decided or its evidence went stale."""
+    (``r.stale``), so that a decided or stale candidate's row does not say it awaits
+    a person's approval."""
     promoted: dict[str, int] = {}  # version -> id of its last promotion
     rejected: dict[str, int] = {}  # candidate -> id of its last rejection
     for x in r.events:
         if x.kind == ev.MODEL_PROMOTED and x.model_version is not None:
             promoted[x.model_version] = x.id
-        elif x.kind == ev.GATE_FAILED and x.raw.get("rejected_by"):
-            rejected[str(x.raw.get("candidate"))] = x.id
+        elif isinstance(x.payload, ev.Gate) and x.kind == ev.GATE_FAILED and x.payload.rejected_by:
+            rejected[x.payload.candidate] = x.id
     out = {}
     for e in r.events:
-        if e.kind != ev.GATE_PASSED or e.raw.get("next") != "await approval":
+        p = e.payload
+        if e.kind != ev.GATE_PASSED or not isinstance(p, ev.Gate) or p.next != "await approval":
             continue
-        cand = str(e.raw.get("candidate"))
+        cand = p.candidate
         was_approved = promoted.get(cand, 0) > e.id
         was_rejected = not was_approved and rejected.get(cand, 0) > e.id
         out[e.id] = {
@@ -182,21 +203,18 @@ def _fates(r: Review) -> dict[int, dict[str, bool]]:
 
 
 def _summary(e: Event, fate: dict[str, bool]) -> str:
-    if e.kind in (ev.GATE_PASSED, ev.GATE_FAILED):
-        return gate_headline(e.raw, **fate)[1]
+    if isinstance(e.payload, ev.Gate):
+        return gate_headline(e.payload, **fate)[1]
     return event_summary(e)
 
 
 def event_log(r: Review, href: Callable[[str], str]) -> str:
-    progress: dict[str, list[tuple[int, float, float | None]]] = {}
+    progress: Curves = {}
     for e in r.events:
-        if e.kind == ev.RETRAIN_PROGRESS:
-            progress.setdefault(str(e.raw.get("trigger_id")), []).append(
-                (
-                    int(e.raw.get("epoch", 0)),
-                    float(e.raw.get("loss", 0.0)),
-                    e.raw.get("val_accuracy"),
-                )
+        if isinstance(e.payload, ev.RetrainProgress):
+            p = e.payload
+            progress.setdefault(p.trigger_id, []).append(
+                (int(p.epoch), float(p.loss), p.val_accuracy)
             )
     counts: dict[str, int] = {}
     for e in r.events:

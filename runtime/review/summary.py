@@ -17,7 +17,7 @@ from runtime.intake.demo_stream import drift_points, evaluation_sample
 from runtime.intake.settings import SyntheticSourceConfig
 from runtime.store import events as ev
 from runtime.store.db import Database, rows
-from runtime.store.events import EventLog
+from runtime.store.events import Event, EventLog
 from runtime.store.unit import golden_sets, load_unit
 from runtime.store.versions import Registry
 from runtime.training.retrain_job import class_positions
@@ -79,6 +79,38 @@ def accuracy_matrix(
     return [d[0] for d in dists], table
 
 
+def _retrains(got: list[Event]) -> list[str]:
+    out = ["Retrains:"]
+    for e in got:
+        match e.payload:
+            case ev.RetrainFinished() as p:
+                out.append(
+                    f"  {p.trigger_id}: {p.candidate} trained on {p.rows_train} new rows "
+                    f"+ rehearsal, {p.samples} samples in {p.seconds:.1f} s"
+                )
+            case ev.RetrainFailed() as p:
+                out.append(f"  {p.trigger_id}: FAILED — {p.reason}")
+    return out
+
+
+def _gates(got: list[Event]) -> list[str]:
+    out = ["Gate decisions:"]
+    for e in got:
+        p = e.payload
+        if not isinstance(p, ev.Gate):
+            continue
+        verdict = "PASSED → promoted" if e.kind == ev.GATE_PASSED else "FAILED → champion stays"
+        out.append(f"  {p.candidate} vs {p.champion}: {verdict}")
+        for c in p.checks:
+            champ = "-" if c.champion is None else f"{c.champion:.3f}"
+            cand = "-" if c.candidate is None else f"{c.candidate:.3f}"
+            out.append(
+                f"    {'pass' if c.passed else 'FAIL'}  {c.name:<12} champion {champ}  "
+                f"candidate {cand}  ({c.threshold})"
+            )
+    return out
+
+
 def run_summary(cfg: DriftloopConfig, after_id: int = 0) -> str:
     db = Database.for_state_dir(cfg.state_dir, cfg.database_url)
     events = EventLog(db)
@@ -87,48 +119,21 @@ def run_summary(cfg: DriftloopConfig, after_id: int = 0) -> str:
     truth = _true_drifts(cfg, db)
     out = ["", "=" * 72, "driftloop — run summary", "=" * 72]
 
-    drifts = [e for e in got if e.kind == ev.DRIFT_DETECTED]
+    drifts = [e.payload for e in got if isinstance(e.payload, ev.DriftDetected)]
     out.append(f"Drift detected ({len(drifts)}):")
-    for e in drifts:
-        p = e.raw
-        row = int(p["row"])
+    for d in drifts:
+        row = int(d.row)
         before = [t for t in truth if t <= row]
         lag = (
             f"{row - before[-1]} rows after the true drift at row {before[-1]}"
             if before
             else ("no true drift before it" if truth else "")
         )
-        out.append(
-            f"  row {row:>6}  {p['detector']:<8} on {p['signal']:<9} {lag:<44} → {p['action']}"
-        )
+        out.append(f"  row {row:>6}  {d.detector:<8} on {d.signal:<9} {lag:<44} → {d.action}")
     if truth:
         out.append(f"  (true drifts at rows {', '.join(map(str, truth))})")
-
-    out.append("Retrains:")
-    for e in got:
-        p = e.raw
-        if e.kind == ev.RETRAIN_FINISHED:
-            out.append(
-                f"  {p['trigger_id']}: {p['candidate']} trained on {p['rows_train']} new rows "
-                f"+ rehearsal, {p['samples']} samples in {p['seconds']:.1f} s"
-            )
-        elif e.kind == ev.RETRAIN_FAILED:
-            out.append(f"  {p['trigger_id']}: FAILED — {p['reason']}")
-
-    out.append("Gate decisions:")
-    for e in got:
-        if e.kind not in (ev.GATE_PASSED, ev.GATE_FAILED):
-            continue
-        p = e.raw
-        verdict = "PASSED → promoted" if e.kind == ev.GATE_PASSED else "FAILED → champion stays"
-        out.append(f"  {p['candidate']} vs {p['champion']}: {verdict}")
-        for c in p.get("checks", []):
-            champ = "-" if c.get("champion") is None else f"{c['champion']:.3f}"
-            cand = "-" if c.get("candidate") is None else f"{c['candidate']:.3f}"
-            out.append(
-                f"    {'pass' if c['passed'] else 'FAIL'}  {c['name']:<12} champion {champ}  "
-                f"candidate {cand}  ({c['threshold']})"
-            )
+    out += _retrains(got)
+    out += _gates(got)
 
     names, table = accuracy_matrix(cfg, registry)
     champion = registry.champion()

@@ -1,4 +1,8 @@
-"""Plain-text views of the state for the CLI: event lines, status, model tables."""
+"""Plain-text views of the state for the CLI: event lines, status, model tables.
+
+:func:`event_summary` is the one sentence per event kind, read from the kind's typed
+payload; the CLI's event lines and the review page's event log both show it.
+"""
 
 from __future__ import annotations
 
@@ -19,96 +23,89 @@ def _f(v: Any, digits: int = 3) -> str:
 
 
 def event_summary(e: Event) -> str:
-    """One human sentence about an event."""
-    p = e.raw
-    k = e.kind
-    if k == ev.DAEMON_STARTED:
-        return f"daemon started (champion {p.get('champion')}, source {p.get('source')})"
-    if k == ev.DAEMON_STOPPED:
-        return f"daemon stopped: {p.get('reason')} after {p.get('rows_seen')} rows"
-    if k == ev.INGEST_REJECTED:
-        ex = p.get("examples") or [{}]
-        first = ex[0].get("reason", "") if ex else ""
-        return (
-            f"{p.get('source')}: {p.get('rejected')} rejected, {p.get('accepted')} accepted"
-            f" — e.g. row {ex[0].get('row', '?')}: {first}"
-        )
-    if k == ev.DRIFT_DETECTED:
-        return (
-            f"{p.get('detector')} on {p.get('signal')} at row {p.get('row')} "
-            f"(onset {p.get('onset')}, statistic {_f(p.get('statistic'))}) → "
-            f"{p.get('action')}: {p.get('reason')}"
-        )
-    if k == ev.RETRAIN_REQUESTED:
-        return (
-            f"{p.get('trigger_id')}: rows {p.get('onset')}..{p.get('upto')} "
-            f"({p.get('labelled_rows')} labelled), after {p.get('detector')}"
-        )
-    if k == ev.RETRAIN_STARTED:
-        return (
-            f"{p.get('trigger_id')}: {p.get('champion')} → {p.get('candidate')}"
-            f" ({p.get('strategy')})"
-        )
-    if k == ev.RETRAIN_PROGRESS:
-        return f"epoch {p.get('epoch')}: loss {_f(p.get('loss'), 4)}, {p.get('samples')} samples"
-    if k == ev.RETRAIN_FINISHED:
-        return (
-            f"{p.get('candidate')}: {p.get('samples')} samples in {_f(p.get('seconds'), 1)} s "
-            f"({p.get('rows_train')} new rows + rehearsal)"
-        )
-    if k == ev.RETRAIN_FAILED:
-        return f"{p.get('trigger_id')}: {p.get('reason')}"
-    if k in (ev.GATE_PASSED, ev.GATE_FAILED):
-        return gate_summary(p, passed=k == ev.GATE_PASSED)
-    if k == ev.MODEL_PROMOTED:
-        return (
-            f"{e.model_version} is champion (was {p.get('previous_champion')}): {p.get('reason')}"
-        )
-    if k == ev.MODEL_ROLLED_BACK:
-        return f"{p.get('from')} → {p.get('to')}: {p.get('reason')}"
-    if k == ev.STAGE_FINISHED:
-        m = p.get("metrics", {})
-        acc = m.get("val_accuracy", m.get("accuracy"))  # single bootstrap vs staged stages
-        missed = "; ".join(p.get("missed") or [])
-        return (
-            f"stage {p.get('stage')} {'passed' if p.get('passed') else 'FAILED'}: "
-            f"validation accuracy {_f(acc)}" + (f" (missed: {missed})" if missed else "")
-        )
+    """One human sentence about an event (the CLI's event lines, the page's event log)."""
+    match e.payload:
+        case ev.DaemonStarted() as p:
+            return f"daemon started (champion {p.champion}, source {p.source})"
+        case ev.DaemonStopped() as p:
+            return f"daemon stopped: {p.reason} after {p.rows_seen} rows"
+        case ev.IngestRejected() as p:
+            ex = p.examples[0] if p.examples else ev.RejectedRow(row=None)
+            return (
+                f"{p.source}: {p.rejected} rejected, {p.accepted} accepted"
+                f" — e.g. row {'?' if ex.row is None else ex.row}: {ex.reason}"
+            )
+        case ev.DriftDetected() as p:
+            return (
+                f"{p.detector} on {p.signal} at row {p.row} "
+                f"(onset {p.onset}, statistic {_f(p.statistic)}) → {p.action}: {p.reason}"
+            )
+        case ev.RetrainRequested() as p:
+            return (
+                f"{p.trigger_id}: rows {p.onset}..{p.upto} "
+                f"({p.labelled_rows} labelled), after {p.detector}"
+            )
+        case ev.RetrainStarted() as p:
+            return f"{p.trigger_id}: {p.champion} → {p.candidate} ({p.strategy})"
+        case ev.RetrainProgress() as p:
+            return f"epoch {p.epoch}: loss {_f(p.loss, 4)}, {p.samples} samples"
+        case ev.RetrainFinished() as p:
+            return (
+                f"{p.candidate}: {p.samples} samples in {_f(p.seconds, 1)} s "
+                f"({p.rows_train} new rows + rehearsal)"
+            )
+        case ev.RetrainFailed() as p:
+            return f"{p.trigger_id}: {p.reason}"
+        case ev.Gate() as p:
+            return gate_summary(p, passed=e.kind == ev.GATE_PASSED)
+        case ev.ModelPromoted() as p:
+            return f"{e.model_version} is champion (was {p.previous_champion}): {p.reason}"
+        case ev.ModelRolledBack() as p:
+            return f"{p.from_} → {p.to}: {p.reason}"
+        case ev.StageFinished() as p:
+            missed = "; ".join(p.missed or [])
+            return (
+                f"stage {p.stage} {'passed' if p.passed else 'FAILED'}: "
+                f"validation accuracy {_f(p.accuracy)}" + (f" (missed: {missed})" if missed else "")
+            )
     return ""
 
 
-def gate_summary(p: dict[str, Any], passed: bool, reasons: bool = True) -> str:
+NEXT_STEP = {
+    "promote": "promote",
+    "refuse": "refuse",
+    "await approval": "wait for `driftloop approve/reject`",
+    "shadow": "score live traffic in shadow first",
+}
+
+
+def gate_summary(p: ev.Gate, passed: bool, reasons: bool = True) -> str:
     """A gate decision in words: the verdict, what happens next, and (``reasons``) why."""
-    checks = p.get("checks", [])
-    failed = sum(1 for c in checks if not c.get("passed"))
-    nxt = {
-        "promote": "promote",
-        "refuse": "refuse",
-        "await approval": "wait for `driftloop approve/reject`",
-        "shadow": "score live traffic in shadow first",
-    }.get(str(p.get("next")), "promote" if passed else "refuse")
-    stage = " after shadow" if p.get("stage") == "shadow" else ""
-    counted = f"{failed} of {len(checks)} checks failed" if checks else "no checks"
-    head = f"{p.get('candidate')} vs {p.get('champion')}{stage}: {nxt} ({counted})"
-    return f"{head} — " + " ".join(p.get("reasons", [])) if reasons else head
+    failed = sum(1 for c in p.checks if not c.passed)
+    nxt = NEXT_STEP.get(str(p.next), "promote" if passed else "refuse")
+    stage = " after shadow" if p.stage == "shadow" else ""
+    counted = f"{failed} of {len(p.checks)} checks failed" if p.checks else "no checks"
+    head = f"{p.candidate} vs {p.champion}{stage}: {nxt} ({counted})"
+    return f"{head} — " + " ".join(p.reasons) if reasons else head
 
 
-def gate_checks(p: dict[str, Any]) -> list[str]:
+def gate_checks(p: ev.Gate) -> list[str]:
     """One indented line per check of a gate decision."""
     return [
-        f"        {'pass' if c.get('passed') else 'FAIL'}  {c.get('name')} [{c.get('metric')}]"
-        f"  {c.get('reason')}"
-        for c in p.get("checks", [])
+        f"        {'pass' if c.passed else 'FAIL'}  {c.name} [{c.metric}]  {c.reason}"
+        for c in p.checks
     ]
 
 
 def event_line(e: Event) -> str:
+    """An event as one line of ``driftloop events`` (a gate's checks on lines below)."""
     line = f"{e.id:>5}  {e.ts}  {e.kind:<17} {e.model_version or '-':<5} {event_summary(e)}"
-    if e.kind in (ev.GATE_PASSED, ev.GATE_FAILED) and len(e.raw.get("checks", [])) > 1:
+    p = e.payload
+    if isinstance(p, ev.Gate) and len(p.checks) > 1:
         # the check lines say why: the head line does not repeat them
-        head = gate_summary(e.raw, passed=e.kind == ev.GATE_PASSED, reasons=False)
+        head = gate_summary(p, passed=e.kind == ev.GATE_PASSED, reasons=False)
         line = f"{e.id:>5}  {e.ts}  {e.kind:<17} {e.model_version or '-':<5} {head}"
-        line = "\n".join([line, *gate_checks(e.raw)])
+        line = "\n".join([line, *gate_checks(p)])
     return line
 
 

@@ -475,7 +475,8 @@ def create_app(host: Host, api: ApiConfig, token: str | None) -> FastAPI:
         """Make a candidate the champion (recorded as ``model.promoted``)."""
         reason = (body.reason if body else None) or "manual promotion through the API"
         _get_version(host.registry, version)
-        event = _refusable(lambda: host.registry.promote(version, {"reason": reason, "by": "api"}))
+        promoted = ev.ModelPromoted(reason=reason, by="api")
+        event = _refusable(lambda: host.registry.promote(version, promoted))
         return ActionResponse(champion=host.registry.champion(), event=_event(event))
 
     @app.post("/v1/models/{version}/rollback", response_model=ActionResponse, tags=["model"])
@@ -669,28 +670,30 @@ def _manual_retrain(host: Host, body: RetrainRequest, key: str | None) -> Retrai
             f"cannot retrain: {labelled} labelled row(s) since row {onset} "
             "(send labels, or give an earlier since_seq)",
         )
-    payload = {
-        "trigger_id": trigger,
-        "onset": onset,
-        "upto": upto,
-        "detector": "manual",
-        "labelled_rows": labelled,
-        "alarm_row": None,
-        "reason": body.reason or "manual retrain through the API",
-    }
+    payload = ev.RetrainRequested(
+        trigger_id=trigger,
+        onset=onset,
+        upto=upto,
+        detector="manual",
+        labelled_rows=labelled,
+        alarm_row=None,
+        reason=body.reason or "manual retrain through the API",
+    )
     created = queue.request(trigger, payload, champion)  # False: a concurrent twin won
-    return _retrain_response(trigger, queue.get(trigger) or ("pending", payload), created)
+    known = queue.get(trigger) or ("pending", payload.to_json())
+    return _retrain_response(trigger, known, created)
 
 
 def _retrain_response(
     trigger: str, known: tuple[str, dict[str, Any]], created: bool
 ) -> RetrainResponse:
-    status, p = known
+    status, stored = known
+    p = ev.RetrainRequested.from_json(stored)  # the queue keeps the event's payload
     return RetrainResponse(
         trigger_id=trigger,
         created=created,
         status=status,
-        onset=int(p["onset"]),
-        upto=int(p["upto"]),
-        labelled_rows=int(p.get("labelled_rows", 0)),
+        onset=int(p.onset),
+        upto=int(p.upto),
+        labelled_rows=int(p.labelled_rows),
     )

@@ -80,7 +80,7 @@ class StateCollector(Collector):
             ).all()
         by_detector: dict[str, int] = {}
         for (payload,) in alarms:
-            name = str(from_json(payload).get("detector"))
+            name = ev.DriftDetected.from_json(from_json(payload)).detector
             by_detector[name] = by_detector.get(name, 0) + 1
         alarm = CounterMetricFamily(
             "driftloop_drift_alarms", "drift.detected events by detector.", labels=["detector"]
@@ -100,7 +100,10 @@ class StateCollector(Collector):
         retrains.add_metric(["finished"], counts.get(ev.RETRAIN_FINISHED, 0))
         retrains.add_metric(["failed"], counts.get(ev.RETRAIN_FAILED, 0))
         yield retrains
-        seconds = [float(from_json(p).get("wall_seconds") or 0.0) for (p,) in finished]
+        seconds = [
+            float(ev.RetrainFinished.from_json(from_json(p)).wall_seconds or 0.0)
+            for (p,) in finished
+        ]
         yield SummaryMetricFamily(
             "driftloop_retrain_duration_seconds",
             "Wall time of finished retrain jobs.",

@@ -15,7 +15,7 @@ import builtins
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Insert, Row, func, insert, select
 
@@ -87,6 +87,7 @@ KINDS: frozenset[str] = frozenset(
 )
 
 
+P = TypeVar("P", bound=Payload)
 _NO_RAW: dict[str, Any] = {}
 
 
@@ -112,6 +113,13 @@ class Event:
             object.__setattr__(self, "payload", parse(self.kind, self.raw))
         elif self.raw is _NO_RAW:
             object.__setattr__(self, "raw", self.payload.to_json())
+
+    def payload_as(self, cls: type[P]) -> P:
+        """The payload as ``cls``, for a reader that knows the kind (TypeError if not)."""
+        if not isinstance(self.payload, cls):
+            raise TypeError(f"a {self.kind} event's payload is a "
+                            f"{type(self.payload).__name__}, not a {cls.__name__}")
+        return self.payload
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON shape: ``{"id", "ts", "kind", "model_version", "payload"}``."""

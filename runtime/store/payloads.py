@@ -127,7 +127,7 @@ class Payload:
 def _parse_value(f: dataclasses.Field[Any], value: Any) -> Any:
     items, nested = f.metadata.get("items"), f.metadata.get("nested")
     if items is not None and isinstance(value, list):
-        return tuple(items.from_json(v) if isinstance(v, Mapping) else v for v in value)
+        return tuple(items.from_json(v) for v in value if isinstance(v, Mapping))
     if nested is not None and isinstance(value, Mapping):
         return nested.from_json(value)
     if isinstance(value, list) and _is_tuple(f):
@@ -229,7 +229,7 @@ class DriftDetected(Payload):
     threshold: float | None = None
     index: int | None = None
     onset: int | None = None
-    window: tuple[int, int] | None = None
+    window: tuple[int, ...] | None = None
     row: int = 0
     action: str = ""
     reason: str = ""
@@ -368,8 +368,9 @@ class Gate(Payload):
 class ModelPromoted(Payload):
     """``model.promoted``: why the version became champion, and which it replaced.
 
-    ``metrics`` are the bootstrap's or the adoption's (their keys depend on which);
-    ``adopted`` the lineage of a model trained outside driftloop.
+    ``metrics`` are the bootstrap's or the adoption's (their keys depend on which),
+    ``stages`` those of a staged bootstrap; ``adopted`` the lineage of a model trained
+    outside driftloop.
     """
 
     reason: str = ""
@@ -380,6 +381,7 @@ class ModelPromoted(Payload):
     by: str | None = opt()
     metrics: dict[str, Any] | None = field(default=None, metadata=OMIT)
     adopted: dict[str, Any] | None = field(default=None, metadata=OMIT)
+    stages: tuple[str, ...] | None = opt()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 

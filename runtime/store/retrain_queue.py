@@ -17,6 +17,7 @@ it) is marked ``finished`` by :meth:`RequestQueue.requeue`, neither re-run nor f
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,8 +42,13 @@ class RequestQueue:
     db: Database
     events: EventLog
 
-    def request(self, trigger: str, payload: dict[str, Any], champion: str | None) -> bool:
-        """Queue ``trigger`` with ``retrain.requested``, unless it is known; True if new."""
+    def request(
+        self, trigger: str, payload: ev.RetrainRequested | Mapping[str, Any], champion: str | None
+    ) -> bool:
+        """Queue ``trigger`` with ``retrain.requested``, unless it is known; True if new.
+
+        The queue keeps the event's payload as the request's."""
+        body = payload.to_json() if isinstance(payload, ev.RetrainRequested) else dict(payload)
         with self.db.begin() as conn:
             exists = conn.execute(
                 select(retrain_requests.c.trigger_id).where(
@@ -60,7 +66,7 @@ class RequestQueue:
                         "created_at": now,
                         "status": "pending",
                         "attempts": 0,
-                        "payload": to_json(payload),
+                        "payload": to_json(body),
                         "updated_at": now,
                     }
                 ],
@@ -90,7 +96,9 @@ class RequestQueue:
             return None
         return {"trigger_id": row[0], **from_json(row[1])}
 
-    def start(self, trigger: str, started: dict[str, Any], candidate: str) -> None:
+    def start(
+        self, trigger: str, started: ev.RetrainStarted | Mapping[str, Any], candidate: str
+    ) -> None:
         """Mark ``trigger`` running (one more attempt) with its ``retrain.started`` event."""
         with self.db.begin() as conn:
             conn.execute(
@@ -137,7 +145,7 @@ class RequestQueue:
                 )
             ).all()
         candidates = {  # trigger -> the candidate its latest retrain.started named
-            str(e.raw.get("trigger_id")): e.model_version
+            e.payload_as(ev.RetrainStarted).trigger_id: e.model_version
             for e in (self.events.list(kinds=[ev.RETRAIN_STARTED]) if dead else [])
         }
         with self.db.begin() as conn:
@@ -155,12 +163,12 @@ class RequestQueue:
                 )
                 self.events.append(
                     ev.RETRAIN_FAILED,
-                    {
-                        "trigger_id": trigger,
-                        "reason": reason,
-                        "attempts": int(attempts),
-                        "interrupted": True,
-                    },
+                    ev.RetrainFailed(
+                        trigger_id=trigger,
+                        reason=reason,
+                        attempts=int(attempts),
+                        interrupted=True,
+                    ),
                     model_version=candidates.get(str(trigger)),
                     conn=conn,
                 )
@@ -208,12 +216,13 @@ def judgements(events: EventLog, triggers: set[str]) -> dict[str, dict[str, Any]
     decision: that trigger runs again (it promoted nothing)."""
     out: dict[str, dict[str, Any]] = {}
     for e in events.list(kinds=[ev.GATE_PASSED, ev.GATE_FAILED, ev.MODEL_PROMOTED]):
-        trigger = str(e.raw.get("trigger_id"))
+        p = e.payload
+        trigger = str(p.trigger_id) if isinstance(p, ev.Gate | ev.ModelPromoted) else None
         if trigger not in triggers:
             continue
-        if e.kind == ev.MODEL_PROMOTED:
+        if isinstance(p, ev.ModelPromoted):
             out[trigger] = {"candidate": e.model_version, "passed": True, "recovered": True}
-        elif e.raw.get("next") != "promote" and trigger not in out:
-            candidate = e.raw.get("candidate", e.model_version)
+        elif isinstance(p, ev.Gate) and p.next != "promote" and trigger not in out:
+            candidate = p.candidate or e.model_version
             out[trigger] = {"candidate": candidate, "passed": False, "recovered": True}
     return out

@@ -29,7 +29,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -402,14 +402,18 @@ class Registry:
             )
         return ModelVersion(mv.version, mv.seq, mv.parent, mv.created_at, status, mv.meta)
 
-    def promote(self, version: str, payload: Mapping[str, Any]) -> Event:
+    def promote(self, version: str, payload: ev.ModelPromoted | Mapping[str, Any]) -> Event:
         """Make candidate ``version`` the champion; returns the ``model.promoted`` event.
 
         The files are verified first. In one transaction: the old champion becomes
         ``retired``, ``version`` becomes ``champion``, the pointer moves and the event is
         appended with ``payload`` plus ``previous_champion``.
         """
-        if "previous_champion" in payload:
+        if isinstance(payload, ev.ModelPromoted):
+            given = payload.previous_champion is not None
+        else:
+            given = "previous_champion" in payload
+        if given:
             raise ValueError("promote() payload may not set 'previous_champion'; it is recorded")
         mv = self.verify(version)
         if mv.status != "candidate":
@@ -422,12 +426,12 @@ class Registry:
             if mv.status != "candidate" or "pruned_at" in mv.meta:
                 raise ValueError(f"cannot promote {version}: it changed meanwhile (pruned?)")
             previous = self._switch(conn, version)
-            return self.events.append(
-                ev.MODEL_PROMOTED,
-                {**payload, "previous_champion": previous},
-                model_version=version,
-                conn=conn,
+            done: ev.ModelPromoted | dict[str, Any] = (
+                replace(payload, previous_champion=previous)
+                if isinstance(payload, ev.ModelPromoted)
+                else {**payload, "previous_champion": previous}
             )
+            return self.events.append(ev.MODEL_PROMOTED, done, model_version=version, conn=conn)
 
     def rollback(
         self,
@@ -466,17 +470,9 @@ class Registry:
         self.verify(to)
         with self.db.begin() as conn:
             previous = self._switch(conn, to, expect=current)
-            return self.events.append(
-                ev.MODEL_ROLLED_BACK,
-                {
-                    "from": previous,
-                    "to": to,
-                    "reason": reason,
-                    **({"evidence": dict(evidence)} if evidence is not None else {}),
-                },
-                model_version=to,
-                conn=conn,
-            )
+            back = ev.ModelRolledBack(from_=previous, to=to, reason=reason,
+                                      evidence=None if evidence is None else dict(evidence))
+            return self.events.append(ev.MODEL_ROLLED_BACK, back, model_version=to, conn=conn)
 
     def _switch(self, conn: Connection, version: str, expect: str | None = None) -> str | None:
         """Move the pointer to ``version`` and fix statuses; returns the old champion."""

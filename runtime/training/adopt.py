@@ -35,6 +35,7 @@ from torch import nn
 from runtime.config import DriftloopConfig
 from runtime.intake.directory_source import read_file
 from runtime.intake.ingest import Ingestor
+from runtime.store import events as ev
 from runtime.store.db import Database
 from runtime.store.events import EventLog
 from runtime.store.rows import labelled_rows, last_seq
@@ -231,7 +232,7 @@ def adopt(
     save_unit(registry, "v1", model=model, buffer=buffer,
               reference=x[-cfg.retrain.reference_size:], golden=(x[split.gold], y[split.gold]),
               meta=meta, parent=None)
-    registry.promote("v1", {"reason": "adopted", "metrics": metrics, "adopted": lineage})
+    registry.promote("v1", ev.ModelPromoted(reason="adopted", metrics=metrics, adopted=lineage))
     return "v1"
 
 

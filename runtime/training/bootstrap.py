@@ -94,10 +94,10 @@ def bootstrap_from_rows(
     strategy = finetune.build(finetune.Config(lr=b.lr, batch_size=b.batch_size))
 
     def progress(p: Progress) -> None:
-        events.append(ev.RETRAIN_PROGRESS, {
-            "trigger_id": "bootstrap", "epoch": p.epoch, "step": p.step, "samples": p.samples,
-            "loss": round(p.loss, 6), "seconds": round(p.seconds, 3),
-        }, model_version=version)
+        events.append(ev.RETRAIN_PROGRESS, ev.RetrainProgress(
+            trigger_id="bootstrap", epoch=p.epoch, step=p.step, samples=p.samples,
+            loss=round(p.loss, 6), seconds=round(p.seconds, 3), validated=False,
+        ), model_version=version)
 
     report(f"bootstrap: training {version} on {len(train)} rows ({b.epochs} epochs)")
     result = strategy.train(TrainRequest(model, xt, yt,
@@ -112,10 +112,10 @@ def bootstrap_from_rows(
     metrics = {"val_accuracy": val_acc, "golden_accuracy": gold_acc, "train_rows": len(train),
                "val_rows": len(val), "golden_rows": len(gold), "samples": result.samples_processed,
                "seconds": round(result.seconds, 3), "final_loss": result.final_loss}
-    events.append(ev.STAGE_FINISHED, {
-        "stage": "bootstrap", "passed": passed, "metrics": metrics,
-        "exit_criteria": {"val_accuracy": f">= {b.min_accuracy}"},
-    }, model_version=version)
+    events.append(ev.STAGE_FINISHED, ev.StageFinished(
+        stage="bootstrap", passed=passed, metrics=metrics,
+        exit_criteria={"val_accuracy": f">= {b.min_accuracy}"},
+    ), model_version=version)
     report(f"bootstrap: {version} validation accuracy {val_acc:.3f} "
            f"(exit criterion >= {b.min_accuracy})")
     if not passed:
@@ -136,7 +136,7 @@ def bootstrap_from_rows(
     }
     save_unit(registry, version, model=model, buffer=buffer, reference=reference,
               golden=(x[gold], y[gold]), meta=meta, parent=None)
-    registry.promote(version, {"reason": "bootstrap", "metrics": metrics})
+    registry.promote(version, ev.ModelPromoted(reason="bootstrap", metrics=metrics))
     return version
 
 
@@ -191,6 +191,6 @@ def _staged(
     reference = x[-cfg.retrain.reference_size:]
     save_unit(registry, version, model=model, buffer=buffer, reference=reference,
               golden=(x[gold], y[gold]), meta=meta, parent=None)
-    registry.promote(version, {"reason": "bootstrap", "metrics": metrics,
-                               "stages": [r.name for r in results]})
+    registry.promote(version, ev.ModelPromoted(reason="bootstrap", metrics=metrics,
+                                               stages=tuple(r.name for r in results)))
     return version

@@ -157,15 +157,15 @@ def _progress_events(
             time.sleep(300)  # epoch pause_after's checkpoint is on disk; wait to be killed
         events.append(
             ev.RETRAIN_PROGRESS,
-            {
-                "trigger_id": trigger,
-                "epoch": p.epoch,
-                "step": p.step,
-                "samples": p.samples,
-                "loss": round(p.loss, 6),
-                "seconds": round(p.seconds, 3),
-                "val_accuracy": p.val_accuracy,
-            },
+            ev.RetrainProgress(
+                trigger_id=trigger,
+                epoch=p.epoch,
+                step=p.step,
+                samples=p.samples,
+                loss=round(p.loss, 6),
+                seconds=round(p.seconds, 3),
+                val_accuracy=p.val_accuracy,
+            ),
             model_version=candidate,
         )
 

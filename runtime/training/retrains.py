@@ -70,14 +70,14 @@ class Retrains:
             "onset": req["onset"],
             "upto": req["upto"],
         }
-        started = {
-            "trigger_id": trigger,
-            "champion": champion,
-            "candidate": candidate,
-            "onset": req["onset"],
-            "upto": req["upto"],
-            "strategy": self.cfg.retrain.strategy.kind,
-        }
+        started = ev.RetrainStarted(
+            trigger_id=trigger,
+            champion=champion,
+            candidate=candidate,
+            onset=req["onset"],
+            upto=req["upto"],
+            strategy=self.cfg.retrain.strategy.kind,
+        )
         self.requests.start(trigger, started, candidate)
         self.runner.start(trigger, spec)
         self.report(f"retrain started    {trigger}  {champion} → {candidate}")
@@ -93,12 +93,9 @@ class Retrains:
         if reason is not None:
             self.events.append(
                 ev.RETRAIN_FAILED,
-                {
-                    "trigger_id": trigger,
-                    "reason": reason,
-                    "seconds": round(seconds, 3),
-                    "cancelled": True,
-                },
+                ev.RetrainFailed(
+                    trigger_id=trigger, reason=reason, seconds=round(seconds, 3), cancelled=True
+                ),
             )
         return trigger
 
@@ -132,11 +129,7 @@ class Retrains:
         self.requests.set_status(trigger, "failed", {"reason": out.reason})
         self.events.append(
             ev.RETRAIN_FAILED,
-            {
-                "trigger_id": trigger,
-                "reason": out.reason,
-                "seconds": round(out.seconds, 3),
-            },
+            ev.RetrainFailed(trigger_id=trigger, reason=out.reason, seconds=round(out.seconds, 3)),
             model_version=out.result.get("candidate"),
         )
         self.report(f"retrain failed     {trigger}: {out.reason}")
@@ -147,12 +140,10 @@ class Retrains:
         candidate, train = res["candidate"], res["train"]
         self.events.append(
             ev.RETRAIN_FINISHED,
-            {
-                "trigger_id": trigger,
-                "candidate": candidate,
-                **train,
-                "wall_seconds": round(out.seconds, 3),
-            },
+            ev.RetrainFinished.from_json(  # ``train`` is the job's account of its run
+                {"trigger_id": trigger, "candidate": candidate, **train,
+                 "wall_seconds": round(out.seconds, 3)}
+            ),
             model_version=candidate,
         )
         self.report(

@@ -211,11 +211,10 @@ def run_stages(
             fit_normalization(model, xt)
 
         def progress(p: Progress, name: str = stage.name) -> None:
-            events.append(ev.RETRAIN_PROGRESS, {
-                "trigger_id": f"stage:{name}", "epoch": p.epoch, "step": p.step,
-                "samples": p.samples, "loss": round(p.loss, 6), "seconds": round(p.seconds, 3),
-                "val_accuracy": p.val_accuracy,
-            }, model_version=version)
+            events.append(ev.RETRAIN_PROGRESS, ev.RetrainProgress(
+                trigger_id=f"stage:{name}", epoch=p.epoch, step=p.step, samples=p.samples,
+                loss=round(p.loss, 6), seconds=round(p.seconds, 3), val_accuracy=p.val_accuracy,
+            ), model_version=version)
 
         report(f"stage {i}/{len(cfg.stages)} {stage.name}: {stage.strategy.kind} on "
                f"{len(yt)} rows of {source}")
@@ -242,11 +241,11 @@ def run_stages(
         res = StageResult(stage.name, not missed, stage_metrics, missed,
                           str(directory / "model.safetensors"), digest)
         results.append(res)
-        events.append(ev.STAGE_FINISHED, {
-            "stage": stage.name, "index": i, "passed": res.passed, "metrics": stage_metrics,
-            "exit_criteria": _describe(stage.exit), "missed": missed,
-            "checkpoint": res.checkpoint, "sha256": digest,
-        }, model_version=version)
+        events.append(ev.STAGE_FINISHED, ev.StageFinished(
+            stage=stage.name, index=i, passed=res.passed, metrics=stage_metrics,
+            exit_criteria=_describe(stage.exit), missed=tuple(missed),
+            checkpoint=res.checkpoint, sha256=digest,
+        ), model_version=version)
         verdict = "passed" if not missed else "MISSED " + "; ".join(missed)
         wanted = ", ".join(f"{k} {v}" for k, v in _describe(stage.exit).items())
         report(f"stage {i}/{len(cfg.stages)} {stage.name}: accuracy {values['accuracy']:.4f}, "

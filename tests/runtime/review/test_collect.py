@@ -16,7 +16,8 @@ from runtime.config import DriftloopConfig
 from runtime.monitoring.trace import DetectorTrace, read_traces, write_trace
 from runtime.review.collect import collect, open_review
 from runtime.review.page import render, write_report
-from runtime.review.story import gate_headline, story
+from runtime.review.story import gate_headline as headline_of
+from runtime.review.story import story
 from runtime.service.ui import ui_router
 from runtime.store import events as ev
 from runtime.store.db import Database
@@ -24,6 +25,11 @@ from runtime.store.events import Event, EventLog
 from runtime.store.versions import Registry
 
 Burst = tuple[DriftloopConfig, list[Event]]
+
+
+def gate_headline(p: dict[str, Any]) -> tuple[str, str]:
+    """The headline of a gate payload given as the JSON the daemon stores."""
+    return headline_of(ev.Gate.from_json(p))
 
 
 def _check(

@@ -83,6 +83,8 @@ WRITTEN: list[tuple[str, dict[str, Any]]] = [
     (ev.MODEL_PROMOTED, {"trigger_id": "drift-7", "reason": "gate passed and approved by x",
                          "gate_event": 12, "previous_champion": "v1"}),
     (ev.MODEL_PROMOTED, {"reason": "manual", "by": "api", "previous_champion": "v1"}),
+    (ev.MODEL_PROMOTED, {"reason": "bootstrap", "metrics": {}, "stages": ["warm", "adapt"],
+                         "previous_champion": None}),
     (ev.MODEL_ROLLED_BACK, {"from": "v3", "to": "v2", "reason": "manual"}),
     (ev.MODEL_ROLLED_BACK, {"from": "v3", "to": "v2", "reason": "automatic",
                             "evidence": {"summary": "worse", "rows": 200}}),
