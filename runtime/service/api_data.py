@@ -1,0 +1,185 @@
+"""The API's data endpoints: rows in (``/v1/ingest``), late labels in
+(``/v1/labels``), the champion's predictions out (``/v1/predict``).
+
+Ingest goes through the daemon's :class:`~runtime.intake.ingest.Ingestor` (the response is
+sent after the transaction commits, so an acknowledged row survives a crash) and then to
+the daemon's inbox, which its step drains into the monitor and the detectors.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import numpy as np
+import pandas as pd
+import torch
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from runtime.config import ApiConfig
+from runtime.intake.http_body import decode_ingest
+from runtime.intake.sources import Batch
+from runtime.service.api_base import ApiError, Auth, Host, IdemKey
+from runtime.service.api_schema import (
+    INGEST_BODY,
+    IngestRequest,
+    IngestResponse,
+    LabelsRequest,
+    LabelsResponse,
+    PredictRequest,
+    PredictResponse,
+    RowError,
+)
+from runtime.store.db import Database, quarantine
+from strategies.evaluation import predict_proba
+
+
+def data_router(host: Host, api: ApiConfig) -> APIRouter:
+    """Ingest, labels and predict over ``host``, within ``api``'s limits."""
+    router = APIRouter()
+    schema = host.cfg.schema
+    features = list(schema.features)
+
+    @router.post(
+        "/v1/ingest",
+        response_model=IngestResponse,
+        tags=["data"],
+        openapi_extra={"requestBody": INGEST_BODY},
+    )
+    async def ingest(request: Request, _: Auth, idempotency_key: IdemKey = None) -> Response:
+        """Validate and store a batch of rows durably, then monitor them.
+
+        Rows without ids get ``<Idempotency-Key>:<index>`` (so a retried request is
+        recognised row by row) or a fresh unique id. Bad rows are quarantined and listed
+        in ``errors``; the rest are stored. A repeated row id is skipped (``duplicates``).
+        """
+        raw = await request.body()  # the body is decoded here, not by FastAPI: see ingest_body
+        ctype = request.headers.get("content-type")
+        out = await run_in_threadpool(_ingest, host, api, raw, ctype, idempotency_key)
+        return Response(msgspec.json.encode(out), media_type="application/json")
+
+    @router.post("/v1/labels", response_model=LabelsResponse, tags=["data"])
+    def labels(body: LabelsRequest, _: Auth) -> LabelsResponse:
+        """Late labels by row id; a row that has a label already keeps it."""
+        n = len(body.row_ids)
+        if n > api.max_batch_rows:
+            raise ApiError(413, f"too many labels in one batch: {n} (limit {api.max_batch_rows})")
+        if len(body.labels) != n:
+            raise ApiError(422, f"labels has {len(body.labels)} entries for {n} row ids")
+        if len(set(body.row_ids)) != n:
+            raise ApiError(422, "row_ids must be distinct within one request")
+        frame = pd.DataFrame({schema.id_column: list(body.row_ids), schema.label: body.labels})
+        origin = f"http-labels:{uuid.uuid4().hex}"
+        acc = host.ingestor.ingest(Batch(origin=origin, frame=frame))
+        host.submit(acc)
+        joined = len(acc.labels_joined)
+        return LabelsResponse(
+            joined=joined,
+            already_labelled=n - joined - acc.rejected,
+            rejected=acc.rejected,
+            errors=_row_errors(host.db, origin) if acc.rejected else [],
+        )
+
+    @router.post("/v1/predict", response_model=PredictResponse, tags=["model"])
+    def predict(body: PredictRequest) -> PredictResponse:
+        """The champion's predictions (class values) and class probabilities."""
+        if len(body.rows) > api.max_batch_rows:
+            raise ApiError(413, f"too many rows: {len(body.rows)} (limit {api.max_batch_rows})")
+        unit = host.unit
+        if unit is None:
+            raise ApiError(503, "there is no champion yet (bootstrap has not finished)")
+        x, errors = _matrix(body.rows, body.features, features)
+        if errors:
+            first = min(errors)
+            raise ApiError(422, f"row {first - 1}: {errors[first]}")
+        if not np.isfinite(x).all():
+            raise ApiError(422, "every value must be a finite number")
+        probs = predict_proba(unit.model, torch.as_tensor(x, dtype=torch.float32)).numpy()
+        if not np.isfinite(probs).all():
+            raise ApiError(422, "the model produced non-finite output for these values")
+        classes = [int(c) for c in schema.classes]
+        return PredictResponse(
+            model_version=unit.version,
+            classes=classes,
+            predictions=[classes[i] for i in probs.argmax(axis=1).tolist()],
+            probabilities=probs.astype(float).round(6).tolist(),
+        )
+    return router
+
+
+def _ingest(
+    host: Host, api: ApiConfig, raw: bytes, content_type: str | None, key: str | None
+) -> dict[str, Any]:
+    """The body of ``POST /v1/ingest``: decode, check, store, hand to the detectors."""
+    body = decode_ingest(raw, content_type, IngestRequest)
+    features = list(host.cfg.schema.features)
+    n = len(body.rows)
+    if n > api.max_batch_rows:
+        raise ApiError(413, f"too many rows in one batch: {n} (limit {api.max_batch_rows})")
+    if body.labels is not None and len(body.labels) != n:
+        raise ApiError(422, f"labels has {len(body.labels)} entries for {n} rows")
+    if body.row_ids is not None and len(body.row_ids) != n:
+        raise ApiError(422, f"row_ids has {len(body.row_ids)} entries for {n} rows")
+    x, errors = _matrix(body.rows, body.features, features)
+    labels = None if body.labels is None else np.array(body.labels, dtype=np.float64)
+    request_id = uuid.uuid4().hex
+    if body.row_ids is not None:
+        ids = list(body.row_ids)
+    elif key is not None:
+        ids = list(map(f"{key}:".__add__, map(str, range(n))))
+    else:
+        ids = list(map(f"http-{request_id}-".__add__, map(str, range(n))))
+    origin = f"http:{request_id}"
+    acc = host.ingestor.ingest_arrays(origin, x, labels, ids, errors)
+    host.submit(acc)
+    errs = _row_errors(host.db, origin) if acc.rejected else []
+    return IngestResponse(
+        accepted=acc.count,
+        duplicates=acc.duplicates,
+        rejected=acc.rejected,
+        first_seq=int(acc.seqs.min()) if acc.count else None,
+        last_seq=int(acc.seqs.max()) if acc.count else None,
+        replayed=acc.count == 0 and acc.duplicates == n,
+        errors=errs,
+    ).model_dump()
+
+
+def _matrix(
+    rows: Sequence[Sequence[float | None]], names: list[str] | None, features: list[str]
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Rows → a float matrix in schema order; ragged rows become errors (1-based)."""
+    if names is not None and (sorted(names) != sorted(features) or len(set(names)) != len(names)):
+        raise ApiError(
+            422, f"features must name each of the schema's features once: {', '.join(features)}"
+        )
+    nf = len(features)
+    errors: dict[int, str] = {}
+    if any(len(r) != nf for r in rows):
+        fixed: list[list[float | None]] = []
+        for i, r in enumerate(rows):
+            if len(r) != nf:
+                errors[i + 1] = f"expected {nf} values, got {len(r)}"
+                fixed.append([None] * nf)
+            else:
+                fixed.append(list(r))
+        x = np.array(fixed, dtype=np.float64)
+    else:
+        x = np.array(rows, dtype=np.float64)
+    if names is not None and names != features:
+        x = x[:, [names.index(f) for f in features]]
+    return x, errors
+
+
+def _row_errors(db: Database, origin: str) -> list[RowError]:
+    with db.connect() as conn:
+        found = conn.execute(
+            select(quarantine.c.row_number, quarantine.c.reason)
+            .where(quarantine.c.source == origin)
+            .order_by(quarantine.c.id)
+            .limit(100)
+        ).all()
+    return [RowError(index=int(n) - 1, reason=str(r)) for n, r in found]
