@@ -13,7 +13,6 @@ caller builds the API server and hands it to :meth:`Daemon.run`.
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from runtime.monitoring.recovery import STATE_KEY, Recovery
 from runtime.monitoring.trace import TRACE_KEY, load_trace
 from runtime.promotion.gatekeeper import LIVE_KEY, Gatekeeper
 from runtime.service.scheduler import Scheduler
+from runtime.service.stopping import StopOnSignal
 from runtime.service.systemd import Watchdog, notify
 from runtime.store import events as ev
 from runtime.store import leader as leadership
@@ -151,13 +151,13 @@ class Daemon:
             self.lock.release()
             self.db.dispose()
 
-    def request_stop(self, *_: object) -> None:
-        self.stop_event.set()
-
     def run(self, until_drained: bool = False, server: Server | None = None) -> None:
         """Run until stopped (SIGTERM/SIGINT) or, with ``until_drained``, until the source
         is exhausted and no retrain is pending; ``server`` (the API) serves meanwhile."""
-        old = {s: signal.signal(s, self.request_stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        with StopOnSignal(self.stop_event, on_force=self.runner.kill):
+            self._run(until_drained, server)
+
+    def _run(self, until_drained: bool, server: Server | None) -> None:
         # exports and hooks follow what is committed, in threads of their own
         handoff = Handoff(self.cfg, self.db, self.events, self.registry,
                           is_leader=self.leader.is_leader)
@@ -185,8 +185,6 @@ class Daemon:
                 self._drain_inbox()
             handoff.stop()
             self.close(reason)
-            for s, h in old.items():
-                signal.signal(s, h)
 
     def _run_until_drained(self) -> str | None:
         while not self.stop_event.is_set():

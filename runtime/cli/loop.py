@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -38,9 +39,22 @@ def _run(args: argparse.Namespace, cfg: DriftloopConfig) -> int:
             daemon.run(until_drained=args.until_drained, server=server)
     except AlreadyRunning as err:
         raise CliError(str(err), code=1) from None
+    if daemon.stop_event.is_set():  # stopped by a signal and closed: the state is saved
+        _exit_now()
     if args.until_drained:
         print(run_summary(cfg, after_id=start_id))
     return 0
+
+
+def _exit_now() -> None:
+    """End the process without the interpreter's teardown (with torch loaded it takes
+    seconds on a busy machine, and a stop must end within a few)."""
+    import logging
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(0)
 
 
 def _server(daemon: Any, cfg: DriftloopConfig) -> Any:

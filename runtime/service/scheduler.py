@@ -11,6 +11,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from runtime.store.disk import storage_problem
 
 log = logging.getLogger(__name__)
+WAKE_SECONDS = 0.1
+"""How often the main thread wakes while the jobs run (so that signal handlers run)."""
 
 
 class _NoSkipNoise(logging.Filter):
@@ -63,10 +65,16 @@ class Scheduler:
         self._s.start()
 
     def run_until(self, stop: threading.Event) -> None:
-        """Run the jobs until ``stop`` is set, then wait for a running one to end."""
+        """Run the jobs until ``stop`` is set, then wait for a running one to end.
+
+        The wait wakes every :data:`WAKE_SECONDS`: a signal the kernel delivers to another
+        thread does not interrupt the main thread's wait, and Python runs its handler (the
+        one that sets ``stop``) only once the main thread runs again.
+        """
         self.start()
         try:
-            stop.wait()
+            while not stop.wait(WAKE_SECONDS):
+                pass
         finally:
             self.shutdown()
 

@@ -10,11 +10,18 @@ the job's log, and reports ``started PID`` and ``exit PID CODE`` on its stdout.
 A crash, an exception or a timeout in the child becomes a failed :class:`Outcome` with
 a reason; the daemon and the worker carry on. If the worker itself dies, the job fails
 and the next one starts a fresh worker.
+
+Nothing outlives the daemon: the worker watches its parent from before its imports and
+exits (killing a running child) within :data:`PARENT_POLL_SECONDS` of the daemon's death,
+and each child is killed by the kernel when the worker dies (``PR_SET_PDEATHSIG``). The
+worker says ``ready`` once imported; one that is still importing is killed outright when
+the daemon stops, instead of being waited for.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import select
@@ -22,6 +29,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,7 +38,11 @@ from typing import IO, Any
 
 from runtime.store.atomic import write_json_atomic
 
-KILL_GRACE_SECONDS = 5.0
+KILL_GRACE_SECONDS = 2.0
+"""How long a child has to end after SIGTERM, and an idle worker after its stdin closes."""
+PARENT_POLL_SECONDS = 0.1
+"""How often the worker checks that its daemon is alive."""
+PR_SET_PDEATHSIG = 1
 WORKER_START_SECONDS = 180.0  # a cold worker's imports, on top of a job's own timeout
 
 
@@ -51,6 +63,7 @@ class RetrainRunner:
         self.trigger_id: str | None = None
         self.started = 0.0
         self._worker: subprocess.Popen[bytes] | None = None
+        self._ready = False  # the worker said it has imported torch and the rest
         self._buf = b""
         self._child: int | None = None
         self._child_started = 0.0
@@ -71,7 +84,7 @@ class RetrainRunner:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         log = (self.work_dir / "worker.log").open("ab")
         self._worker = subprocess.Popen(
-            [sys.executable, "-m", "runtime.training.worker"],
+            [sys.executable, "-m", "runtime.training.worker", str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
@@ -79,6 +92,7 @@ class RetrainRunner:
         )
         log.close()
         self._buf = b""
+        self._ready = False
 
     def close(self) -> None:
         """Stop a running job and the worker (daemon shutdown)."""
@@ -86,14 +100,26 @@ class RetrainRunner:
             self.cancel()
         self._drop_worker()
 
+    def kill(self) -> None:
+        """Kill the running child and the worker at once (a stop past its deadline)."""
+        if self._child is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(self._child, signal.SIGKILL)
+        if self._worker is not None:
+            with contextlib.suppress(OSError):
+                self._worker.kill()
+
     def _drop_worker(self) -> None:
-        w = self._worker
+        self._read()
+        w, ready = self._worker, self._ready
         self._worker = None
         if w is None:
             return
         with contextlib.suppress(OSError):
             assert w.stdin is not None
             w.stdin.close()  # end of jobs: the worker leaves its loop
+        if not ready:  # still importing: nothing of its own to finish
+            w.kill()
         try:
             w.wait(timeout=KILL_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
@@ -115,7 +141,9 @@ class RetrainRunner:
         *lines, self._buf = self._buf.split(b"\n")
         for line in lines:
             parts = line.decode().split()
-            if parts[:1] == ["started"]:
+            if parts[:1] == ["ready"]:
+                self._ready = True
+            elif parts[:1] == ["started"]:
                 self._child = int(parts[1])
                 self._child_started = time.monotonic()
             elif parts[:1] == ["exit"] and self._child == int(parts[1]):
@@ -192,11 +220,14 @@ class RetrainRunner:
         return elapsed
 
     def _kill_child(self) -> None:
-        deadline = time.monotonic() + 10.0
+        deadline = time.monotonic() + KILL_GRACE_SECONDS
         while self._child is None and time.monotonic() < deadline:
             if self._worker is None or self._worker.poll() is not None:
                 return
             self._read()  # the worker may not have said "started" yet
+            if not self._ready:  # still importing: the job dies with it (and a child it
+                self._drop_worker()  # forked meanwhile, by its parent-death signal)
+                return
             time.sleep(0.02)
         if self._child is None:
             return
@@ -241,14 +272,46 @@ def _lines(fd: int) -> Iterator[str | None]:
         buf += chunk
 
 
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux; elsewhere a
+    no-op), and exit now if the parent is already gone."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    """Exit once the daemon ``parent`` is gone (this process is reparented), killing the
+    running child's process group first; a thread started before the slow imports."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_SECONDS)
+        child = _current_child
+        if child is not None:
+            with contextlib.suppress(OSError):
+                os.killpg(child, signal.SIGKILL)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+_current_child: int | None = None
+"""The running child's pid (it leads its own process group), for the parent watch."""
+
+
 def _fork_job(spec: str, result: str, log: str) -> int:
     from runtime.training import retrain_job as retrain
 
+    worker = os.getpid()
     pid = os.fork()
     if pid:
         return pid
     code = 1  # the child: one retrain, then _exit (never back into the worker's loop)
     try:
+        _die_with_parent(worker)
         os.setsid()
         fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(fd, 1)
@@ -266,12 +329,13 @@ def _serve(fd: int, out: IO[str]) -> None:
     """Run jobs read from ``fd`` one at a time. If the daemon goes away (its end of the
     pipe closes), the running child is killed: no retrain outlives its daemon, so a
     restarted daemon re-runs the trigger exactly once instead of racing an orphan."""
+    global _current_child
     lines = _lines(fd)
     for line in lines:
         if line is None:
             continue
         spec, result, log = line.split("\t")
-        pid = _fork_job(spec, result, log)
+        pid = _current_child = _fork_job(spec, result, log)
         out.write(f"started {pid}\n")
         out.flush()
         while True:
@@ -283,17 +347,21 @@ def _serve(fd: int, out: IO[str]) -> None:
                     os.killpg(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
                 return
+        _current_child = None
         out.write(f"exit {pid} {os.waitstatus_to_exitcode(status)}\n")
         out.flush()
 
 
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when we stop
+    _watch_parent(int(sys.argv[1]) if len(sys.argv) > 1 else os.getppid())
     import torch  # noqa: F401  - the point of this process: import once, fork many
 
     import runtime.training.retrain_job  # noqa: F401
     import strategies.avalanche_adapter  # noqa: F401
 
+    sys.stdout.write("ready\n")
+    sys.stdout.flush()
     _serve(sys.stdin.fileno(), sys.stdout)
     return 0
 
