@@ -73,7 +73,10 @@ class Daemon:
         *,
         clock: Callable[[], datetime] | None = None,
         report: Callable[[str], None] | None = None,
+        lock: StateLock | None = None,
     ) -> None:
+        """``lock``: the state's lock, taken already (the CLI takes it before its heavy
+        imports, so that a second daemon refuses at once)."""
         self.cfg = cfg
         self.features = list(cfg.schema.features)
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
@@ -87,7 +90,7 @@ class Daemon:
         self.ingestor = Ingestor(self.db, cfg.schema, self.events)
         self.leader: leadership.Leadership = leadership.build(self.db, cfg.leader)
         instance = None if cfg.leader is None else self.leader.instance
-        self.lock = StateLock(lock_dir(cfg.state_dir, instance))
+        self.lock = lock or StateLock(lock_dir(cfg.state_dir, instance))
         suffix = "" if instance is None else f":{instance}"  # the kv keys of this daemon's own
         self.trace_key = TRACE_KEY + suffix
         self.inbox = Inbox(cfg.api.monitor_queue_rows if cfg.api else 200_000)

@@ -1,30 +1,81 @@
-"""Commands that run the loop: ``run``, ``bootstrap``, ``validate``."""
+"""Commands that run the loop: ``run``, ``bootstrap``, ``validate``.
+
+``run`` and ``bootstrap`` take the state's lock from a first, light read of the config
+(YAML only) before importing torch and the rest: a second daemon on the same state refuses
+at once instead of after its imports.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import yaml
+
 from runtime.cli.common import CliError, load_config
+from runtime.store.lock import AlreadyRunning, StateLock, default_instance, lock_dir
 
 if TYPE_CHECKING:
     from runtime.config import DriftloopConfig
 
 
+def take_lock(config: Path) -> StateLock | None:
+    """The lock of the state ``config`` names, taken; None when the file does not read as
+    a config with a ``state_dir`` (loading it then says why). Raises :class:`CliError`
+    when another daemon holds it."""
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("state_dir"), str):
+        return None
+    state_dir = Path(data["state_dir"])
+    if not state_dir.is_absolute():
+        state_dir = (config.resolve().parent / state_dir).resolve()
+    leader = data.get("leader")
+    instance = None
+    if leader is not None:
+        named = leader.get("instance") if isinstance(leader, dict) else None
+        instance = named if isinstance(named, str) and named else default_instance()
+    lock = StateLock(lock_dir(state_dir, instance))
+    try:
+        lock.acquire()
+    except AlreadyRunning as err:
+        raise CliError(str(err), code=1) from None
+    return lock
+
+
+def _checked(lock: StateLock | None, cfg: DriftloopConfig) -> StateLock | None:
+    """``lock`` if it is the one the loaded config's daemon takes, else None (released)."""
+    if lock is None:
+        return None
+    instance = None if cfg.leader is None else cfg.leader.instance or default_instance()
+    if lock.path == lock_dir(cfg.state_dir, instance) / "lock":
+        return lock
+    lock.release()
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run(args, load_config(args.config))
+    early = take_lock(args.config)
+    try:
+        cfg = load_config(args.config)
+        return _run(args, cfg, _checked(early, cfg))
+    finally:
+        if early is not None:
+            early.release()  # the daemon released it on closing; here on an error before
 
 
-def _run(args: argparse.Namespace, cfg: DriftloopConfig) -> int:
+def _run(args: argparse.Namespace, cfg: DriftloopConfig, lock: StateLock | None) -> int:
     from runtime.daemon import Daemon
     from runtime.review.summary import run_summary
-    from runtime.store.lock import AlreadyRunning
 
     live = _live_progress(cfg) if not args.quiet and sys.stdout.isatty() else None
     out = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
-    daemon = Daemon(cfg, report=live.line if live else out)
+    daemon = Daemon(cfg, report=live.line if live else out, lock=lock)
     server = _server(daemon, cfg)
     first = daemon.events.list(descending=True, limit=1)
     start_id = first[0].id if first else 0
@@ -77,12 +128,20 @@ def _live_progress(cfg: DriftloopConfig) -> Any:
 
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
+    early = take_lock(args.config)
+    try:
+        return _bootstrap(args, early)
+    finally:
+        if early is not None:
+            early.release()
+
+
+def _bootstrap(args: argparse.Namespace, early: StateLock | None) -> int:
     from runtime.daemon import Daemon
-    from runtime.store.lock import AlreadyRunning
     from runtime.training.bootstrap import BootstrapError
 
     cfg = load_config(args.config)
-    daemon = Daemon(cfg, report=lambda line: print(line, flush=True))
+    daemon = Daemon(cfg, report=lambda line: print(line, flush=True), lock=_checked(early, cfg))
     try:
         version = daemon.bootstrap()
     except (AlreadyRunning, BootstrapError) as err:

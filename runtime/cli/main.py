@@ -55,25 +55,33 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     setup_logging()
-    from runtime.config import ConfigError
-
     try:
         code: int = COMMANDS[args.command](args)
         sys.stdout.flush()  # a reader that went away shows here, not as noise at exit
         return code
-    except (CliError, ConfigError) as err:
+    except CliError as err:
         print(f"driftloop {args.command}: {err}", file=sys.stderr)
-        return getattr(err, "code", 2)
+        return err.code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # the reader went away (`driftloop events | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
         return 0
     except Exception as err:  # anything else: still one line, details in the log
+        if _config_error(err):
+            print(f"driftloop {args.command}: {err}", file=sys.stderr)
+            return getattr(err, "code", 2)
         log.debug("unhandled error", exc_info=True)
         first = str(err).splitlines()[0] if str(err) else ""
         print(f"driftloop {args.command}: {type(err).__name__}: {first}", file=sys.stderr)
         return 1
+
+
+def _config_error(err: Exception) -> bool:
+    """Whether ``err`` is a :class:`runtime.config.ConfigError`, without importing the
+    config (it imports torch; ``run`` takes the state's lock before that)."""
+    config = sys.modules.get("runtime.config")
+    return config is not None and isinstance(err, config.ConfigError)
 
 
 if __name__ == "__main__":

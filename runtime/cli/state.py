@@ -9,7 +9,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from runtime.cli.common import CliError, open_state, reason
-from runtime.store import events as ev
 
 if TYPE_CHECKING:
     from runtime.config import DriftloopConfig
@@ -33,6 +32,8 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 def _expand_kinds(given: Sequence[str]) -> list[str] | None:
+    from runtime.store import events as ev
+
     if not given:
         return None
     out: list[str] = []

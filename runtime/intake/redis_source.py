@@ -24,7 +24,7 @@ from runtime.config import SchemaConfig
 from runtime.intake.entries import Decoded, Row, allowed_keys, check_rows, load, to_batch
 from runtime.intake.settings import RedisSourceConfig
 from runtime.intake.sources import Batch
-from runtime.store.leader import default_instance
+from runtime.store.lock import default_instance
 
 log = logging.getLogger(__name__)
 

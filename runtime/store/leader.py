@@ -19,8 +19,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
-import socket
 import time
 from typing import Protocol
 
@@ -30,13 +28,9 @@ from sqlalchemy.pool import NullPool
 
 from runtime.config import LeaderConfig
 from runtime.store.db import Database
+from runtime.store.lock import default_instance
 
 log = logging.getLogger(__name__)
-
-
-def default_instance() -> str:
-    """``host-pid``: unique among the daemons of one deployment."""
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class Leadership(Protocol):

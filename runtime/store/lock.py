@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 from pathlib import Path
 from typing import IO
+
+
+def default_instance() -> str:
+    """``host-pid``: unique among the daemons of one deployment."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def lock_dir(state_dir: Path, instance: str | None) -> Path:
@@ -24,6 +30,8 @@ class StateLock:
         self._fh: IO[str] | None = None
 
     def acquire(self) -> None:
+        if self._fh is not None:
+            return  # held by this process already (the CLI takes it before the daemon)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fh = self.path.open("a+")
         try:

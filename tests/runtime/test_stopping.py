@@ -1,6 +1,6 @@
-"""Stopping, with real processes: SIGTERM ends the daemon, its worker and the worker's
-children within 5 s in every phase; a worker outlives a killed daemon by 2 s at most
-(SQLite and PostgreSQL)."""
+"""Stopping, with real processes: a second daemon refuses at once; SIGTERM ends the
+daemon, its worker and the worker's children within 5 s in every phase; a worker outlives
+a killed daemon by 2 s at most (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import psutil
 import pytest
 import yaml
 
+from runtime.store.lock import StateLock
 from tests.conftest import SMALL
 from tests.runtime.processes import postgres_schema
 
@@ -112,6 +113,25 @@ def _stop_seconds(proc: subprocess.Popen[bytes], procs: list[psutil.Process]) ->
             return time.monotonic() - t0
         time.sleep(0.02)
     return float("inf")
+
+
+def test_a_second_daemon_on_the_same_state_refuses_before_its_imports(tmp_path: Path) -> None:
+    config = _write(tmp_path)
+    lock = StateLock(tmp_path / "state")
+    lock.acquire()  # a first daemon holds the state
+    try:
+        t0 = time.monotonic()
+        second = subprocess.run(
+            [sys.executable, "-m", "runtime.cli.main", "run", "--config", str(config)],
+            cwd=ROOT, capture_output=True, text=True, timeout=120, check=False,
+        )
+        seconds = time.monotonic() - t0
+    finally:
+        lock.release()
+    assert second.returncode == 1, second.stderr
+    assert "another driftloop daemon" in second.stderr and second.stderr.count("\n") == 1
+    assert "torch" not in second.stderr
+    assert seconds < 5.0, f"refused after {seconds:.2f} s"  # about 1 s on an idle machine
 
 
 @pytest.mark.slow
