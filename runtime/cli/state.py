@@ -110,6 +110,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    from runtime.store import events as ev
+
     _, _, db, _, registry = open_state(args)
     before = registry.champion()
     try:
