@@ -136,3 +136,7 @@ class SyntheticSource:
 
     def close(self) -> None:
         """Holds no connection."""
+
+    def lag(self) -> None:
+        """No backlog to count here."""
+        return None

@@ -254,3 +254,7 @@ class DirectorySource:
 
     def close(self) -> None:
         """Holds no connection."""
+
+    def lag(self) -> None:
+        """No backlog to count here."""
+        return None

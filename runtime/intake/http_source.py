@@ -26,3 +26,7 @@ class HttpSource:
 
     def close(self) -> None:
         """Holds no connection."""
+
+    def lag(self) -> None:
+        """No backlog to count here."""
+        return None

@@ -125,6 +125,10 @@ class RabbitMQSource:
             with contextlib.suppress(pika.exceptions.AMQPError):  # closing anyway
                 conn.close()
 
+    def lag(self) -> None:
+        """No backlog to count here."""
+        return None
+
     # -- connection -------------------------------------------------------------------------
     def _connect(self) -> None:
         where = _host(self.cfg.url)

@@ -160,6 +160,10 @@ class RedisSource:
     def close(self) -> None:
         self.client.close()
 
+    def lag(self) -> None:
+        """No backlog to count here."""
+        return None
+
 
 def _text(value: Any) -> str | None:
     """A reply value as text; None if it is bytes that are not UTF-8."""

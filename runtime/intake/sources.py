@@ -51,9 +51,9 @@ class Source(Protocol):
     ``cursor`` is the position a restart resumes from where the source keeps none of its
     own (the demo stream's row count; 0 elsewhere). ``ack`` is called once the batches
     polled so far are durably stored (a broker acknowledges them then); ``close``
-    releases connections when the daemon stops or replaces the source. A streaming
-    broker's source also has ``lag() -> dict[str, int]``: messages not yet stored and
-    acknowledged, per partition (:func:`source_lag`).
+    releases connections when the daemon stops or replaces the source; ``lag`` says how
+    many messages wait in a streaming broker, per partition (``None`` where the idea
+    does not apply).
     """
 
     name: str
@@ -78,9 +78,14 @@ class Source(Protocol):
         """Release connections; the source is not polled again."""
         ...
 
+    def lag(self) -> dict[str, int] | None:
+        """Messages not yet stored and acknowledged, per partition (Kafka, NATS), or
+        ``None`` for a source without a backlog to count (files, demo, HTTP, Redis,
+        RabbitMQ)."""
+        ...
+
 
 def source_lag(source: Source) -> dict[str, int] | None:
-    """``source.lag()`` (per partition, messages not yet acknowledged), or ``None`` for a
-    source without one (files, the demo stream, HTTP, Redis, RabbitMQ)."""
-    lag = getattr(source, "lag", None)
-    return dict(lag()) if callable(lag) else None
+    """``source.lag()`` copied (per partition, messages not yet acknowledged), or ``None``."""
+    lag = source.lag()
+    return None if lag is None else dict(lag)
