@@ -284,7 +284,7 @@ class CusumDetector:
             "ref_rows": self._ref_rows,
             "mean": self._mean,
             "sd": self._sd,
-            "h": self._h.tolist(),
+            "h": [v if np.isfinite(v) else None for v in self._h.tolist()],  # JSON: inf -> null
             "s": self._s.tolist(),
             "zero_row": self._zero_row.tolist(),
             "seen": self._seen,
@@ -302,7 +302,7 @@ class CusumDetector:
         self._ref = [float(x) for x in state["ref"]]
         self._ref_rows = [int(x) for x in state["ref_rows"]]
         self._mean, self._sd = float(state["mean"]), float(state["sd"])
-        self._h = np.asarray(state["h"], dtype=np.float64)
+        self._h = np.asarray([np.inf if v is None else v for v in state["h"]], dtype=np.float64)
         self._s = np.asarray(state["s"], dtype=np.float64)
         self._zero_row = np.asarray(state["zero_row"], dtype=np.int64)
         self._seen, self._nonfinite = int(state["seen"]), int(state["nonfinite"])

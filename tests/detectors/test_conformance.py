@@ -222,3 +222,19 @@ def test_a_nan_statistic_is_never_read_as_no_drift() -> None:
     sig = det.check()
     assert sig.status == "not_enough_data" and sig.statistic is None
     assert {r["status"] for r in sig.details["features"]} == {"nan_statistic"}
+
+
+def test_cusum_state_with_an_infinite_threshold_is_strict_json() -> None:
+    """A rare 0/1 error (1%) leaves the mean-down threshold at inf (no value of the
+    reference can go lower); the runtime saves detector state as strict JSON, so inf
+    must round-trip as null and restore to the same signals."""
+    rng = np.random.default_rng(0)
+    errors = (rng.random(3000) < 0.01).astype(np.float64)
+    det = build(DETECTORS["cusum"].Config(), features=list(FEATURES))
+    det.update(errors, np.arange(3000))
+    assert None in det.state()["h"]  # an infinite threshold, the case at hand
+    saved = json.loads(json.dumps(det.state(), allow_nan=False))
+    restored = build(DETECTORS["cusum"].Config(), features=list(FEATURES))
+    restored.load_state(saved)
+    tail = (rng.random(1000) < 0.3).astype(np.float64)
+    assert feed(restored, tail, start=3000) == feed(det, tail, start=3000)
