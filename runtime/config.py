@@ -15,7 +15,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from detectors.registry import DetectorConfig
+from detectors.registry import DetectorConfig, default_univariate
 from runtime.handoff.settings import ExportConfig, HookConfig, hook_names
 from runtime.intake.settings import (
     DirectorySourceConfig,
@@ -248,7 +248,10 @@ class DriftloopConfig(_Model):
     bootstrap: BootstrapConfig = Field(default_factory=BootstrapConfig)
     stages: list[StageConfig] = Field(default_factory=list)
     """Staged training for v1; empty: one stage from ``bootstrap``'s settings."""
-    detectors: list[DetectorConfig] = Field(min_length=1)
+    detectors: list[DetectorConfig] = Field(default_factory=default_univariate, min_length=1)
+    """What watches the stream; left out: CUSUM and ADWIN on the champion's error, the
+    pair bench/detectors.py measures (feature detectors are opt-in: on real,
+    autocorrelated streams they alarm on nearly every batch)."""
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     gate: GateConfig = Field(default_factory=GateConfig)

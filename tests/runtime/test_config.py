@@ -125,8 +125,18 @@ def test_a_schedule_with_a_length_or_a_constant_one_loads_on_a_seconds_budget() 
 
 def test_missing_key_is_named() -> None:
     data = copy.deepcopy(SMALL)
+    del data["source"]
+    with pytest.raises(ConfigError, match="missing key 'source'"):
+        parse_config(data)
+
+
+def test_no_detectors_key_watches_the_error_with_cusum_and_adwin() -> None:
+    data = copy.deepcopy(SMALL)
     del data["detectors"]
-    with pytest.raises(ConfigError, match="missing key 'detectors'"):
+    cfg = parse_config(data)
+    assert [(d.kind, d.signal) for d in cfg.detectors] == [("cusum", "error"), ("adwin", "error")]
+    data["detectors"] = []
+    with pytest.raises(ConfigError, match="detectors"):
         parse_config(data)
 
 
