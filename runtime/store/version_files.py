@@ -63,6 +63,18 @@ def check_record(mv: ModelVersion, stem: str, size: int, digest: str) -> None:
         )
 
 
+def stat_key(mv: ModelVersion, paths: list[Path]) -> tuple[Any, ...] | None:
+    """What identifies ``mv``'s files as last verified: its record and each file's inode,
+    size, mtime and ctime (a rewrite, rename or ``touch`` changes ctime); ``None`` when
+    a file cannot be stat'ed (then it is verified in full)."""
+    try:
+        stats = [p.stat() for p in paths]
+    except OSError:
+        return None
+    signature = tuple((s.st_ino, s.st_size, s.st_mtime_ns, s.st_ctime_ns) for s in stats)
+    return mv.version, json.dumps(mv.meta["files"], sort_keys=True), signature
+
+
 def serialize(version: str, stem: str, group: Mapping[str, torch.Tensor]) -> bytes:
     """One tensor group as safetensors bytes (contiguous CPU copies)."""
     if not isinstance(group, Mapping):

@@ -138,6 +138,7 @@ class Registry:
         self.models_dir = Path(models_dir)
         self.events = events
         self.clock = clock if clock is not None else events.clock
+        self._verified: set[tuple[Any, ...] | None] = set()  # stat_keys that verified
 
     # -- reading ---------------------------------------------------------------------
     def path(self, version: str) -> Path:
@@ -232,11 +233,14 @@ class Registry:
         return mv
 
     def problem(self, version: str) -> str | None:
-        """Why ``version``'s files do not verify, or None (also when pruned: not a fault)."""
+        """Why ``version``'s files do not verify, or None (also when pruned: not a fault).
+        Files unchanged since they last verified are not hashed again (status asks often)."""
         try:
             mv = self.get(version)
-            if "pruned_at" not in mv.meta:
+            key = files.stat_key(mv, [self._file(mv, stem) for stem in mv.meta["files"]])
+            if "pruned_at" not in mv.meta and (key is None or key not in self._verified):
                 self.verify(version)
+                self._verified.add(key)  # a None key is never trusted: it is checked first
         except (IntegrityError, KeyError) as err:
             return str(err).strip("'\"")
         return None

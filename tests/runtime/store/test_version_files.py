@@ -95,3 +95,26 @@ def test_status_and_models_say_when_files_do_not_verify(reg: Registry, tmp_path:
     text = models_text(versions, reg.champion(), problems)
     assert "! v1 (the champion) files do not verify" in text
     assert f" {v2} " in text and f"!{v2}" not in text
+
+
+def test_unchanged_files_are_not_hashed_again_and_a_rewrite_is_still_caught(
+    reg: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import runtime.store.versions as versions_module
+
+    v1 = _add(reg, 1)
+    hashed: list[Path] = []
+    real = versions_module.sha256_file
+    monkeypatch.setattr(versions_module, "sha256_file", lambda p: hashed.append(p) or real(p))
+    assert reg.problem(v1) is None and reg.problem(v1) is None
+    assert len(hashed) == 2  # model and buffer, once
+    path = reg.path(v1) / "model.safetensors"
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # same size; mtime put back as it was: only ctime tells
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    problem = reg.problem(v1)
+    assert problem is not None and "sha256" in problem
