@@ -310,7 +310,7 @@ class Daemon:
     def _adopt(self, version: str, rebaseline: bool, monitor_after: int | None = None) -> None:
         """Load a version's unit and, if asked, re-baseline the detectors on it: they start
         after the last stored row, or with ``monitor_after`` after that row, fed every row
-        stored since, in order."""
+        stored since, in order; the new starting point is saved at once."""
         self.unit = load_unit(self.registry, self.cfg, version)
         self.monitor = Monitor(self.unit.model, list(self.cfg.schema.classes))
         if rebaseline:
@@ -322,6 +322,9 @@ class Daemon:
                 n = self.recovery.feed_after(monitor_after, self._observe, self.alarms, version)
                 if n:
                     self.report(f"bootstrap: monitoring the {n} rows stored after v1's rows")
+            # saved now, not at the next periodic save: a kill -9 before it would make the
+            # next daemon re-baseline after every stored row and never monitor them
+            self._save_state()
 
     def _ingest_bootstrap_data(self) -> None:
         """``bootstrap.data`` stored once, then v1 trained on the stored rows if it can."""

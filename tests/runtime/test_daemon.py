@@ -214,15 +214,21 @@ def _abandon(d: Daemon) -> None:
     d.db.dispose()
 
 
-def test_a_crash_loses_no_monitoring_the_stored_rows_are_fed_again(tmp_path: Path) -> None:
+@pytest.mark.parametrize("periodic_save", [True, False], ids=["saved", "never-saved"])
+def test_a_crash_loses_no_monitoring_the_stored_rows_are_fed_again(
+    tmp_path: Path, periodic_save: bool
+) -> None:
+    """Also when the daemon dies before its first periodic save: adopting v1 saved the
+    point the detectors start from, so the rows stored after it are fed again."""
     cfg = small_config(tmp_path)
     d = Daemon(cfg)
     d.open()
+    d._last_save = float("inf")  # no periodic save unless the test makes one
     deadline = time.monotonic() + 300
     while d.unit is None and time.monotonic() < deadline:
         d.step()
-    d._save_state()  # the last periodic save, before the drift
-    d._last_save = float("inf")  # and none after it
+    if periodic_save:
+        d._save_state()  # the last periodic save, before the drift
     log = EventLog(d.db)
 
     def retrain_alarms() -> list[ev.Event]:
