@@ -19,6 +19,7 @@ from detectors.registry import DetectorConfig, default_univariate
 from runtime.handoff.settings import ExportConfig, HookConfig, hook_names
 from runtime.intake.settings import (
     DirectorySourceConfig,
+    SchemaConfig,
     SourceConfig,
 )
 from runtime.promotion.settings import GateConfig, WatchConfig
@@ -32,26 +33,6 @@ class ConfigError(ValueError):
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SchemaConfig(_Model):
-    """The columns of an incoming row."""
-
-    features: list[str] = Field(min_length=1)
-    label: str = "label"
-    classes: list[int] = Field(default=[0, 1], min_length=2)
-    id_column: str = "row_id"
-    allow_nan: bool = False
-
-    @model_validator(mode="after")
-    def _distinct(self) -> SchemaConfig:
-        names = [*self.features, self.label, self.id_column]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"column names must be distinct, repeated: {', '.join(dupes)}")
-        if len(set(self.classes)) != len(self.classes):
-            raise ValueError("classes must be distinct")
-        return self
 
 
 class ApiConfig(_Model):

@@ -312,7 +312,7 @@ class Daemon:
         after the last stored row, or with ``monitor_after`` after that row, fed every row
         stored since, in order; the new starting point is saved at once."""
         self.unit = load_unit(self.registry, self.cfg, version)
-        self.monitor = Monitor(self.unit.model, list(self.cfg.schema.classes))
+        self.monitor = Monitor(self.unit.model, self.cfg.schema.class_values)
         if rebaseline:
             self.feed.rebaseline(self.unit.reference)
             self.recovery.caught_up()

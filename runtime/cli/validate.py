@@ -27,6 +27,12 @@ def build_everything(cfg: DriftloopConfig) -> Iterator[str]:
     features = list(cfg.schema.features)
     s = cfg.schema
     yield f"schema: {len(features)} features, label {s.label!r}, classes {s.classes}"
+    declared = {f: t for f, t in s.types().items() if t is not None}
+    if declared:
+        yield "columns: " + ", ".join(f"{f} {t}" for f, t in declared.items())
+    untyped = [f for f, t in s.types().items() if t is None]
+    if untyped and declared:
+        yield f"types inferred from the first rows for: {', '.join(untyped)}"
     src = cfg.source
     if isinstance(src, SyntheticSourceConfig):
         total = SyntheticSource(src, cfg.schema).total

@@ -1,4 +1,5 @@
-"""The source settings a config names: one model per source kind, told apart by ``kind``.
+"""The schema and the source settings a config names (one model per source kind, told
+apart by ``kind``).
 
 Pure pydantic models, so :mod:`runtime.config` composes them without importing any
 broker client. A new source kind adds its model here and its module beside this one.
@@ -7,7 +8,7 @@ broker client. A new source kind adds its model here and its module beside this 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -198,3 +199,148 @@ SourceConfig = Annotated[
     | HttpSourceConfig,
     Field(discriminator="kind"),
 ]
+
+
+# --- the schema: the columns of an incoming row (names, types, missing-value rules,
+# label and classes).
+#
+# Pure pydantic, composed by :mod:`runtime.config` (which re-exports :class:`SchemaConfig`).
+# A feature is declared by name (its type inferred from the first rows: text that is not a
+# number is categorical, numbers numeric) or as a mapping with its ``type`` and ``missing``
+# rule. Types are ``numeric``, ``categorical``, ``boolean``, ``timestamp`` and ``text``; a
+# new type adds its name to :data:`ColumnType` and its parsing to
+# :mod:`runtime.intake.validation`.
+#
+# Labels may be strings or integers. YAML reads an unquoted ``yes``/``no``/``on``/``off``
+# as a boolean, so a boolean in ``classes`` is refused with a message saying to quote it.
+
+ColumnType = Literal["numeric", "categorical", "boolean", "timestamp", "text"]
+Missing = Literal["refuse", "impute", "indicator"]
+"""What a missing value does: ``refuse`` quarantines the row with its reason; ``impute``
+fills the training median (numeric) or mode (categorical, boolean); ``indicator`` fills
+the same and adds a 0/1 input saying the value was missing."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ColumnConfig(_Model):
+    """One feature column as declared (``type: None``: inferred from the first rows)."""
+
+    name: str = Field(min_length=1)
+    type: ColumnType | None = None
+    missing: Missing | None = None
+    """``None``: ``refuse``, or ``impute`` when ``schema.allow_nan`` is set."""
+    min_count: int = Field(default=5, ge=1)
+    """A category seen fewer times than this in a version's training rows goes to the
+    ``unknown`` bucket (categorical columns only)."""
+
+
+class SchemaConfig(_Model):
+    """The columns of an incoming row.
+
+    ``features`` is a list of names or of mappings (``{name: plan, type: categorical,
+    missing: impute}``); it is read back as the list of names, and :attr:`columns` holds
+    each one's declaration.
+    """
+
+    features: list[str] = Field(min_length=1)
+    columns: dict[str, ColumnConfig] = Field(default_factory=dict)
+    label: str = "label"
+    classes: list[int | str] = Field(default=[0, 1], min_length=2)
+    id_column: str = "row_id"
+    timestamp_column: str | None = None
+    """A column holding each row's event time (ISO 8601 or epoch seconds): a batch's rows
+    and labels are taken in its order. Not a feature."""
+    allow_nan: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _declared(cls, data: Any) -> Any:
+        """Split ``features`` given as mappings into names and :attr:`columns`."""
+        if not isinstance(data, dict) or not isinstance(data.get("features"), list):
+            return data
+        names: list[Any] = []
+        columns = dict(data.get("columns") or {})
+        for i, f in enumerate(data["features"]):
+            if isinstance(f, dict):
+                if "name" not in f:
+                    raise ValueError(f"features[{i}] declares a column without a name")
+                names.append(f["name"])
+                columns[str(f["name"])] = f
+            else:
+                names.append(f)
+        return {**data, "features": names, "columns": columns}
+
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _no_booleans(cls, value: Any) -> Any:
+        if isinstance(value, list) and any(isinstance(c, bool) for c in value):
+            shown = ", ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in value)
+            raise ValueError(
+                f"YAML read a class as a boolean ([{shown}]): quote the class names, "
+                'e.g. classes: ["no", "yes"]'
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SchemaConfig:
+        names = [*self.features, self.label, self.id_column]
+        if self.timestamp_column is not None:
+            names.append(self.timestamp_column)
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"column names must be distinct, repeated: {', '.join(dupes)}")
+        if len({str(c) for c in self.classes}) != len(self.classes):
+            raise ValueError("classes must be distinct")
+        unknown = sorted(set(self.columns) - set(self.features))
+        if unknown:
+            raise ValueError(f"columns declares unknown feature(s): {', '.join(unknown)}")
+        for name, col in self.columns.items():
+            if col.name != name:
+                raise ValueError(f"columns.{name} is named {col.name!r}")
+        return self
+
+    @property
+    def class_values(self) -> list[int]:
+        """Labels as stored: the integer classes themselves, or the positions of string
+        classes (``["no", "yes"]`` is stored as 0 and 1)."""
+        if all(isinstance(c, int) for c in self.classes):
+            return [int(c) for c in self.classes]
+        return list(range(len(self.classes)))
+
+    @property
+    def string_classes(self) -> bool:
+        return not all(isinstance(c, int) for c in self.classes)
+
+    def column(self, name: str) -> ColumnConfig:
+        """The declaration of feature ``name`` (a bare name: type inferred)."""
+        return self.columns.get(name) or ColumnConfig(name=name)
+
+    def missing_rule(self, name: str) -> Missing:
+        rule = self.column(name).missing
+        if rule is not None:
+            return rule
+        return "impute" if self.allow_nan else "refuse"
+
+    def types(self) -> dict[str, ColumnType | None]:
+        """Each feature's declared type (``None``: to be inferred)."""
+        return {f: self.column(f).type for f in self.features}
+
+    @property
+    def typed(self) -> bool:
+        """Whether the rows need a preprocessing step before the model (a column that is
+        not numeric, or one whose missing values are imputed)."""
+        return any(
+            t not in (None, "numeric") for t in self.types().values()
+        ) or any(self.column(f).missing in ("impute", "indicator") for f in self.features)
+
+    def with_types(self, types: dict[str, ColumnType]) -> SchemaConfig:
+        """This schema with the undeclared types filled in from ``types`` (inferred)."""
+        cols = dict(self.columns)
+        for f in self.features:
+            if cols.get(f) is None or cols[f].type is None:
+                base = cols.get(f) or ColumnConfig(name=f)
+                cols[f] = base.model_copy(update={"type": types.get(f, "numeric")})
+        return self.model_copy(update={"columns": cols})

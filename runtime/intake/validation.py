@@ -16,6 +16,7 @@ import pandas as pd
 
 from runtime.config import SchemaConfig
 from runtime.intake.sources import Batch
+from strategies.tabular import category_code, infer_type
 
 MAX_ID_CHARS = 128  # rows.row_id is String(128); PostgreSQL refuses longer ones
 
@@ -25,8 +26,25 @@ class Validator:
 
     def __init__(self, schema: SchemaConfig) -> None:
         self.schema = schema
-        self.classes = set(schema.classes)
+        self.classes = set(schema.class_values)
         self._class_values = np.array(sorted(self.classes), dtype=np.float64)
+        pairs = zip(schema.classes, schema.class_values, strict=True)
+        self._names = {str(c).strip(): v for c, v in pairs}
+        self.types: dict[str, str | None] = dict(schema.types())
+        self.inferred: dict[str, str] = {}
+        self.codes: dict[float, str] = {}  # category code -> text, as seen (for the JSON)
+
+    def infer(self, frame: pd.DataFrame) -> dict[str, str]:
+        """Fill the undeclared types from ``frame`` (the first rows); returns those
+        inferred now (empty when every type is known)."""
+        new = {
+            f: infer_type(frame[f].tolist())
+            for f, t in self.types.items()
+            if t is None and f in frame.columns
+        }
+        self.types.update(new)
+        self.inferred.update(new)
+        return new
 
     def validate(
         self, batch: Batch
@@ -40,7 +58,8 @@ class Validator:
             i: r for i, r in ((k - 1, v) for k, v in batch.row_errors.items())
         }
         cols = set(frame.columns)
-        extra = sorted(cols - {*s.features, s.label, s.id_column})
+        known_cols = {*s.features, s.label, s.id_column, s.timestamp_column}
+        extra = sorted(cols - known_cols)
         if extra:
             whole = f"unexpected column(s) {', '.join(map(repr, extra))}"
             return frame.iloc[0:0], {i: whole for i in range(n)}, "rows", None
@@ -51,9 +70,11 @@ class Validator:
             whole = f"missing column(s) {', '.join(map(repr, missing))}"
             # a row that could not be parsed keeps its own reason (it lacks every column)
             return frame.iloc[0:0], {i: reasons.get(i, whole) for i in range(n)}, "rows", None
+        self.infer(frame)
         x = np.empty((n, len(s.features)), dtype=np.float64)
         for j, f in enumerate(s.features):
             x[:, j] = self._feature(frame[f], f, reasons)
+        order = self._time_order(frame, reasons)
         out = pd.DataFrame(x, columns=list(s.features), index=frame.index)
         out["__label"] = self._labels(frame, reasons)
         out["__id"] = self._ids(frame, batch)
@@ -66,10 +87,34 @@ class Validator:
             reasons.setdefault(int(pos), f"duplicate row id {rid!r} in this batch")
         good = ~late
         good[list(reasons)] = False
-        return out[good], reasons, "rows", self._late_labels(frame, late, reasons)
+        kept = out.iloc[order][good[order]]
+        return kept, reasons, "rows", self._late_labels(frame, late, reasons)
+
+    def _time_order(self, frame: pd.DataFrame, reasons: dict[int, str]) -> npt.NDArray[np.int64]:
+        """Row positions in ``schema.timestamp_column`` order (stable; as read without
+        one); a row whose time cannot be read is refused."""
+        col = self.schema.timestamp_column
+        if col is None or col not in frame.columns:
+            return np.arange(len(frame))
+        raw = frame[col]
+        if raw.dtype.kind in "fiu":
+            t = pd.to_datetime(raw, unit="s", errors="coerce", utc=True)
+        else:
+            t = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
+        bad = t.isna().to_numpy() & ~_blank(raw)
+        for i in np.flatnonzero(bad | _blank(raw)):
+            reasons.setdefault(int(i), f"timestamp '{col}' is missing or unreadable")
+        key = t.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+        return np.argsort(key, kind="stable")
 
     def _feature(self, raw: pd.Series, f: str, reasons: dict[int, str]) -> npt.NDArray[np.float64]:
-        """One feature column as floats; problems recorded by row position."""
+        """One feature column as floats (a category as its code, a boolean as 0/1, NaN
+        where missing); problems recorded by row position."""
+        kind = self.types.get(f) or "numeric"
+        if kind == "categorical":
+            return self._category(raw, f, reasons)
+        if kind == "boolean":
+            return self._boolean(raw, f, reasons)
         if raw.dtype.kind in "fiub":  # already numeric: no parsing, only NaN/inf checks
             num = raw.to_numpy(dtype=np.float64)
             blank = np.isnan(num)
@@ -81,12 +126,40 @@ class Validator:
             bad_type = np.isnan(num) & ~blank
         for i in np.flatnonzero(bad_type):
             reasons.setdefault(int(i), f"feature '{f}' is not a number: {str(raw.iloc[i])[:40]!r}")
-        if not self.schema.allow_nan:
-            for i in np.flatnonzero(blank):
-                reasons.setdefault(int(i), f"feature '{f}' is missing or NaN")
+        self._missing(blank, f, reasons)
         for i in np.flatnonzero(np.isinf(num)):
             reasons.setdefault(int(i), f"feature '{f}' is not finite")
         return np.asarray(num, dtype=np.float64)
+
+    def _missing(self, blank: npt.NDArray[np.bool_], f: str, reasons: dict[int, str]) -> None:
+        if self.schema.missing_rule(f) == "refuse":
+            for i in np.flatnonzero(blank):
+                reasons.setdefault(int(i), f"feature '{f}' is missing or NaN (missing: refuse)")
+
+    def _category(self, raw: pd.Series, f: str, reasons: dict[int, str]) -> npt.NDArray[np.float64]:
+        blank = _blank(raw)
+        out = np.full(len(raw), np.nan)
+        for i, v in enumerate(raw.tolist()):
+            if not blank[i]:
+                out[i] = category_code(v)
+                if len(self.codes) < 100000:
+                    self.codes.setdefault(out[i], str(v).strip()[:80])
+        self._missing(blank, f, reasons)
+        return out
+
+    def _boolean(self, raw: pd.Series, f: str, reasons: dict[int, str]) -> npt.NDArray[np.float64]:
+        blank = _blank(raw)
+        out = np.full(len(raw), np.nan)
+        for i, v in enumerate(raw.tolist()):
+            if blank[i]:
+                continue
+            b = _BOOLS.get(str(v).strip().lower())
+            if b is None:
+                reasons.setdefault(i, f"feature '{f}' is not a boolean: {str(v)[:40]!r}")
+            else:
+                out[i] = b
+        self._missing(blank, f, reasons)
+        return out
 
     def _labels(self, frame: pd.DataFrame, reasons: dict[int, str]) -> pd.Series:
         s = self.schema
@@ -94,6 +167,8 @@ class Validator:
             return pd.Series(-1, index=frame.index, dtype=np.int64)
         raw = frame[s.label]
         blank = _blank(raw)
+        if s.string_classes:
+            return self._named_labels(raw, blank, reasons)
         num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
         with np.errstate(invalid="ignore"):
             whole = np.isfinite(num) & (num == np.round(num))
@@ -104,6 +179,24 @@ class Validator:
                 int(i), f"unknown label {str(raw.iloc[i])[:40]!r} (classes: {sorted(self.classes)})"
             )
         return pd.Series(labels, index=frame.index)
+
+    def _named_labels(
+        self, raw: pd.Series, blank: npt.NDArray[np.bool_], reasons: dict[int, str]
+    ) -> pd.Series:
+        """String classes: each label by its text (an integer 1 matches class "1")."""
+        labels = np.full(len(raw), -1, dtype=np.int64)
+        for i, v in enumerate(raw.tolist()):
+            if blank[i]:
+                continue
+            text = str(int(v)) if isinstance(v, float) and v.is_integer() else str(v).strip()
+            pos = self._names.get(text)
+            if pos is None:
+                reasons.setdefault(
+                    i, f"unknown label {text[:40]!r} (classes: {list(self.schema.classes)})"
+                )
+            else:
+                labels[i] = pos
+        return pd.Series(labels, index=raw.index)
 
     def _ids(self, frame: pd.DataFrame, batch: Batch) -> pd.Series:
         s = self.schema
@@ -175,6 +268,10 @@ class Validator:
         if not bool((missing | known).all()):
             return None
         return np.where(known, labels, -1).astype(np.int64)
+
+
+_BOOLS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "1": 1.0, "0": 0.0,
+          "1.0": 1.0, "0.0": 0.0, "t": 1.0, "f": 0.0, "y": 1.0, "n": 0.0}
 
 
 def plain_ids(ids: list[str]) -> bool:

@@ -374,7 +374,7 @@ class LoopReplay:
         """The daemon's re-baseline: the new champion scores, detectors start afresh on
         its reference window, the policy's warm-up starts again."""
         self.unit = load_unit(self.registry, self.cfg, version)
-        self.monitor = Monitor(self.unit.model, list(self.cfg.schema.classes))
+        self.monitor = Monitor(self.unit.model, self.cfg.schema.class_values)
         for det in self.detectors:
             det.reset()
             if isinstance(det, ReferenceDetector) and len(self.unit.reference):

@@ -49,7 +49,7 @@ def distributions(
         for i, seg in enumerate(src.segments):
             x, y = evaluation_sample(src.segments, i, EVAL_ROWS, src.seed)
             name = seg.name or f"segment {i}"
-            out.append((name, x, class_positions(y, cfg.schema.classes)))
+            out.append((name, x, class_positions(y, cfg.schema.class_values)))
         return out
     champion = registry.champion()
     names = load_unit(registry, cfg, champion).golden_index if champion else []

@@ -199,7 +199,7 @@ def adopt(
     model.load_state_dict(weights.state)
     model.eval()
     seqs, x, y_raw = _store_rows(cfg, db, events, data)
-    y = class_positions(y_raw, cfg.schema.classes)
+    y = class_positions(y_raw, cfg.schema.class_values)
     split = split_rows(cfg, len(y))  # _store_rows made sure of 10 rows
     xs = torch.as_tensor(x, dtype=torch.float32)
     ys = torch.as_tensor(y, dtype=torch.int64)

@@ -73,7 +73,7 @@ def bootstrap_from_rows(
 ) -> str:
     """Train, check, save and promote v1; returns its version name."""
     b = cfg.bootstrap
-    y = class_positions(y_raw, cfg.schema.classes)
+    y = class_positions(y_raw, cfg.schema.class_values)
     n = len(y)
     try:
         gold, val, train = split_rows(cfg, n)

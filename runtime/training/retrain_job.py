@@ -134,7 +134,7 @@ def _load_rows(db: Database, cfg: DriftloopConfig, onset: int, upto: int, seed: 
     and held-out rows; fewer than two is an error (nothing to train on)."""
     nf = len(cfg.schema.features)
     seqs, x, y_raw = labelled_rows(db, nf, since=onset, upto=upto, limit=cfg.retrain.max_rows)
-    y = class_positions(y_raw, cfg.schema.classes)
+    y = class_positions(y_raw, cfg.schema.class_values)
     if len(seqs) < 2:
         raise ValueError(f"only {len(seqs)} labelled rows since row {onset}: nothing to train on")
     perm = np.random.default_rng(seed).permutation(len(seqs))
