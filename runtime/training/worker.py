@@ -363,7 +363,10 @@ def main() -> int:
     sys.stdout.write("ready\n")
     sys.stdout.flush()
     _serve(sys.stdin.fileno(), sys.stdout)
-    return 0
+    # the daemon closed our stdin (it stopped, or died): leave now. A normal interpreter
+    # exit tears torch down first, which took 3-4 s on an idle 2-core VM and longer under
+    # load, past the 5 s within which nothing may outlive a killed daemon (issue 17)
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -199,3 +199,24 @@ def test_only_the_same_job_on_the_same_data_resumes_a_checkpoint(tmp_path: Path)
     assert checkpoint_dir({**spec, "champion": "v2"}, x, y2) == path
     assert not (path / "checkpoint.json").exists()
     assert checkpoint_dir({}, x, y) is None
+
+
+def test_an_idle_worker_leaves_at_once_when_its_daemon_goes(tmp_path: Path) -> None:
+    """Its stdin closing (the daemon stopped, or was killed) ends a ready worker within
+    a second: a normal interpreter exit tore torch down for 3-4 s first (issue 17's
+    leftover worker after a kill -9 in the gate phase)."""
+    runner = RetrainRunner(tmp_path / "work", timeout_seconds=60)
+    try:
+        runner.warm()
+        end = time.monotonic() + 240
+        while not runner._ready and time.monotonic() < end:
+            runner._read()
+            time.sleep(0.05)
+        worker = runner._worker
+        assert runner._ready and worker is not None and worker.stdin is not None
+        t0 = time.monotonic()
+        worker.stdin.close()
+        worker.wait(timeout=30)
+        assert time.monotonic() - t0 <= 1.0, f"left after {time.monotonic() - t0:.2f} s"
+    finally:
+        runner.close()
