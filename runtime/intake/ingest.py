@@ -28,6 +28,7 @@ from runtime.config import SchemaConfig
 from runtime.intake.label_join import join_labels
 from runtime.intake.rejections import quarantine_rows, reject_event
 from runtime.intake.row_append import Accepted, accepted_rows, empty, prepare, store
+from runtime.intake.schema_state import load_state, save_state
 from runtime.intake.sources import Batch
 from runtime.intake.validation import Validator, plain_ids
 from runtime.store.db import Database, processed_files, utcnow
@@ -44,6 +45,21 @@ class Ingestor:
         self.schema = schema
         self.events = events
         self.validator = Validator(schema)
+        stored = load_state(db)
+        for f, t in stored["types"].items():
+            if self.validator.types.get(f, "") is None:
+                self.validator.types[f] = t
+        self.validator.codes.update({float(k): v for k, v in stored["names"].items()})
+        self._saved = (dict(stored["types"]), len(self.validator.codes))
+
+    def _keep_schema_state(self) -> None:
+        """Store newly inferred types and category names (see schema_state)."""
+        v = self.validator
+        types = {f: t for f, t in v.types.items() if t is not None and f in v.inferred}
+        types = {**self._saved[0], **types}
+        if (types, len(v.codes)) != self._saved:
+            save_state(self.db, types, v.codes)
+            self._saved = (types, len(v.codes))
 
     def ingest(self, batch: Batch) -> Accepted:
         """Validate and write one batch; never raises on bad data."""
@@ -55,6 +71,7 @@ class Ingestor:
                 reject_event(self.events, conn, batch, 0, {0: batch.read_error}, whole_file=True)
             return empty(nf)
         clean, reasons, mode, late = self.validator.validate(batch)
+        self._keep_schema_state()
         now = utcnow()
         with self.db.begin() as conn:
             if late is not None:  # rows, and late labels for earlier rows, in one batch

@@ -90,6 +90,20 @@ class Validator:
         kept = out.iloc[order][good[order]]
         return kept, reasons, "rows", self._late_labels(frame, late, reasons)
 
+    def encode(self, frame: pd.DataFrame) -> tuple[npt.NDArray[np.float64], dict[int, str]]:
+        """The features of ``frame`` (every schema feature a column) in the stored form,
+        and the reason each bad row is refused (as ingest would, labels aside)."""
+        reasons: dict[int, str] = {}
+        frame = frame.reset_index(drop=True)
+        x = np.empty((len(frame), len(self.schema.features)), dtype=np.float64)
+        for j, f in enumerate(self.schema.features):
+            col = frame[f]
+            if (self.types.get(f) or "numeric") == "numeric":
+                col = col.where(col.notna(), np.nan)
+                col = col.infer_objects()
+            x[:, j] = self._feature(col, f, reasons)
+        return x, reasons
+
     def _time_order(self, frame: pd.DataFrame, reasons: dict[int, str]) -> npt.NDArray[np.int64]:
         """Row positions in ``schema.timestamp_column`` order (stable; as read without
         one); a row whose time cannot be read is refused."""

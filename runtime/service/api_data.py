@@ -92,16 +92,11 @@ def data_router(host: Host, api: ApiConfig) -> APIRouter:
         unit = host.unit
         if unit is None:
             raise ApiError(503, "there is no champion yet (bootstrap has not finished)")
-        x, errors = _matrix(body.rows, body.features, features)
-        if errors:
-            first = min(errors)
-            raise ApiError(422, f"row {first - 1}: {errors[first]}")
-        if not np.isfinite(x).all():
-            raise ApiError(422, "every value must be a finite number")
+        x = _predict_matrix(host, body.rows, body.features, features)
         probs = predict_proba(unit.model, torch.as_tensor(x, dtype=torch.float32)).numpy()
         if not np.isfinite(probs).all():
             raise ApiError(422, "the model produced non-finite output for these values")
-        classes = [int(c) for c in schema.classes]
+        classes = list(schema.classes)
         return PredictResponse(
             model_version=unit.version,
             classes=classes,
@@ -146,6 +141,27 @@ def _ingest(
         replayed=acc.count == 0 and acc.duplicates == n,
         errors=errs,
     ).model_dump()
+
+
+def _predict_matrix(
+    host: Host, rows: list[list[float | str | None]], names: list[str] | None,
+    features: list[str],
+) -> np.ndarray:
+    """The rows of ``/v1/predict`` in the stored form (categories as codes, booleans as
+    0/1), judged by the ingest validator's column rules; 422 on the first bad value."""
+    if any(len(r) != len(features) for r in rows):
+        bad = next(i for i, r in enumerate(rows) if len(r) != len(features))
+        raise ApiError(422, f"row {bad}: expected {len(features)} values, got {len(rows[bad])}")
+    if names is not None and (sorted(names) != sorted(features) or len(set(names)) != len(names)):
+        raise ApiError(
+            422, f"features must name each of the schema's features once: {', '.join(features)}"
+        )
+    frame = pd.DataFrame(rows, columns=names or features, dtype=object)[features]
+    x, reasons = host.ingestor.validator.encode(frame)
+    if reasons:
+        first = min(reasons)
+        raise ApiError(422, f"row {first}: {reasons[first]}")
+    return x
 
 
 def _matrix(

@@ -72,14 +72,16 @@ class LabelsResponse(BaseModel):
 
 
 class PredictRequest(_Body):
-    rows: list[list[float]] = Field(min_length=1)
+    rows: list[list[float | str | None]] = Field(min_length=1)
+    """Numbers, or for categorical and boolean columns their text; ``null`` where missing
+    (refused unless the column's ``missing`` rule imputes)."""
     features: list[str] | None = None
 
 
 class PredictResponse(BaseModel):
     model_version: str
-    classes: list[int]
-    predictions: list[int]
+    classes: list[int | str]
+    predictions: list[int | str]
     probabilities: list[list[float]]
 
 

@@ -21,6 +21,7 @@ from runtime.store.versions import ModelVersion, Registry
 from strategies.base import RehearsalBuffer
 from strategies.models import build_model
 from strategies.registry import build_buffer, restore_buffer
+from strategies.tabular import Preprocessing, TabularModel
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -39,8 +40,22 @@ class Unit:
         return list(self.meta.get("golden_index", []))
 
 
-def new_model(cfg: DriftloopConfig, seed: int | None = None) -> nn.Module:
-    return build_model(cfg.model, len(cfg.schema.features), len(cfg.schema.classes), seed=seed)
+def new_model(
+    cfg: DriftloopConfig, seed: int | None = None, prep: Preprocessing | None = None
+) -> nn.Module:
+    """The config's model; with ``prep``, wrapped to encode raw rows first (the inner
+    model then takes ``prep.width`` inputs)."""
+    n_classes = len(cfg.schema.classes)
+    if prep is None:
+        return build_model(cfg.model, len(cfg.schema.features), n_classes, seed=seed)
+    return TabularModel(prep, build_model(cfg.model, prep.width, n_classes, seed=seed))
+
+
+def preprocessing(meta: dict[str, Any]) -> Preprocessing | None:
+    """The version's saved preprocessing (``None``: a version written before it
+    existed, or a schema of plain numbers: rows go to the model as they are)."""
+    data = meta.get("preprocessing")
+    return None if data is None else Preprocessing.from_json(data)
 
 
 def new_buffer(cfg: DriftloopConfig) -> RehearsalBuffer:
@@ -57,7 +72,7 @@ def load_unit(
     """
     loaded = registry.load(version)
     meta = loaded.version.meta
-    model = new_model(cfg)
+    model = new_model(cfg, prep=preprocessing(meta))
     model.load_state_dict(loaded.tensors["model"])
     model.eval()
     buffer = None

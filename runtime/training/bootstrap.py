@@ -20,6 +20,7 @@ import numpy.typing as npt
 import torch
 
 from runtime.config import DriftloopConfig
+from runtime.intake.schema_state import column_specs, resolved
 from runtime.store import events as ev
 from runtime.store.db import Database
 from runtime.store.events import EventLog
@@ -31,6 +32,7 @@ from strategies import finetune
 from strategies.base import Budget, Progress, TrainRequest
 from strategies.evaluation import accuracy
 from strategies.models import fit_normalization
+from strategies.tabular import Preprocessing, fit_preprocessing
 
 
 class BootstrapError(RuntimeError):
@@ -84,9 +86,11 @@ def bootstrap_from_rows(
     xv = torch.as_tensor(x[val], dtype=torch.float32)
     yv = torch.as_tensor(y[val], dtype=torch.int64)
 
-    model = new_model(cfg, seed=cfg.seed)
+    prep = _preprocessing(cfg, db, x[train], report)
+    model = new_model(cfg, seed=cfg.seed, prep=prep)
     version = registry.next_version()
     if cfg.stages:
+        _stages_take_numbers(prep)
         return _staged(cfg, events, registry, model, version, x, y, (xt, yt), (xv, yv),
                        gold, len(train), first_row=first_row, last_row=last_row,
                        source=source, report=report)
@@ -131,6 +135,7 @@ def bootstrap_from_rows(
         "data": {"first_row": first_row, "last_row": last_row, "rows": n, "source": source},
         "strategy": "bootstrap", "config_hash": cfg.config_hash(), "metrics": metrics,
         "golden_index": [version],
+        **({} if prep is None else {"preprocessing": prep.to_json()}),
         "golden_provenance": {"rows": len(gold), "first_row": first_row, "last_row": last_row,
                               "source": f"held-out split of the bootstrap data ({source})"},
     }
@@ -138,6 +143,32 @@ def bootstrap_from_rows(
               golden=(x[gold], y[gold]), meta=meta, parent=None)
     registry.promote(version, ev.ModelPromoted(reason="bootstrap", metrics=metrics))
     return version
+
+
+def _stages_take_numbers(prep: Preprocessing | None) -> None:
+    if prep is not None:
+        raise BootstrapError("stages: cannot train a schema with categorical, boolean or "
+                             "imputed columns yet (use bootstrap: alone)")
+
+
+def _preprocessing(
+    cfg: DriftloopConfig, db: Database, x: npt.NDArray[np.float64],
+    report: Callable[[str], None],
+) -> Preprocessing | None:
+    """v1's preprocessing, learned from its training rows; ``None`` for a schema of
+    plain numbers with missing values refused (rows go to the model as they are)."""
+    schema, names = resolved(db, cfg.schema)
+    report("schema: " + ", ".join(
+        f"{f} {schema.column(f).type or 'numeric'}"
+        + ("" if cfg.schema.column(f).type else " (inferred)")
+        for f in schema.features))
+    if not schema.typed:
+        return None
+    prep = fit_preprocessing(x, column_specs(schema), names)
+    for c in prep.columns:
+        if c.type == "categorical":
+            report(f"schema: {c.name} vocabulary {sorted(c.vocab)} + unknown")
+    return prep
 
 
 def _staged(

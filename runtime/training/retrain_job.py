@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from runtime.config import DriftloopConfig
+from runtime.intake.schema_state import resolved
 from runtime.promotion.evidence import NEW_DATA, Evidence, evidence_path, write_evidence
 from runtime.promotion.evidence import score as score_set
 from runtime.store import events as ev
@@ -37,10 +38,11 @@ from runtime.store.atomic import write_json_atomic
 from runtime.store.db import Database
 from runtime.store.events import EventLog
 from runtime.store.rows import labelled_rows, recent_rows
-from runtime.store.unit import Unit, golden_sets, load_unit, save_unit
+from runtime.store.unit import Unit, golden_sets, load_unit, preprocessing, save_unit
 from runtime.store.versions import Registry
 from strategies.base import Budget, Progress, TrainRequest, TrainResult
 from strategies.registry import build as build_strategy
+from strategies.tabular import TabularModel, widen_model
 
 
 def job_seed(base: int, trigger_id: str) -> int:
@@ -113,11 +115,14 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
     unit = load_unit(registry, cfg, champion, with_buffer=True)
     assert unit.buffer is not None
     rows = _load_rows(db, cfg, onset, upto, seed)
+    _widen(db, cfg, unit, rows)
     progress = _progress_events(events, trigger, candidate, spec.get("pause_after_epoch_for_test"))
     model, result = _train(cfg, spec, unit, rows, seed, progress)
     evidence_sha, metrics = _judge(cfg, registry, unit, model, rows, candidate)
     train_info = _train_info(result, rows)
     meta = _meta(cfg, spec, unit, rows, metrics, train_info)
+    if "preprocessing" in unit.meta:
+        meta["preprocessing"] = unit.meta["preprocessing"]
     _write(db, registry, cfg, spec, unit, model, rows, meta)
     db.dispose()
     return {
@@ -144,6 +149,20 @@ def _load_rows(db: Database, cfg: DriftloopConfig, onset: int, upto: int, seed: 
     xt = torch.as_tensor(x[train], dtype=torch.float32)
     yt = torch.as_tensor(y[train], dtype=torch.int64)
     return _Rows(seqs, x, y, train, hold, gold, xt, yt)
+
+
+def _widen(db: Database, cfg: DriftloopConfig, unit: Unit, rows: _Rows) -> None:
+    """Grow the champion's vocabularies by the categories now frequent in the training
+    rows (new slots, zero weights: the champion scores every row as before), so the
+    candidate can learn them; the widened preprocessing goes into the candidate's meta."""
+    old = preprocessing(unit.meta)
+    if old is None or not isinstance(unit.model, TabularModel):
+        return
+    new = old.widen(rows.x[rows.train], resolved(db, cfg.schema)[1])
+    if new.width == old.width:
+        return
+    unit.model = widen_model(unit.model, old, new)
+    unit.meta = {**unit.meta, "preprocessing": new.to_json()}
 
 
 def _progress_events(
