@@ -41,6 +41,7 @@ from runtime.service.stopping import StopOnSignal
 from runtime.service.systemd import Watchdog, notify
 from runtime.store import events as ev
 from runtime.store import leader as leadership
+from runtime.store import served
 from runtime.store.db import Database
 from runtime.store.events import EventLog
 from runtime.store.lock import StateLock, lock_dir
@@ -260,6 +261,9 @@ class Daemon:
         joined to rows stored earlier (the signals that needed them)."""
         assert self.monitor is not None
         champion, sig = self._champion(), self.monitor.score(x, y)
+        if not late and champion is not None:  # what it served, for the realized score
+            with self.db.begin() as conn:
+                served.record(conn, seqs, sig.prediction.astype(np.float64), champion)
         for alarm in self.feed.observe(seqs, None if late else x, sig, champion, late):
             self.alarms.handle(alarm, champion)
 

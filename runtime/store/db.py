@@ -62,6 +62,7 @@ __all__ = [
     "quarantine",
     "retrain_requests",
     "rows",
+    "served",
     "to_json",
     "utcnow",
 ]
@@ -133,6 +134,22 @@ late_labels = Table(
     Column("after_seq", Integer, nullable=False),  # the last row stored when it was joined
     Index("ix_late_labels_row_seq", "row_seq"),
     sqlite_autoincrement=True,
+)
+
+# What the champion predicted for each row when the row was monitored, and which version
+# that was: with the row's label (known at once or joined later) it is the realized
+# (prequential) score of the served model. One compact row per monitored row (its seq is
+# the key); rows never monitored (v1's training rows, rows stored without a champion)
+# have none. A table of its own so that ``create_all`` adds it to an older state
+# directory; rows monitored before it existed simply have no entry.
+served = Table(
+    "served",
+    metadata,
+    Column("row_seq", Integer, primary_key=True, autoincrement=False),
+    Column("value", Float, nullable=False),  # a class value (or a regression value)
+    Column("version", String(64), nullable=False),
+    # each version's recent rows without scanning the others' (status asks per version)
+    Index("ix_served_version_row", "version", "row_seq"),
 )
 
 quarantine = Table(

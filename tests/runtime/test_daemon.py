@@ -113,6 +113,30 @@ def test_every_version_is_a_complete_unit_with_lineage(burst: Any) -> None:
     assert buffer is not None and 0 < len(buffer) <= 1000
 
 
+def test_every_monitored_row_records_what_the_champion_served(burst: Any) -> None:
+    """Each row after v1's training rows has its served prediction and the version that
+    served it; the realized accuracy of each version is computed from them."""
+    from sqlalchemy import func, select
+
+    from runtime.store.db import served
+    from runtime.store.served import realized, realized_by_version
+
+    cfg, _ = burst
+    db = Database.for_state_dir(cfg.state_dir, None)
+    with db.connect() as conn:
+        n, first = conn.execute(select(func.count(), func.min(served.c.row_seq))).one()
+        got = dict(conn.execute(
+            select(served.c.version, func.min(served.c.row_seq)).group_by(served.c.version)
+        ).all())
+    assert first == cfg.bootstrap.rows + 1, "v1's training rows are not served rows"
+    assert set(got) == {"v1", "v2"} and got["v1"] < got["v2"]
+    assert n > 0
+    per = realized_by_version(db, window=100_000)
+    assert per["v1"].rows + per["v2"].rows == realized(db, window=100_000).rows
+    assert all(r.value is not None and 0.0 <= r.value <= 1.0 for r in per.values())
+    db.dispose()
+
+
 def test_second_daemon_on_the_same_state_refuses(small_cfg: DriftloopConfig) -> None:
     first = Daemon(small_cfg)
     first.lock.acquire()

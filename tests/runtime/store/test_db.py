@@ -45,6 +45,7 @@ TABLES = {
     "kv",
     "late_labels",
     "hook_outbox",
+    "served",
 }
 
 
