@@ -11,6 +11,9 @@ Randomness: shuffling and rehearsal draws come from a ``torch.Generator`` seeded
 ``torch.random.fork_rng`` with a seed derived from ``seed``, so the same seed gives the
 same model and the caller's RNG state is left as it was.
 
+Data-parallel: inside a process group of N > 1 processes the model trains wrapped in
+``DistributedDataParallel`` on each rank's shard (:mod:`strategies.distributed`).
+
 Resumption: with ``checkpoint``, the state at the end of every epoch (weights, optimizer,
 RNG states, the counters of :class:`~strategies.checkpoint.LoopState`) is saved there; a
 later call with the same request, recipe and starting model continues from it and ends
@@ -31,6 +34,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from strategies import checkpoint as ckpt
+from strategies import distributed
 from strategies.adaptation import AdaptConfig, Plan, lr_factor, plan
 from strategies.base import Batch, Budget, Progress, Recipe, TrainRequest, TrainResult
 from strategies.evaluation import accuracy
@@ -132,15 +136,8 @@ def _total_steps(budget: Budget, n_batches: int) -> int | None:
     return min(limits) if limits else None
 
 
-def _fingerprint(
-    model: nn.Module,
-    x: torch.Tensor,
-    n_rep: int,
-    batch_size: int,
-    seed: int,
-    budget: Budget,
-    ema_decay: float | None,
-) -> dict[str, Any]:
+def _fingerprint(model: nn.Module, x: torch.Tensor, n_rep: int, batch_size: int, seed: int,
+                 budget: Budget, ema_decay: float | None) -> dict[str, Any]:
     fp = {
         "seed": seed,
         "rows": len(x),
@@ -288,8 +285,10 @@ class _Data:
         bs = recipe.batch_size
         n_rep = 0 if rx is None else min(round(bs * recipe.mix), bs - 1)
         vd = None if val is None else (val[0].to(dev, torch.float32), val[1].to(dev, torch.int64))
+        w = distributed.world()  # with N processes each takes its shard: ceil(n / N) rows
+        rows = len(y) if w is None else math.ceil(len(y) / w[1])
         return _Data(x.to(dev, torch.float32), y.to(dev, torch.int64), rx, ry, rz, vd,
-                     bs - n_rep, n_rep, math.ceil(len(y) / (bs - n_rep)))
+                     bs - n_rep, n_rep, math.ceil(rows / (bs - n_rep)))
 
 
 class _Run:
@@ -300,6 +299,8 @@ class _Run:
                  dev: torch.device, adapted: Plan, start: float) -> None:
         self.req, self.recipe, self.adapt, self.data, self.dev = request, recipe, adapt, data, dev
         self.model, self.plan, self.start = request.model, adapted, start
+        self.world = distributed.world()
+        self.fwd = self.model if self.world is None else distributed.wrap(self.model, dev)
         self.gen = torch.Generator().manual_seed(request.seed)
         self.dropout_seed = int(torch.randint(0, 2**62, (1,), generator=self.gen))
         self.fork_devices: list[int] = []
@@ -351,10 +352,7 @@ class _Run:
         balanced, clip = self.recipe.criterion == "balanced", adapt.max_grad_norm
         use_bf16 = dev.type == "cuda"
         self.plan.start_epoch(st.epochs)
-        perm = torch.randperm(len(yd), generator=self.gen).to(dev)
-        rep_idx = None
-        if rx is not None:
-            rep_idx = torch.randint(0, len(rx), (n_batches, n_rep), generator=self.gen).to(dev)
+        perm, rep_idx = self._order(len(yd), None if rx is None else len(rx))
         loss_sum = torch.zeros((), device=dev)
         step, samples, new_samples, batches = st.step, st.samples, st.new_samples, 0
         for b in range(n_batches):
@@ -377,7 +375,7 @@ class _Run:
                 for group, base in zip(opt.param_groups, self.base_lrs, strict=True):
                     group["lr"] = base * f
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
-                logits = model(xb)
+                logits = self.fwd(xb)
             if balanced and log_prior is None:
                 log_prior = self.log_prior = _log_prior(yd, ry, n_new, n_rep, logits.shape[1])
             loss = _loss(logits.float(), yb, log_prior)
@@ -398,7 +396,7 @@ class _Run:
             new_samples += len(idx)
             if budget.steps is not None and step >= budget.steps:
                 st.stopped_by = "steps"
-            elif budget.seconds is not None and time.perf_counter() - self.start >= budget.seconds:
+            elif budget.seconds is not None and self._out_of_time():
                 st.stopped_by = "seconds"
             if st.stopped_by is not None:
                 break
@@ -406,6 +404,22 @@ class _Run:
         if batches:
             st.weights_are_best = False
         return batches, loss_sum
+
+    def _order(self, n: int, n_reh: int | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The epoch's new-row order and rehearsal draws; with a process group, this rank's."""
+        d, dev = self.data, self.dev
+        if self.world is None:
+            perm = torch.randperm(n, generator=self.gen).to(dev)
+            return perm, None if n_reh is None else torch.randint(
+                0, n_reh, (d.n_batches, d.n_rep), generator=self.gen).to(dev)
+        (rank, size), epoch, seed = self.world, self.state.epochs, self.req.seed
+        return distributed.shard(n, seed, epoch, rank, size).to(dev), None if n_reh is None \
+            else distributed.rehearsal_draws(n_reh, d.n_batches, d.n_rep, seed, epoch, rank,
+                                             size).to(dev)
+
+    def _out_of_time(self) -> bool:
+        late = time.perf_counter() - self.start >= (self.req.budget.seconds or 0.0)
+        return late if self.world is None else distributed.any_rank(late, self.dev)
 
     def end_epoch(self, batches: int, loss_sum: torch.Tensor) -> None:
         """Count the epoch, validate it if it completed, report it, checkpoint it."""
@@ -420,7 +434,8 @@ class _Run:
         st.history.append(report)
         if self.req.progress is not None:
             self.req.progress(report)
-        if self.ckpt_dir is not None and completed and st.stopped_by != "interrupted":
+        if (self.ckpt_dir is not None and completed and st.stopped_by != "interrupted"
+                and distributed.is_writer()):  # rank 0 alone writes the checkpoint
             self._save(self.ckpt_dir)
 
     def _validate(self) -> float:
@@ -471,6 +486,8 @@ class _Run:
             "samples_per_second": st.samples / seconds if seconds > 0 else math.nan,
             "resumed_from_epoch": self.resumed_from,
         }
+        if self.world is not None:
+            extra["world_size"] = self.world[1]
         if self.data.val is not None:
             evaluations = sum(p.val_accuracy is not None for p in st.history)
             extra["validation_samples"] = evaluations * len(self.data.val[1])
