@@ -22,6 +22,7 @@ from runtime.intake.settings import (
     SchemaConfig,
     SourceConfig,
 )
+from runtime.monitoring.settings import EstimateConfig, TriggersConfig
 from runtime.promotion.settings import GateConfig, WatchConfig
 from strategies.models import MLPConfig, ModelConfig
 from strategies.registry import BufferConfig, StrategyConfig
@@ -104,6 +105,10 @@ class PolicyConfig(_Model):
     vote_among: list[str] | None = None
     """Detector names that vote (``None``: all); the others act alone."""
     vote_window_rows: int = Field(default=1000, ge=1)
+    triggers: TriggersConfig = Field(default_factory=TriggersConfig)
+    """Retrain triggers besides drift (runtime/monitoring/triggers.py)."""
+    estimate: EstimateConfig = Field(default_factory=EstimateConfig)
+    """Label-free accuracy estimate of the champion (runtime/monitoring/estimate.py)."""
 
 
 class BudgetConfig(_Model):

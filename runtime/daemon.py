@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
@@ -35,18 +35,20 @@ from runtime.monitoring.monitor import Monitor
 from runtime.monitoring.policy import Policy
 from runtime.monitoring.recovery import STATE_KEY, Recovery
 from runtime.monitoring.trace import TRACE_KEY, load_trace
+from runtime.monitoring.triggers import STATE_KEY as TRIGGERS_KEY
+from runtime.monitoring.triggers import Champion, Triggers
 from runtime.promotion.gatekeeper import LIVE_KEY, Gatekeeper
-from runtime.service.scheduler import Scheduler
+from runtime.service.scheduler import Scheduler, next_fire
 from runtime.service.stopping import StopOnSignal
 from runtime.service.systemd import Watchdog, notify
 from runtime.store import events as ev
 from runtime.store import leader as leadership
 from runtime.store import served
-from runtime.store.db import Database
+from runtime.store.db import Database, parse_ts
 from runtime.store.events import EventLog
 from runtime.store.lock import StateLock, lock_dir
 from runtime.store.retrain_queue import RequestQueue
-from runtime.store.rows import labelled_rows_by_seq, last_seq
+from runtime.store.rows import ingested_at, labelled_rows, labelled_rows_by_seq, last_seq
 from runtime.store.unit import Unit, load_unit
 from runtime.store.versions import Registry
 from runtime.training.first_version import FirstVersion
@@ -102,7 +104,9 @@ class Daemon:
         self.runner = RetrainRunner(cfg.state_dir / "retrain", cfg.retrain.timeout_seconds)
         self.report: Callable[[str], None] = report or (lambda line: None)
         db, events, registry, report = self.db, self.events, self.registry, self.report
-        self.alarms = Alarms(cfg, db, events, self.policy, self.requests, report, self.runner.warm)
+        self.triggers = self._build_triggers(suffix, clock)
+        self.alarms = Alarms(cfg, db, events, self.policy, self.requests, report, self.runner.warm,
+                             self.triggers, self._champion_info)
         shared = instance is not None  # the stored rows are every daemon's
         self.recovery = Recovery(db, events, self.features, STATE_KEY + suffix, shared)
         self.retrains = Retrains(cfg, registry, events, self.requests, self.runner, report)
@@ -235,6 +239,8 @@ class Daemon:
                     self._after_ingest(accepted)
                     did = True
             did = self._drain_inbox() or did
+            if self.triggers is not None and self.unit is not None and self.leader.is_leader():
+                self.alarms.maybe_request_retrain(self._champion())  # the clock's triggers
             if time.monotonic() - self._last_save > SAVE_SECONDS:
                 self._save_state()
             return did
@@ -343,6 +349,38 @@ class Daemon:
         if trained is not None:
             version, last_row = trained
             self._adopt(version, rebaseline=True, monitor_after=last_row)
+
+    # -- triggers besides drift ----------------------------------------------------------
+    def _build_triggers(
+        self, suffix: str, clock: Callable[[], datetime] | None
+    ) -> Triggers | None:
+        tcfg = self.cfg.policy.triggers
+        if not tcfg.kinds:
+            return None
+        now = clock or (lambda: datetime.now(UTC))
+        sched = tcfg.schedule
+        fire = None if sched is None else next_fire(sched.every, sched.cron, now())
+        return Triggers(tcfg, self.db, TRIGGERS_KEY + suffix, clock=now, next_fire=fire,
+                        accuracy=self._realized_accuracy)
+
+    def _champion_info(self, version: str | None) -> Champion | None:
+        """The champion's age and that of its newest training row (the age trigger)."""
+        if version is None:
+            return None
+        mv = self.registry.get(version)
+        last = (mv.meta.get("data") or {}).get("last_row")
+        until = None if last is None else ingested_at(self.db, int(last))
+        return Champion(version, parse_ts(mv.created_at), until)
+
+    def _realized_accuracy(self, window: int) -> tuple[float, int] | None:
+        """The champion's accuracy on the last ``window`` labelled rows it monitored."""
+        if self.monitor is None:
+            return None
+        _, x, y = labelled_rows(self.db, len(self.features), since=self.policy.baseline_row + 1,
+                                limit=window)
+        if not len(y):
+            return None
+        return float(1.0 - np.nanmean(self.monitor.score(x, y).error)), len(y)
 
     # -- leadership, the API's rows, housekeeping -----------------------------------------
     def _lead(self) -> bool:

@@ -18,6 +18,7 @@ from detectors.base import Detector, DriftSignal, ReferenceDetector
 from runtime.config import DriftloopConfig
 from runtime.monitoring.feed import Alarm, finite
 from runtime.monitoring.policy import Decision, Policy
+from runtime.monitoring.triggers import Champion, Due, Triggers
 from runtime.store import events as ev
 from runtime.store.db import Database
 from runtime.store.events import EventLog
@@ -39,9 +40,12 @@ class Alarms:
         requests: RequestQueue,
         report: Callable[[str], None],
         on_episode: Callable[[], None],
+        triggers: Triggers | None = None,
+        champion_info: Callable[[str | None], Champion | None] = lambda _: None,
     ) -> None:
         """``on_episode`` runs when a retrain episode begins (the daemon warms its worker
-        while the episode collects rows)."""
+        while the episode collects rows); ``triggers`` are those besides drift, asked
+        about the champion that ``champion_info`` describes."""
         self.cfg = cfg
         self.db = db
         self.events = events
@@ -49,6 +53,8 @@ class Alarms:
         self.requests = requests
         self.report = report
         self.on_episode = on_episode
+        self.triggers = triggers
+        self.champion_info = champion_info
         self.features = list(cfg.schema.features)
         self.logged: dict[str, list[ev.Event]] = {}
 
@@ -123,13 +129,44 @@ class Alarms:
         return str(path.relative_to(self.cfg.state_dir))
 
     def maybe_request_retrain(self, champion: str | None) -> None:
-        """Request the open episode's retrain once it has its labelled rows."""
+        """Request a retrain once a trigger asks and the policy lets it: the open drift
+        episode with its labelled rows, or a trigger of ``policy.triggers``; with
+        ``combine: all`` only when every enabled one asks at once."""
+        tcfg = self.cfg.policy.triggers
         ep = self.policy.episode
-        if ep is None:
+        drift = ep is not None and self.policy.ready(count_labelled(self.db, ep.onset))
+        dues = self._dues(champion) if self.triggers is not None else []
+        if tcfg.combine == "any":
+            if drift:
+                self._request_drift(champion)
+            elif dues:
+                self._request(champion, dues[:1])
             return
+        asked = {d.kind for d in dues} | ({"drift"} if drift else set())
+        wanted = set(tcfg.kinds) | ({"drift"} if tcfg.drift else set())
+        if wanted and asked >= wanted:
+            if drift:
+                self._request_drift(champion, dues)
+            else:
+                self._request(champion, dues)
+
+    def _dues(self, champion: str | None) -> list[Due]:
+        """The non-drift triggers due now, unless a retrain is pending or cooling down."""
+        assert self.triggers is not None
+        p = self.policy
+        row = last_seq(self.db)
+        if p.busy or self.requests.next_pending() is not None:
+            return []
+        if p.episode is not None and self.cfg.policy.triggers.combine == "any":
+            return []  # the drift episode is the pending retrain
+        if p.last_trigger_row is not None and row - p.last_trigger_row < p.cfg.cooldown_rows:
+            return []
+        return self.triggers.due(self.champion_info(champion), p.cfg.min_samples)
+
+    def _request_drift(self, champion: str | None, dues: list[Due] | None = None) -> None:
+        ep = self.policy.episode
+        assert ep is not None
         labelled = count_labelled(self.db, ep.onset)
-        if not self.policy.ready(labelled):
-            return
         trigger = f"drift-{ep.trigger_event}"
         upto = last_seq(self.db)
         payload = ev.RetrainRequested(
@@ -139,7 +176,32 @@ class Alarms:
             detector=ep.detector,
             labelled_rows=labelled,
             alarm_row=ep.alarm_row,
+            trigger="drift" if not dues else "all",
+            reason=None if not dues else "; ".join(
+                [f"drift on {ep.detector}", *(d.reason for d in dues)]),
         )
         self.requests.request(trigger, payload, champion)
         self.policy.episode_requested()
+        if self.triggers is not None:
+            self.triggers.fired(upto, dues or [], self.champion_info(champion))
         self.report(f"retrain requested  {trigger}  rows {ep.onset}..{upto} ({labelled} labelled)")
+
+    def _request(self, champion: str | None, dues: list[Due]) -> None:
+        """Request the retrain that ``dues`` (no drift) ask for."""
+        assert self.triggers is not None
+        onset = min(d.onset for d in dues)
+        upto = last_seq(self.db)
+        labelled = count_labelled(self.db, onset)
+        trigger = dues[0].trigger_id if len(dues) == 1 else "all-" + "+".join(
+            d.trigger_id for d in dues)
+        payload = ev.RetrainRequested(
+            trigger_id=trigger, onset=onset, upto=upto, detector=None, labelled_rows=labelled,
+            alarm_row=None, trigger=dues[0].kind if len(dues) == 1 else "all",
+            reason="; ".join(d.reason for d in dues),
+        )
+        self.requests.request(trigger, payload, champion)
+        self.policy.episode_requested()
+        self.policy.last_trigger_row = upto
+        self.triggers.fired(upto, dues, self.champion_info(champion))
+        self.report(f"retrain requested  {trigger}  rows {onset}..{upto} ({labelled} labelled):"
+                    f" {payload.reason}")

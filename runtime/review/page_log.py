@@ -97,7 +97,8 @@ RETRAIN = (ev.RetrainRequested, ev.RetrainStarted, ev.RetrainProgress, ev.Retrai
 def _retrain_facts(p: ev.Payload) -> list[tuple[str, str | None]]:
     match p:
         case ev.RetrainRequested():
-            return [("trigger_id", num(p.trigger_id)), ("onset", num(p.onset)),
+            return [("trigger_id", num(p.trigger_id)), ("trigger", num(p.kind)),
+                    ("onset", num(p.onset)),
                     ("upto", num(p.upto)), ("labelled_rows", num(p.labelled_rows)),
                     ("reason", _maybe(p.reason))]
         case ev.RetrainStarted():

@@ -277,7 +277,12 @@ def _cause_lines(r: _Retrain, by_id: Mapping[int, Event], ids: list[int]) -> lis
         ids.insert(0, cause.id)
     if r.requested and cause is None:
         rp = r.requested[0]
-        lines.append(f"Why: {rp.reason or rp.detector or 'requested'} (trigger {r.trigger}).")
+        why = rp.reason or rp.detector or "requested"
+        if rp.kind in ("drift", "manual") or not r.started:
+            lines.append(f"Why: {why} (trigger {r.trigger}).")
+        else:  # a trigger besides drift: its reason is the story's sentence
+            made = r.started[-1][1].candidate
+            lines.append(f"Why: {made} was retrained because {why} (trigger {r.trigger}).")
     if r.started:
         sp = r.started[-1][1]
         retries = f" (attempt {len(r.started)})" if len(r.started) > 1 else ""

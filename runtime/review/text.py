@@ -41,10 +41,8 @@ def event_summary(e: Event) -> str:
                 f"(onset {p.onset}, statistic {_f(p.statistic)}) → {p.action}: {p.reason}"
             )
         case ev.RetrainRequested() as p:
-            return (
-                f"{p.trigger_id}: rows {p.onset}..{p.upto} "
-                f"({p.labelled_rows} labelled), after {p.detector}"
-            )
+            why = f"after {p.detector}" if p.kind == "drift" else f"{p.kind}: {p.reason}"
+            return f"{p.trigger_id}: rows {p.onset}..{p.upto} ({p.labelled_rows} labelled), {why}"
         case ev.RetrainStarted() as p:
             return f"{p.trigger_id}: {p.champion} → {p.candidate} ({p.strategy})"
         case ev.RetrainProgress() as p:

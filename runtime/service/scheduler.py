@@ -5,8 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from runtime.store.disk import storage_problem
 
@@ -41,6 +44,24 @@ def _storage_quiet(fn: Callable[[], object]) -> Callable[[], object]:
             return None
 
     return run
+
+
+def next_fire(
+    every: float | None, cron: str | None, anchor: datetime
+) -> Callable[[datetime], datetime]:
+    """``after -> the first time the schedule fires strictly after it``: an interval of
+    ``every`` seconds counted from ``anchor``, or a crontab line (UTC)."""
+    trigger = (
+        CronTrigger.from_crontab(cron, timezone="UTC") if cron is not None
+        else IntervalTrigger(seconds=every, start_date=anchor, timezone="UTC")
+    )
+
+    def after(now: datetime) -> datetime:
+        fire = trigger.get_next_fire_time(None, now + timedelta(microseconds=1))
+        assert fire is not None  # neither kind ends
+        return fire
+
+    return after
 
 
 class Scheduler:

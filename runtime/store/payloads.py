@@ -255,7 +255,19 @@ class RetrainRequested(Payload):
     labelled_rows: int = 0
     alarm_row: int | None = None
     reason: str | None = opt()
+    trigger: str | None = opt()
+    """What asked: ``drift``, ``schedule``, ``labelled_rows``, ``accuracy_floor``,
+    ``max_age``, ``all`` (several at once) or ``manual``; older states leave it out
+    (:attr:`kind` reads it from the trigger id then)."""
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        """The trigger's kind, from ``trigger`` or else the id's prefix."""
+        if self.trigger:
+            return self.trigger
+        head = self.trigger_id.split("-", 1)[0]
+        return head if head in {"drift", "manual"} else "drift" if self.detector else "manual"
 
 
 @dataclass(frozen=True)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
 from sqlalchemy import exists, func, select
 
-from runtime.store.db import Database, late_labels, rows
+from runtime.store.db import Database, late_labels, parse_ts, rows
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -142,3 +143,10 @@ def count_labelled(db: Database, since: int) -> int:
 def last_seq(db: Database) -> int:
     with db.connect() as conn:
         return int(conn.execute(select(func.coalesce(func.max(rows.c.seq), 0))).scalar_one())
+
+
+def ingested_at(db: Database, seq: int) -> datetime | None:
+    """When row ``seq`` was stored (None: no such row)."""
+    with db.connect() as conn:
+        got = conn.execute(select(rows.c.ingested_at).where(rows.c.seq == seq)).first()
+    return None if got is None else parse_ts(got[0])

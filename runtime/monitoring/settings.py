@@ -1,0 +1,109 @@
+"""Settings of the retrain triggers besides drift and of the label-free estimate
+(``policy.triggers`` and ``policy.estimate``; :mod:`runtime.config` composes them)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+
+
+def _seconds(value: object) -> object:
+    """``90``, ``"90s"``, ``"15m"``, ``"12h"``, ``"7d"``, ``"2w"`` → seconds."""
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", value)
+        if m is None:
+            raise ValueError(f"{value!r} is not a duration (e.g. 90, 90s, 15m, 12h, 7d, 2w)")
+        return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+"""Seconds, written as a number or with a unit (``s``, ``m``, ``h``, ``d``, ``w``)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ScheduleTrigger(_Model):
+    """Retrain on a clock: ``every`` (an interval) or ``cron`` (five crontab fields, UTC)."""
+
+    every: Duration | None = None
+    cron: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ScheduleTrigger:
+        if (self.every is None) == (self.cron is None):
+            raise ValueError("schedule needs exactly one of every or cron")
+        if self.cron is not None and len(self.cron.split()) != 5:
+            raise ValueError(f"cron {self.cron!r} needs five fields (minute hour day month dow)")
+        return self
+
+
+class LabelledRowsTrigger(_Model):
+    """Retrain every ``every`` new labelled rows (counted since the last retrain request)."""
+
+    every: int = Field(gt=0)
+
+
+class AccuracyFloorTrigger(_Model):
+    """Retrain when the champion's realized accuracy over its last ``window`` labelled rows
+    is below ``below``."""
+
+    below: float = Field(gt=0, le=1)
+    window: int = Field(default=500, ge=10)
+
+
+class MaxAgeTrigger(_Model):
+    """Retrain a champion older than ``champion_older_than``, or one whose newest training
+    row is older than ``data_older_than`` (once per champion)."""
+
+    champion_older_than: Duration | None = None
+    data_older_than: Duration | None = None
+
+    @model_validator(mode="after")
+    def _some(self) -> MaxAgeTrigger:
+        if self.champion_older_than is None and self.data_older_than is None:
+            raise ValueError("max_age needs champion_older_than or data_older_than")
+        return self
+
+
+class TriggersConfig(_Model):
+    """What may request a retrain besides (or with) drift.
+
+    ``combine: any`` requests on the first that is due; ``all`` only when every enabled
+    one (drift included while ``drift`` is true) is due at once. Cooldown, ``min_samples``
+    and at most one pending retrain apply to every kind alike.
+    """
+
+    drift: bool = True
+    combine: Literal["any", "all"] = "any"
+    schedule: ScheduleTrigger | None = None
+    labelled_rows: LabelledRowsTrigger | None = None
+    accuracy_floor: AccuracyFloorTrigger | None = None
+    max_age: MaxAgeTrigger | None = None
+
+    @property
+    def kinds(self) -> list[str]:
+        """The enabled kinds besides drift, in the order they are checked."""
+        return [k for k in ("labelled_rows", "accuracy_floor", "schedule", "max_age")
+                if getattr(self, k) is not None]
+
+
+class EstimateConfig(_Model):
+    """The champion's accuracy estimated from its calibrated confidence, without labels.
+
+    ``window``: live rows per estimate; an alert when the band's upper end falls below
+    ``alert_below``; ``request_labels`` > 0 also records ``labels.requested`` naming that
+    many of the window's least confident rows.
+    """
+
+    enabled: bool = True
+    window: int = Field(default=500, ge=20)
+    alert_below: float | None = Field(default=None, gt=0, le=1)
+    request_labels: int = Field(default=0, ge=0)
+    band_z: float = Field(default=1.96, gt=0)
