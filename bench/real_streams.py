@@ -56,7 +56,7 @@ def configs(frame: pd.DataFrame) -> dict[str, DriftloopConfig]:
         "policy": {"warmup_rows": 500, "min_samples": 1000, "cooldown_rows": 2000},
         "retrain": {"strategy": {"kind": "replay"},
                     "buffer": {"kind": "reservoir", "capacity": 5000}},
-        "gate": {"min_gain": 0.02, "min_accuracy": 0.9, "max_forgetting": 0.02},
+        "gate": {"max_forgetting": 0.02},
     }
     minimal = {**base, "detectors": [{"kind": "adwin", "signal": "error"}]}
     return {"README settings": parse_config(readme), "minimal config": parse_config(minimal)}

@@ -84,8 +84,10 @@ def build_everything(cfg: DriftloopConfig) -> Iterator[str]:
     yield f"retrain: strategy {r.strategy.kind}, buffer {r.buffer.kind} ({buf.capacity})"
     g = cfg.gate
     yield (
-        f"gate: min_gain {g.min_gain}, min_accuracy {g.min_accuracy}, "
-        f"max_forgetting {g.max_forgetting}"
+        "gate: "
+        + (f"min_gain {g.min_gain}, min_accuracy {g.min_accuracy}"
+           if g.min_gain is not None else "refuse only when shown worse on the new data")
+        + f", max_forgetting {g.max_forgetting}, obsolete golden rows: {g.obsolete_golden}"
     )
     yield f"state: {cfg.state_dir}" + (
         f" on {cfg.database_url.split('@')[-1]}" if cfg.database_url else " (SQLite)"

@@ -79,13 +79,15 @@ def rules_of(cfg: GateConfig) -> list[Rule]:
     """The rules in force: ``cfg.rules``, or the ones the simple thresholds make."""
     if cfg.rules is not None:
         return list(cfg.rules)
+    new = (
+        Rule(on="new_data", max_shown_worsening=0.0)
+        if cfg.min_gain is None
+        else Rule(
+            on="new_data", min_improvement=cfg.min_gain, at_least=cfg.min_accuracy, require="any"
+        )
+    )
     return [
-        Rule(
-            on="new_data",
-            min_improvement=cfg.min_gain,
-            at_least=cfg.min_accuracy,
-            require="any",
-        ),
+        new,
         Rule(on="golden", max_worsening=cfg.max_forgetting),
     ]
 
@@ -186,6 +188,9 @@ def _judge(rule: Rule, scope: Scope, task: str, weights: Any, cfg: GateConfig) -
     threshold = rule.describe()
     unjudged = problem(rule, scope, task)
     n = len(scope.rows) if scope.rows is not None else 0
+    if scope.obsolete is not None:
+        return Check(scope.name, rule.metric, None, None, threshold, True,
+                     sentence(scope.obsolete), n)
     if unjudged is not None or scope.rows is None:
         return Check(
             scope.name,
@@ -235,7 +240,8 @@ def _conditions(
     numbers: dict[str, float | None] = {}
     if rule.at_least is not None or rule.at_most is not None:
         out.extend(_absolute(rule, ps, len(rows), analytic, cfg, numbers))
-    if rule.max_worsening is None and rule.min_improvement is None:
+    changes = (rule.max_worsening, rule.min_improvement, rule.max_shown_worsening)
+    if all(c is None for c in changes):
         return out, numbers
     w, unit = change_bounds(rule, ps, rows, analytic, cfg.alpha)
     numbers.update(loss=w.estimate, loss_upper=w.upper, gain=-w.estimate, gain_lower=-w.upper)
@@ -249,6 +255,8 @@ def _conditions(
         out.append(_worsening(rule.max_worsening, w, unit, len(rows), risk, cfg))
     if rule.min_improvement is not None:
         out.append(_improvement(rule.min_improvement, w, unit, cfg))
+    if rule.max_shown_worsening is not None:
+        out.append(_shown_worse(rule.max_shown_worsening, w, unit, cfg))
     return out, numbers
 
 
@@ -320,6 +328,18 @@ def _worsening(
     if w.estimate <= t and risk is not None and risk > cfg.alpha:
         text += underpowered(n, t, risk, w, cfg.alpha)
     return (False, text)
+
+
+def _shown_worse(t: float, w: Bounds, unit: str, cfg: GateConfig) -> tuple[bool, str]:
+    """The ``max_shown_worsening`` condition: refused only when the loss's lower bound
+    exceeds ``t`` (the candidate is shown worse, not merely not shown better)."""
+    conf = _confidence(cfg)
+    said = change(-w.estimate, unit)
+    if w.lower <= t + _EPS:
+        return (True, f"{said}; it is not shown to lose more than {fmt_threshold(t)} "
+                      f"({conf} lower bound of the loss {w.lower:.3f})")
+    return (False, f"{said}: it is shown to lose more than {fmt_threshold(t)} "
+                   f"(at {conf} confidence it lost at least {w.lower:.3f})")
 
 
 def _improvement(minimum: float, w: Bounds, unit: str, cfg: GateConfig) -> tuple[bool, str]:

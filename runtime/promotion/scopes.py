@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.promotion.agreement import contradicted
 from runtime.promotion.evidence import NEW_DATA, EvalSet, Evidence
 from runtime.promotion.settings import Bound, GateConfig, Rule
 
@@ -30,6 +31,8 @@ class Scope:
     rows: EvalSet | None
     minimum: int
     problem: str | None = None
+    obsolete: str | None = None
+    """Set when the new data contradicts so much of a golden set that it is not judged."""
 
 
 def set_label(name: str) -> str:
@@ -68,6 +71,11 @@ def scopes(rule: Rule, evidence: Evidence, expected: Sequence[str], cfg: GateCon
         if rows is None:
             out.append(Scope(name, label, None, minimum, f"{label} was expected but not evaluated"))
             continue
+        if set_name != NEW_DATA:
+            rows, obsolete = _still_true(rows, evidence, label, minimum, cfg)
+            if obsolete is not None:
+                out.append(Scope(name, label, rows, minimum, obsolete=obsolete))
+                continue
         if rule.by == "overall":
             found = [Scope(name, label, rows, minimum)]
         elif rule.by == "class":
@@ -83,6 +91,27 @@ def scopes(rule: Rule, evidence: Evidence, expected: Sequence[str], cfg: GateCon
             found = [Scope(f"{name}/{rule.by}", label, None, 0, what)]
         out.extend(found)
     return out
+
+
+def _still_true(
+    rows: EvalSet, evidence: Evidence, label: str, minimum: int, cfg: GateConfig
+) -> tuple[EvalSet, str | None]:
+    """The golden rows the new data does not contradict, and why the set is obsolete when
+    too few are left (None: it is judged on the rows kept)."""
+    new = evidence.sets.get(NEW_DATA)
+    if cfg.obsolete_golden != "exclude" or new is None or evidence.task != "classification":
+        return rows, None
+    gone = contradicted(rows, new)
+    if not gone.any():
+        return rows, None
+    kept = rows.subset(~gone)
+    if len(kept) < minimum <= len(rows):
+        return kept, (
+            f"{label} is obsolete: the new data contradicts the labels of {int(gone.sum())} "
+            f"of its {len(rows)} rows, leaving {len(kept)} (fewer than {minimum}), so it is "
+            "not judged"
+        )
+    return kept, None
 
 
 def _class_scopes(

@@ -40,19 +40,26 @@ class Rule(BaseModel):
     at_least: float | None = None
     at_most: float | None = None
     max_worsening: float | None = Field(default=None, ge=0)
+    max_shown_worsening: float | None = Field(default=None, ge=0)
+    """Refuse only when the evidence shows a loss above this (the loss's lower bound)."""
     min_improvement: float | None = None
     relative: bool = False
     require: Literal["all", "any"] = "all"
 
     @model_validator(mode="after")
     def _conditions(self) -> Rule:
-        given = [self.at_least, self.at_most, self.max_worsening, self.min_improvement]
+        given = [self.at_least, self.at_most, self.max_worsening, self.min_improvement,
+                 self.max_shown_worsening]
         if all(c is None for c in given):
             raise ValueError(
-                "a rule needs a condition: at_least, at_most, max_worsening or min_improvement"
+                "a rule needs a condition: at_least, at_most, max_worsening, "
+                "max_shown_worsening or min_improvement"
             )
         if self.metric == "negative_flip_rate" and (
-            self.max_worsening is not None or self.min_improvement is not None or self.at_least
+            self.max_worsening is not None
+            or self.min_improvement is not None
+            or self.max_shown_worsening is not None
+            or self.at_least
         ):
             raise ValueError("negative_flip_rate is already relative to the champion: use at_most")
         if self.only is not None and self.by == "overall":
@@ -66,6 +73,8 @@ class Rule(BaseModel):
             parts.append(f"gain >= {fmt_threshold(self.min_improvement)}{unit}")
         if self.max_worsening is not None:
             parts.append(f"loss <= {fmt_threshold(self.max_worsening)}{unit}")
+        if self.max_shown_worsening is not None:
+            parts.append(f"not shown to lose > {fmt_threshold(self.max_shown_worsening)}{unit}")
         if self.at_least is not None:
             parts.append(f"candidate >= {fmt_threshold(self.at_least)}")
         if self.at_most is not None:
@@ -77,21 +86,29 @@ class GateConfig(BaseModel):
     """The gate's rules and how much noise it tolerates.
 
     Without ``rules``, the simple thresholds make the rule set: on the new data the
-    candidate must gain ``min_gain`` accuracy over the champion or reach
-    ``min_accuracy``; on each golden set it may lose at most ``max_forgetting``.
+    candidate is refused only when it is shown worse than the champion (its accuracy loss's
+    lower bound above 0), or, when ``min_gain`` is set, it must gain ``min_gain`` over the
+    champion or reach ``min_accuracy``; on each golden set it may lose at most
+    ``max_forgetting``. Retrained on the new data, a candidate that is merely "not shown
+    better" on a small holdout is still the likelier fit to the present, so requiring a
+    shown gain refused most adaptations on real streams (issue 16).
+    ``obsolete_golden: exclude`` leaves out of the golden checks the golden rows that the
+    new data contradicts (:mod:`runtime.promotion.agreement`); a golden set left with too
+    few rows that way is obsolete and passes, saying so.
     ``min_holdout``/``min_golden``/``min_subset_rows`` are the fewest rows that count as
     evidence for the new data, a golden set, and a class or slice.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    min_gain: float = 0.02
+    min_gain: float | None = None
     min_accuracy: float = Field(default=0.9, ge=0.0, le=1.0)
     max_forgetting: float = Field(default=0.02, ge=0.0)
     min_holdout: int = Field(default=50, ge=1)
     min_golden: int = Field(default=50, ge=1)
     min_subset_rows: int = Field(default=30, ge=1)
     rules: list[Rule] | None = None
+    obsolete_golden: Literal["exclude", "keep"] = "exclude"
     slices: dict[str, dict[str, Bound]] = Field(default_factory=dict)
     """Slice name → ``{feature: [low, high)}`` (either end may be null)."""
     alpha: float = Field(default=0.05, gt=0.0, lt=0.5)

@@ -15,6 +15,9 @@ from runtime.promotion.settings import GateConfig, Rule
 
 FEATURES = ("age", "salary")
 
+LEGACY = GateConfig(min_gain=0.02, obsolete_golden="keep")
+"""The gate as it was before issue 16: a shown gain on new data, every golden row judged."""
+
 
 def probs(y: np.ndarray, right: np.ndarray, sure: float = 0.8) -> np.ndarray:
     """Two-class probabilities that are right exactly where ``right`` is True."""
@@ -76,7 +79,7 @@ def test_simple_thresholds_make_the_default_rules() -> None:
 
 
 def test_passes_with_a_gain_and_no_forgetting() -> None:
-    d = evaluate(default_evidence(), GateConfig(), ["v1"])
+    d = evaluate(default_evidence(), LEGACY, ["v1"])
     assert d.passed, d.reasons
     assert d.reasons == ("All 2 checks passed.",)
     assert [c.name for c in d.checks] == ["new_data", "golden:v1"]
@@ -88,7 +91,7 @@ def test_passes_with_a_gain_and_no_forgetting() -> None:
 
 
 def test_fails_without_gain_below_the_floor() -> None:
-    d = evaluate(default_evidence(new=(0.80, 0.80)), GateConfig(), ["v1"])
+    d = evaluate(default_evidence(new=(0.80, 0.80)), LEGACY, ["v1"])
     assert not d.passed
     (reason,) = d.reasons
     assert reason.startswith("On the new-data holdout (400 rows), the candidate's accuracy")
@@ -96,7 +99,7 @@ def test_fails_without_gain_below_the_floor() -> None:
 
 
 def test_fails_on_forgetting_a_golden_set_and_says_by_how_much() -> None:
-    d = evaluate(default_evidence(gold=(0.95, 0.85)), GateConfig(), ["v1"])
+    d = evaluate(default_evidence(gold=(0.95, 0.85)), LEGACY, ["v1"])
     assert not d.passed
     c = check(d, "golden:v1")
     assert not c.passed
@@ -106,7 +109,7 @@ def test_fails_on_forgetting_a_golden_set_and_says_by_how_much() -> None:
 
 
 def test_every_check_has_numbers_and_one_sentence() -> None:
-    d = evaluate(default_evidence(gold=(0.95, 0.85)), GateConfig(), ["v1"])
+    d = evaluate(default_evidence(gold=(0.95, 0.85)), LEGACY, ["v1"])
     payload = json.loads(json.dumps(d.to_dict(), allow_nan=False))
     assert payload["confidence"] == pytest.approx(0.95)
     for c in payload["checks"]:
@@ -127,19 +130,19 @@ def test_every_check_has_numbers_and_one_sentence() -> None:
 
 
 def test_no_evidence_fails_closed() -> None:
-    d = evaluate(None, GateConfig())
+    d = evaluate(None, LEGACY)
     assert not d.passed and d.reasons == ("The evaluation evidence is missing.",)
 
 
 def test_an_expected_golden_set_that_was_not_evaluated_fails() -> None:
-    d = evaluate(evidence(make_set(NEW_DATA, 400, 0.8, 0.9)), GateConfig(), ["v1"])
+    d = evaluate(evidence(make_set(NEW_DATA, 400, 0.8, 0.9)), LEGACY, ["v1"])
     assert not d.passed
     assert d.reasons == ("Golden set 'v1' was expected but not evaluated.",)
 
 
 def test_a_tiny_golden_set_fails_closed() -> None:
     ev = evidence(make_set(NEW_DATA, 400, 0.8, 0.9), make_set("v1", 20, 0.95, 0.95))
-    d = evaluate(ev, GateConfig(), ["v1"])
+    d = evaluate(ev, LEGACY, ["v1"])
     assert not d.passed
     assert check(d, "golden:v1").reason == (
         "Only 20 rows of golden set 'v1' were evaluated; at least 50 are needed to decide."
@@ -147,7 +150,7 @@ def test_a_tiny_golden_set_fails_closed() -> None:
 
 
 def test_a_small_holdout_fails_closed() -> None:
-    d = evaluate(evidence(make_set(NEW_DATA, 10, 0.5, 1.0)), GateConfig())
+    d = evaluate(evidence(make_set(NEW_DATA, 10, 0.5, 1.0)), LEGACY)
     assert not d.passed and "Only 10 rows of the new-data holdout" in d.reasons[0]
 
 
@@ -159,7 +162,7 @@ def test_a_nan_prediction_fails_closed(who: str) -> None:
     champ, cand = (bad, s.candidate) if who == "champion" else (s.champion, bad)
     s = EvalSet(s.name, s.y, champ, cand, s.x)
     ev = evidence(make_set(NEW_DATA, 400, 0.8, 0.9), s)
-    d = evaluate(ev, GateConfig(), ["v1"])
+    d = evaluate(ev, LEGACY, ["v1"])
     assert not d.passed
     c = check(d, "golden:v1")
     assert f"the {who}'s accuracy is NaN" in c.reason
