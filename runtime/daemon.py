@@ -48,7 +48,7 @@ from runtime.store.db import Database, parse_ts
 from runtime.store.events import EventLog
 from runtime.store.lock import StateLock, lock_dir
 from runtime.store.retrain_queue import RequestQueue
-from runtime.store.rows import ingested_at, labelled_rows, labelled_rows_by_seq, last_seq
+from runtime.store.rows import ingested_at, labelled_rows_by_seq, last_seq
 from runtime.store.unit import Unit, load_unit
 from runtime.store.versions import Registry
 from runtime.training.first_version import FirstVersion
@@ -373,14 +373,14 @@ class Daemon:
         return Champion(version, parse_ts(mv.created_at), until)
 
     def _realized_accuracy(self, window: int) -> tuple[float, int] | None:
-        """The champion's accuracy on the last ``window`` labelled rows it monitored."""
-        if self.monitor is None:
+        """The champion's accuracy on the last ``window`` labelled rows it monitored, from
+        the predictions it served (one query a tick, no model run)."""
+        champion = self._champion()
+        if champion is None:
             return None
-        _, x, y = labelled_rows(self.db, len(self.features), since=self.policy.baseline_row + 1,
-                                limit=window)
-        if not len(y):
-            return None
-        return float(1.0 - np.nanmean(self.monitor.score(x, y).error)), len(y)
+        got = served.realized(self.db, window, version=champion,
+                              since=self.policy.baseline_row + 1)
+        return None if got.value is None else (got.value, got.rows)
 
     # -- leadership, the API's rows, housekeeping -----------------------------------------
     def _lead(self) -> bool:

@@ -104,9 +104,11 @@ def realized(
     version: str | None = None,
     metric: Metric = "accuracy",
     upto: int | None = None,
+    since: int | None = None,
 ) -> Realized:
     """The realized ``metric`` over the last ``window`` labelled rows that were served
-    (by ``version`` if given), in stream order, up to row ``upto`` if given."""
+    (by ``version`` if given), in stream order, from row ``since`` and up to row ``upto``
+    if given."""
     if window < 1:
         raise ValueError(f"window must be at least 1 row, got {window}")
     q = (
@@ -118,6 +120,8 @@ def realized(
         q = q.where(served.c.version == version)
     if upto is not None:
         q = q.where(served.c.row_seq <= upto)
+    if since is not None:
+        q = q.where(served.c.row_seq >= since)
     sub = q.order_by(served.c.row_seq.desc()).limit(window).subquery()
     agg = select(func.avg(sub.c.score), func.count(), func.min(sub.c.seq), func.max(sub.c.seq))
     with db.connect() as conn:

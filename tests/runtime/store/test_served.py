@@ -59,6 +59,8 @@ def test_window_counts_only_labelled_served_rows(db: Database) -> None:
     recent = realized(db, window=2)  # rows 4 and 5: right, wrong
     assert (recent.value, recent.first_row) == (0.5, 4)
     assert realized(db, window=10, upto=2).value == 0.5
+    late = realized(db, window=10, since=4)  # rows 4 and 5 only (a re-baseline at row 3)
+    assert (late.rows, late.first_row, late.value) == (2, 4, 0.5)
     assert realized(db, metric="mae").value == pytest.approx((0 + 1 + 0 + 1) / 4)
     with pytest.raises(ValueError, match="window"):
         realized(db, window=0)
