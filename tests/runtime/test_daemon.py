@@ -439,3 +439,26 @@ def test_a_crash_between_promotion_and_the_request_finishing_promotes_once(
     assert ev.RETRAIN_FAILED not in mine
     got = RequestQueue(log.db, log).get(trigger)
     assert got is not None and got[0] == "finished"
+
+
+def test_an_accuracy_floor_requests_a_retrain_from_the_served_predictions(
+    tmp_path: Path,
+) -> None:
+    """The daemon's accuracy-floor trigger reads the champion's served predictions: a floor
+    of 1.0 asks for a retrain once its window of labelled rows is full (v1 is not perfect), with
+    the trigger named in ``retrain.requested``."""
+    policy = {**copy.deepcopy(SMALL.get("policy", {})),
+              "triggers": {"drift": False, "accuracy_floor": {"below": 1.0, "window": 50}}}
+    cfg = small_config(tmp_path, policy=policy)
+    d = Daemon(cfg)
+    d.open()
+    deadline = time.monotonic() + 300
+    log = EventLog(d.db)
+    try:
+        while log.last(ev.RETRAIN_REQUESTED) is None and time.monotonic() < deadline:
+            d.step()
+    finally:
+        d.close()
+    requested = log.last(ev.RETRAIN_REQUESTED)
+    assert requested is not None and requested.raw["trigger"] == "accuracy_floor"
+    assert requested.raw["trigger_id"].startswith("accuracy_floor-v1-")
