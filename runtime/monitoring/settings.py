@@ -1,5 +1,5 @@
-"""Settings of the retrain triggers besides drift and of the label-free estimate
-(``policy.triggers`` and ``policy.estimate``; :mod:`runtime.config` composes them)."""
+"""Settings of the retrain triggers besides drift (``policy.triggers``;
+:mod:`runtime.config` composes them)."""
 
 from __future__ import annotations
 
@@ -93,17 +93,3 @@ class TriggersConfig(_Model):
         return [k for k in ("labelled_rows", "accuracy_floor", "schedule", "max_age")
                 if getattr(self, k) is not None]
 
-
-class EstimateConfig(_Model):
-    """The champion's accuracy estimated from its calibrated confidence, without labels.
-
-    ``window``: live rows per estimate; an alert when the band's upper end falls below
-    ``alert_below``; ``request_labels`` > 0 also records ``labels.requested`` naming that
-    many of the window's least confident rows.
-    """
-
-    enabled: bool = True
-    window: int = Field(default=500, ge=20)
-    alert_below: float | None = Field(default=None, gt=0, le=1)
-    request_labels: int = Field(default=0, ge=0)
-    band_z: float = Field(default=1.96, gt=0)
