@@ -109,24 +109,14 @@ def bootstrap_from_rows(
                                          seed=cfg.seed, progress=progress,
                                          device=cfg.retrain.torch_device))
     model.eval()
-    val_acc = accuracy(model, xv, yv)
-    gold_acc = accuracy(model, torch.as_tensor(x[gold], dtype=torch.float32),
-                        torch.as_tensor(y[gold], dtype=torch.int64))
-    passed = val_acc >= b.min_accuracy
-    metrics = {"val_accuracy": val_acc, "golden_accuracy": gold_acc, "train_rows": len(train),
-               "val_rows": len(val), "golden_rows": len(gold), "samples": result.samples_processed,
-               "seconds": round(result.seconds, 3), "final_loss": result.final_loss}
-    events.append(ev.STAGE_FINISHED, ev.StageFinished(
-        stage="bootstrap", passed=passed, metrics=metrics,
-        exit_criteria={"val_accuracy": f">= {b.min_accuracy}"},
-    ), model_version=version)
-    report(f"bootstrap: {version} validation accuracy {val_acc:.3f} "
-           f"(exit criterion >= {b.min_accuracy})")
-    if not passed:
-        raise BootstrapError(
-            f"stage bootstrap missed its exit criterion: validation accuracy {val_acc:.3f} "
-            f"< {b.min_accuracy}"
-        )
+    gold_x = torch.as_tensor(x[gold], dtype=torch.float32)
+    gold_y = torch.as_tensor(y[gold], dtype=torch.int64)
+    metrics = {"val_accuracy": accuracy(model, xv, yv),
+               "golden_accuracy": accuracy(model, gold_x, gold_y),
+               "train_rows": len(train), "val_rows": len(val), "golden_rows": len(gold),
+               "samples": result.samples_processed, "seconds": round(result.seconds, 3),
+               "final_loss": result.final_loss}
+    _exit_criterion(cfg, events, version, metrics, report)
     buffer = new_buffer(cfg)
     buffer.add(xt, yt)
     reference = x[-cfg.retrain.reference_size:]
@@ -143,6 +133,25 @@ def bootstrap_from_rows(
               golden=(x[gold], y[gold]), meta=meta, parent=None)
     registry.promote(version, ev.ModelPromoted(reason="bootstrap", metrics=metrics))
     return version
+
+
+def _exit_criterion(
+    cfg: DriftloopConfig, events: EventLog, version: str, metrics: dict[str, Any],
+    report: Callable[[str], None],
+) -> None:
+    """Record ``stage.finished`` for the bootstrap; raise if v1 missed its exit criterion."""
+    floor, val_acc = cfg.bootstrap.min_accuracy, metrics["val_accuracy"]
+    passed = val_acc >= floor
+    events.append(ev.STAGE_FINISHED, ev.StageFinished(
+        stage="bootstrap", passed=passed, metrics=metrics,
+        exit_criteria={"val_accuracy": f">= {floor}"},
+    ), model_version=version)
+    report(f"bootstrap: {version} validation accuracy {val_acc:.3f} (exit criterion >= {floor})")
+    if not passed:
+        raise BootstrapError(
+            f"stage bootstrap missed its exit criterion: validation accuracy {val_acc:.3f} "
+            f"< {floor}"
+        )
 
 
 def _stages_take_numbers(prep: Preprocessing | None) -> None:
