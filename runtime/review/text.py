@@ -15,6 +15,7 @@ from runtime.store import events as ev
 from runtime.store.db import Database, quarantine, retrain_requests, rows
 from runtime.store.events import Event, EventLog
 from runtime.store.lock import StateLock
+from runtime.store.served import realized_summary
 from runtime.store.versions import ModelVersion, Registry
 
 
@@ -139,6 +140,7 @@ def status_dict(
         "last_event": last[0].to_dict() if last else None,
         "last_drift": last_drift.ts if last_drift else None,
         "last_promotion": last_promo.ts if last_promo else None,
+        "realized_accuracy": realized_summary(db),
     }
 
 
@@ -160,10 +162,32 @@ def status_text(st: dict[str, Any]) -> str:
         f"last drift:  {st['last_drift'] or '-'}",
         f"promoted:    {st['last_promotion'] or '-'}",
         f"events:      {st['events']}",
+        *_realized_lines(st.get("realized_accuracy")),
     ]
     if st.get("source_lag") is not None or st.get("source_lag_error"):
         lines.insert(5, f"lag:         {_lag_text(st)}")
     return "\n".join(lines)
+
+
+def _realized_lines(ra: dict[str, Any] | None) -> list[str]:
+    """The realized accuracy of what was served: over the recent windows, then per
+    version (nothing before a labelled row was served)."""
+    if not ra or not any(r["rows"] for r in ra["recent"]):
+        return ["realized:    - (no labelled row served yet)"]
+    name = ra["metric"]
+    seen: set[int] = set()
+    recent = []
+    for r in ra["recent"]:  # a window larger than the stream repeats the one before
+        if r["rows"] and r["rows"] not in seen:
+            seen.add(r["rows"])
+            recent.append(f"{r['value']:.3f} last {r['rows']:,}")
+    per = [(v, r) for v, r in ra["by_version"].items() if r["rows"]]
+    versions = ", ".join(f"{v} {r['value']:.3f} ({r['rows']:,})" for v, r in per)
+    window = per[0][1]["window"] if per else 0
+    return [
+        f"realized:    {name} " + ", ".join(recent) + " labelled served rows",
+        f"             by version: {versions}  (each on its last {window:,} at most)",
+    ]
 
 
 def _lag_text(st: dict[str, Any]) -> str:

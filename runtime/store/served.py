@@ -188,3 +188,27 @@ def realized_series(
     with db.connect() as conn:
         got = conn.execute(q).all()
     return [Point(int(a), int(b), str(v), float(s), int(n)) for a, b, v, s, n in got]
+
+
+RECENT_WINDOWS = (100, DEFAULT_WINDOW, 10_000)
+"""The recent windows (labelled served rows) that status and the API report."""
+MAX_VERSIONS = 10
+"""Status and the metrics show the versions that served last, at most this many."""
+
+
+def realized_summary(
+    db: Database,
+    windows: Sequence[int] = RECENT_WINDOWS,
+    metric: Metric = "accuracy",
+    max_versions: int = MAX_VERSIONS,
+) -> dict[str, object]:
+    """The realized score as status shows it: over each recent window of labelled served
+    rows (whoever served them), and each version's over its own last
+    :data:`DEFAULT_WINDOW` (the last ``max_versions`` versions that served)."""
+    versions = served_versions(db)[-max_versions:]
+    per = realized_by_version(db, metric=metric, versions=versions)
+    return {
+        "metric": metric,
+        "recent": [realized(db, w, metric=metric).to_dict() for w in windows],
+        "by_version": {v: r.to_dict() for v, r in per.items()},
+    }

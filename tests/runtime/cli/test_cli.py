@@ -77,6 +77,14 @@ def test_status_and_models(burst: Any, capsys: Any) -> None:
     st = json.loads(out)
     assert code == 0 and st["champion"] == "v2" and st["daemon_running"] is False
     assert st["rows"] == sum(s.rows for s in cfg.source.segments)
+    ra = st["realized_accuracy"]
+    assert ra["metric"] == "accuracy" and [r["window"] for r in ra["recent"]] == [100, 1000, 10000]
+    assert list(ra["by_version"]) == ["v1", "v2"]  # v3 was refused: it never served
+    assert all(0.0 <= r["value"] <= 1.0 for r in [*ra["recent"], *ra["by_version"].values()])
+    _, text, _ = _run(capsys, "status", *state)
+    line = next(x for x in text.splitlines() if x.startswith("realized:"))
+    assert f"{ra['recent'][0]['value']:.3f} last 100" in line
+    assert f"v2 {ra['by_version']['v2']['value']:.3f}" in text
     _, out, _ = _run(capsys, "models", *state)
     assert "*v2" in out and "refused" in out
     _, out, _ = _run(capsys, "models", *state, "--lineage")

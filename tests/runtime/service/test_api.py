@@ -78,6 +78,8 @@ def test_ingest_is_stored_monitored_and_reported(served: tuple[Daemon, TestClien
     assert st["champion"] == "v1" and st["leader"] is True
     assert set(st["detectors"]) == {d.name for d in daemon.detectors}
     assert st["schema"]["features"] == list(daemon.cfg.schema.features)
+    by_version = st["realized_accuracy"]["by_version"]
+    assert list(by_version) == ["v1"] and by_version["v1"]["rows"] >= 50  # what v1 served
 
 
 def test_idempotency_key_and_row_ids_make_retries_harmless(

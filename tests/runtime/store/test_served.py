@@ -13,6 +13,7 @@ from runtime.store.served import (
     realized,
     realized_by_version,
     realized_series,
+    realized_summary,
     record,
     served_versions,
 )
@@ -87,6 +88,20 @@ def test_series_marks_the_version_of_each_span(db: Database) -> None:
     assert points[0].value == pytest.approx(0.6)
     fine = realized_series(db, points=100)
     assert len(fine) == 10 and {p.rows for p in fine} == {1}
+
+
+def test_the_summary_gives_recent_windows_and_the_latest_versions(db: Database) -> None:
+    _rows(db, [1] * 6)
+    _serve(db, [1, 2, 3], [0, 0, 1], "v1")
+    _serve(db, [4, 5], [1, 1], "v2")
+    _serve(db, [6], [0], "v4")
+    got = realized_summary(db, windows=(2, 10), max_versions=2)
+    assert got["metric"] == "accuracy"
+    assert [(r["window"], r["rows"], r["value"]) for r in got["recent"]] == [  # type: ignore[attr-defined]
+        (2, 2, 0.5), (10, 6, 0.5)
+    ]
+    assert list(got["by_version"]) == ["v2", "v4"]  # type: ignore[call-overload]
+    assert got["by_version"]["v2"]["value"] == 1.0  # type: ignore[index]
 
 
 def test_an_old_state_directory_gains_the_table(tmp_path: Path) -> None:
