@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
 from runtime.store import events as ev
+from runtime.store import served
 from runtime.store.db import Database, from_json, quarantine, retrain_requests, rows
 from runtime.store.db import events as events_table
 from runtime.store.versions import Registry
@@ -41,6 +42,7 @@ class StateCollector(Collector):
         yield from self._rows()
         yield from self._events()
         yield from self._champion()
+        yield from self._realized()
         yield from self._live()
 
     def _rows(self) -> Iterator[Metric]:
@@ -129,6 +131,36 @@ class StateCollector(Collector):
         number.add_metric([], int(digits) if digits.isdigit() else 0)
         yield info
         yield number
+
+    def _realized(self) -> Iterator[Metric]:
+        """The served predictions' realized accuracy: over the recent windows, and per
+        version (the last versions that served, each on its own last rows)."""
+        summary = served.realized_summary(self.db)
+        recent = GaugeMetricFamily(
+            "driftloop_realized_accuracy",
+            "Accuracy of the served predictions over the last N labelled served rows.",
+            labels=["window"],
+        )
+        for r in summary["recent"]:
+            if r["value"] is not None:
+                recent.add_metric([str(r["window"])], r["value"])
+        per = GaugeMetricFamily(
+            "driftloop_realized_accuracy_by_version",
+            f"Each version's accuracy on its last {served.DEFAULT_WINDOW} labelled served rows.",
+            labels=["version"],
+        )
+        rows = GaugeMetricFamily(
+            "driftloop_realized_rows_by_version",
+            "Labelled served rows behind each version's realized accuracy.",
+            labels=["version"],
+        )
+        for version, r in summary["by_version"].items():
+            if r["value"] is not None:
+                per.add_metric([version], r["value"])
+                rows.add_metric([version], r["rows"])
+        yield recent
+        yield per
+        yield rows
 
     def _live(self) -> Iterator[Metric]:
         st = self.runtime()

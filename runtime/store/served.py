@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -201,7 +201,7 @@ def realized_summary(
     windows: Sequence[int] = RECENT_WINDOWS,
     metric: Metric = "accuracy",
     max_versions: int = MAX_VERSIONS,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """The realized score as status shows it: over each recent window of labelled served
     rows (whoever served them), and each version's over its own last
     :data:`DEFAULT_WINDOW` (the last ``max_versions`` versions that served)."""

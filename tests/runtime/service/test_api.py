@@ -257,6 +257,9 @@ def test_health_readiness_metrics(served: tuple[Daemon, TestClient]) -> None:
         "driftloop_champion_version 1.0",
         "driftloop_detector_statistic",
         "driftloop_http_requests_total",
+        'driftloop_realized_accuracy{window="1000"}',
+        'driftloop_realized_accuracy_by_version{version="v1"}',
+        'driftloop_realized_rows_by_version{version="v1"}',
     ):
         assert name in text, name
 

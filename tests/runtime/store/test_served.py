@@ -97,11 +97,11 @@ def test_the_summary_gives_recent_windows_and_the_latest_versions(db: Database) 
     _serve(db, [6], [0], "v4")
     got = realized_summary(db, windows=(2, 10), max_versions=2)
     assert got["metric"] == "accuracy"
-    assert [(r["window"], r["rows"], r["value"]) for r in got["recent"]] == [  # type: ignore[attr-defined]
+    assert [(r["window"], r["rows"], r["value"]) for r in got["recent"]] == [
         (2, 2, 0.5), (10, 6, 0.5)
     ]
-    assert list(got["by_version"]) == ["v2", "v4"]  # type: ignore[call-overload]
-    assert got["by_version"]["v2"]["value"] == 1.0  # type: ignore[index]
+    assert list(got["by_version"]) == ["v2", "v4"]
+    assert got["by_version"]["v2"]["value"] == 1.0
 
 
 def test_an_old_state_directory_gains_the_table(tmp_path: Path) -> None:
