@@ -23,6 +23,7 @@ worker, their children) is alive 5 s after the kill. Then the daemon is restarte
 next trial's run) and must come up. Leftover processes are killed after being counted.
 
 Usage: python bench/faults.py [--trials 200] [--quick] [--json OUT.json] [--seed 0]
+[--parallel K] (K campaigns side by side, seeds seed..seed+K-1, trials split between them)
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from runtime.intake.settings import Segment  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from faults_checks import PHASES, check_state, table  # noqa: E402
+from faults_parallel import run_parallel  # noqa: E402
 
 FLIP_BATCHES = 30  # the concept flips every 3,000 rows: young customers, then old, ...
 TOKEN = "faults-token"
@@ -402,10 +404,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-minutes", type=float, default=600.0, help="stop starting trials")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--parallel", type=int, default=1, help="campaigns side by side")
     args = ap.parse_args(argv)
     if args.quick:
         args.trials = min(args.trials, len(PHASES))
-    result = campaign(args)
+    result = run_parallel(args) if args.parallel > 1 else campaign(args)
     text, summary = table(result)
     result["summary"] = summary
     result["machine"] = {
