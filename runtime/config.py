@@ -24,6 +24,7 @@ from runtime.intake.settings import (
 )
 from runtime.monitoring.settings import TriggersConfig
 from runtime.promotion.settings import GateConfig, WatchConfig
+from runtime.training.settings import DistributedConfig, refusal
 from strategies.models import MLPConfig, ModelConfig
 from strategies.registry import BufferConfig, StrategyConfig
 
@@ -147,10 +148,16 @@ class RetrainConfig(_Model):
     """Where retrains and bootstrap stages train: ``auto`` (CUDA when available, else
     CPU), ``cpu``, ``cuda`` or ``cuda:N``. On CUDA the forward pass runs under bf16
     autocast."""
+    distributed: DistributedConfig | None = None
+    """Train on several processes (runtime/training/settings.py); absent or one process:
+    the single-process retrain."""
 
     @model_validator(mode="after")
     def _schedule_has_a_length(self) -> RetrainConfig:
         _schedule_fits(self.strategy, self.budget)
+        reason = refusal(self.strategy, self.device, self.distributed)
+        if reason is not None:
+            raise ValueError(reason)
         return self
 
     @property

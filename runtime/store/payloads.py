@@ -280,6 +280,8 @@ class RetrainStarted(Payload):
     onset: int = 0
     upto: int = 0
     strategy: str = ""
+    world_size: int | None = opt()  # set when retrain.distributed launches workers
+    backend: str | None = opt()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -316,6 +318,8 @@ class RetrainFinished(Payload):
     rows_train: int = 0
     rows_holdout: int = 0
     wall_seconds: float | None = opt()
+    world_size: int | None = opt()
+    backend: str | None = opt()
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
