@@ -16,6 +16,8 @@ single-process loop, bit for bit.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import distributed as dist
 from torch import nn
@@ -76,3 +78,49 @@ def any_rank(flag: bool, device: torch.device) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+class TensorBuffer:
+    """A rehearsal buffer's rows as plain tensors, read-only but for their logits.
+
+    What a worker of a distributed run trains from: the buffer is sampled once by the
+    process that launches the workers and handed to each as a file, so every rank
+    replays the same rows whatever N is (avalanche, behind the real buffers, refuses to
+    be imported in a non-zero rank). DER's :func:`~strategies.der.fill_logits` may set
+    the logits; the launcher copies them back into the real buffer.
+
+    >>> b = TensorBuffer(torch.zeros(3, 2), torch.tensor([0, 1, 0]))
+    >>> len(b), b.logits() is None
+    (3, True)
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor,
+                 logits: torch.Tensor | None = None) -> None:
+        self._x, self._y, self._logits = x, y, logits
+        self.capacity = len(y)
+
+    def __len__(self) -> int:
+        return len(self._y)
+
+    def add(self, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor | None = None) -> None:
+        raise TypeError("a worker's rehearsal rows are fixed; the launcher's buffer takes rows")
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._x, self._y
+
+    def logits(self) -> torch.Tensor | None:
+        return self._logits
+
+    def set_logits(self, logits: torch.Tensor) -> None:
+        self._logits = logits
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        out = {"x": self._x, "y": self._y}
+        return out if self._logits is None else {**out, "logits": self._logits}
+
+    def state_meta(self) -> dict[str, Any]:
+        return {"kind": "tensors", "rows": len(self)}
+
+    def load(self, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+        self._x, self._y, self._logits = tensors["x"], tensors["y"], tensors.get("logits")
+        self.capacity = len(self._y)

@@ -40,6 +40,7 @@ from runtime.store.events import EventLog
 from runtime.store.rows import labelled_rows, recent_rows
 from runtime.store.unit import Unit, golden_sets, load_unit, preprocessing, save_unit
 from runtime.store.versions import Registry
+from runtime.training import distributed_job
 from strategies.base import Budget, Progress, TrainRequest, TrainResult
 from strategies.registry import build as build_strategy
 from strategies.tabular import TabularModel, widen_model
@@ -57,7 +58,9 @@ def class_positions(y: np.ndarray, classes: list[int]) -> np.ndarray:
     return out
 
 
-def checkpoint_dir(spec: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> Path | None:
+def checkpoint_dir(
+    spec: dict[str, Any], x: torch.Tensor, y: torch.Tensor, config_hash: str | None = None
+) -> Path | None:
     """The directory for this job's epoch checkpoints (``spec["checkpoint_dir"]``).
 
     The runner names it after the trigger, so a re-run of an interrupted retrain finds
@@ -71,6 +74,8 @@ def checkpoint_dir(spec: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> Pa
         return None
     path = Path(raw)
     identity = {k: spec.get(k) for k in ("trigger_id", "champion", "onset", "upto", "config_hash")}
+    if config_hash is not None:  # the distributed retrain's, the same at every N
+        identity["config_hash"] = config_hash
     digest = hashlib.sha256(x.numpy().tobytes())
     digest.update(y.numpy().tobytes())
     identity["data_sha256"] = digest.hexdigest()
@@ -203,6 +208,14 @@ def _train(
     this job's checkpoint when one is left), in eval mode."""
     assert unit.buffer is not None
     model = copy.deepcopy(unit.model)
+    d = cfg.retrain.distributed
+    if d is not None and d.active:  # workers launched by torch.distributed.run
+        ckpt = checkpoint_dir(spec, rows.xt, rows.yt, _hash_for_any_n(cfg))
+        job = {"config": spec["config"], "seed": seed, "meta": unit.meta,
+               "device": cfg.retrain.device, "checkpoint": None if ckpt is None else str(ckpt)}
+        result = distributed_job.train(d, job, model, rows.xt, rows.yt, unit.buffer, progress)
+        model.eval()
+        return model, result
     strategy = build_strategy(cfg.retrain.strategy)
     b = cfg.retrain.budget
     result = strategy.train(TrainRequest(
@@ -218,6 +231,13 @@ def _train(
     ))
     model.eval()
     return model, result
+
+
+def _hash_for_any_n(cfg: DriftloopConfig) -> str:
+    """The config's hash with ``retrain.distributed`` left out: a checkpoint resumes
+    whatever number of processes wrote it (the loop's shards depend on the epoch only)."""
+    retrain = cfg.retrain.model_copy(update={"distributed": None})
+    return cfg.model_copy(update={"retrain": retrain}).config_hash()
 
 
 def _judge(
@@ -270,6 +290,7 @@ def _train_info(result: TrainResult, rows: _Rows) -> dict[str, Any]:
         "stopped_by": result.stopped_by,
         "resumed_from_epoch": int(result.extra.get("resumed_from_epoch", 0)),
         "device": str(result.extra.get("device", "cpu")),
+        **{k: result.extra[k] for k in ("world_size", "backend") if k in result.extra},
         "rows_train": len(rows.train),
         "rows_holdout": len(rows.hold),
     }

@@ -77,10 +77,21 @@ class Retrains:
             onset=req["onset"],
             upto=req["upto"],
             strategy=self.cfg.retrain.strategy.kind,
+            **self._world(),
         )
         self.requests.start(trigger, started, candidate)
         self.runner.start(trigger, spec)
         self.report(f"retrain started    {trigger}  {champion} → {candidate}")
+
+    def _world(self) -> dict[str, Any]:
+        """``world_size`` and ``backend`` of a retrain on several processes, else none."""
+        d = self.cfg.retrain.distributed
+        if d is None or not d.active:
+            return {}
+        from runtime.training.distributed_job import backend
+
+        return {"world_size": d.nproc_per_node * d.nnodes,
+                "backend": backend(d, self.cfg.retrain.device)}
 
     def cancel(self, reason: str | None = None) -> str | None:
         """Stop the running retrain, if any, and mark its request ``cancelled`` (it runs
