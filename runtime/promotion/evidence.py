@@ -55,7 +55,10 @@ class EvalSet:
 
     ``y`` holds class positions (classification) or targets (regression);
     ``champion``/``candidate`` hold probabilities ``[n, k]`` or predictions ``[n]``;
-    ``x`` holds the features ``[n, f]`` (slices are defined on them).
+    ``x`` holds the features ``[n, f]`` as stored (slices are defined on them);
+    ``encoded`` the same rows as the model's own preprocessing encodes them (one-hot
+    categories, standardised and imputed numbers), where nearest neighbours are found
+    (None: a model without preprocessing, whose inputs are ``x`` itself).
     """
 
     name: str
@@ -64,6 +67,7 @@ class EvalSet:
     candidate: F64
     x: F64
     provenance: dict[str, Any] = field(default_factory=dict)
+    encoded: F64 | None = None
 
     def __len__(self) -> int:
         return len(self.y)
@@ -76,6 +80,7 @@ class EvalSet:
             self.candidate[mask],
             self.x[mask],
             self.provenance,
+            None if self.encoded is None else self.encoded[mask],
         )
 
 
@@ -117,6 +122,8 @@ def write_evidence(path: Path, evidence: Evidence) -> str:
     for i, s in enumerate(evidence.sets.values()):
         for part in ("y", "champion", "candidate", "x"):
             arrays[f"{i}.{part}"] = np.ascontiguousarray(getattr(s, part))
+        if s.encoded is not None:
+            arrays[f"{i}.encoded"] = np.ascontiguousarray(s.encoded)
         described.append({"name": s.name, "provenance": s.provenance})
     meta = {
         "version": FORMAT_VERSION,
@@ -170,6 +177,7 @@ def read_evidence(path: Path, sha256: str | None) -> Evidence:
                 arrays[f"{i}.candidate"].astype(np.float64),
                 arrays[f"{i}.x"].astype(np.float64),
                 dict(d.get("provenance", {})),
+                _optional(arrays, f"{i}.encoded"),
             )
         except KeyError as exc:
             raise EvidenceError(f"the evaluation evidence lacks the array {exc.args[0]}") from None
@@ -179,12 +187,17 @@ def read_evidence(path: Path, sha256: str | None) -> Evidence:
     return ev
 
 
+def _optional(arrays: dict[str, Any], key: str) -> F64 | None:
+    """An array written only by some retrains (evidence from before it reads as None)."""
+    return arrays[key].astype(np.float64) if key in arrays else None
+
+
 def check_shapes(evidence: Evidence) -> None:
     """EvidenceError unless every set's arrays agree in rows and widths."""
     for s in evidence.sets.values():
         n = len(s.y)
-        for part in ("champion", "candidate", "x"):
-            if len(getattr(s, part)) != n:
+        for part in ("champion", "candidate", "x", "encoded"):
+            if getattr(s, part) is not None and len(getattr(s, part)) != n:
                 raise EvidenceError(
                     f"set {s.name!r}: {part} has {len(getattr(s, part))} rows, labels have {n}"
                 )
@@ -209,12 +222,20 @@ def score(
     y: npt.NDArray[np.int64],
     provenance: dict[str, Any],
 ) -> EvalSet:
-    """Both models' class probabilities on ``(x, y)`` as an :class:`EvalSet`."""
+    """Both models' class probabilities on ``(x, y)`` as an :class:`EvalSet`, with the
+    rows as the champion's preprocessing encodes them when it has one (the candidate's
+    encodes old categories alike: a retrain only appends slots)."""
     import torch
 
     from strategies.evaluation import predict_proba
+    from strategies.tabular import TabularModel
 
     xt = torch.as_tensor(x, dtype=torch.float32)
+    encoded = None
+    if isinstance(champion, TabularModel):
+        with torch.no_grad():
+            device = champion.encoder.fill.device
+            encoded = champion.encoder(xt.to(device)).cpu().numpy().astype(np.float64)
     return EvalSet(
         name,
         np.asarray(y, dtype=np.int64),
@@ -222,4 +243,5 @@ def score(
         predict_proba(candidate, xt).numpy().astype(np.float64),
         np.asarray(x, dtype=np.float64),
         provenance,
+        encoded,
     )

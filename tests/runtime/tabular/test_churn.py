@@ -42,12 +42,6 @@ def churn(tmp_path_factory: pytest.TempPathFactory) -> Daemon:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    reason="since the gate change 1931838 the gate refuses v2 on golden:v1 (149 rows kept,"
-    " champion 0.470), likely because the golden-agreement neighbours are found on stored"
-    " features, where a category is a 24-bit hash code, not the unit's encoding (issues 16, 18)",
-    strict=False,
-)
 def test_churn_bootstraps_detects_the_plan_mix_retrains_and_promotes(churn: Daemon) -> None:
     kinds = [e.kind for e in churn.events.list(limit=100000)]
     assert "drift.detected" in kinds
