@@ -22,7 +22,7 @@ from runtime.intake.settings import (
     SchemaConfig,
     SourceConfig,
 )
-from runtime.monitoring.settings import TriggersConfig
+from runtime.monitoring.settings import EstimateConfig, TriggersConfig
 from runtime.promotion.settings import GateConfig, WatchConfig
 from runtime.training.settings import DistributedConfig, refusal
 from strategies.models import MLPConfig, ModelConfig
@@ -108,6 +108,8 @@ class PolicyConfig(_Model):
     vote_window_rows: int = Field(default=1000, ge=1)
     triggers: TriggersConfig = Field(default_factory=TriggersConfig)
     """Retrain triggers besides drift (runtime/monitoring/triggers.py)."""
+    estimate: EstimateConfig = Field(default_factory=EstimateConfig)
+    """Label-free accuracy estimate of the champion (runtime/monitoring/estimate.py)."""
 
 
 class BudgetConfig(_Model):

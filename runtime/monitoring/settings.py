@@ -1,5 +1,5 @@
-"""Settings of the retrain triggers besides drift (``policy.triggers``;
-:mod:`runtime.config` composes them)."""
+"""Settings of the retrain triggers besides drift and of the label-free estimate
+(``policy.triggers`` and ``policy.estimate``; :mod:`runtime.config` composes them)."""
 
 from __future__ import annotations
 
@@ -93,3 +93,14 @@ class TriggersConfig(_Model):
         return [k for k in ("labelled_rows", "accuracy_floor", "schedule", "max_age")
                 if getattr(self, k) is not None]
 
+
+
+class EstimateConfig(_Model):
+    """The champion's accuracy estimated from its calibrated confidence, without labels
+    (CBPE; runtime/monitoring/estimate.py).
+
+    ``calibration``: how each version's probabilities are calibrated on its golden set
+    when it is made (``none``: they are taken as they are).
+    """
+
+    calibration: Literal["temperature", "isotonic", "none"] = "temperature"

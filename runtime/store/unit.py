@@ -3,7 +3,9 @@
 They are saved, promoted and rolled back together (one registry version). Each version
 also carries the golden set of the distribution it was trained for (the held-out rows it
 never trained on) and, in ``meta["golden_index"]``, the names of every golden set its
-lineage answers for.
+lineage answers for. Its probabilities are calibrated on its own golden set when it is
+saved (:mod:`strategies.calibration`), kept in ``meta["calibration"]`` (JSON carrying its
+own sha256, checked on load); a version saved before that reads as uncalibrated.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import torch
 from torch import nn
 
 from runtime.config import DriftloopConfig
-from runtime.store.versions import ModelVersion, Registry
+from runtime.store.versions import IntegrityError, ModelVersion, Registry
+from strategies import calibration
 from strategies.base import RehearsalBuffer
+from strategies.evaluation import predict_logits
 from strategies.models import build_model
 from strategies.registry import build_buffer, restore_buffer
 from strategies.tabular import Preprocessing, TabularModel
@@ -38,6 +42,19 @@ class Unit:
     @property
     def golden_index(self) -> list[str]:
         return list(self.meta.get("golden_index", []))
+
+    @property
+    def calibration(self) -> calibration.Calibration:
+        """The calibration fitted when the version was made (identity for older ones)."""
+        return calibration_of(self.version, self.meta)
+
+
+def calibration_of(version: str, meta: dict[str, Any]) -> calibration.Calibration:
+    """``meta``'s calibration, checked against its sha256 (IntegrityError if it differs)."""
+    try:
+        return calibration.Calibration.from_json(meta.get("calibration"))
+    except (ValueError, TypeError, KeyError) as err:
+        raise IntegrityError(f"model {version}: meta calibration is unreadable ({err})") from None
 
 
 def new_model(
@@ -75,6 +92,7 @@ def load_unit(
     model = new_model(cfg, prep=preprocessing(meta))
     model.load_state_dict(loaded.tensors["model"])
     model.eval()
+    calibration_of(version, meta)  # a tampered calibration fails the load like a file
     buffer = None
     if with_buffer:
         buffer = _config_buffer(cfg, loaded.tensors.get("buffer", {}), meta.get("buffer", {}))
@@ -115,8 +133,10 @@ def save_unit(
     golden: tuple[F64, I64],
     meta: dict[str, Any],
     parent: str | None,
+    calibrate: calibration.Method = "temperature",
 ) -> ModelVersion:
-    """Write a complete unit as a candidate version."""
+    """Write a complete unit as a candidate version, its probabilities calibrated on its
+    golden set by ``calibrate``."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors = {
         "model": state,
@@ -127,7 +147,10 @@ def save_unit(
             "y": torch.as_tensor(np.ascontiguousarray(golden[1]), dtype=torch.int64),
         },
     }
-    full_meta = {**meta, "buffer": buffer.state_meta()}
+    gold_x = torch.as_tensor(np.ascontiguousarray(golden[0]), dtype=torch.float32)
+    logits = predict_logits(model, gold_x).numpy().astype(np.float64)
+    fitted = calibration.fit(logits, np.asarray(golden[1], dtype=np.int64), calibrate)
+    full_meta = {**meta, "buffer": buffer.state_meta(), "calibration": fitted.to_json()}
     return registry.save(version, tensors=tensors, meta=full_meta, parent=parent)
 
 

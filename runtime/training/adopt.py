@@ -231,7 +231,8 @@ def adopt(
     }
     save_unit(registry, "v1", model=model, buffer=buffer,
               reference=x[-cfg.retrain.reference_size:], golden=(x[split.gold], y[split.gold]),
-              meta=meta, parent=None)
+              meta=meta, parent=None,
+              calibrate=cfg.policy.estimate.calibration)
     registry.promote("v1", ev.ModelPromoted(reason="adopted", metrics=metrics, adopted=lineage))
     return "v1"
 

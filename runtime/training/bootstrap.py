@@ -130,7 +130,8 @@ def bootstrap_from_rows(
                               "source": f"held-out split of the bootstrap data ({source})"},
     }
     save_unit(registry, version, model=model, buffer=buffer, reference=reference,
-              golden=(x[gold], y[gold]), meta=meta, parent=None)
+              golden=(x[gold], y[gold]), meta=meta, parent=None,
+              calibrate=cfg.policy.estimate.calibration)
     registry.promote(version, ev.ModelPromoted(reason="bootstrap", metrics=metrics))
     return version
 
@@ -230,7 +231,8 @@ def _staged(
     }
     reference = x[-cfg.retrain.reference_size:]
     save_unit(registry, version, model=model, buffer=buffer, reference=reference,
-              golden=(x[gold], y[gold]), meta=meta, parent=None)
+              golden=(x[gold], y[gold]), meta=meta, parent=None,
+              calibrate=cfg.policy.estimate.calibration)
     registry.promote(version, ev.ModelPromoted(reason="bootstrap", metrics=metrics,
                                                stages=tuple(r.name for r in results)))
     return version

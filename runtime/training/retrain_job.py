@@ -355,6 +355,7 @@ def _write(
         golden=(rows.x[rows.gold], rows.y[rows.gold]),
         meta=meta,
         parent=spec["champion"],
+        calibrate=cfg.policy.estimate.calibration,
     )
 
 

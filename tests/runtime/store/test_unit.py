@@ -6,13 +6,15 @@ import copy
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from runtime.config import DriftloopConfig, parse_config
 from runtime.store.db import Database
 from runtime.store.events import EventLog
-from runtime.store.unit import load_unit, new_buffer, new_model, save_unit
-from runtime.store.versions import Registry
+from runtime.store.unit import calibration_of, load_unit, new_buffer, new_model, save_unit
+from runtime.store.versions import IntegrityError, Registry
+from strategies.calibration import fit
 from tests.conftest import SMALL, small_config
 
 
@@ -84,3 +86,23 @@ def test_a_changed_buffer_kind_resamples_the_saved_rows_instead_of_failing(
     )
     again = load_unit(registry, cfg, "v2", with_buffer=True)
     assert again.buffer is not None and torch.equal(again.buffer.tensors()[1], by)
+
+
+def test_a_unit_is_saved_calibrated_and_an_older_one_reads_uncalibrated(
+    tmp_path: Path,
+) -> None:
+    cfg, registry, _, _ = _saved(tmp_path)
+    meta = registry.get("v1").meta
+    assert meta["calibration"]["method"] == "none"  # two golden rows: too few to fit
+    unit = load_unit(registry, cfg, "v1")
+    assert unit.calibration.identity
+    old = {k: v for k, v in meta.items() if k != "calibration"}
+    assert calibration_of("v1", old).temperature == 1.0  # saved before calibrations
+
+
+def test_a_tampered_calibration_fails_like_a_tampered_file(tmp_path: Path) -> None:
+    _, _, _, _ = _saved(tmp_path)
+    cal = fit(np.random.default_rng(0).normal(size=(50, 2)) * 4, np.arange(50) % 2)
+    data = {**cal.to_json(), "temperature": 0.5}
+    with pytest.raises(IntegrityError, match="calibration"):
+        calibration_of("v1", {"calibration": data})
