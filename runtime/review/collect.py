@@ -23,6 +23,7 @@ from runtime.config import DriftloopConfig
 from runtime.intake.settings import SyntheticSourceConfig
 from runtime.monitoring.trace import Point, read_traces
 from runtime.promotion.approval import approvals
+from runtime.review.page_realized import RealizedView, realized_view
 from runtime.review.story import Chapter, story
 from runtime.review.text import status_dict
 from runtime.store import events as ev
@@ -66,6 +67,8 @@ class Review:
     stale: dict[str, str] = field(default_factory=dict)
     """Version awaiting approval → why approving it would be refused (its evidence is stale)."""
     rollback_targets: tuple[str, ...] = ()
+    realized: RealizedView = field(default_factory=RealizedView)
+    """The served predictions' realized accuracy over the stream and per version."""
 
 
 def drift_reports(state_dir: Path, events: Sequence[Event]) -> dict[int, str]:
@@ -174,6 +177,7 @@ def collect(
         awaiting=tuple(waiting),
         stale=stale,
         rollback_targets=targets,
+        realized=realized_view(db),
     )
 
 

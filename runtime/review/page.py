@@ -20,6 +20,7 @@ from runtime.review.collect import Review
 from runtime.review.page_assets import CSS, JS
 from runtime.review.page_html import esc, evlink, gate_table, num, progress_chart, table
 from runtime.review.page_log import event_log
+from runtime.review.page_realized import realized_section
 from runtime.review.story import Chapter
 from runtime.store import events as ev
 from runtime.store.events import Event
@@ -113,8 +114,15 @@ def _models(r: Review, live: bool) -> str:
         )
     lineage = f'<div class="lineage">{"".join(nodes)}</div>'
     rows = []
+    served = dict(r.realized.by_version)
     for v in r.versions:
         m, d = v.meta.get("metrics", {}), v.meta.get("data", {})
+        live_acc = served.get(v.version)
+        realized = (
+            f"{num(live_acc.value)} ({num(live_acc.rows)} rows)"
+            if live_acc is not None and live_acc.rows
+            else "–"
+        )
         hold = m.get("holdout")
         if isinstance(hold, list) and len(hold) >= 2:
             n = num(hold[2]) if len(hold) > 2 else "?"
@@ -150,6 +158,7 @@ def _models(r: Review, live: bool) -> str:
             span,
             new,
             golden,
+            realized,
             esc(v.created_at[:19].replace("T", " ")),
         ]
         if live:
@@ -164,6 +173,7 @@ def _models(r: Review, live: bool) -> str:
         "trained on rows",
         "new data: champion → this",
         "golden sets: champion → this",
+        "realized on served rows",
         "created (UTC)",
     ]
     if live:
@@ -171,7 +181,8 @@ def _models(r: Review, live: bool) -> str:
     cap = (
         '<p class="cap">Each version is the whole unit (weights, rehearsal buffer, reference '
         "window, golden sets). Accuracies are measured when the version was gated: on the "
-        "held-out part of its new data and on every earlier golden set, champion first.</p>"
+        "held-out part of its new data and on every earlier golden set, champion first; "
+        "realized: its served predictions scored against the labels that came.</p>"
     )
     return lineage + cap + table(head, rows)
 
@@ -345,6 +356,7 @@ def render(review: Review, *, report_href: Callable[[str], str], live: Live | No
         f'<body data-mode="{mode}"{data}><header><h1>driftloop review</h1>'
         f'<p class="sub">{sub}</p><p class="sub">{where}</p>{auth}</header>'
         '<nav><a href="#story">What happened</a><a href="#models">Models</a>'
+        '<a href="#realized">Live accuracy</a>'
         '<a href="#detectors">Detectors</a><a href="#forgetting">Forgetting</a>'
         '<a href="#log">Event log</a></nav><main>'
         '<section id="story"><h2>What happened</h2><p class="lead">Each decision in plain '
@@ -352,6 +364,9 @@ def render(review: Review, *, report_href: Callable[[str], str], live: Live | No
         "promoted or refused the candidate.</p>"
         f"{_story(r)}</section>"
         f'<section id="models"><h2>Models</h2>{_models(r, live is not None)}</section>'
+        '<section id="realized"><h2>Live accuracy</h2><p class="lead">How right the '
+        "served predictions were once their labels came, over the stream.</p>"
+        f"{realized_section(r.realized, r.events)}</section>"
         '<section id="detectors"><h2>Detectors over time</h2>'
         f"{_detectors(r)}</section>"
         '<section id="forgetting"><h2>Forgetting matrix</h2>'

@@ -388,3 +388,49 @@ def test_feature_table_caption_names_how_features_were_decided() -> None:
     raw = feature_table({**base, "calibration": "threshold", "correction": "bonferroni"})
     assert "raw statistic against the threshold (no p-values);" in raw
     assert "correction" not in raw  # a threshold detector corrects nothing
+
+
+def test_live_accuracy_of_the_burst_beside_each_version(burst: Burst) -> None:
+    cfg, _ = burst
+    review = open_review(cfg, cfg.state_dir, matrix=False)
+    per = dict(review.realized.by_version)
+    assert list(per) == ["v1", "v2"] and all(r.rows > 0 for r in per.values())
+    html = render(review, report_href=lambda name: name)
+    section = html[html.index('<section id="realized">') : html.index('<section id="detectors">')]
+    assert 'aria-label="realized accuracy of the served predictions"' in section
+    assert "served by v1" in section and "served by v2" in section
+    assert ">v2 promoted</text>" in section  # where v2 took over
+    for version, r in per.items():
+        assert f'<li data-version="{version}"><b>{version}</b>: {r.value:.3f} on the' in section
+    models = html[html.index('<section id="models">') : html.index('<section id="realized">')]
+    assert f"{per['v2'].value:.3f} ({per['v2'].rows:,} rows)" in models
+
+
+def test_live_accuracy_marks_a_rollback_and_says_when_nothing_was_served(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    from runtime.store.db import rows
+    from runtime.store.served import record
+
+    db, log, registry = _state(tmp_path)
+    html = render(collect(tmp_path, db, log, registry), report_href=lambda n: n)
+    assert "No labelled row has been served yet" in html
+    with db.begin() as conn:
+        conn.execute(rows.insert(), [
+            {"row_id": f"r{i}", "ingested_at": "2026-01-01T00:00:00.000Z", "source": "t",
+             "features": b"", "label": 1} for i in range(30)
+        ])
+        for lo, version in ((1, "v1"), (11, "v2"), (21, "v1")):
+            seqs = np.arange(lo, lo + 10, dtype=np.int64)
+            record(conn, seqs, np.ones(10) if version == "v1" else np.zeros(10), version)
+    log.append(ev.MODEL_ROLLED_BACK, {"from": "v2", "to": "v1", "reason": "watch"})
+    review = collect(tmp_path, db, log, registry)
+    assert [(v, r.rows, r.value) for v, r in review.realized.by_version] == [
+        ("v1", 20, 1.0), ("v2", 10, 0.0)
+    ]
+    html = render(review, report_href=lambda n: n)
+    assert ">v2 promoted</text>" in html and ">back to v1</text>" in html
+    assert "Over the whole stream 0.667 on 30 labelled served rows" in html
+    db.dispose()
