@@ -24,6 +24,8 @@ from runtime.review.page_realized import realized_section
 from runtime.review.story import Chapter
 from runtime.store import events as ev
 from runtime.store.events import Event
+from runtime.store.served import Realized
+from runtime.store.versions import ModelVersion
 
 __all__ = ["Live", "render", "write_report"]
 
@@ -113,54 +115,10 @@ def _models(r: Review, live: bool) -> str:
             f'<span class="badge {esc(v.status)}">{esc(v.status)}</span></span>'
         )
     lineage = f'<div class="lineage">{"".join(nodes)}</div>'
-    rows = []
     served = dict(r.realized.by_version)
+    rows = []
     for v in r.versions:
-        m, d = v.meta.get("metrics", {}), v.meta.get("data", {})
-        live_acc = served.get(v.version)
-        realized = (
-            f"{num(live_acc.value)} ({num(live_acc.rows)} rows)"
-            if live_acc is not None and live_acc.rows
-            else "–"
-        )
-        hold = m.get("holdout")
-        if isinstance(hold, list) and len(hold) >= 2:
-            n = num(hold[2]) if len(hold) > 2 else "?"
-            new = f"{num(hold[0])} → <b>{num(hold[1])}</b> ({n} rows)"
-        elif m.get("val_accuracy") is not None:
-            new = f"validation {num(m.get('val_accuracy'))}"
-        else:
-            new = "–"
-        gold = m.get("golden")
-        golden = (
-            "; ".join(
-                f"{esc(k)}: {num(x[0])} → {num(x[1])}"
-                for k, x in gold.items()
-                if isinstance(x, list) and len(x) >= 2
-            )
-            if isinstance(gold, dict)
-            else (
-                f"{num(m.get('golden_accuracy'))}" if m.get("golden_accuracy") is not None else "–"
-            )
-        )
-        span = (
-            f"{num(d.get('first_row'))}..{num(d.get('last_row'))} ({num(d.get('rows'))})"
-            if d
-            else "–"
-        )
-        star = " ★" if v.version == r.champion else ""
-        cells = [
-            f"<b>{esc(v.version)}</b>{star}",
-            f'<span class="badge {esc(v.status)}">{esc(v.status)}</span>',
-            esc(v.parent or "–"),
-            esc(v.meta.get("strategy", "–")),
-            esc(v.meta.get("trigger_id", "–")),
-            span,
-            new,
-            golden,
-            realized,
-            esc(v.created_at[:19].replace("T", " ")),
-        ]
+        cells = _version_cells(r, v, served.get(v.version))
         if live:
             cells.append(_actions(r, v.version))
         rows.append(cells)
@@ -185,6 +143,53 @@ def _models(r: Review, live: bool) -> str:
         "realized: its served predictions scored against the labels that came.</p>"
     )
     return lineage + cap + table(head, rows)
+
+
+def _version_cells(r: Review, v: ModelVersion, live_acc: Realized | None) -> list[str]:
+    """One row of the models table: what the version is, what it was trained on, how it
+    scored when gated and what its served predictions realized."""
+    m, d = v.meta.get("metrics", {}), v.meta.get("data", {})
+    hold = m.get("holdout")
+    if isinstance(hold, list) and len(hold) >= 2:
+        n = num(hold[2]) if len(hold) > 2 else "?"
+        new = f"{num(hold[0])} → <b>{num(hold[1])}</b> ({n} rows)"
+    elif m.get("val_accuracy") is not None:
+        new = f"validation {num(m.get('val_accuracy'))}"
+    else:
+        new = "–"
+    gold = m.get("golden")
+    golden = (
+        "; ".join(
+            f"{esc(k)}: {num(x[0])} → {num(x[1])}"
+            for k, x in gold.items()
+            if isinstance(x, list) and len(x) >= 2
+        )
+        if isinstance(gold, dict)
+        else (f"{num(m.get('golden_accuracy'))}" if m.get("golden_accuracy") is not None else "–")
+    )
+    span = (
+        f"{num(d.get('first_row'))}..{num(d.get('last_row'))} ({num(d.get('rows'))})"
+        if d
+        else "–"
+    )
+    realized = (
+        f"{num(live_acc.value)} ({num(live_acc.rows)} rows)"
+        if live_acc is not None and live_acc.rows
+        else "–"
+    )
+    star = " ★" if v.version == r.champion else ""
+    return [
+        f"<b>{esc(v.version)}</b>{star}",
+        f'<span class="badge {esc(v.status)}">{esc(v.status)}</span>',
+        esc(v.parent or "–"),
+        esc(v.meta.get("strategy", "–")),
+        esc(v.meta.get("trigger_id", "–")),
+        span,
+        new,
+        golden,
+        realized,
+        esc(v.created_at[:19].replace("T", " ")),
+    ]
 
 
 # -- detector charts ---------------------------------------------------------------------
