@@ -30,6 +30,7 @@ from runtime.intake.ingest import Accepted, Ingestor
 from runtime.intake.kinds import open_source
 from runtime.intake.sources import Batch, Source, source_lag
 from runtime.monitoring.alarms import Alarms
+from runtime.monitoring.backlog import Backlog
 from runtime.monitoring.feed import DetectorFeed
 from runtime.monitoring.monitor import Monitor
 from runtime.monitoring.policy import Policy
@@ -48,7 +49,7 @@ from runtime.store.db import Database, parse_ts
 from runtime.store.events import EventLog
 from runtime.store.lock import StateLock, lock_dir
 from runtime.store.retrain_queue import RequestQueue
-from runtime.store.rows import ingested_at, labelled_rows_by_seq, last_seq
+from runtime.store.rows import ingested_at, labelled_rows_by_seq
 from runtime.store.unit import Unit, load_unit
 from runtime.store.versions import Registry
 from runtime.training.first_version import FirstVersion
@@ -105,10 +106,11 @@ class Daemon:
         self.report: Callable[[str], None] = report or (lambda line: None)
         db, events, registry, report = self.db, self.events, self.registry, self.report
         self.triggers = self._build_triggers(suffix, clock)
-        self.alarms = Alarms(cfg, db, events, self.policy, self.requests, report, self.runner.warm,
-                             self.triggers, self._champion_info)
         shared = instance is not None  # the stored rows are every daemon's
         self.recovery = Recovery(db, events, self.features, STATE_KEY + suffix, shared)
+        self.backlog = Backlog(db, len(self.features))  # rows stored while a retrain runs
+        self.alarms = Alarms(cfg, db, events, self.policy, self.requests, report, self.runner.warm,
+                             self.triggers, self._champion_info, lambda: self.recovery.seq)
         self.retrains = Retrains(cfg, registry, events, self.requests, self.runner, report)
         self.first = FirstVersion(cfg, db, events, registry, self.leader.is_leader, report)
         self.stop_event = threading.Event()
@@ -217,7 +219,7 @@ class Daemon:
             return self.unit.version
 
     def drained(self) -> bool:
-        return self.source.exhausted() and not self._retraining()
+        return self.source.exhausted() and not self._retraining() and not self.backlog
 
     def _retraining(self) -> bool:
         """A retrain runs or waits."""
@@ -230,6 +232,8 @@ class Daemon:
             self._watchdog.ping()
             did = self._manage_retrain() if self._lead() else False
             self._follow_champion()
+            if self.backlog and not self._retraining():  # the gate has decided
+                did = self._release_backlog() or did
             blocked = self.source.blocks_on_retrain and self._retraining()
             if not blocked:
                 batch = self.source.poll()
@@ -247,10 +251,34 @@ class Daemon:
 
     def _after_ingest(self, acc: Accepted) -> None:
         self.rows_seen += acc.count
-        self.recovery.handled(int(acc.seqs.max()) if acc.count else 0, acc.label_seq)
         if self.unit is None:
+            self._handled(acc)
             self._maybe_bootstrap()
-            return
+        elif self.backlog or self._retraining():  # the gate decides who watches them
+            self.backlog.hold(acc)
+            if acc.count:
+                self.report(f"ingest  rows={self.rows_seen:>7}  held={self.backlog.rows}"
+                            " (a retrain runs)")
+        else:
+            self._monitor(acc)
+
+    def _handled(self, acc: Accepted) -> None:
+        self.recovery.handled(int(acc.seqs.max()) if acc.count else 0, acc.label_seq)
+
+    def _release_backlog(self) -> bool:
+        """Feed the rows held while the retrain ran to the champion the gate left, up to
+        the next retrain request."""
+        n = self.backlog.release(self._monitor, self._retraining)
+        if n:
+            left = f", {self.backlog.rows} still held" if self.backlog else ""
+            self.report(f"monitored {n} rows stored while the retrain ran{left}")
+        return True
+
+    def _monitor(self, acc: Accepted) -> None:
+        """Stored rows (and the late labels they joined) to the detectors, the shadow and
+        the rollback watch; then ask whether a retrain is due."""
+        assert self.unit is not None
+        self._handled(acc)
         if acc.count:
             self._observe(acc.seqs, acc.x, acc.y)
             self._live(acc.seqs, acc.x, acc.y)
@@ -319,14 +347,16 @@ class Daemon:
 
     def _adopt(self, version: str, rebaseline: bool, monitor_after: int | None = None) -> None:
         """Load a version's unit and, if asked, re-baseline the detectors on it: they start
-        after the last stored row, or with ``monitor_after`` after that row, fed every row
+        after the last row fed to them and are fed the held rows next (none held: after
+        the last stored row), or with ``monitor_after`` after that row, fed every row
         stored since, in order; the new starting point is saved at once."""
         self.unit = load_unit(self.registry, self.cfg, version)
         self.monitor = Monitor(self.unit.model, self.cfg.schema.class_values)
         if rebaseline:
             self.feed.rebaseline(self.unit.reference)
-            self.recovery.caught_up()
-            self.policy.rebaseline(last_seq(self.db) if monitor_after is None else monitor_after)
+            if not self.backlog:
+                self.recovery.caught_up()
+            self.policy.rebaseline(self.recovery.seq if monitor_after is None else monitor_after)
             self.policy.episode = None
             if monitor_after is not None:  # rows stored in v1's last batch or while it trained
                 n = self.recovery.feed_after(monitor_after, self._observe, self.alarms, version)

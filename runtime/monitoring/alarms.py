@@ -42,10 +42,14 @@ class Alarms:
         on_episode: Callable[[], None],
         triggers: Triggers | None = None,
         champion_info: Callable[[str | None], Champion | None] = lambda _: None,
+        position: Callable[[], int] | None = None,
     ) -> None:
         """``on_episode`` runs when a retrain episode begins (the daemon warms its worker
         while the episode collects rows); ``triggers`` are those besides drift, asked
-        about the champion that ``champion_info`` describes."""
+        about the champion that ``champion_info`` describes; ``position`` is the last row
+        fed to the detectors (default: the last stored row): a retrain is requested on
+        the rows up to it and counts the labelled rows up to it, not rows stored since
+        that the detectors have not seen (held back while a retrain runs)."""
         self.cfg = cfg
         self.db = db
         self.events = events
@@ -56,6 +60,7 @@ class Alarms:
         self.triggers = triggers
         self.champion_info = champion_info
         self.features = list(cfg.schema.features)
+        self.position: Callable[[], int] = position or (lambda: last_seq(db))
         self.logged: dict[str, list[ev.Event]] = {}
 
     def handle(self, alarm: Alarm, champion: str | None) -> None:
@@ -97,7 +102,8 @@ class Alarms:
             # the new normal is what arrived since the change began, not a mix of both
             since = sig.onset if sig.onset is not None else row
             _, ref = recent_rows(
-                self.db, len(self.features), self.cfg.retrain.reference_size, since=since
+                self.db, len(self.features), self.cfg.retrain.reference_size, since=since,
+                upto=self.position(),
             )
             det.set_reference(ref)
         if decision.action == "retrain":
@@ -134,7 +140,8 @@ class Alarms:
         ``combine: all`` only when every enabled one asks at once."""
         tcfg = self.cfg.policy.triggers
         ep = self.policy.episode
-        drift = ep is not None and self.policy.ready(count_labelled(self.db, ep.onset))
+        drift = ep is not None and self.policy.ready(
+            count_labelled(self.db, ep.onset, self.position()))
         dues = self._dues(champion) if self.triggers is not None else []
         if tcfg.combine == "any":
             if drift:
@@ -154,7 +161,7 @@ class Alarms:
         """The non-drift triggers due now, unless a retrain is pending or cooling down."""
         assert self.triggers is not None
         p = self.policy
-        row = last_seq(self.db)
+        row = self.position()
         if p.busy or self.requests.next_pending() is not None:
             return []
         if p.episode is not None and self.cfg.policy.triggers.combine == "any":
@@ -166,9 +173,9 @@ class Alarms:
     def _request_drift(self, champion: str | None, dues: list[Due] | None = None) -> None:
         ep = self.policy.episode
         assert ep is not None
-        labelled = count_labelled(self.db, ep.onset)
+        upto = self.position()
+        labelled = count_labelled(self.db, ep.onset, upto)
         trigger = f"drift-{ep.trigger_event}"
-        upto = last_seq(self.db)
         payload = ev.RetrainRequested(
             trigger_id=trigger,
             onset=ep.onset,
@@ -190,8 +197,8 @@ class Alarms:
         """Request the retrain that ``dues`` (no drift) ask for."""
         assert self.triggers is not None
         onset = min(d.onset for d in dues)
-        upto = last_seq(self.db)
-        labelled = count_labelled(self.db, onset)
+        upto = self.position()
+        labelled = count_labelled(self.db, onset, upto)
         trigger = dues[0].trigger_id if len(dues) == 1 else "all-" + "+".join(
             d.trigger_id for d in dues)
         payload = ev.RetrainRequested(

@@ -162,6 +162,7 @@ class Recovery:
                         break
                     else:  # no row between: the label is due
                         rows_at = upto
+                self.handled(rows_at, labels_at)  # where a request made now ends
                 alarms.maybe_request_retrain(champion)
         finally:
             alarms.logged = {}

@@ -129,15 +129,13 @@ def last_late_label(db: Database) -> int:
         return int(conn.execute(select(func.coalesce(func.max(late_labels.c.seq), 0))).scalar_one())
 
 
-def count_labelled(db: Database, since: int) -> int:
+def count_labelled(db: Database, since: int, upto: int | None = None) -> int:
+    """Labelled rows with ``since <= seq`` (and ``seq <= upto`` if given)."""
+    q = select(func.count()).select_from(rows).where(rows.c.seq >= since, rows.c.label.is_not(None))
+    if upto is not None:
+        q = q.where(rows.c.seq <= upto)
     with db.connect() as conn:
-        return int(
-            conn.execute(
-                select(func.count())
-                .select_from(rows)
-                .where(rows.c.seq >= since, rows.c.label.is_not(None))
-            ).scalar_one()
-        )
+        return int(conn.execute(q).scalar_one())
 
 
 def last_seq(db: Database) -> int:
