@@ -40,6 +40,7 @@ from runtime.monitoring.policy import Policy
 from runtime.promotion.gatekeeper import Gatekeeper
 from runtime.replay.stream import LoggedStream, Step
 from runtime.store import events as ev
+from runtime.store import served
 from runtime.store.db import Database
 from runtime.store.events import EventLog
 from runtime.store.rows import count_labelled, labelled_rows, last_seq, recent_rows
@@ -224,9 +225,13 @@ class LoopReplay:
             self._finish_retrain()  # ready before the next step
 
     def _served(self, step: Step, acc: Accepted, sig: Signals) -> None:
-        """Record the champion's prediction for each accepted row against its true label."""
+        """Record the champion's prediction for each accepted row against its true label,
+        and in the ``served`` table as the daemon does (its realized accuracy is then the
+        run's prequential accuracy over the rows whose label has come)."""
         if not acc.count:
             return
+        with self.db.begin() as conn:
+            served.record(conn, acc.seqs, sig.prediction.astype(np.float64), self._champion())
         r = self.result
         if not r.versions or r.versions[-1] != self._champion():
             r.versions.append(self._champion())

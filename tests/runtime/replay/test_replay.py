@@ -173,3 +173,25 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     flipping_stream(800).to_csv(data, index=False)
     assert main(["replay", "-c", str(conf), "--data", str(data), "--grid", "policy.x"]) == 2
     assert "expected KEY=V1,V2" in capsys.readouterr().err
+
+
+def test_the_served_table_holds_the_runs_prequential_accuracy(
+    cfg: DriftloopConfig, stream: LoggedStream, tmp_path: Path
+) -> None:
+    """The replay records what was served as the daemon does: the daemon's realized
+    accuracy over the run's state is the replay's prequential accuracy."""
+    from runtime.replay.engine import LoopReplay
+    from runtime.store.db import Database
+    from runtime.store.served import realized, realized_by_version
+
+    result = LoopReplay(cfg, stream, Schedule("drift"), batch_rows=100).run(tmp_path / "run")
+    db = Database.for_state_dir(tmp_path / "run", None)
+    got = realized(db, window=ROWS)
+    assert (got.rows, got.first_row, got.last_row) == (ROWS - BOOT, BOOT + 1, ROWS)
+    assert got.value == pytest.approx(result.accuracy, abs=1e-12)
+    per = realized_by_version(db, window=ROWS)
+    assert list(per) == result.versions and len(per) >= 2
+    for i, version in enumerate(result.versions):
+        mine = result.correct[result.served == i]
+        assert per[version].value == pytest.approx(float(np.nanmean(mine)), abs=1e-12)
+    db.dispose()
