@@ -209,8 +209,8 @@ def _train(
     assert unit.buffer is not None
     model = copy.deepcopy(unit.model)
     d = cfg.retrain.distributed
+    ckpt = checkpoint_dir(spec, rows.xt, rows.yt, None if d is None else _hash_for_any_n(cfg))
     if d is not None and d.active:  # workers launched by torch.distributed.run
-        ckpt = checkpoint_dir(spec, rows.xt, rows.yt, _hash_for_any_n(cfg))
         job = {"config": spec["config"], "seed": seed, "meta": unit.meta,
                "device": cfg.retrain.device, "checkpoint": None if ckpt is None else str(ckpt)}
         result = distributed_job.train(d, job, model, rows.xt, rows.yt, unit.buffer, progress)
@@ -227,7 +227,7 @@ def _train(
         seed=seed,
         progress=progress,
         device=cfg.retrain.torch_device,
-        checkpoint=checkpoint_dir(spec, rows.xt, rows.yt),
+        checkpoint=ckpt,
     ))
     model.eval()
     return model, result

@@ -41,6 +41,7 @@ NARROW: dict[str, list[str]] = {
         "--seeds", "1", "--only", "digits_class_incremental", "--strategies", "finetune,replay",
     ],
     "detectors.py": ["--seeds", "2", "--long", "5000"],
+    "distributed.py": ["--repeats", "1", "--rounds", "1"],
     "gate.py": ["--runs", "2"],
     "ingest_http.py": ["--seconds", "1", "--synchronous", "normal", "--no-baseline"],
     "real_streams.py": ["--streams", "electricity"],
