@@ -61,7 +61,7 @@ def refusal(strategy: Any, device: str, distributed: DistributedConfig | None) -
     LwF's teacher (a per-rank copy run on each rank's own batch), DER's stored logits
     (handed to every worker with the buffer) and EMA (of weights DDP keeps identical)
     are the same on every rank, so they train as they do on one process
-    (tests/runtime/test_retrain_distributed.py). What changes the trainable parameters
+    (tests/strategies/test_distributed.py). What changes the trainable parameters
     after the model is wrapped, or is not yet shown correct, is refused.
     """
     if distributed is None or not distributed.active:
