@@ -96,6 +96,10 @@ class PolicyConfig(_Model):
     cooldown_rows: int = Field(default=1000, ge=0)
     retrain_on: list[str] = Field(default=["error", "loss"])
     retrain_on_feature_drift: bool = False
+    retrain_when_error_falls: bool = False
+    """An alarm on ``error`` or ``loss`` that reports a fall (the champion got better: a
+    mean after the change below the mean before it, or CUSUM's ``mean_down`` branch)
+    alerts instead of retraining."""
     refresh_reference_on_feature_drift: bool = True
     hysteresis_rows: int = Field(default=0, ge=0)
     """A detector's alarm within this many rows of its previous one continues that drift

@@ -11,8 +11,9 @@ Rules, in order, for an alarm at row ``r``:
    the onset is the earliest of the voters' onsets and the drift counts as error/loss
    drift if any voter watched such a signal;
 4. response by drift type: an alarm on a signal in ``retrain_on`` (error, loss) asks for a
-   retrain; feature drift alone alerts and refreshes the reference window (or retrains
-   when ``retrain_on_feature_drift``);
+   retrain, unless every such alarm reports the signal falling (the champion got better:
+   alert, or retrain when ``retrain_when_error_falls``); feature drift alone alerts and
+   refreshes the reference window (or retrains when ``retrain_on_feature_drift``);
 5. at most one retrain episode at a time: while one is waiting for data, queued or
    running, further retrain alarms are recorded but suppressed;
 6. cooldown: within ``cooldown_rows`` of the last retrain trigger → suppressed.
@@ -46,6 +47,18 @@ class Vote:
     signal: str
     row: int
     onset: int | None
+    falls: bool = False  # the signal fell (:func:`signal_falls`)
+
+
+def signal_falls(sig: DriftSignal) -> bool:
+    """Whether an alarm reports its signal falling: the mean after the change below the
+    mean before it (river's detectors), or CUSUM's ``mean_down`` branch. On ``error`` or
+    ``loss`` a fall is the champion getting better, which no retrain needs."""
+    d = sig.details
+    before, after = d.get("mean_before"), d.get("mean_after")
+    if before is not None and after is not None:
+        return bool(after < before)
+    return d.get("branch") == "mean_down"
 
 
 @dataclass(frozen=True)
@@ -82,10 +95,10 @@ class Policy:
         cfg = self.cfg
         voters = cfg.vote_among
         if cfg.vote_k <= 1 or (voters is not None and sig.detector not in voters):
-            return None, [Vote(sig.detector, sig.signal, row, sig.onset)]
+            return None, [Vote(sig.detector, sig.signal, row, sig.onset, signal_falls(sig))]
         since = row - cfg.vote_window_rows
         self.votes = [v for v in self.votes if v.row > since and v.detector != sig.detector]
-        self.votes.append(Vote(sig.detector, sig.signal, row, sig.onset))
+        self.votes.append(Vote(sig.detector, sig.signal, row, sig.onset, signal_falls(sig)))
         if len(self.votes) < cfg.vote_k:
             return Decision("suppressed", f"vote: {len(self.votes)} of {cfg.vote_k} detectors "
                             f"within {cfg.vote_window_rows} rows"), []
@@ -112,6 +125,10 @@ class Policy:
             is_feature and cfg.retrain_on_feature_drift)
         refresh = sig.signal not in {"error", "loss", "confidence"} and (
             cfg.refresh_reference_on_feature_drift)
+        if wants_retrain and not is_feature and not cfg.retrain_when_error_falls and all(
+                v.falls for v in voters if v.signal in model_signals):
+            return Decision("alert", f"{sig.signal} fell: the champion got better (alert, "
+                            "no retrain)", refresh_reference=refresh)
         if not wants_retrain:
             kind = "feature" if is_feature else "/".join(sorted(model_signals))
             what = f"{kind} drift: alert" + (

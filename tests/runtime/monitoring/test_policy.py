@@ -30,6 +30,23 @@ def test_model_signal_drift_outside_retrain_on_is_not_called_feature_drift() -> 
     assert d.reason == "confidence drift: alert (not in policy.retrain_on)"
 
 
+def test_an_error_that_fell_alerts_instead_of_retraining() -> None:
+    def sig(before: float, after: float, **details: object) -> DriftSignal:
+        return DriftSignal(detector="adwin", signal="error", status="drift", index=100,
+                           onset=90, details={"mean_before": before, "mean_after": after,
+                                              **details})
+
+    p = Policy(PolicyConfig(warmup_rows=0))
+    d = p.decide(sig(0.30, 0.10), 100)
+    assert d.action == "alert" and "fell" in d.reason
+    assert p.decide(sig(0.10, 0.30), 100).action == "retrain"
+    cusum = DriftSignal(detector="cusum", signal="error", status="drift", index=100, onset=90,
+                        details={"branch": "mean_down"})
+    assert p.decide(cusum, 100).action == "alert"
+    keen = Policy(PolicyConfig(warmup_rows=0, retrain_when_error_falls=True))
+    assert keen.decide(sig(0.30, 0.10), 100).action == "retrain"
+
+
 def test_one_episode_at_a_time_then_cooldown() -> None:
     p = Policy(PolicyConfig(warmup_rows=0, cooldown_rows=1000, min_samples=50))
     assert p.decide(_sig(), 100).action == "retrain"
