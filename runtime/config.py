@@ -208,14 +208,23 @@ class StageConfig(_Model):
 
 
 class GoldenConfig(_Model):
+    """The golden sets: each version's held-out rows, kept to check later candidates for
+    forgetting."""
+
     max_rows: int = Field(default=1000, gt=0)
+    max_sets: int | None = Field(default=1, gt=0)
+    """The most recent golden sets a version keeps (its own included), which the next
+    candidate is checked on; older ones expire, so knowledge of a distribution long gone
+    stops holding candidates back. ``None``: every set since v1."""
 
 
 class ReportsConfig(_Model):
     """Files written next to the event log."""
 
-    drift_html: bool = True
-    """An evidently HTML report (DataDriftPreset, same test) for each feature-drift alarm."""
+    drift_html: bool = False
+    """An evidently HTML report (DataDriftPreset, same test) for each feature-drift alarm
+    (4-7 MB and most of the wall time on real streams, where feature alarms are many:
+    off unless asked for)."""
 
 
 class SchedulerConfig(_Model):

@@ -88,7 +88,9 @@ def rules_of(cfg: GateConfig) -> list[Rule]:
     )
     return [
         new,
-        Rule(on="golden", max_worsening=cfg.max_forgetting),
+        Rule(on="golden", max_shown_worsening=cfg.max_forgetting)
+        if cfg.forgetting == "shown"
+        else Rule(on="golden", max_worsening=cfg.max_forgetting),
     ]
 
 

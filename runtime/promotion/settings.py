@@ -92,6 +92,10 @@ class GateConfig(BaseModel):
     ``max_forgetting``. Retrained on the new data, a candidate that is merely "not shown
     better" on a small holdout is still the likelier fit to the present, so requiring a
     shown gain refused most adaptations on real streams (issue 16).
+    ``forgetting: shown`` refuses on a golden set only when the candidate is shown to
+    lose more than ``max_forgetting`` there (the loss's lower bound above it); ``bounded``
+    refuses unless the loss is shown to stay within it (the upper bound), which under
+    real concept drift refused most candidates that fit the present (issue 16).
     ``obsolete_golden: exclude`` leaves out of the golden checks the golden rows that the
     new data contradicts (:mod:`runtime.promotion.agreement`); a golden set left with too
     few rows that way is obsolete and passes, saying so.
@@ -104,6 +108,7 @@ class GateConfig(BaseModel):
     min_gain: float | None = None
     min_accuracy: float = Field(default=0.9, ge=0.0, le=1.0)
     max_forgetting: float = Field(default=0.02, ge=0.0)
+    forgetting: Literal["shown", "bounded"] = "shown"
     min_holdout: int = Field(default=50, ge=1)
     min_golden: int = Field(default=50, ge=1)
     min_subset_rows: int = Field(default=30, ge=1)

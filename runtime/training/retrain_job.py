@@ -320,7 +320,7 @@ def _meta(
         "config_hash": spec.get("config_hash", cfg.config_hash()),
         "metrics": metrics,
         "train": train_info,
-        "golden_index": [*unit.golden_index, spec["candidate"]],
+        "golden_index": kept_golden([*unit.golden_index, spec["candidate"]], cfg),
         "golden_provenance": {
             "rows": len(rows.gold),
             "first_row": first,
@@ -328,6 +328,12 @@ def _meta(
             "source": "held-out split of the retrain data",
         },
     }
+
+
+def kept_golden(index: list[str], cfg: DriftloopConfig) -> list[str]:
+    """The golden sets a new version keeps: the newest ``golden.max_sets`` of ``index``."""
+    keep = cfg.golden.max_sets
+    return index if keep is None else index[-keep:]
 
 
 def _write(

@@ -15,8 +15,9 @@ from runtime.promotion.settings import GateConfig, Rule
 
 FEATURES = ("age", "salary")
 
-LEGACY = GateConfig(min_gain=0.02, obsolete_golden="keep")
-"""The gate as it was before issue 16: a shown gain on new data, every golden row judged."""
+LEGACY = GateConfig(min_gain=0.02, obsolete_golden="keep", forgetting="bounded")
+"""The gate as it was before issue 16: a shown gain on new data, every golden row judged,
+forgetting refused unless shown to be within the tolerance."""
 
 
 def probs(y: np.ndarray, right: np.ndarray, sure: float = 0.8) -> np.ndarray:
@@ -75,7 +76,10 @@ def test_simple_thresholds_make_the_default_rules() -> None:
     assert [(r.on, r.min_improvement, r.at_least, r.require) for r in rules[:1]] == [
         ("new_data", 0.05, 0.8, "any")
     ]
-    assert (rules[1].on, rules[1].max_worsening) == ("golden", 0.01)
+    # forgetting: shown (the default) refuses only a loss shown above the tolerance
+    assert (rules[1].on, rules[1].max_shown_worsening) == ("golden", 0.01)
+    bounded = rules_of(GateConfig(max_forgetting=0.01, forgetting="bounded"))
+    assert (bounded[1].on, bounded[1].max_worsening) == ("golden", 0.01)
 
 
 def test_passes_with_a_gain_and_no_forgetting() -> None:

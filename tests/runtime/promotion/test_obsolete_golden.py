@@ -3,12 +3,16 @@ refuses a candidate only when it is shown worse."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from runtime.promotion.agreement import contradicted
 from runtime.promotion.evidence import NEW_DATA, EvalSet, Evidence
 from runtime.promotion.gate import evaluate
 from runtime.promotion.settings import GateConfig
+from runtime.training.retrain_job import kept_golden
+from tests.conftest import small_config
 
 
 def _probs(pred: np.ndarray) -> np.ndarray:
@@ -74,3 +78,11 @@ def test_new_data_refuses_only_a_candidate_shown_worse() -> None:
     assert "shown to lose" in worse.reasons[0]
     legacy = evaluate(_new_only(0.75, 0.75), GateConfig(min_gain=0.02))
     assert not legacy.passed  # a set min_gain still asks for a shown gain
+
+
+def test_a_version_keeps_only_the_newest_golden_sets(tmp_path: Path) -> None:
+    index = ["v1", "v2", "v3"]
+    one = small_config(tmp_path)
+    assert one.golden.max_sets == 1 and kept_golden(index, one) == ["v3"]
+    every = small_config(tmp_path, golden={"max_sets": None})
+    assert kept_golden(index, every) == index

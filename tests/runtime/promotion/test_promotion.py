@@ -64,7 +64,7 @@ class World:
             tmp_path,
             model={"kind": "mlp", "hidden": []},
             gate={"min_gain": 0.02, "min_accuracy": 0.9, "max_forgetting": 0.03,
-                  "obsolete_golden": "keep", **gate},
+                  "obsolete_golden": "keep", "forgetting": "bounded", **gate},
             watch={"rows": 300, "alpha": 0.01},
         )
         self.cfg.state_dir.mkdir(parents=True, exist_ok=True)
