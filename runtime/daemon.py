@@ -31,6 +31,7 @@ from runtime.intake.kinds import open_source
 from runtime.intake.sources import Batch, Source, source_lag
 from runtime.monitoring.alarms import Alarms
 from runtime.monitoring.backlog import Backlog
+from runtime.monitoring.estimate import EstimateWatch
 from runtime.monitoring.feed import DetectorFeed
 from runtime.monitoring.monitor import Monitor
 from runtime.monitoring.policy import Policy
@@ -42,9 +43,9 @@ from runtime.promotion.gatekeeper import LIVE_KEY, Gatekeeper
 from runtime.service.scheduler import Scheduler, next_fire
 from runtime.service.stopping import StopOnSignal
 from runtime.service.systemd import Watchdog, notify
+from runtime.store import estimated, served
 from runtime.store import events as ev
 from runtime.store import leader as leadership
-from runtime.store import served
 from runtime.store.db import Database, parse_ts
 from runtime.store.events import EventLog
 from runtime.store.lock import StateLock, lock_dir
@@ -119,6 +120,7 @@ class Daemon:
         live_key = LIVE_KEY + suffix
         self.gatekeeper = Gatekeeper(cfg, registry, events, report, db=db, state_key=live_key)
         self.monitor: Monitor | None = None
+        self.estimate = EstimateWatch(cfg.policy.estimate, self.events, self.report)
         self.source: Source = open_source(cfg.source, cfg.schema, self.db, cursor=0)
         self.rows_seen = 0
         self._last_save = time.monotonic()
@@ -298,6 +300,11 @@ class Daemon:
         if not late and champion is not None:  # what it served, for the realized score
             with self.db.begin() as conn:
                 served.record(conn, seqs, sig.prediction.astype(np.float64), champion)
+                if self.estimate.cfg.enabled and sig.calibrated is not None:
+                    estimated.record(conn, seqs, sig.calibrated.max(axis=1), champion)
+            if sig.calibrated is not None:  # the label-free estimate and its alert
+                unlabelled = self.monitor.class_index(y) < 0
+                self.estimate.observe(seqs, sig.calibrated, unlabelled, champion)
         for alarm in self.feed.observe(seqs, None if late else x, sig, champion, late):
             self.alarms.handle(alarm, champion)
 
@@ -351,7 +358,9 @@ class Daemon:
         the last stored row), or with ``monitor_after`` after that row, fed every row
         stored since, in order; the new starting point is saved at once."""
         self.unit = load_unit(self.registry, self.cfg, version)
-        self.monitor = Monitor(self.unit.model, self.cfg.schema.class_values)
+        self.monitor = Monitor(self.unit.model, self.cfg.schema.class_values,
+                               self.unit.calibration)
+        self.estimate.reset(self.unit.calibration.error)
         if rebaseline:
             self.feed.rebaseline(self.unit.reference)
             if not self.backlog:

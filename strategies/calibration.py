@@ -22,7 +22,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy.optimize import minimize_scalar
 
 F64 = npt.NDArray[np.float64]
 Method = Literal["none", "temperature", "isotonic"]
@@ -162,6 +161,8 @@ def fit(logits: F64, y: npt.NDArray[np.int64], method: Method = "temperature") -
     n = len(y)
     if method == "none" or n < MIN_ROWS or z.ndim != 2 or z.shape[1] < 2:
         return Calibration(rows=n)
+    from scipy.optimize import minimize_scalar  # here: the monitor imports this module
+
     raw = _temper(z, 1.0)
     best = minimize_scalar(lambda t: nll(_temper(z, math.exp(t)), y), bounds=(-3.0, 3.0),
                            method="bounded", options={"xatol": 1e-4})

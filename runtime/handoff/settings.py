@@ -21,7 +21,7 @@ HookTrigger = Literal[
     "daemon.started", "daemon.stopped", "ingest.rejected", "drift.detected",
     "retrain.requested", "retrain.started", "retrain.finished", "retrain.failed",
     "gate.passed", "gate.failed", "model.promoted", "model.rolled_back", "stage.finished",
-    "hook.failed", "candidate.awaiting_approval",
+    "hook.failed", "labels.requested", "candidate.awaiting_approval",
 ]
 """What a hook can fire on: the event kinds (``retrain.progress`` and ``hook.delivered``
 are too frequent to be worth a message) and :data:`AWAITING_APPROVAL`."""

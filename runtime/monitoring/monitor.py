@@ -1,8 +1,10 @@
 """The champion scores every incoming row; per-row signals feed the detectors.
 
 Signals: ``confidence`` (max class probability) for every row; ``error`` (0/1) and
-``loss`` (cross-entropy) where the label is known, NaN elsewhere. This is where the
-runtime converts numpy to tensors and back.
+``loss`` (cross-entropy) where the label is known, NaN elsewhere; and the class
+probabilities calibrated by the champion's calibration (``calibrated``, the label-free
+estimate's input, :mod:`runtime.monitoring.estimate`). This is where the runtime converts
+numpy to tensors and back.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from strategies.calibration import Calibration
 from strategies.evaluation import predict_proba
 
 F64 = npt.NDArray[np.float64]
@@ -27,6 +30,7 @@ class Signals:
     confidence: F64
     error: F64  # NaN where unlabeled
     loss: F64  # NaN where unlabeled
+    calibrated: F64 | None = None  # [n, classes] calibrated probabilities
 
     def get(self, name: str) -> F64:
         if name == "error":
@@ -41,8 +45,11 @@ class Signals:
 class Monitor:
     """Holds the champion model and scores rows with it."""
 
-    def __init__(self, model: nn.Module, classes: list[int]) -> None:
+    def __init__(
+        self, model: nn.Module, classes: list[int], calibration: Calibration | None = None
+    ) -> None:
         self.model = model
+        self.calibration = calibration or Calibration()
         self.classes = np.asarray(classes, dtype=np.int64)
         self._index = {c: i for i, c in enumerate(classes)}
 
@@ -57,7 +64,8 @@ class Monitor:
         n = len(x)
         if n == 0:
             empty = np.zeros(0)
-            return Signals(np.zeros(0, dtype=np.int64), empty, empty, empty)
+            return Signals(np.zeros(0, dtype=np.int64), empty, empty, empty,
+                           np.zeros((0, len(self.classes))))
         probs = predict_proba(self.model, torch.as_tensor(x, dtype=torch.float32)).numpy()
         pred_pos = probs.argmax(axis=1)
         confidence = probs[np.arange(n), pred_pos].astype(np.float64)
@@ -68,4 +76,5 @@ class Monitor:
         error[labeled] = (pred_pos[labeled] != pos[labeled]).astype(np.float64)
         p_true = probs[np.flatnonzero(labeled), pos[labeled]]
         loss[labeled] = -np.log(np.clip(p_true, 1e-12, 1.0))
-        return Signals(self.classes[pred_pos], confidence, error, loss)
+        calibrated = self.calibration.apply(probs)
+        return Signals(self.classes[pred_pos], confidence, error, loss, calibrated)

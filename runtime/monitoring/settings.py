@@ -97,10 +97,19 @@ class TriggersConfig(_Model):
 
 class EstimateConfig(_Model):
     """The champion's accuracy estimated from its calibrated confidence, without labels
-    (CBPE; runtime/monitoring/estimate.py).
+    (CBPE; runtime/monitoring/estimate.py; ``enabled: false`` records and shows none).
 
     ``calibration``: how each version's probabilities are calibrated on its golden set
-    when it is made (``none``: they are taken as they are).
+    when it is made (``none``: they are taken as they are). ``window``: the live rows
+    each policy estimate covers. An alert (``drift.detected`` by ``estimated_accuracy``)
+    when the band's upper end falls below ``alert_below``; with ``request_labels`` > 0
+    it also records ``labels.requested`` naming that many of the window's least
+    confident unlabelled rows. ``band_z``: the band's width in standard errors.
     """
 
+    enabled: bool = True
     calibration: Literal["temperature", "isotonic", "none"] = "temperature"
+    window: int = Field(default=500, ge=20)
+    alert_below: float | None = Field(default=None, gt=0, le=1)
+    request_labels: int = Field(default=0, ge=0, le=10_000)
+    band_z: float = Field(default=1.96, gt=0)

@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 
 from runtime.store import events as ev
 from runtime.store.db import Database, quarantine, retrain_requests, rows
+from runtime.store.estimated import estimated_summary
 from runtime.store.events import Event, EventLog
 from runtime.store.lock import StateLock
 from runtime.store.served import realized_summary
@@ -67,6 +68,9 @@ def event_summary(e: Event) -> str:
                 f"stage {p.stage} {'passed' if p.passed else 'FAILED'}: "
                 f"validation accuracy {_f(p.accuracy)}" + (f" (missed: {missed})" if missed else "")
             )
+        case ev.LabelsRequested() as p:
+            shown = ", ".join(str(r) for r in p.rows[:8]) + (" ..." if len(p.rows) > 8 else "")
+            return f"label {len(p.rows)} rows first: {shown} ({p.reason})"
     return ""
 
 
@@ -141,6 +145,8 @@ def status_dict(
         "last_drift": last_drift.ts if last_drift else None,
         "last_promotion": last_promo.ts if last_promo else None,
         "realized_accuracy": realized_summary(db),
+        "estimated_accuracy": estimated_summary(
+            db, champion, registry.get(champion).meta if champion else None),
     }
 
 
@@ -163,6 +169,7 @@ def status_text(st: dict[str, Any]) -> str:
         f"promoted:    {st['last_promotion'] or '-'}",
         f"events:      {st['events']}",
         *_realized_lines(st.get("realized_accuracy")),
+        _estimated_line(st.get("estimated_accuracy")),
     ]
     if st.get("source_lag") is not None or st.get("source_lag_error"):
         lines.insert(5, f"lag:         {_lag_text(st)}")
@@ -188,6 +195,20 @@ def _realized_lines(ra: dict[str, Any] | None) -> list[str]:
         f"realized:    {name} " + ", ".join(recent) + " labelled served rows",
         f"             by version: {versions}  (each on its last {window:,} at most)",
     ]
+
+
+def _estimated_line(est: dict[str, Any] | None) -> str:
+    """The champion's label-free estimate, and how it compares where labels arrived."""
+    if not est or est.get("value") is None:
+        return "estimated:   - (no row monitored by the champion yet)"
+    line = (f"estimated:   accuracy {est['value']:.3f} [{est['low']:.3f}, {est['high']:.3f}] "
+            f"on {est['version']}'s last {est['rows']:,} rows (no labels needed)")
+    vs = est.get("versus_realized")
+    if vs:
+        real, mark = vs["realized"], "DIVERGES (concept drift?)" if vs["diverged"] else "agrees"
+        line += (f"; realized {real['value']:.3f} on the same {real['rows']:,} labelled rows: "
+                 f"{mark}")
+    return line
 
 
 def _lag_text(st: dict[str, Any]) -> str:

@@ -21,8 +21,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from runtime.store import estimated, served
 from runtime.store import events as ev
-from runtime.store import served
 from runtime.store.db import Database, from_json, quarantine, retrain_requests, rows
 from runtime.store.db import events as events_table
 from runtime.store.versions import Registry
@@ -43,6 +43,7 @@ class StateCollector(Collector):
         yield from self._events()
         yield from self._champion()
         yield from self._realized()
+        yield from self._estimated()
         yield from self._live()
 
     def _rows(self) -> Iterator[Metric]:
@@ -161,6 +162,39 @@ class StateCollector(Collector):
         yield recent
         yield per
         yield rows
+
+    def _estimated(self) -> Iterator[Metric]:
+        """The champion's label-free accuracy estimate (CBPE) with its band, and 1 where
+        labels arrived and the realized accuracy fell outside it (concept drift)."""
+        champion = self.registry.champion()
+        meta = self.registry.get(champion).meta if champion else None
+        got = estimated.estimated_summary(self.db, champion, meta)
+        window = f"on its last {served.DEFAULT_WINDOW} monitored rows"
+        families = {
+            "value": GaugeMetricFamily(
+                "driftloop_estimated_accuracy",
+                f"The champion's expected accuracy {window}, from its calibrated confidence "
+                "(no labels needed).", labels=["version"]),
+            "low": GaugeMetricFamily(
+                "driftloop_estimated_accuracy_low",
+                "Lower end of the estimated accuracy's band.", labels=["version"]),
+            "high": GaugeMetricFamily(
+                "driftloop_estimated_accuracy_high",
+                "Upper end of the estimated accuracy's band.", labels=["version"]),
+        }
+        diverged = GaugeMetricFamily(
+            "driftloop_estimated_diverged",
+            "1 when the realized accuracy on the same labelled rows is outside the band.",
+            labels=["version"],
+        )
+        if got is not None and got["value"] is not None:
+            for bound, family in families.items():
+                family.add_metric([str(champion)], float(got[bound]))  # type: ignore[arg-type]
+            vs = got["versus_realized"]
+            if isinstance(vs, dict):
+                diverged.add_metric([str(champion)], 1.0 if vs["diverged"] else 0.0)
+        yield from families.values()
+        yield diverged
 
     def _live(self) -> Iterator[Metric]:
         st = self.runtime()

@@ -63,6 +63,7 @@ __all__ = [
     "retrain_requests",
     "rows",
     "served",
+    "served_confidence",
     "to_json",
     "utcnow",
 ]
@@ -150,6 +151,18 @@ served = Table(
     Column("version", String(64), nullable=False),
     # each version's recent rows without scanning the others' (status asks per version)
     Index("ix_served_version_row", "version", "row_seq"),
+)
+
+# The champion's calibrated top-class probability for each monitored row (the label-free
+# estimate of its accuracy, runtime/store/estimated.py). A table of its own, as ``served``
+# is, so that ``create_all`` adds it to an older state directory.
+served_confidence = Table(
+    "served_confidence",
+    metadata,
+    Column("row_seq", Integer, primary_key=True, autoincrement=False),
+    Column("confidence", Float, nullable=False),
+    Column("version", String(64), nullable=False),
+    Index("ix_served_confidence_version_row", "version", "row_seq"),
 )
 
 quarantine = Table(

@@ -35,6 +35,7 @@ __all__ = [
     "HOOK_FAILED",
     "INGEST_REJECTED",
     "KINDS",
+    "LABELS_REQUESTED",
     "MODEL_PROMOTED",
     "MODEL_ROLLED_BACK",
     "RETRAIN_FAILED",
@@ -64,6 +65,7 @@ MODEL_ROLLED_BACK = "model.rolled_back"
 STAGE_FINISHED = "stage.finished"
 HOOK_DELIVERED = "hook.delivered"
 HOOK_FAILED = "hook.failed"
+LABELS_REQUESTED = "labels.requested"
 
 KINDS: frozenset[str] = frozenset(
     {
@@ -83,6 +85,7 @@ KINDS: frozenset[str] = frozenset(
         STAGE_FINISHED,
         HOOK_DELIVERED,
         HOOK_FAILED,
+        LABELS_REQUESTED,
     }
 )
 

@@ -462,3 +462,29 @@ def test_an_accuracy_floor_requests_a_retrain_from_the_served_predictions(
     requested = log.last(ev.RETRAIN_REQUESTED)
     assert requested is not None and requested.raw["trigger"] == "accuracy_floor"
     assert requested.raw["trigger_id"].startswith("accuracy_floor-v1-")
+
+
+def test_every_version_is_calibrated_and_every_served_row_has_its_estimate(burst: Any) -> None:
+    """Each version carries a calibration fitted on its golden set; each served row the
+    champion's calibrated confidence, whose mean is within a few points of the realized
+    accuracy where the stream has not drifted (the label-free estimate)."""
+    from sqlalchemy import func, select
+
+    from runtime.store.db import served, served_confidence
+    from runtime.store.estimated import estimated, versus
+
+    cfg, _ = burst
+    db = Database.for_state_dir(cfg.state_dir, None)
+    registry = Registry(db, cfg.state_dir / "models", EventLog(db))
+    for mv in registry.list():
+        cal = mv.meta["calibration"]
+        assert cal["method"] == "temperature" and cal["rows"] > 0 and cal["temperature"] > 0
+    with db.connect() as conn:
+        n_served = conn.execute(select(func.count()).select_from(served)).scalar_one()
+        n_conf = conn.execute(select(func.count()).select_from(served_confidence)).scalar_one()
+    assert n_conf == n_served > 0
+    est = estimated(db, window=100_000, version="v1")
+    assert est.value is not None and 0.5 <= est.value <= 1.0
+    vs = versus(db, "v1", window=200, error=0.0)
+    assert vs is not None and set(vs) == {"estimated", "realized", "gap", "diverged"}
+    db.dispose()

@@ -85,6 +85,10 @@ def test_status_and_models(burst: Any, capsys: Any) -> None:
     line = next(x for x in text.splitlines() if x.startswith("realized:"))
     assert f"{ra['recent'][0]['value']:.3f} last 100" in line
     assert f"v2 {ra['by_version']['v2']['value']:.3f}" in text
+    est = st["estimated_accuracy"]  # the champion's label-free estimate, and versus realized
+    assert est["version"] == "v2" and 0.0 <= est["low"] <= est["value"] <= est["high"] <= 1.0
+    assert set(est["versus_realized"]) == {"estimated", "realized", "gap", "diverged"}
+    assert f"estimated:   accuracy {est['value']:.3f}" in text
     _, out, _ = _run(capsys, "models", *state)
     assert "*v2" in out and "refused" in out
     _, out, _ = _run(capsys, "models", *state, "--lineage")

@@ -80,6 +80,8 @@ def test_ingest_is_stored_monitored_and_reported(served: tuple[Daemon, TestClien
     assert st["schema"]["features"] == list(daemon.cfg.schema.features)
     by_version = st["realized_accuracy"]["by_version"]
     assert list(by_version) == ["v1"] and by_version["v1"]["rows"] >= 50  # what v1 served
+    est = st["estimated_accuracy"]  # v1's label-free estimate over the rows it monitored
+    assert est["version"] == "v1" and est["rows"] >= 50 and est["low"] <= est["value"] <= 1
 
 
 def test_idempotency_key_and_row_ids_make_retries_harmless(
@@ -259,6 +261,8 @@ def test_health_readiness_metrics(served: tuple[Daemon, TestClient]) -> None:
         "driftloop_http_requests_total",
         'driftloop_realized_accuracy{window="1000"}',
         'driftloop_realized_accuracy_by_version{version="v1"}',
+        'driftloop_estimated_accuracy{version="v1"}',
+        'driftloop_estimated_accuracy_low{version="v1"}',
         'driftloop_realized_rows_by_version{version="v1"}',
     ):
         assert name in text, name

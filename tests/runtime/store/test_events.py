@@ -33,6 +33,7 @@ ARCHITECTURE_KINDS = {
     "stage.finished",
     "hook.delivered",  # added by the hooks (issue 19), as the architecture foresees
     "hook.failed",
+    "labels.requested",  # added by the label-free estimate (issue 20)
 }
 
 

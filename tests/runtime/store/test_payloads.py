@@ -104,6 +104,9 @@ WRITTEN: list[tuple[str, dict[str, Any]]] = [
                          "trigger": "gate.passed", "attempts": 2, "exit": 0, "seconds": 0.2}),
     (ev.HOOK_FAILED, {"hook": "ops", "event_id": 5, "kind": "gate.passed",
                       "trigger": "gate.passed", "attempts": 4, "reason": "HTTP 500"}),
+    (ev.LABELS_REQUESTED, {"rows": [17, 4, 9], "reason": "estimated accuracy 0.62 < 0.8",
+                           "estimated_accuracy": 0.62, "low": 0.58, "high": 0.66,
+                           "threshold": 0.8, "window": [1, 500]}),
 ]
 
 
