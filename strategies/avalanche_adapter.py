@@ -65,7 +65,9 @@ class _SampleIds(Dataset[int]):
 
 def _dataset(ids: torch.Tensor, y: torch.Tensor) -> Any:
     ids_list: list[int] = ids.tolist()
-    data = as_classification_dataset(_SampleIds(ids_list, y.tolist()))
+    # the storage policies see classes; regression targets are one class to them
+    targets = [0] * len(ids_list) if y.is_floating_point() else y.tolist()
+    data = as_classification_dataset(_SampleIds(ids_list, targets))
     # task labels (all 0) let it concatenate with the task-aware subsets the class-balanced
     # policy makes of the offered data
     data = data.update_data_attribute(

@@ -28,6 +28,27 @@ class Budget:
 
 
 @dataclass(frozen=True)
+class RegressionLoss:
+    """The loss of a regression run: the model outputs ``[n, 1]`` values in target units
+    and the labels are float targets.
+
+    ``kind`` is ``"mse"`` (mean squared error) or ``"huber"`` (quadratic within ``delta``
+    of the target, linear beyond: robust to outlying targets); both are taken on errors
+    divided by ``scale`` (the target's standard deviation), so the learning rate and
+    ``delta`` mean the same for every target's units.
+
+    Examples
+    --------
+    >>> RegressionLoss("huber", delta=1.5, scale=2.0).kind
+    'huber'
+    """
+
+    kind: Literal["mse", "huber"] = "mse"
+    delta: float = 1.0
+    scale: float = 1.0
+
+
+@dataclass(frozen=True)
 class Progress:
     """One progress report: emitted once per epoch (and at the end)."""
 
@@ -37,6 +58,8 @@ class Progress:
     loss: float
     seconds: float
     val_accuracy: float | None = None
+    """Validation accuracy; for a regression run, minus the validation RMSE in target
+    units (higher is better either way)."""
 
 
 ProgressFn = Callable[[Progress], None]
@@ -199,6 +222,7 @@ class TrainRequest:
     should_stop: Callable[[], bool] | None = None
     device: str | None = None
     checkpoint: str | Path | None = None
+    regression: RegressionLoss | None = None
 
 
 @runtime_checkable

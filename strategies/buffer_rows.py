@@ -1,7 +1,8 @@
 """The rows a rehearsal buffer holds, beside the storage policy that picks them.
 
 :class:`Rows` keeps each row's features, label, sample id (its position in the stream
-of offered rows) and, optionally, the model's logits for it, in the order of the
+of offered rows; labels are class labels, int64, or regression targets, float32) and,
+optionally, the model's logits for it, in the order of the
 policy's dataset: the policy sees only sample ids and labels, and after every update
 the buffer keeps the rows whose ids it kept. Rows added without logits hold NaN until
 ``set_logits`` fills them.
@@ -12,6 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+
+
+def _label_dtype(y: torch.Tensor) -> torch.dtype:
+    """Class labels are kept as int64, regression targets as float32."""
+    return torch.float32 if y.is_floating_point() else torch.int64
 
 
 class Rows:
@@ -33,8 +39,11 @@ class Rows:
             raise ValueError(f"buffer rows must be a matrix [n, d], got shape {list(x.shape)}")
         if y.ndim != 1 or len(y) != len(x):
             raise ValueError(f"buffer labels must be a vector of {len(x)}, got {list(y.shape)}")
-        if y.is_floating_point() or y.is_complex():
-            raise ValueError(f"buffer labels must be integers, got {y.dtype}")
+        if y.is_complex():
+            raise ValueError(f"buffer labels must be integers or float targets, got {y.dtype}")
+        if len(self.y) and y.is_floating_point() != self.y.is_floating_point():
+            held = "float targets" if self.y.is_floating_point() else "integers (class labels)"
+            raise ValueError(f"buffer labels must be {held}, as it holds, got {y.dtype}")
         if self.n_features is not None and x.shape[1] != self.n_features:
             raise ValueError(f"buffer holds rows of {self.n_features} features, got {x.shape[1]}")
         zs = None
@@ -47,7 +56,7 @@ class Rows:
                 )
             zs = logits.detach().to("cpu", torch.float32).clone()
         xs = x.detach().to("cpu", torch.float32).clone()
-        ys = y.detach().to("cpu", torch.int64).clone()
+        ys = y.detach().to("cpu", _label_dtype(y)).clone()
         ids = torch.arange(self.seen, self.seen + len(xs), dtype=torch.int64)
         return xs, ys, ids, zs
 
@@ -99,7 +108,7 @@ class Rows:
         if x.ndim != 2 or len(x) != n or ids.shape != (n,):
             raise ValueError("buffer state: x, y and sample_id do not line up")
         self.x = x.to("cpu", torch.float32).clone()
-        self.y = y.to("cpu", torch.int64).clone()
+        self.y = y.to("cpu", _label_dtype(y)).clone()
         self.ids = ids.to("cpu", torch.int64).clone()
         z = tensors.get("logits")
         if z is not None and (z.ndim != 2 or len(z) != n):
@@ -123,7 +132,8 @@ class RowsAccess:
         return len(self._rows.y)
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The stored rows ``(x [n, d] float32, y [n] int64)``; don't modify them."""
+        """The stored rows ``(x [n, d] float32, y [n] int64, or float32 targets)``; don't
+        modify them."""
         return self._rows.x, self._rows.y
 
     def logits(self) -> torch.Tensor | None:

@@ -4,7 +4,8 @@ One loop for every strategy. An epoch is one pass over the new data in shuffled 
 with rehearsal, each batch is ``batch_size`` rows of which ``round(mix * batch_size)``
 are drawn uniformly (with replacement) from the rehearsal set. Data are indexed as
 tensors on the training device; there is no ``DataLoader``. The loss is cross-entropy
-plus an optional :class:`~strategies.base.Penalty` (EWC, LwF, DER's logit replay).
+(or, for a request with ``regression``, the squared or Huber error of the model's one
+output) plus an optional :class:`~strategies.base.Penalty` (EWC, LwF, DER's logit replay).
 
 Randomness: shuffling and rehearsal draws come from a ``torch.Generator`` seeded with
 ``seed``; layers that draw from torch's global RNG (dropout) run inside
@@ -31,13 +32,20 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from strategies import checkpoint as ckpt
 from strategies import distributed
 from strategies.adaptation import AdaptConfig, Plan, lr_factor, plan
-from strategies.base import Batch, Budget, Progress, Recipe, TrainRequest, TrainResult
-from strategies.evaluation import accuracy
+from strategies.base import (
+    Batch,
+    Budget,
+    Progress,
+    Recipe,
+    RegressionLoss,
+    TrainRequest,
+    TrainResult,
+)
+from strategies.losses import balanced_log_prior, cross_entropy, regression_loss, val_score
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -137,7 +145,8 @@ def _total_steps(budget: Budget, n_batches: int) -> int | None:
 
 
 def _fingerprint(model: nn.Module, x: torch.Tensor, n_rep: int, batch_size: int, seed: int,
-                 budget: Budget, ema_decay: float | None) -> dict[str, Any]:
+                 budget: Budget, ema_decay: float | None,
+                 regression: RegressionLoss | None = None) -> dict[str, Any]:
     fp = {
         "seed": seed,
         "rows": len(x),
@@ -149,32 +158,9 @@ def _fingerprint(model: nn.Module, x: torch.Tensor, n_rep: int, batch_size: int,
     }
     if ema_decay is not None:  # absent without averaging: those runs' fingerprints lack it
         fp["ema_decay"] = ema_decay
+    if regression is not None:  # likewise absent for classification
+        fp["regression"] = asdict(regression)
     return fp
-
-
-def _loss(logits: torch.Tensor, y: torch.Tensor, log_prior: torch.Tensor | None) -> torch.Tensor:
-    """Cross-entropy; with ``log_prior`` (log of each class's expected share of a batch)
-    the balanced softmax: cross-entropy of ``logits + log_prior``.
-
-    >>> logits, y = torch.zeros(2, 3), torch.tensor([0, 1])
-    >>> round(_loss(logits, y, None).item(), 4), round(_loss(logits, y, torch.log(
-    ...     torch.tensor([0.5, 0.5, 1e-12]))).item(), 4)
-    (1.0986, 0.6931)
-    """
-    return F.cross_entropy(logits if log_prior is None else logits + log_prior, y)
-
-
-def _log_prior(
-    y: torch.Tensor, ry: torch.Tensor | None, n_new: int, n_rep: int, n_classes: int = 0
-) -> torch.Tensor:
-    """log of each class's expected share of a batch of ``n_new`` rows drawn from ``y``
-    and ``n_rep`` drawn from ``ry``, for at least ``n_classes`` classes (a class no batch
-    holds gets the log of 1e-12: its logit gets no push in training)."""
-    k = max(n_classes, int(y.max()) + 1, 0 if ry is None else int(ry.max()) + 1)
-    share = torch.bincount(y, minlength=k).double() * n_new / len(y)
-    if ry is not None and n_rep > 0:
-        share += torch.bincount(ry, minlength=k).double() * n_rep / len(ry)
-    return torch.log((share / (n_new + n_rep)).clamp_min(1e-12)).float()
 
 
 def fit(request: TrainRequest, recipe: Recipe) -> TrainResult:
@@ -222,7 +208,7 @@ def fit(request: TrainRequest, recipe: Recipe) -> TrainResult:
     dev = pick_device(request.device)
     model = request.model
     home, was_training = _home_device(model), model.training
-    data = _Data.on(dev, x, y, val, recipe)
+    data = _Data.on(dev, x, y, val, recipe, regression=request.regression is not None)
     model.to(dev)
     adapted = plan(model, adapt, lr=recipe.optimizer.lr,
                    weight_decay=recipe.optimizer.weight_decay, seed=request.seed)
@@ -232,7 +218,8 @@ def fit(request: TrainRequest, recipe: Recipe) -> TrainResult:
             _seed_global_rngs(run.dropout_seed, dev)
             run.resume(ckpt_dir=None if request.checkpoint is None else Path(request.checkpoint),
                        fingerprint=_fingerprint(model, x, data.n_rep, recipe.batch_size,
-                                                request.seed, request.budget, adapt.ema_decay))
+                                                request.seed, request.budget, adapt.ema_decay,
+                                                request.regression))
             model.train()
             while run.state.stopped_by is None:
                 if request.budget.epochs is not None and run.state.epochs >= request.budget.epochs:
@@ -273,21 +260,23 @@ class _Data:
         y: torch.Tensor,
         val: tuple[torch.Tensor, torch.Tensor] | None,
         recipe: Recipe,
+        regression: bool = False,
     ) -> _Data:
+        label = torch.float32 if regression else torch.int64
         rx = ry = rz = None
         reh = recipe.rehearsal
         if reh is not None and len(reh[1]) > 0 and recipe.mix > 0:
-            rx, ry = reh[0].to(dev, torch.float32), reh[1].to(dev, torch.int64)
+            rx, ry = reh[0].to(dev, torch.float32), reh[1].to(dev, label)
             if recipe.rehearsal_logits is not None:
                 if len(recipe.rehearsal_logits) != len(ry):
                     raise ValueError("rehearsal_logits do not line up with the rehearsal rows")
                 rz = recipe.rehearsal_logits.to(dev, torch.float32)
         bs = recipe.batch_size
         n_rep = 0 if rx is None else min(round(bs * recipe.mix), bs - 1)
-        vd = None if val is None else (val[0].to(dev, torch.float32), val[1].to(dev, torch.int64))
+        vd = None if val is None else (val[0].to(dev, torch.float32), val[1].to(dev, label))
         w = distributed.world()  # with N processes each takes its shard: ceil(n / N) rows
         rows = len(y) if w is None else math.ceil(len(y) / w[1])
-        return _Data(x.to(dev, torch.float32), y.to(dev, torch.int64), rx, ry, rz, vd,
+        return _Data(x.to(dev, torch.float32), y.to(dev, label), rx, ry, rz, vd,
                      bs - n_rep, n_rep, math.ceil(rows / (bs - n_rep)))
 
 
@@ -350,6 +339,7 @@ class _Run:
         ema, live, params, log_prior = self.ema, self.live, self.params, self.log_prior
         scheduled = adapt.warmup_steps > 0 or adapt.schedule != "constant"
         balanced, clip = self.recipe.criterion == "balanced", adapt.max_grad_norm
+        regression = self.req.regression
         use_bf16 = dev.type == "cuda"
         self.plan.start_epoch(st.epochs)
         perm, rep_idx = self._order(len(yd), None if rx is None else len(rx))
@@ -376,9 +366,13 @@ class _Run:
                     group["lr"] = base * f
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_bf16):
                 logits = self.fwd(xb)
-            if balanced and log_prior is None:
-                log_prior = self.log_prior = _log_prior(yd, ry, n_new, n_rep, logits.shape[1])
-            loss = _loss(logits.float(), yb, log_prior)
+            if regression is not None:
+                loss = regression_loss(logits.float(), yb, regression)
+            else:
+                if balanced and log_prior is None:
+                    log_prior = self.log_prior = balanced_log_prior(yd, ry, n_new, n_rep,
+                                                            logits.shape[1])
+                loss = cross_entropy(logits.float(), yb, log_prior)
             if penalty is not None:
                 loss = loss + penalty(model, Batch(xb, yb, logits, len(idx), zb))
             opt.zero_grad(set_to_none=True)
@@ -446,7 +440,7 @@ class _Run:
         if self.ema is not None:  # validate (and keep) the averaged weights
             held = [t.clone() for t in self.live]
             torch._foreach_copy_(self.live, self.ema)
-        val_acc = accuracy(self.model, *self.data.val)
+        val_acc = val_score(self.model, *self.data.val, self.req.regression is not None)
         self.model.train()
         if val_acc > st.best_acc:
             st.best_acc, st.best_epoch, st.bad_epochs = val_acc, st.epochs, 0

@@ -6,6 +6,11 @@ buffers, they are saved and restored with the weights (``state_dict``), so a che
 carries the normalisation it was trained with. :func:`fit_normalization` sets them
 from data.
 
+A regression model is built with ``n_classes=1`` and ``target=(mean, std)``: the MLP
+then outputs ``z * std + mean`` of its head ``z``, so it trains on a standardised target
+and predicts in target units (``target_mean``/``target_std`` are buffers, and the unit's
+meta records them as JSON).
+
 A custom model is the one place where an import path belongs: ``FactoryConfig(factory=
 "package.module:function")`` calls ``function(n_features=..., n_classes=..., **kwargs)``.
 """
@@ -91,24 +96,33 @@ class MLP(nn.Module):
     Parameters
     ----------
     n_features, n_classes
-        Input width and number of classes (the width of the logits).
+        Input width and number of classes (the width of the logits; 1 for regression).
     hidden
         Hidden layer sizes; empty gives a linear model.
     dropout
         Dropout probability after each hidden activation.
+    target
+        Regression: the target's ``(mean, std)``; the output is ``head * std + mean``.
 
     Examples
     --------
     >>> model = MLP(3, 2, hidden=[8], dropout=0.0)
     >>> model(torch.zeros(5, 3)).shape
     torch.Size([5, 2])
+    >>> MLP(3, 1, hidden=[], dropout=0.0, target=(50.0, 10.0)).target_mean.item()
+    50.0
     """
 
     mean: torch.Tensor
     std: torch.Tensor
 
-    def __init__(self, n_features: int, n_classes: int, hidden: list[int], dropout: float) -> None:
+    def __init__(self, n_features: int, n_classes: int, hidden: list[int], dropout: float,
+                 target: tuple[float, float] | None = None) -> None:
         super().__init__()
+        self.regression = target is not None
+        if target is not None:  # buffers only for regression: classifiers' keys unchanged
+            self.register_buffer("target_mean", torch.tensor(float(target[0])))
+            self.register_buffer("target_std", torch.tensor(float(target[1])))
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
         layers: list[nn.Module] = []
@@ -122,7 +136,10 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.std)  # type: ignore[no-any-return]
+        out = self.net((x - self.mean) / self.std)
+        if self.regression:
+            return out * self.target_std + self.target_mean  # type: ignore[no-any-return]
+        return out  # type: ignore[no-any-return]
 
 
 class CNN(nn.Module):
@@ -188,7 +205,8 @@ class CNN(nn.Module):
 
 
 def build_model(
-    cfg: ModelConfig, n_features: int, n_classes: int, *, seed: int | None = None
+    cfg: ModelConfig, n_features: int, n_classes: int, *, seed: int | None = None,
+    target: tuple[float, float] | None = None,
 ) -> nn.Module:
     """Build the model that ``cfg`` describes.
 
@@ -198,6 +216,8 @@ def build_model(
         :class:`MLPConfig`, :class:`CNNConfig` or :class:`FactoryConfig`.
     n_features, n_classes
         Input width and number of classes.
+    target
+        Regression with the built-in MLP: the target's ``(mean, std)`` (see :class:`MLP`).
     seed
         Seed for the initial weights, drawn inside ``torch.random.fork_rng`` so the global
         RNG is left as it was. ``None`` draws from the caller's (global) RNG, for callers
@@ -214,17 +234,19 @@ def build_model(
     MLP(...)
     """
     if seed is None:
-        return _build(cfg, n_features, n_classes)
+        return _build(cfg, n_features, n_classes, target)
     with torch.random.fork_rng(devices=[]):
         # the CPU generator only: torch.manual_seed would also reseed every CUDA device,
         # whose state fork_rng(devices=[]) does not restore
         torch.default_generator.manual_seed(seed)
-        return _build(cfg, n_features, n_classes)
+        return _build(cfg, n_features, n_classes, target)
 
 
-def _build(cfg: ModelConfig, n_features: int, n_classes: int) -> nn.Module:
+def _build(
+    cfg: ModelConfig, n_features: int, n_classes: int, target: tuple[float, float] | None
+) -> nn.Module:
     if isinstance(cfg, MLPConfig):
-        return MLP(n_features, n_classes, cfg.hidden, cfg.dropout)
+        return MLP(n_features, n_classes, cfg.hidden, cfg.dropout, target)
     if isinstance(cfg, CNNConfig):
         return CNN(n_features, n_classes, shape=cfg.shape, channels=cfg.channels,
                    hidden=cfg.hidden, dropout=cfg.dropout)

@@ -123,7 +123,7 @@ def test_joint_reinitializes_and_trains_on_buffer_and_new(task_a: Task, task_b: 
 
 
 def test_balanced_log_prior_is_each_class_share_of_a_batch() -> None:
-    from strategies.loop import _log_prior
+    from strategies.losses import balanced_log_prior as _log_prior
 
     y, ry = torch.tensor([2, 2, 3, 3]), torch.tensor([0, 1, 1, 1])
     share = _log_prior(y, ry, n_new=6, n_rep=2).exp()
