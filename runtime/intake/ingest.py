@@ -148,7 +148,8 @@ class Ingestor:
         if clean.empty:  # no column but the input's when a whole batch was refused
             return replace(empty(len(self.schema.features)), rejected=rejected)
         x = clean[list(self.schema.features)].to_numpy(dtype=np.float64)
-        y = clean["__label"].to_numpy(dtype=np.int64)
+        y = clean["__label"].to_numpy(
+            dtype=np.float64 if self.schema.numeric_label else np.int64)
         return self._write(conn, batch.origin, now, x, y, clean["__id"].tolist(), rejected)
 
     def _write(

@@ -34,7 +34,8 @@ def join_labels(
         if rid not in known:
             reasons[int(pos)] = f"unknown row id {rid!r} (label arrived for a row never ingested)"
         elif known[rid][1] is None:
-            todo.append({"rid": rid, "lab": int(lab), "now": now})
+            value = lab if isinstance(lab, float) else int(lab)  # a regression target
+            todo.append({"rid": rid, "lab": value, "now": now})
     if not todo:
         return np.zeros(0, dtype=np.int64), 0
     conn.execute(

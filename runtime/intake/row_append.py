@@ -20,7 +20,7 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql
 
 from runtime.store.db import rows
-from runtime.store.rows import encode_features
+from runtime.store.rows import encode_features, labelled
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,8 @@ def prepare(
     """The INSERT parameters of validated rows, made before the write transaction so that
     it holds SQLite's single write lock only for the statements themselves. SQLite: one
     flat list, :data:`_ROW_COLUMNS` values a row; PostgreSQL: one dict a row."""
-    labels = [lab if lab >= 0 else None for lab in y.tolist()]
+    known = labelled(y)
+    labels = [lab if k else None for lab, k in zip(y.tolist(), known.tolist(), strict=True)]
     blobs = encode_features(x)
     if not sqlite:
         return [
@@ -99,13 +100,14 @@ def prepare(
             }
             for rid, blob, lab in zip(ids, blobs, labels, strict=True)
         ]
-    if (y >= 0).all():  # the common cases without a Python loop per row
-        labelled: Iterable[str | None] = repeat(now)
-    elif (y < 0).all():
-        labelled = repeat(None)
+    if known.all():  # the common cases without a Python loop per row
+        labelled_at: Iterable[str | None] = repeat(now)
+    elif not known.any():
+        labelled_at = repeat(None)
     else:
-        labelled = [None if lab is None else now for lab in labels]
-    return list(chain.from_iterable(zip(ids, repeat(now), repeat(origin), blobs, labels, labelled)))
+        labelled_at = [None if lab is None else now for lab in labels]
+    return list(chain.from_iterable(
+        zip(ids, repeat(now), repeat(origin), blobs, labels, labelled_at)))
 
 
 def store(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 
 class _Model(BaseModel):
@@ -254,6 +254,13 @@ class SchemaConfig(_Model):
     """A column holding each row's event time (ISO 8601 or epoch seconds): a batch's rows
     and labels are taken in its order. Not a feature."""
     allow_nan: bool = False
+    _numeric_label: bool = PrivateAttr(default=False)  # set from the config's ``task``
+
+    @property
+    def numeric_label(self) -> bool:
+        """Whether the label is a number (``task: regression``), not a class: labels are
+        then float64, NaN where missing, instead of class values with -1."""
+        return self._numeric_label
 
     @model_validator(mode="before")
     @classmethod

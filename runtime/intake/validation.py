@@ -16,6 +16,7 @@ import pandas as pd
 
 from runtime.config import SchemaConfig
 from runtime.intake.sources import Batch
+from runtime.store.rows import labelled
 from strategies.tabular import category_code, infer_type
 
 MAX_ID_CHARS = 128  # rows.row_id is String(128); PostgreSQL refuses longer ones
@@ -178,9 +179,13 @@ class Validator:
     def _labels(self, frame: pd.DataFrame, reasons: dict[int, str]) -> pd.Series:
         s = self.schema
         if s.label not in frame.columns:
+            if s.numeric_label:
+                return pd.Series(np.nan, index=frame.index, dtype=np.float64)
             return pd.Series(-1, index=frame.index, dtype=np.int64)
         raw = frame[s.label]
         blank = _blank(raw)
+        if s.numeric_label:
+            return _numeric_labels(raw, blank, reasons)
         if s.string_classes:
             return self._named_labels(raw, blank, reasons)
         num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
@@ -262,8 +267,8 @@ class Validator:
         out["__label"] = self._labels(frame, reasons)
         out["__id"] = frame[self.schema.id_column].astype(str).str.strip()  # as rows' ids are
         _check_ids(out["__id"].tolist(), reasons)
-        for i, lab in enumerate(out["__label"].tolist()):
-            if lab < 0:
+        for i, known in enumerate(labelled(out["__label"].to_numpy()).tolist()):
+            if not known:
                 reasons.setdefault(i, "label is missing")
         good = np.ones(len(frame), dtype=bool)
         good[list(reasons)] = False
@@ -272,16 +277,32 @@ class Validator:
     def clean_labels(
         self, labels: npt.NDArray[np.float64] | None, n: int
     ) -> npt.NDArray[np.int64] | None:
-        """Labels as class values (-1 where missing), or None if any is not a class."""
+        """Labels as class values (-1 where missing), or None if any is not a class;
+        numeric labels as they are (NaN where missing), or None if any is infinite."""
         if labels is None:
+            if self.schema.numeric_label:
+                return np.full(n, np.nan)
             return np.full(n, -1, dtype=np.int64)
         if len(labels) != n:
             return None
+        if self.schema.numeric_label:
+            return None if np.isinf(labels).any() else labels.astype(np.float64)
         missing = np.isnan(labels)
         known = np.isin(labels, self._class_values)
         if not bool((missing | known).all()):
             return None
         return np.where(known, labels, -1).astype(np.int64)
+
+
+def _numeric_labels(
+    raw: pd.Series, blank: npt.NDArray[np.bool_], reasons: dict[int, str]
+) -> pd.Series:
+    """Regression targets as float64 (NaN where blank); a label that is not a finite
+    number is a reason."""
+    num = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=np.float64)
+    for i in np.flatnonzero(~blank & ~np.isfinite(num)):
+        reasons.setdefault(int(i), f"label {str(raw.iloc[i])[:40]!r} is not a finite number")
+    return pd.Series(np.where(np.isfinite(num), num, np.nan), index=raw.index)
 
 
 _BOOLS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "1": 1.0, "0": 0.0,

@@ -221,13 +221,14 @@ def score(
     x: F64,
     y: npt.NDArray[np.int64],
     provenance: dict[str, Any],
+    task: Task = "classification",
 ) -> EvalSet:
-    """Both models' class probabilities on ``(x, y)`` as an :class:`EvalSet`, with the
-    rows as the champion's preprocessing encodes them when it has one (the candidate's
-    encodes old categories alike: a retrain only appends slots)."""
+    """Both models' class probabilities (regression: predicted values) on ``(x, y)`` as
+    an :class:`EvalSet`, with the rows as the champion's preprocessing encodes them when it
+    has one (the candidate's encodes old categories alike: a retrain only appends slots)."""
     import torch
 
-    from strategies.evaluation import predict_proba
+    from strategies.evaluation import predict_logits, predict_proba
     from strategies.tabular import TabularModel
 
     xt = torch.as_tensor(x, dtype=torch.float32)
@@ -236,11 +237,17 @@ def score(
         with torch.no_grad():
             device = champion.encoder.fill.device
             encoded = champion.encoder(xt.to(device)).cpu().numpy().astype(np.float64)
+    if task == "regression":
+        def predict(m: Any) -> F64:
+            return predict_logits(m, xt).numpy().astype(np.float64).reshape(len(xt))
+    else:
+        def predict(m: Any) -> F64:
+            return predict_proba(m, xt).numpy().astype(np.float64)
     return EvalSet(
         name,
-        np.asarray(y, dtype=np.int64),
-        predict_proba(champion, xt).numpy().astype(np.float64),
-        predict_proba(candidate, xt).numpy().astype(np.float64),
+        np.asarray(y, dtype=np.float64 if task == "regression" else np.int64),
+        predict(champion),
+        predict(candidate),
         np.asarray(x, dtype=np.float64),
         provenance,
         encoded,

@@ -16,6 +16,21 @@ F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 
 
+def labelled(y: npt.NDArray[np.generic]) -> npt.NDArray[np.bool_]:
+    """Which labels are known: class values are -1 where missing, numeric (regression)
+    labels NaN."""
+    if y.dtype.kind == "f":
+        return ~np.isnan(y)
+    return np.asarray(y >= 0)
+
+
+def label_array(values: Sequence[object], numeric: bool) -> npt.NDArray[np.generic]:
+    """Stored labels as an array: int64 classes, or float64 targets (None: NaN)."""
+    if numeric:
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.array(values, dtype=np.int64)
+
+
 def encode_features(x: F64) -> list[bytes]:
     """Rows of a float64 matrix as little-endian blobs (the ``rows.features`` column)."""
     x = np.ascontiguousarray(x, dtype="<f8")
@@ -29,9 +44,11 @@ def decode_features(blobs: Sequence[bytes], n_features: int) -> F64:
 
 
 def labelled_rows(
-    db: Database, n_features: int, since: int, upto: int | None = None, limit: int | None = None
+    db: Database, n_features: int, since: int, upto: int | None = None, limit: int | None = None,
+    numeric: bool = False,
 ) -> tuple[I64, F64, I64]:
-    """Labelled rows with ``since <= seq <= upto``; the most recent ``limit`` of them."""
+    """Labelled rows with ``since <= seq <= upto``; the most recent ``limit`` of them
+    (``numeric``: the labels as float64 regression targets)."""
     q = select(rows.c.seq, rows.c.features, rows.c.label).where(
         rows.c.seq >= since, rows.c.label.is_not(None)
     )
@@ -45,13 +62,16 @@ def labelled_rows(
     got.reverse()
     seqs = np.array([r[0] for r in got], dtype=np.int64)
     x = decode_features([r[1] for r in got], n_features)
-    y = np.array([r[2] for r in got], dtype=np.int64)
+    y = label_array([r[2] for r in got], numeric)
     return seqs, x, y
 
 
-def labelled_rows_by_seq(db: Database, n_features: int, seqs: I64) -> tuple[I64, F64, I64]:
+def labelled_rows_by_seq(
+    db: Database, n_features: int, seqs: I64, numeric: bool = False
+) -> tuple[I64, F64, I64]:
     """The labelled rows among the row numbers ``seqs``, in order."""
-    s, x, y = labelled_rows(db, n_features, since=int(seqs.min()), upto=int(seqs.max()))
+    s, x, y = labelled_rows(db, n_features, since=int(seqs.min()), upto=int(seqs.max()),
+                            numeric=numeric)
     keep = np.isin(s, seqs)
     return s[keep], x[keep], y[keep]
 
@@ -72,11 +92,12 @@ def recent_rows(
 
 
 def rows_after(
-    db: Database, n_features: int, after: int, limit: int, upto: int | None = None
+    db: Database, n_features: int, after: int, limit: int, upto: int | None = None,
+    numeric: bool = False,
 ) -> tuple[I64, F64, I64]:
     """The first ``limit`` rows (labelled or not) with ``after < seq <= upto``, in seq
-    order; labels are -1 where unknown, and where the label came late (it is fed where it
-    was joined: :func:`late_labels_after`)."""
+    order; labels are -1 (``numeric``: NaN) where unknown, and where the label came late
+    (it is fed where it was joined: :func:`late_labels_after`)."""
     late = exists().where(late_labels.c.row_seq == rows.c.seq)
     q = select(rows.c.seq, rows.c.features, rows.c.label, late).where(rows.c.seq > after)
     if upto is not None:
@@ -85,6 +106,8 @@ def rows_after(
         got = list(conn.execute(q.order_by(rows.c.seq).limit(limit)).all())
     seqs = np.array([r[0] for r in got], dtype=np.int64)
     x = decode_features([r[1] for r in got], n_features)
+    if numeric:
+        return seqs, x, label_array([None if r[3] else r[2] for r in got], numeric)
     y = np.array([-1 if r[2] is None or r[3] else r[2] for r in got], dtype=np.int64)
     return seqs, x, y
 
@@ -100,7 +123,9 @@ class LateLabels:
     y: I64
 
 
-def late_labels_after(db: Database, n_features: int, after: int, limit: int) -> LateLabels:
+def late_labels_after(
+    db: Database, n_features: int, after: int, limit: int, numeric: bool = False
+) -> LateLabels:
     """The first ``limit`` late labels numbered after ``after``, in the order they were
     joined."""
     q = (
@@ -119,7 +144,7 @@ def late_labels_after(db: Database, n_features: int, after: int, limit: int) -> 
         after_seq=np.array([r[1] for r in got], dtype=np.int64),
         rows=np.array([r[2] for r in got], dtype=np.int64),
         x=decode_features([r[3] for r in got], n_features),
-        y=np.array([r[4] for r in got], dtype=np.int64),
+        y=label_array([r[4] for r in got], numeric),
     )
 
 

@@ -58,14 +58,30 @@ def calibration_of(version: str, meta: dict[str, Any]) -> calibration.Calibratio
 
 
 def new_model(
-    cfg: DriftloopConfig, seed: int | None = None, prep: Preprocessing | None = None
+    cfg: DriftloopConfig, seed: int | None = None, prep: Preprocessing | None = None,
+    target: tuple[float, float] | None = None,
 ) -> nn.Module:
     """The config's model; with ``prep``, wrapped to encode raw rows first (the inner
-    model then takes ``prep.width`` inputs)."""
-    n_classes = len(cfg.schema.classes)
+    model then takes ``prep.width`` inputs). ``task: regression``: one output, in target
+    units (``target`` is the target's mean and SD, see :func:`target_scale`)."""
+    regression = cfg.task == "regression"
+    n_out = 1 if regression else len(cfg.schema.classes)
+    scale = (target or (0.0, 1.0)) if regression else None
     if prep is None:
-        return build_model(cfg.model, len(cfg.schema.features), n_classes, seed=seed)
-    return TabularModel(prep, build_model(cfg.model, prep.width, n_classes, seed=seed))
+        return build_model(cfg.model, len(cfg.schema.features), n_out, seed=seed, target=scale)
+    return TabularModel(prep, build_model(cfg.model, prep.width, n_out, seed=seed, target=scale))
+
+
+def target_scale(meta: dict[str, Any]) -> tuple[float, float] | None:
+    """A regression version's target standardisation (``meta["target"]``, JSON), or None."""
+    t = meta.get("target")
+    return None if t is None else (float(t["mean"]), float(t["std"]))
+
+
+def fit_target(y: F64) -> dict[str, float]:
+    """The target standardisation of training targets ``y``, as saved in the meta."""
+    sd = float(np.std(y)) if len(y) > 1 else 1.0
+    return {"mean": float(np.mean(y)) if len(y) else 0.0, "std": sd if sd > 1e-8 else 1.0}
 
 
 def preprocessing(meta: dict[str, Any]) -> Preprocessing | None:
@@ -89,7 +105,7 @@ def load_unit(
     """
     loaded = registry.load(version)
     meta = loaded.version.meta
-    model = new_model(cfg, prep=preprocessing(meta))
+    model = new_model(cfg, prep=preprocessing(meta), target=target_scale(meta))
     model.load_state_dict(loaded.tensors["model"])
     model.eval()
     calibration_of(version, meta)  # a tampered calibration fails the load like a file
@@ -138,13 +154,14 @@ def save_unit(
     """Write a complete unit as a candidate version, its probabilities calibrated on its
     golden set by ``calibrate``."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    golden_dtype = torch.float64 if golden[1].dtype.kind == "f" else torch.int64  # targets
     tensors = {
         "model": state,
         "buffer": {k: v.contiguous() for k, v in buffer.state_tensors().items()},
         "reference": {"x": torch.as_tensor(np.ascontiguousarray(reference), dtype=torch.float64)},
         "golden": {
             "x": torch.as_tensor(np.ascontiguousarray(golden[0]), dtype=torch.float64),
-            "y": torch.as_tensor(np.ascontiguousarray(golden[1]), dtype=torch.int64),
+            "y": torch.as_tensor(np.ascontiguousarray(golden[1]), dtype=golden_dtype),
         },
     }
     gold_x = torch.as_tensor(np.ascontiguousarray(golden[0]), dtype=torch.float32)
@@ -165,5 +182,7 @@ def golden_sets(registry: Registry, names: list[str]) -> dict[str, tuple[F64, I6
             g = registry.load(name).tensors["golden"]
         except Exception:
             continue
-        out[name] = (g["x"].numpy().astype(np.float64), g["y"].numpy().astype(np.int64))
+        y = g["y"].numpy()  # int64 classes, or float64 regression targets
+        out[name] = (g["x"].numpy().astype(np.float64), y if y.dtype.kind == "f" else
+                     y.astype(np.int64))
     return out

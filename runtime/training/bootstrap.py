@@ -24,13 +24,13 @@ from runtime.intake.schema_state import column_specs, resolved
 from runtime.store import events as ev
 from runtime.store.db import Database
 from runtime.store.events import EventLog
-from runtime.store.unit import new_buffer, new_model, save_unit
+from runtime.store.unit import fit_target, new_buffer, new_model, save_unit
 from runtime.store.versions import Registry
-from runtime.training.retrain_job import class_positions
+from runtime.training.retrain_job import regression_loss, targets
 from runtime.training.stages import Split, StageFailed, run_stages
 from strategies import finetune
 from strategies.base import Budget, Progress, TrainRequest
-from strategies.evaluation import accuracy
+from strategies.evaluation import accuracy, predict_logits
 from strategies.models import fit_normalization
 from strategies.tabular import Preprocessing, fit_preprocessing
 
@@ -75,19 +75,22 @@ def bootstrap_from_rows(
 ) -> str:
     """Train, check, save and promote v1; returns its version name."""
     b = cfg.bootstrap
-    y = class_positions(y_raw, cfg.schema.class_values)
+    y = targets(y_raw, cfg)
+    label = torch.float32 if cfg.task == "regression" else torch.int64
     n = len(y)
     try:
         gold, val, train = split_rows(cfg, n)
     except ValueError as err:
         raise BootstrapError(str(err)) from None
     xt = torch.as_tensor(x[train], dtype=torch.float32)
-    yt = torch.as_tensor(y[train], dtype=torch.int64)
+    yt = torch.as_tensor(y[train], dtype=label)
     xv = torch.as_tensor(x[val], dtype=torch.float32)
-    yv = torch.as_tensor(y[val], dtype=torch.int64)
+    yv = torch.as_tensor(y[val], dtype=label)
 
     prep = _preprocessing(cfg, db, x[train], report)
-    model = new_model(cfg, seed=cfg.seed, prep=prep)
+    target = fit_target(y[train]) if cfg.task == "regression" else None
+    scale = None if target is None else (target["mean"], target["std"])
+    model = new_model(cfg, seed=cfg.seed, prep=prep, target=scale)
     version = registry.next_version()
     if cfg.stages:
         _stages_take_numbers(prep)
@@ -107,12 +110,12 @@ def bootstrap_from_rows(
     result = strategy.train(TrainRequest(model, xt, yt,
                                          budget=Budget(epochs=b.epochs, steps=None, seconds=None),
                                          seed=cfg.seed, progress=progress,
-                                         device=cfg.retrain.torch_device))
+                                         device=cfg.retrain.torch_device,
+                                         regression=regression_loss(cfg, {"target": target})))
     model.eval()
     gold_x = torch.as_tensor(x[gold], dtype=torch.float32)
-    gold_y = torch.as_tensor(y[gold], dtype=torch.int64)
-    metrics = {"val_accuracy": accuracy(model, xv, yv),
-               "golden_accuracy": accuracy(model, gold_x, gold_y),
+    gold_y = torch.as_tensor(y[gold], dtype=label)
+    metrics = {**_scores(cfg, model, (xv, yv), (gold_x, gold_y), yt),
                "train_rows": len(train), "val_rows": len(val), "golden_rows": len(gold),
                "samples": result.samples_processed, "seconds": round(result.seconds, 3),
                "final_loss": result.final_loss}
@@ -126,6 +129,7 @@ def bootstrap_from_rows(
         "strategy": "bootstrap", "config_hash": cfg.config_hash(), "metrics": metrics,
         "golden_index": [version],
         **({} if prep is None else {"preprocessing": prep.to_json()}),
+        **({} if target is None else {"target": target}),
         "golden_provenance": {"rows": len(gold), "first_row": first_row, "last_row": last_row,
                               "source": f"held-out split of the bootstrap data ({source})"},
     }
@@ -136,11 +140,31 @@ def bootstrap_from_rows(
     return version
 
 
+def _scores(
+    cfg: DriftloopConfig, model: torch.nn.Module, val: tuple[torch.Tensor, torch.Tensor],
+    gold: tuple[torch.Tensor, torch.Tensor], yt: torch.Tensor,
+) -> dict[str, float]:
+    """v1's validation and golden accuracy; for regression their MAE and RMSE, and the
+    validation MAE of predicting the training mean (the baseline v1 has to beat)."""
+    if cfg.task != "regression":
+        return {"val_accuracy": accuracy(model, *val), "golden_accuracy": accuracy(model, *gold)}
+    out: dict[str, float] = {}
+    for name, (x, y) in (("val", val), ("golden", gold)):
+        err = predict_logits(model, x).reshape(len(y)).double() - y.double()
+        out[f"{name}_mae"] = float(err.abs().mean())
+        out[f"{name}_rmse"] = float(err.pow(2).mean().sqrt())
+    out["val_mae_of_mean"] = float((val[1].double() - yt.double().mean()).abs().mean())
+    return out
+
+
 def _exit_criterion(
     cfg: DriftloopConfig, events: EventLog, version: str, metrics: dict[str, Any],
     report: Callable[[str], None],
 ) -> None:
     """Record ``stage.finished`` for the bootstrap; raise if v1 missed its exit criterion."""
+    if cfg.task == "regression":
+        _mae_criterion(cfg, events, version, metrics, report)
+        return
     floor, val_acc = cfg.bootstrap.min_accuracy, metrics["val_accuracy"]
     passed = val_acc >= floor
     events.append(ev.STAGE_FINISHED, ev.StageFinished(
@@ -152,6 +176,26 @@ def _exit_criterion(
         raise BootstrapError(
             f"stage bootstrap missed its exit criterion: validation accuracy {val_acc:.3f} "
             f"< {floor}"
+        )
+
+
+def _mae_criterion(
+    cfg: DriftloopConfig, events: EventLog, version: str, metrics: dict[str, Any],
+    report: Callable[[str], None],
+) -> None:
+    """The regression exit criterion: validation MAE at most ``bootstrap.max_mae``."""
+    ceiling, mae = cfg.bootstrap.max_mae, metrics["val_mae"]
+    passed = ceiling is None or mae <= ceiling
+    events.append(ev.STAGE_FINISHED, ev.StageFinished(
+        stage="bootstrap", passed=passed, metrics=metrics,
+        exit_criteria={} if ceiling is None else {"val_mae": f"<= {ceiling}"},
+    ), model_version=version)
+    report(f"bootstrap: {version} validation MAE {mae:.4g} (predicting the mean: "
+           f"{metrics['val_mae_of_mean']:.4g}; exit criterion "
+           f"{'none' if ceiling is None else f'<= {ceiling}'})")
+    if not passed:
+        raise BootstrapError(
+            f"stage bootstrap missed its exit criterion: validation MAE {mae:.4g} > {ceiling}"
         )
 
 

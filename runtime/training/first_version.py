@@ -109,7 +109,8 @@ class FirstVersion:
         if not self.is_leader():
             return None  # the leader trains v1; this daemon adopts it when it appears
         n = self.cfg.bootstrap.rows
-        seqs, x, y = labelled_rows(self.db, len(self.cfg.schema.features), since=0)
+        seqs, x, y = labelled_rows(self.db, len(self.cfg.schema.features), since=0,
+                                   numeric=self.cfg.schema.numeric_label)
         if len(seqs) < n:
             self.report(f"bootstrap: {len(seqs)}/{n} labelled rows collected")
             return None

@@ -41,7 +41,7 @@ from runtime.store.rows import labelled_rows, recent_rows
 from runtime.store.unit import Unit, golden_sets, load_unit, preprocessing, save_unit
 from runtime.store.versions import Registry
 from runtime.training import distributed_job
-from strategies.base import Budget, Progress, TrainRequest, TrainResult
+from strategies.base import Budget, Progress, RegressionLoss, TrainRequest, TrainResult
 from strategies.registry import build as build_strategy
 from strategies.tabular import TabularModel, widen_model
 
@@ -49,6 +49,19 @@ from strategies.tabular import TabularModel, widen_model
 def job_seed(base: int, trigger_id: str) -> int:
     """A stable per-trigger seed (Python's hash() is salted per process)."""
     return (base * 1_000_003 + sum((i + 1) * ord(c) for i, c in enumerate(trigger_id))) % 2**31
+
+
+def targets(y: np.ndarray, cfg: DriftloopConfig) -> np.ndarray:
+    """What the model trains on: class positions, or the regression targets as they are."""
+    return y if cfg.schema.numeric_label else class_positions(y, cfg.schema.class_values)
+
+
+def regression_loss(cfg: DriftloopConfig, meta: dict[str, Any]) -> RegressionLoss | None:
+    """The loss of a regression unit (errors in units of its target's SD), or None."""
+    if cfg.task != "regression":
+        return None
+    scale = float((meta.get("target") or {}).get("std", 1.0))
+    return RegressionLoss(cfg.regression.loss, cfg.regression.huber_delta, scale)
 
 
 def class_positions(y: np.ndarray, classes: list[int]) -> np.ndarray:
@@ -126,8 +139,9 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
     evidence_sha, metrics = _judge(cfg, registry, unit, model, rows, candidate)
     train_info = _train_info(result, rows)
     meta = _meta(cfg, spec, unit, rows, metrics, train_info)
-    if "preprocessing" in unit.meta:
-        meta["preprocessing"] = unit.meta["preprocessing"]
+    for key in ("preprocessing", "target"):  # the unit's encodings carry over
+        if key in unit.meta:
+            meta[key] = unit.meta[key]
     _write(db, registry, cfg, spec, unit, model, rows, meta)
     db.dispose()
     return {
@@ -143,8 +157,9 @@ def _load_rows(db: Database, cfg: DriftloopConfig, onset: int, upto: int, seed: 
     """The labelled rows since the drift onset, split at random (``seed``) into training
     and held-out rows; fewer than two is an error (nothing to train on)."""
     nf = len(cfg.schema.features)
-    seqs, x, y_raw = labelled_rows(db, nf, since=onset, upto=upto, limit=cfg.retrain.max_rows)
-    y = class_positions(y_raw, cfg.schema.class_values)
+    seqs, x, y_raw = labelled_rows(db, nf, since=onset, upto=upto, limit=cfg.retrain.max_rows,
+                                   numeric=cfg.schema.numeric_label)
+    y = targets(y_raw, cfg)
     if len(seqs) < 2:
         raise ValueError(f"only {len(seqs)} labelled rows since row {onset}: nothing to train on")
     perm = np.random.default_rng(seed).permutation(len(seqs))
@@ -152,7 +167,7 @@ def _load_rows(db: Database, cfg: DriftloopConfig, onset: int, upto: int, seed: 
     hold, train = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
     gold = np.sort(perm[: min(n_hold, cfg.golden.max_rows)])  # golden sets are bounded
     xt = torch.as_tensor(x[train], dtype=torch.float32)
-    yt = torch.as_tensor(y[train], dtype=torch.int64)
+    yt = torch.as_tensor(y[train], dtype=torch.float32 if y.dtype.kind == "f" else torch.int64)
     return _Rows(seqs, x, y, train, hold, gold, xt, yt)
 
 
@@ -228,6 +243,7 @@ def _train(
         progress=progress,
         device=cfg.retrain.torch_device,
         checkpoint=ckpt,
+        regression=regression_loss(cfg, unit.meta),
     ))
     model.eval()
     return model, result
@@ -266,14 +282,14 @@ def _judge(
                 "last_row": int(rows.seqs[-1]),
                 "source": "held-out split of the retrain data",
             },
+            cfg.task,
         )
     }
     for name, (gx, gy) in golden_sets(registry, unit.golden_index).items():
         provenance = registry.get(name).meta.get("golden_provenance", {})
-        sets[name] = score_set(name, unit.model, model, gx, gy, provenance)
-    evidence = Evidence(
-        "classification", tuple(cfg.schema.features), tuple(cfg.schema.classes), sets
-    )
+        sets[name] = score_set(name, unit.model, model, gx, gy, provenance, cfg.task)
+    classes = () if cfg.task == "regression" else tuple(cfg.schema.classes)
+    evidence = Evidence(cfg.task, tuple(cfg.schema.features), classes, sets)
     evidence_sha = write_evidence(evidence_path(cfg.state_dir, candidate), evidence)
     summary = evidence.summary()
     return evidence_sha, {"holdout": summary["holdout"], "golden": summary["golden"]}
