@@ -108,8 +108,10 @@ class Daemon:
         db, events, registry, report = self.db, self.events, self.registry, self.report
         self.triggers = self._build_triggers(suffix, clock)
         shared = instance is not None  # the stored rows are every daemon's
-        self.recovery = Recovery(db, events, self.features, STATE_KEY + suffix, shared)
-        self.backlog = Backlog(db, len(self.features))  # rows stored while a retrain runs
+        self.recovery = Recovery(db, events, self.features, STATE_KEY + suffix, shared,
+                                 numeric=cfg.schema.numeric_label)
+        self.backlog = Backlog(db, len(self.features),  # rows stored while a retrain runs
+                               numeric=cfg.schema.numeric_label)
         self.alarms = Alarms(cfg, db, events, self.policy, self.requests, report, self.runner.warm,
                              self.triggers, self._champion_info, lambda: self.recovery.seq)
         self.retrains = Retrains(cfg, registry, events, self.requests, self.runner, report)
@@ -285,7 +287,8 @@ class Daemon:
             self._observe(acc.seqs, acc.x, acc.y)
             self._live(acc.seqs, acc.x, acc.y)
         if len(acc.labels_joined):
-            seqs, x, y = labelled_rows_by_seq(self.db, len(self.features), acc.labels_joined)
+            seqs, x, y = labelled_rows_by_seq(self.db, len(self.features), acc.labels_joined,
+                                              numeric=self.cfg.schema.numeric_label)
             self._observe(seqs, x, y, late=True)
             self._live(seqs, x, y)
         self.alarms.maybe_request_retrain(self._champion())
@@ -359,7 +362,7 @@ class Daemon:
         stored since, in order; the new starting point is saved at once."""
         self.unit = load_unit(self.registry, self.cfg, version)
         self.monitor = Monitor(self.unit.model, self.cfg.schema.class_values,
-                               self.unit.calibration)
+                               self.unit.calibration, regression=self.cfg.task == "regression")
         self.estimate.reset(self.unit.calibration.error)
         if rebaseline:
             self.feed.rebaseline(self.unit.reference)
@@ -466,7 +469,8 @@ class Daemon:
 
     def _labelled_positions(self, seqs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Labelled rows by number with their class positions (shadow and watch resume)."""
-        s, x, y = labelled_rows_by_seq(self.db, len(self.features), seqs)
+        s, x, y = labelled_rows_by_seq(self.db, len(self.features), seqs,
+                                       numeric=self.cfg.schema.numeric_label)
         assert self.monitor is not None
         return s, x, self.monitor.class_index(y)
 

@@ -41,9 +41,11 @@ class Held:
 class Backlog:
     """The held batches, oldest first."""
 
-    def __init__(self, db: Database, n_features: int) -> None:
+    def __init__(self, db: Database, n_features: int, numeric: bool = False) -> None:
+        """``numeric``: the labels are regression targets (NaN where unknown)."""
         self.db = db
         self.n_features = n_features
+        self.numeric = numeric
         self.batches: deque[Held] = deque()
 
     def __len__(self) -> int:
@@ -75,10 +77,12 @@ class Backlog:
         """The batch as it was accepted: features from the store, the label where it
         came with the row (-1 where it came late: it is fed where it was joined)."""
         if not len(held.seqs):
-            seqs, x, y = held.seqs, np.zeros((0, self.n_features)), np.zeros(0, np.int64)
+            y = np.zeros(0, np.float64 if self.numeric else np.int64)
+            seqs, x = held.seqs, np.zeros((0, self.n_features))
         else:
             lo, hi = int(held.seqs.min()), int(held.seqs.max())
-            seqs, x, y = rows_after(self.db, self.n_features, lo - 1, hi - lo + 1, upto=hi)
+            seqs, x, y = rows_after(self.db, self.n_features, lo - 1, hi - lo + 1, upto=hi,
+                                    numeric=self.numeric)
             keep = np.isin(seqs, held.seqs)
             seqs, x, y = seqs[keep], x[keep], y[keep]
         return Accepted(seqs=seqs, x=x, y=y, row_ids=[], labels_joined=held.labels_joined,

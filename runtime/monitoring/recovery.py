@@ -38,16 +38,18 @@ class Recovery:
     """Where the monitoring stands (:attr:`seq`, :attr:`label_seq`), saved and restored."""
 
     def __init__(
-        self, db: Database, events: EventLog, features: list[str], key: str, shared_rows: bool
+        self, db: Database, events: EventLog, features: list[str], key: str, shared_rows: bool,
+        numeric: bool = False,
     ) -> None:
         """``key``: the ``kv`` key of this daemon's state; ``shared_rows``: several daemons
         store into one database (``leader:``), so the stored rows are not this one's to
-        replay."""
+        replay; ``numeric``: the labels are regression targets."""
         self.db = db
         self.events = events
         self.features = features
         self.key = key
         self.shared_rows = shared_rows
+        self.numeric = numeric
         self.seq = 0  # the last stored row the daemon has handled (saved as "seq")
         self.label_seq = 0  # the last late label it has handled (saved as "label_seq")
 
@@ -146,7 +148,8 @@ class Recovery:
         width = len(self.features)
         try:
             while True:
-                late = late_labels_after(self.db, width, labels_at, REPLAY_ROWS)
+                late = late_labels_after(self.db, width, labels_at, REPLAY_ROWS,
+                                         numeric=self.numeric)
                 due = late.after_seq <= rows_at  # joined before the next row was stored
                 k = len(due) if due.all() else int(np.argmin(due))
                 upto = int(late.after_seq[0]) if len(due) else None
@@ -154,7 +157,8 @@ class Recovery:
                     labels(late.rows[:k], late.x[:k], late.y[:k])
                     labels_at, n_labels = int(late.seq[k - 1]), n_labels + k
                 else:
-                    seqs, x, y = rows_after(self.db, width, rows_at, REPLAY_ROWS, upto)
+                    seqs, x, y = rows_after(self.db, width, rows_at, REPLAY_ROWS, upto,
+                                               numeric=self.numeric)
                     if len(seqs):
                         rows(seqs, x, y)
                         rows_at, n_rows = int(seqs[-1]), n_rows + len(seqs)
@@ -187,7 +191,8 @@ class Recovery:
         or while v1 trained: a drift in such a backlog is noticed too."""
         n = 0
         while True:
-            seqs, x, y = rows_after(self.db, len(self.features), after, REPLAY_ROWS)
+            seqs, x, y = rows_after(self.db, len(self.features), after, REPLAY_ROWS,
+                                    numeric=self.numeric)
             if not len(seqs):
                 return n
             rows(seqs, x, y)
