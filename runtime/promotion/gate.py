@@ -75,10 +75,23 @@ __all__ = [
 _EPS = 1e-9  # absorbs float error at a boundary (0.82 - 0.80 < 0.02 in binary floating point)
 
 
-def rules_of(cfg: GateConfig) -> list[Rule]:
-    """The rules in force: ``cfg.rules``, or the ones the simple thresholds make."""
+def rules_of(cfg: GateConfig, task: str = "classification") -> list[Rule]:
+    """The rules in force: ``cfg.rules``, or the ones the simple thresholds make.
+
+    For a regression model they are on MAE (lower is better), with the changes relative
+    to the champion's MAE (target units differ from task to task): on the new data the
+    candidate is refused only when shown worse (or, with ``min_gain``, it must cut the MAE
+    by that fraction); on each golden set its MAE may rise by at most ``max_forgetting``
+    of the champion's.
+    """
     if cfg.rules is not None:
         return list(cfg.rules)
+    if task == "regression":
+        gain = {"max_shown_worsening": 0.0} if cfg.min_gain is None else {
+            "min_improvement": cfg.min_gain}
+        return [Rule(metric="mae", on="new_data", relative=True, **gain),
+                Rule(metric="mae", on="golden", max_worsening=cfg.max_forgetting,
+                     relative=True)]
     new = (
         Rule(on="new_data", max_shown_worsening=0.0)
         if cfg.min_gain is None
@@ -403,7 +416,7 @@ def evaluate(
         return refused("the evaluation evidence is missing", cfg)
     checks: list[Check] = []
     weights: dict[str, Any] = {}
-    for rule in rules_of(cfg):
+    for rule in rules_of(cfg, evidence.task):
         for scope in scopes(rule, evidence, expected_golden, cfg):
             if scope.name not in weights and scope.rows is not None:
                 rng = np.random.default_rng(stable_seed(cfg.seed, scope.name))

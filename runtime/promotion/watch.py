@@ -25,7 +25,8 @@ from torch import nn
 
 from runtime.promotion.evidence import EvalSet
 from runtime.store.db import Database, from_json, kv, to_json
-from strategies.evaluation import predict_proba
+from runtime.store.rows import labelled
+from strategies.evaluation import predict_logits, predict_proba
 
 __all__ = [
     "PairedLive",
@@ -62,14 +63,19 @@ class PairedLive:
         return self.rows >= self.wanted
 
     def add(self, seqs: npt.NDArray[np.int64], x: F64, y_pos: npt.NDArray[np.int64]) -> None:
-        """Score the labelled rows (``y_pos`` class positions, -1 = unlabelled, skipped)."""
-        keep = y_pos >= 0
+        """Score the labelled rows (``y_pos`` class positions, -1 = unlabelled, skipped;
+        or regression targets, NaN = unlabelled: then the models' values are kept)."""
+        keep = labelled(y_pos)
         if not keep.any() or self.full:
             return
         xs = torch.as_tensor(x[keep], dtype=torch.float32)
         self.seqs.append(seqs[keep].astype(np.float64))
         self.x.append(x[keep])
         self.y.append(y_pos[keep])
+        if y_pos.dtype.kind == "f":
+            for out, model in ((self.p_ref, self.reference), (self.p_new, self.challenger)):
+                out.append(predict_logits(model, xs).numpy().astype(np.float64).reshape(-1))
+            return
         self.p_ref.append(predict_proba(self.reference, xs).numpy().astype(np.float64))
         self.p_new.append(predict_proba(self.challenger, xs).numpy().astype(np.float64))
 
@@ -119,6 +125,10 @@ def worse_than_before(live: PairedLive, alpha: float) -> dict[str, Any] | None:
     s = live.as_set("watch", "live labelled traffic after the promotion")
     if not len(s):
         return None
+    if s.y.dtype.kind == "f":  # regression: a sign test on which model erred more per row
+        e_ref, e_new = np.abs(s.champion - s.y), np.abs(s.candidate - s.y)
+        lost, won = int(np.sum(e_new > e_ref)), int(np.sum(e_ref > e_new))
+        return _worse_mae(live, s, lost, won, float(e_new.mean()), float(e_ref.mean()), alpha)
     ref_ok = s.champion.argmax(axis=1) == s.y
     new_ok = s.candidate.argmax(axis=1) == s.y
     lost, won = int(np.sum(ref_ok & ~new_ok)), int(np.sum(~ref_ok & new_ok))
@@ -143,6 +153,28 @@ def worse_than_before(live: PairedLive, alpha: float) -> dict[str, Any] | None:
             f"after its promotion, {live.challenger_version} erred on {err_new:.1%} of rows vs "
             f"{err_ref:.1%} for {live.reference_version} on the same rows ({lost} rows only it "
             f"got wrong, {won} only {live.reference_version} got wrong; p = {p:.2g} < {alpha:g})."
+        ),
+    }
+
+
+def _worse_mae(live: PairedLive, s: EvalSet, lost: int, won: int, mae_new: float,
+               mae_ref: float, alpha: float) -> dict[str, Any] | None:
+    """The rollback evidence of a regression challenger: a larger error on significantly
+    more rows (one-sided sign test) and a higher MAE on the same live rows."""
+    p = mcnemar_greater(lost, won)
+    if p >= alpha or mae_new <= mae_ref:
+        return None
+    rows = f"{s.provenance['first_row']}..{s.provenance['last_row']}"
+    return {
+        "rows": len(s), "first_row": s.provenance["first_row"],
+        "last_row": s.provenance["last_row"], "mae": mae_new, "predecessor_mae": mae_ref,
+        "rows_new_erred_more": lost, "rows_predecessor_erred_more": won, "p_value": p,
+        "alpha": alpha, "test": "one-sided sign test on the same live rows",
+        "summary": (
+            f"On the {len(s)} labelled rows {rows} after its promotion, "
+            f"{live.challenger_version}'s MAE was {mae_new:.4g} vs {mae_ref:.4g} for "
+            f"{live.reference_version} ({lost} rows it erred more on, {won} fewer; "
+            f"p = {p:.2g} < {alpha:g})."
         ),
     }
 
