@@ -24,6 +24,7 @@ from runtime.intake.settings import (
 )
 from runtime.monitoring.settings import EstimateConfig, TriggersConfig
 from runtime.promotion.settings import GateConfig, WatchConfig
+from runtime.training.regression import RegressionConfig, regression_problem
 from runtime.training.settings import DistributedConfig, refusal
 from strategies.models import MLPConfig, ModelConfig
 from strategies.registry import BufferConfig, StrategyConfig
@@ -88,14 +89,6 @@ class BootstrapConfig(_Model):
     min_accuracy: float = Field(default=0.0, ge=0, le=1)
     max_mae: float | None = Field(default=None, gt=0)
     """Regression: v1's validation MAE (in target units) must not exceed this."""
-
-
-class RegressionConfig(_Model):
-    """How a ``task: regression`` model trains (bootstrap and retrains alike)."""
-
-    loss: Literal["mse", "huber"] = "mse"
-    """``huber``: squared within ``huber_delta`` target SDs, linear beyond."""
-    huber_delta: float = Field(default=1.0, gt=0)
 
 
 class PolicyConfig(_Model):
@@ -257,7 +250,7 @@ class DriftloopConfig(_Model):
     (milliseconds each on a busy disk)."""
     seed: int = 0
     task: Literal["classification", "regression"] = "classification"
-    """``regression``: a numeric label, one output, MAE (:func:`_regression_fits`)."""
+    """``regression``: a numeric label, one output, MAE (runtime/training/regression.py)."""
     regression: RegressionConfig = Field(default_factory=RegressionConfig)
     torch_threads: int = Field(default=1, ge=1)
     """Threads torch uses in the daemon and the retrain child (small models run fastest on one)."""
@@ -364,7 +357,7 @@ class DriftloopConfig(_Model):
 
     @model_validator(mode="after")
     def _task_fits(self) -> DriftloopConfig:
-        problem = _regression_fits(self) if self.task == "regression" else (
+        problem = regression_problem(self) if self.task == "regression" else (
             None if self.bootstrap.max_mae is None else "bootstrap.max_mae needs regression")
         if problem is not None:
             raise ValueError(problem)
@@ -393,39 +386,6 @@ class DriftloopConfig(_Model):
         """sha256 of the canonical JSON of the config (recorded in each version's lineage)."""
         blob = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
-
-
-_CLASS_STRATEGIES = {"lwf": "distils the old model's class probabilities",
-                     "ewc": "weighs parameters by the cross-entropy's Fisher information"}
-
-
-def _regression_fits(cfg: DriftloopConfig) -> str | None:
-    """Why a ``task: regression`` config cannot work, or None (one line each)."""
-    rules, strategy = cfg.gate.rules or (), cfg.retrain.strategy
-    checks = [
-        (strategy.kind in _CLASS_STRATEGIES,
-         f"retrain.strategy {strategy.kind} {_CLASS_STRATEGIES.get(strategy.kind)}: it needs "
-         "task: classification (use replay, der, finetune or joint)"),
-        (getattr(strategy, "loss", "ce") == "balanced",
-         "retrain.strategy.loss balanced reweighs classes: task: regression has none"),
-        ("classes" in cfg.schema_.model_fields_set and cfg.schema_.classes != [0, 1],
-         "schema.classes is given but task: regression has a numeric target: remove classes"),
-        (cfg.retrain.buffer.kind == "class_balanced",
-         "retrain.buffer.kind class_balanced needs classes: use reservoir with task: regression"),
-        (not isinstance(cfg.model, MLPConfig) and getattr(cfg.model, "kind", None) is not None,
-         f"model.kind {getattr(cfg.model, 'kind', '')} is a classifier: task: regression takes "
-         "the mlp or a factory model with one output"),
-        (bool(cfg.stages), "stages: are not supported with task: regression yet (use bootstrap:)"),
-        (cfg.bootstrap.min_accuracy > 0, "bootstrap.min_accuracy is for classifiers: use max_mae"),
-        (any(d.signal == "confidence" for d in cfg.detectors),
-         "a detector watches confidence, which a regression model does not have"),
-        (cfg.policy.triggers.accuracy_floor is not None,
-         "policy.triggers.accuracy_floor needs accuracy: task: regression has none"),
-        (any(r.metric not in ("mae", "rmse") for r in rules),
-         "gate.rules with task: regression take metric mae or rmse"),
-        (any(r.by == "class" for r in rules), "gate.rules by: class needs classes"),
-    ]
-    return next((why for bad, why in checks if bad), None)
 
 
 def _default_stage_strategy() -> StrategyConfig:
