@@ -82,16 +82,16 @@ def rules_of(cfg: GateConfig, task: str = "classification") -> list[Rule]:
     to the champion's MAE (target units differ from task to task): on the new data the
     candidate is refused only when shown worse (or, with ``min_gain``, it must cut the MAE
     by that fraction); on each golden set its MAE may rise by at most ``max_forgetting``
-    of the champion's.
+    of the champion's (``forgetting: shown``: refused only when shown to rise more).
     """
     if cfg.rules is not None:
         return list(cfg.rules)
     if task == "regression":
         gain = {"max_shown_worsening": 0.0} if cfg.min_gain is None else {
             "min_improvement": cfg.min_gain}
+        forget = "max_shown_worsening" if cfg.forgetting == "shown" else "max_worsening"
         return [Rule(metric="mae", on="new_data", relative=True, **gain),
-                Rule(metric="mae", on="golden", max_worsening=cfg.max_forgetting,
-                     relative=True)]
+                Rule(metric="mae", on="golden", relative=True, **{forget: cfg.max_forgetting})]
     new = (
         Rule(on="new_data", max_shown_worsening=0.0)
         if cfg.min_gain is None
