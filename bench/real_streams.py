@@ -2,8 +2,8 @@
 
 For each stream (bench/streams.py: Electricity, covertype's first 50k rows, weather,
 employment, flights; all shipped inside installed packages) the replay tool's comparison
-runs for two configs: the README's "own data" settings and a minimal one (schema, source,
-bootstrap and one ADWIN on the error: what a config must name today). Beside them, in
+runs for two configs: the defaults (a config naming only schema, source and bootstrap)
+and the README's "own data" settings. Beside them, in
 the same run and on the same rows (after the first ``bootstrap.rows``, which every model
 learns from first): v1 never retrained, the same retrain job every n rows without the
 gate at each config's number of retrains and twice it, and river's online learners as the
@@ -58,8 +58,7 @@ def configs(frame: pd.DataFrame) -> dict[str, DriftloopConfig]:
                     "buffer": {"kind": "reservoir", "capacity": 5000}},
         "gate": {"max_forgetting": 0.02},
     }
-    minimal = {**base, "detectors": [{"kind": "adwin", "signal": "error"}]}
-    return {"README settings": parse_config(readme), "minimal config": parse_config(minimal)}
+    return {"defaults": parse_config(base), "README settings": parse_config(readme)}
 
 
 def river_anchors(frame: pd.DataFrame, start: int) -> dict[str, float]:
