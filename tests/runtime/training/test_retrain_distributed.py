@@ -91,6 +91,28 @@ def test_a_killed_worker_fails_the_retrain_naming_its_rank_within_seconds(
     assert _gone(str(work), 5) == []
 
 
+def test_within_max_restarts_the_agent_restarts_the_workers_from_the_last_epoch(
+    champion: tuple[Path, int], tmp_path: Path
+) -> None:
+    cfg = _copy(champion, tmp_path / "s", distributed={**DDP, "max_restarts": 1},
+                budget={"epochs": 60, "seconds": None})
+    work = tmp_path / "work"
+    runner = RetrainRunner(work, timeout_seconds=600)
+    try:
+        runner.start("t1", _spec(cfg, 1000, champion[1], config_hash=cfg.config_hash()))
+        progress, end = work / "t1.ddp" / "progress.jsonl", time.monotonic() + 240
+        while not (progress.exists() and len(progress.read_text().splitlines()) >= 3):
+            assert runner.poll() is None and time.monotonic() < end
+            time.sleep(0.05)
+        os.kill(int((work / "t1.ddp" / "rank1.pid").read_text()), signal.SIGKILL)
+        out = _wait(runner, 500)
+    finally:
+        runner.close()
+    assert out.ok, out.reason
+    assert out.result["train"]["resumed_from_epoch"] >= 2
+    assert out.result["train"]["epochs"] == 60
+
+
 def test_a_daemon_shutdown_mid_epoch_stops_every_worker(
     champion: tuple[Path, int], tmp_path: Path
 ) -> None:
