@@ -109,6 +109,8 @@ def _matrix(cfg: DriftloopConfig | None, registry: Registry) -> tuple[Matrix | N
         return None, "Give the config (--config) to evaluate every version on every distribution."
     if not registry.list():
         return None, "No model versions yet."
+    if cfg.task == "regression":
+        return None, "The forgetting matrix is computed for classifiers only (so far)."
     try:
         from runtime.review.summary import accuracy_matrix
 
@@ -177,7 +179,8 @@ def collect(
         awaiting=tuple(waiting),
         stale=stale,
         rollback_targets=targets,
-        realized=realized_view(db),
+        realized=realized_view(
+            db, metric="mae" if cfg is not None and cfg.task == "regression" else "accuracy"),
     )
 
 

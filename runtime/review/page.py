@@ -155,6 +155,8 @@ def _version_cells(r: Review, v: ModelVersion, live_acc: Realized | None) -> lis
         new = f"{num(hold[0])} → <b>{num(hold[1])}</b> ({n} rows)"
     elif m.get("val_accuracy") is not None:
         new = f"validation {num(m.get('val_accuracy'))}"
+    elif m.get("val_mae") is not None:
+        new = f"validation MAE {num(m.get('val_mae'))}"
     else:
         new = "–"
     gold = m.get("golden")
@@ -165,7 +167,8 @@ def _version_cells(r: Review, v: ModelVersion, live_acc: Realized | None) -> lis
             if isinstance(x, list) and len(x) >= 2
         )
         if isinstance(gold, dict)
-        else (f"{num(m.get('golden_accuracy'))}" if m.get("golden_accuracy") is not None else "–")
+        else (f"{num(m.get('golden_accuracy'))}" if m.get("golden_accuracy") is not None
+              else f"MAE {num(m.get('golden_mae'))}" if m.get("golden_mae") is not None else "–")
     )
     span = (
         f"{num(d.get('first_row'))}..{num(d.get('last_row'))} ({num(d.get('rows'))})"
@@ -361,7 +364,7 @@ def render(review: Review, *, report_href: Callable[[str], str], live: Live | No
         f'<body data-mode="{mode}"{data}><header><h1>driftloop review</h1>'
         f'<p class="sub">{sub}</p><p class="sub">{where}</p>{auth}</header>'
         '<nav><a href="#story">What happened</a><a href="#models">Models</a>'
-        '<a href="#realized">Live accuracy</a>'
+        f'<a href="#realized">Live {r.realized.label}</a>'
         '<a href="#detectors">Detectors</a><a href="#forgetting">Forgetting</a>'
         '<a href="#log">Event log</a></nav><main>'
         '<section id="story"><h2>What happened</h2><p class="lead">Each decision in plain '
@@ -369,8 +372,8 @@ def render(review: Review, *, report_href: Callable[[str], str], live: Live | No
         "promoted or refused the candidate.</p>"
         f"{_story(r)}</section>"
         f'<section id="models"><h2>Models</h2>{_models(r, live is not None)}</section>'
-        '<section id="realized"><h2>Live accuracy</h2><p class="lead">How right the '
-        "served predictions were once their labels came, over the stream.</p>"
+        f'<section id="realized"><h2>Live {r.realized.label}</h2><p class="lead">How right '
+        "the served predictions were once their labels came, over the stream.</p>"
         f"{realized_section(r.realized, r.events)}</section>"
         '<section id="detectors"><h2>Detectors over time</h2>'
         f"{_detectors(r)}</section>"

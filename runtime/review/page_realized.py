@@ -16,7 +16,14 @@ from runtime.review.page_html import esc, num
 from runtime.store import events as ev
 from runtime.store.db import Database
 from runtime.store.events import Event
-from runtime.store.served import Point, Realized, realized, realized_by_version, realized_series
+from runtime.store.served import (
+    Metric,
+    Point,
+    Realized,
+    realized,
+    realized_by_version,
+    realized_series,
+)
 
 __all__ = ["RealizedView", "realized_section", "realized_view"]
 
@@ -32,15 +39,23 @@ class RealizedView:
     series: tuple[Point, ...] = ()
     by_version: tuple[tuple[str, Realized], ...] = ()
     overall: Realized | None = None
+    metric: Metric = "accuracy"
+    """``mae`` for a regression model (lower is better)."""
+
+    @property
+    def label(self) -> str:
+        """The metric as the page names it."""
+        return "MAE" if self.metric == "mae" else "accuracy"
 
 
-def realized_view(db: Database, points: int = POINTS) -> RealizedView:
+def realized_view(db: Database, points: int = POINTS, metric: Metric = "accuracy") -> RealizedView:
     everything = 1 << 62  # every labelled served row
-    per = realized_by_version(db, window=everything)
+    per = realized_by_version(db, window=everything, metric=metric)
     return RealizedView(
-        tuple(realized_series(db, points=points)),
+        tuple(realized_series(db, points=points, metric=metric)),
         tuple(per.items()),
-        realized(db, window=everything),
+        realized(db, window=everything, metric=metric),
+        metric,
     )
 
 
@@ -80,16 +95,22 @@ def _bands_and_marks(series: Sequence[Point], events: Sequence[Event]) -> tuple[
     return bands, marks
 
 
+def _point_means(view: RealizedView) -> str:
+    if view.metric == "mae":
+        return "the mean absolute difference between the served values and the labels"
+    return "the share of served predictions that matched the label"
+
+
 def realized_section(view: RealizedView, events: Sequence[Event]) -> str:
     """The section's body: the chart and one line per version (or why there is none)."""
     if not view.series or view.overall is None:
-        return ('<p class="note">No labelled row has been served yet: the realized accuracy '
-                "appears once monitored rows have their labels.</p>")
+        return (f'<p class="note">No labelled row has been served yet: the realized '
+                f"{view.label} appears once monitored rows have their labels.</p>")
     spans = _spans(view.series)
     points = [((a + b) / 2, v) for a, b, v in spans]
     bands, marks = _bands_and_marks(view.series, events)
-    chart = line_chart(points, title="realized accuracy of the served predictions",
-                       y_label="accuracy", marks=marks, bands=bands,
+    chart = line_chart(points, title=f"realized {view.label} of the served predictions",
+                       y_label=view.label, marks=marks, bands=bands,
                        x_range=(spans[0][0], spans[-1][1]))
     lines = "".join(
         f'<li data-version="{esc(v)}"><b>{esc(v)}</b>: {num(r.value)} on the {num(r.rows)} '
@@ -99,7 +120,7 @@ def realized_section(view: RealizedView, events: Sequence[Event]) -> str:
     o = view.overall
     return (
         f"{chart}"
-        f'<p class="cap">Each point: the share of served predictions that matched the label '
+        f'<p class="cap">Each point: {_point_means(view)} '
         f"over a span of rows, whichever version served them; shading: which version served; "
         f"dashed lines: where a new version took over. Over the whole stream "
         f"{num(o.value)} on {num(o.rows)} labelled served rows.</p>"
