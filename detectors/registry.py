@@ -26,9 +26,11 @@ from detectors import (
     jensenshannon,
     ks,
     kswin,
+    missing,
     mmd,
     pagehinkley,
     psi,
+    unseen,
     wasserstein,
 )
 from detectors.base import Detector
@@ -57,9 +59,11 @@ DETECTORS: dict[str, DetectorModule] = {
     "jensenshannon": jensenshannon,
     "ks": ks,
     "kswin": kswin,
+    "missing": missing,
     "mmd": mmd,
     "pagehinkley": pagehinkley,
     "psi": psi,
+    "unseen": unseen,
     "wasserstein": wasserstein,
 }
 
@@ -77,9 +81,11 @@ DetectorConfig = Annotated[
     | jensenshannon.Config
     | ks.Config
     | kswin.Config
+    | missing.Config
     | mmd.Config
     | pagehinkley.Config
     | psi.Config
+    | unseen.Config
     | wasserstein.Config,
     Field(discriminator="kind"),
 ]
