@@ -7,6 +7,8 @@ and outside the known categories). A column drifts when its window share exceeds
 reference's by more than ``rise`` (absolute, e.g. 0.05 = five points) and a one-sided
 binomial test at the reference's share, with at least ``min_samples`` rows, gives a
 p-value below the detector's level (so a window of a few rows cannot alarm on chance).
+An alarm's details say why in words (``reason``: each drifted column, its share and the
+reference's).
 """
 
 from __future__ import annotations
@@ -31,9 +33,10 @@ class ShareJudge:
     def __init__(
         self, kind: str, features: Sequence[str], rise: float, level: float, min_samples: int,
         flags: Flags,
-        fit: Callable[[FloatArray], None] | None = None,
+        fit: Callable[[FloatArray], None] | None = None, what: str = "flagged values",
     ) -> None:
         self.kind = kind
+        self.what = what
         self.features = list(features)
         self.rise = rise
         self.threshold: float | None = rise
@@ -75,6 +78,13 @@ class ShareJudge:
         if not any(n[j] >= self.min_samples for j in range(len(n))):
             return Verdict("not_enough_data", None, self.rise, {"test": self.kind})
         rise = share - self._ref_share
-        details = {"test": self.kind, "features": rows,
-                   "drifted": [r["feature"] for r in rows if r["drifted"]]}
+        hits = [r for r in rows if r["drifted"]]
+        details: dict[str, Any] = {"test": self.kind, "features": rows,
+                                   "drifted": [r["feature"] for r in hits]}
+        if hits:
+            details["reason"] = f"{self.what}: " + ", ".join(
+                f"{r['feature']} {r['window_share']:.1%} of {r['rows']} rows "
+                f"(reference {r['reference_share']:.1%})"
+                for r in hits
+            )
         return Verdict("drift" if any(drifted) else "ok", float(rise.max()), self.rise, details)

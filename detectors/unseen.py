@@ -64,7 +64,8 @@ def build(cfg: Config, features: Sequence[str]) -> ReferenceDetector:
     watched = list(features) if cfg.features is None else list(cfg.features)
     known = _Known(cfg.min_count)
     judge = ShareJudge(
-        "unseen", watched, cfg.rise, cfg.level, cfg.min_samples, known.flags, known.fit
+        "unseen", watched, cfg.rise, cfg.level, cfg.min_samples, known.flags, known.fit,
+        what="unseen categories",
     )
     windows = Windows(cfg.reference_size, cfg.window_size, cfg.min_samples, cfg.stride)
     return WindowedDetector(cfg.name or cfg.kind, cfg.signal, features, watched, windows, judge)

@@ -264,6 +264,10 @@ class DriftloopConfig(_Model):
     """What watches the stream; left out: CUSUM and ADWIN on the champion's error, the
     pair bench/detectors.py measures (feature detectors are opt-in: on real,
     autocorrelated streams they alarm on nearly every batch)."""
+    schema_detectors: bool = True
+    """Add the detectors the schema's columns call for (categorical columns compared by
+    category counts and their unseen-category share, the missing-value rate of columns
+    that may miss values; runtime/monitoring/columns.py)."""
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     retrain: RetrainConfig = Field(default_factory=RetrainConfig)
     gate: GateConfig = Field(default_factory=GateConfig)

@@ -22,15 +22,17 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from detectors.registry import build as build_detector
+from detectors.base import Detector
 from runtime.config import DriftloopConfig
 from runtime.handoff.workers import Handoff
 from runtime.intake.inbox import Inbox, merge
 from runtime.intake.ingest import Accepted, Ingestor
 from runtime.intake.kinds import open_source
+from runtime.intake.schema_state import resolved
 from runtime.intake.sources import Batch, Source, source_lag
 from runtime.monitoring.alarms import Alarms
 from runtime.monitoring.backlog import Backlog
+from runtime.monitoring.columns import ColumnDetectors
 from runtime.monitoring.estimate import EstimateWatch
 from runtime.monitoring.feed import DetectorFeed
 from runtime.monitoring.monitor import Monitor
@@ -101,7 +103,9 @@ class Daemon:
         self.inbox = Inbox(cfg.api.monitor_queue_rows if cfg.api else 200_000)
         self._watchdog = Watchdog()
         self.policy = Policy(cfg.policy)
-        self.detectors = [build_detector(d, self.features) for d in cfg.detectors]
+        self.columns = ColumnDetectors(cfg.detectors, self.features, cfg.schema_detectors)
+        self.detectors: list[Detector] = []
+        self.columns.sync(self.detectors, resolved(self.db, cfg.schema)[0], rebuild=False)
         self.feed = DetectorFeed(self.detectors, self.features, load_trace(self.db, self.trace_key))
         self.runner = RetrainRunner(cfg.state_dir / "retrain", cfg.retrain.timeout_seconds)
         self.report: Callable[[str], None] = report or (lambda line: None)
@@ -364,6 +368,8 @@ class Daemon:
         self.monitor = Monitor(self.unit.model, self.cfg.schema.class_values,
                                self.unit.calibration, regression=self.cfg.task == "regression")
         self.estimate.reset(self.unit.calibration.error)
+        schema = resolved(self.db, self.cfg.schema)[0]  # types inferred from stored rows
+        self.columns.sync(self.detectors, schema, rebuild=rebaseline)
         if rebaseline:
             self.feed.rebaseline(self.unit.reference)
             if not self.backlog:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from detectors.base import Detector, DriftSignal, ReferenceDetector
 from runtime.config import DriftloopConfig
+from runtime.monitoring.columns import with_column_detectors
 from runtime.monitoring.feed import Alarm, finite
 from runtime.monitoring.policy import Decision, Policy
 from runtime.monitoring.triggers import Champion, Due, Triggers
@@ -119,7 +120,13 @@ class Alarms:
             return None
         from runtime.monitoring.drift_reports import write_feature_drift_report
 
-        kind = next((d.kind for d in self.cfg.detectors if (d.name or d.kind) == det.name), "ks")
+        configs = with_column_detectors(
+            self.cfg.detectors, self.cfg.schema, self.cfg.schema_detectors
+        )
+        d = next((d for d in configs if (d.name or d.kind) == det.name), None)
+        kind = "ks" if d is None else d.kind
+        if kind in ("missing", "unseen"):  # shares, not a two-sample test evidently runs
+            return None
         try:
             path = write_feature_drift_report(
                 self.cfg.state_dir,
@@ -128,6 +135,7 @@ class Alarms:
                 list(getattr(det, "features", [])),
                 kind,
                 f"row{row}-{sig.detector}",
+                categorical=list(getattr(d, "categorical", []) or []),
             )
         except Exception as err:
             log.warning("drift report for %s at row %d not written: %s", sig.detector, row, err)

@@ -25,6 +25,7 @@ import numpy as np
 
 from detectors.base import MODEL_SIGNALS, Detector
 from detectors.registry import build, default_univariate
+from runtime.monitoring.columns import with_column_detectors
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -95,7 +96,8 @@ def plan(frame: pd.DataFrame, cfg: DriftloopConfig | None, column: str | None
         raise ValueError("--column picks the watched column without --config; "
                          "with --config the detectors name their signals")
     features = list(cfg.schema.features)
-    dets = [build(c, features) for c in cfg.detectors]
+    configs = with_column_detectors(cfg.detectors, cfg.schema, cfg.schema_detectors)
+    dets = [build(c, features) for c in configs]
     feeds: dict[str, np.ndarray] = {}
     for det in dets:
         if det.signal == "features":

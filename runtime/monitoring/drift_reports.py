@@ -27,12 +27,14 @@ counterpart and get evidently's default per column)."""
 
 
 def write_feature_drift_report(state_dir: Path, reference: np.ndarray, current: np.ndarray,
-                               features: list[str], stattest: str, event_hint: str) -> Path:
+                               features: list[str], stattest: str, event_hint: str,
+                               categorical: list[str] | None = None) -> Path:
     """Write ``<state_dir>/reports/drift-<event_hint>.html`` and return its path.
 
     ``reference`` and ``current`` are rows x ``features``; ``stattest`` is a driftloop
     test kind (see :data:`STATTESTS`) or an evidently stattest name. The file appears
-    atomically (written to a temporary name, then renamed).
+    atomically (written to a temporary name, then renamed). ``categorical`` columns
+    (category codes) are compared as categories.
     """
     import pandas as pd
     from evidently import DataDefinition, Dataset, Report
@@ -43,7 +45,10 @@ def write_feature_drift_report(state_dir: Path, reference: np.ndarray, current: 
     if not len(ref) or not len(cur):
         raise ValueError("a drift report needs rows in both the reference and the window")
     method = None if stattest in {"mmd", "classifier"} else STATTESTS.get(stattest, stattest)
-    definition = DataDefinition(numerical_columns=list(features))
+    cats = [f for f in features if f in (categorical or [])]
+    definition = DataDefinition(
+        numerical_columns=[f for f in features if f not in cats], categorical_columns=cats
+    )
     report = Report([DataDriftPreset(method=method)])
     snapshot = report.run(
         Dataset.from_pandas(pd.DataFrame(cur, columns=features), data_definition=definition),

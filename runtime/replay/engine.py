@@ -35,6 +35,7 @@ from detectors.registry import build as build_detector
 from runtime.config import DriftloopConfig, ReportsConfig
 from runtime.intake.ingest import Accepted, Ingestor
 from runtime.intake.sources import Batch
+from runtime.monitoring.columns import with_column_detectors
 from runtime.monitoring.monitor import Monitor, Signals
 from runtime.monitoring.policy import Policy
 from runtime.promotion.gatekeeper import Gatekeeper
@@ -172,8 +173,8 @@ class LoopReplay:
         self.registry = Registry(self.db, cfg.state_dir / "models", self.events)
         self.ingestor = Ingestor(self.db, cfg.schema, self.events)
         self.policy = Policy(cfg.policy)
-        self.detectors: list[Detector] = [build_detector(d, self.features)
-                                          for d in cfg.detectors]
+        configs = with_column_detectors(cfg.detectors, cfg.schema, cfg.schema_detectors)
+        self.detectors: list[Detector] = [build_detector(d, self.features) for d in configs]
         self.gatekeeper = Gatekeeper(cfg, self.registry, self.events, self.report, db=self.db)
         self.unit: Unit | None = None
         self.monitor: Monitor | None = None
