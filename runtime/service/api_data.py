@@ -35,7 +35,7 @@ from runtime.service.api_schema import (
     RowError,
 )
 from runtime.store.db import Database, quarantine
-from strategies.evaluation import predict_proba
+from strategies.evaluation import predict_logits, predict_proba
 
 
 def data_router(host: Host, api: ApiConfig) -> APIRouter:
@@ -86,13 +86,20 @@ def data_router(host: Host, api: ApiConfig) -> APIRouter:
 
     @router.post("/v1/predict", response_model=PredictResponse, tags=["model"])
     def predict(body: PredictRequest) -> PredictResponse:
-        """The champion's predictions (class values) and class probabilities."""
+        """The champion's predictions (class values) and class probabilities; a
+        regression champion's predicted values."""
         if len(body.rows) > api.max_batch_rows:
             raise ApiError(413, f"too many rows: {len(body.rows)} (limit {api.max_batch_rows})")
         unit = host.unit
         if unit is None:
             raise ApiError(503, "there is no champion yet (bootstrap has not finished)")
         x = _predict_matrix(host, body.rows, body.features, features)
+        if host.cfg.task == "regression":
+            values = predict_logits(unit.model, torch.as_tensor(x, dtype=torch.float32)).numpy()
+            if not np.isfinite(values).all():
+                raise ApiError(422, "the model produced non-finite output for these values")
+            return PredictResponse(model_version=unit.version, classes=[], probabilities=[],
+                                   predictions=values.reshape(-1).astype(float).tolist())
         probs = predict_proba(unit.model, torch.as_tensor(x, dtype=torch.float32)).numpy()
         if not np.isfinite(probs).all():
             raise ApiError(422, "the model produced non-finite output for these values")

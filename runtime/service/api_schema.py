@@ -79,9 +79,12 @@ class PredictRequest(_Body):
 
 
 class PredictResponse(BaseModel):
+    """Class values and probabilities; a regression champion's predicted values (in
+    target units), with ``classes`` and ``probabilities`` empty."""
+
     model_version: str
     classes: list[int | str]
-    predictions: list[int | str]
+    predictions: list[int | str | float]
     probabilities: list[list[float]]
 
 

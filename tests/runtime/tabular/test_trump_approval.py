@@ -62,3 +62,19 @@ def test_the_review_page_shows_mae(trump: Daemon) -> None:
     assert "Live MAE" in html and "realized MAE of the served predictions" in html
     assert "validation MAE" in html
     assert review.realized.overall is not None and 0 < (review.realized.overall.value or 0) < 5
+
+
+@pytest.mark.slow
+def test_predict_returns_values_in_target_units(trump: Daemon) -> None:
+    from fastapi.testclient import TestClient
+
+    from runtime.config import ApiConfig
+    from runtime.service.api import create_app
+
+    client = TestClient(create_app(trump, ApiConfig(token_env=None), None))  # type: ignore[arg-type]
+    rows = [[44.0, 40.0, 45.0, 46.0, 41.0], [38.0, 37.0, 40.0, 44.0, 39.0]]
+    body = client.post("/v1/predict", json={"rows": rows}).json()
+    assert body["classes"] == [] and body["probabilities"] == []
+    values = body["predictions"]
+    assert all(isinstance(v, float) and 30 < v < 55 for v in values)
+    assert values[0] > values[1]  # higher polls, higher approval
