@@ -47,8 +47,9 @@ def shard(n: int, seed: int, epoch: int, rank: int, size: int) -> torch.Tensor:
     >>> len(a), len(b), sorted(set(a.tolist()) | set(b.tolist()))
     (3, 3, [0, 1, 2, 3, 4])
     """
-    sampler = DistributedSampler(range(n), num_replicas=size, rank=rank, shuffle=True,
-                                 seed=seed, drop_last=False)
+    sampler: DistributedSampler[int] = DistributedSampler(
+        range(n), num_replicas=size, rank=rank, shuffle=True,  # type: ignore[arg-type]
+        seed=seed, drop_last=False)
     sampler.set_epoch(epoch)
     return torch.tensor(list(iter(sampler)), dtype=torch.int64)
 
