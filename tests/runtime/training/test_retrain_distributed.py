@@ -185,3 +185,26 @@ def test_the_daemon_on_two_processes_decides_as_on_one(
     assert accs.keys() == base_accs.keys()
     for version, acc in accs.items():
         assert abs(acc - base_accs[version]) <= TOLERANCE, (version, acc, base_accs[version])
+
+
+def test_one_process_is_todays_retrain_bit_for_bit(
+    champion: tuple[Path, int], tmp_path: Path
+) -> None:
+    import torch
+
+    from tests.runtime.training.test_worker import _candidate_weights
+
+    plain = _copy(champion, tmp_path / "plain")
+    one = _copy(champion, tmp_path / "one", distributed={"nproc_per_node": 1})
+    runner = RetrainRunner(tmp_path / "work", timeout_seconds=300)
+    try:
+        runner.start("t1", _spec(plain, 1000, champion[1]))
+        a = _wait(runner, 300)
+        runner.start("t1", _spec(one, 1000, champion[1]))
+        b = _wait(runner, 300)
+    finally:
+        runner.close()
+    assert a.ok and b.ok, (a.reason, b.reason)
+    assert "world_size" not in b.result["train"] and a.result["metrics"] == b.result["metrics"]
+    wa, wb = _candidate_weights(plain), _candidate_weights(one)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
