@@ -126,8 +126,6 @@ def _ingest(
         raise ApiError(422, f"labels has {len(body.labels)} entries for {n} rows")
     if body.row_ids is not None and len(body.row_ids) != n:
         raise ApiError(422, f"row_ids has {len(body.row_ids)} entries for {n} rows")
-    x, errors = _matrix(body.rows, body.features, features)
-    labels = None if body.labels is None else np.array(body.labels, dtype=np.float64)
     request_id = uuid.uuid4().hex
     if body.row_ids is not None:
         ids = list(body.row_ids)
@@ -136,7 +134,17 @@ def _ingest(
     else:
         ids = list(map(f"http-{request_id}-".__add__, map(str, range(n))))
     origin = f"http:{request_id}"
-    acc = host.ingestor.ingest_arrays(origin, x, labels, ids, errors)
+    if _has_text(body.rows) or _has_text([body.labels or []]):
+        # categories or class names as text: judged and encoded as a file's rows are
+        frame, errors = _frame(body.rows, body.features, features)
+        if body.labels is not None:
+            frame[host.cfg.schema.label] = pd.Series(body.labels, dtype=object)
+        frame[host.cfg.schema.id_column] = ids
+        acc = host.ingestor.ingest(Batch(origin=origin, frame=frame, row_errors=errors))
+    else:
+        x, errors = _matrix(body.rows, body.features, features)
+        labels = None if body.labels is None else np.array(body.labels, dtype=np.float64)
+        acc = host.ingestor.ingest_arrays(origin, x, labels, ids, errors)
     host.submit(acc)
     errs = _row_errors(host.db, origin) if acc.rejected else []
     return IngestResponse(
@@ -171,8 +179,29 @@ def _predict_matrix(
     return x
 
 
+def _has_text(rows: Sequence[Sequence[object]]) -> bool:
+    return any(isinstance(v, str) for r in rows for v in r)
+
+
+def _frame(
+    rows: Sequence[Sequence[float | str | None]], names: list[str] | None, features: list[str]
+) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Rows with text values → a frame in schema order (objects, as a file's); ragged rows
+    become errors (1-based) and empty rows."""
+    if names is not None and (sorted(names) != sorted(features) or len(set(names)) != len(names)):
+        raise ApiError(
+            422, f"features must name each of the schema's features once: {', '.join(features)}"
+        )
+    nf = len(features)
+    errors = {i + 1: f"expected {nf} values, got {len(r)}" for i, r in enumerate(rows)
+              if len(r) != nf}
+    fixed = [list(r) if len(r) == nf else [None] * nf for r in rows]
+    frame = pd.DataFrame(fixed, columns=names or features, dtype=object)
+    return frame[features].reset_index(drop=True), errors
+
+
 def _matrix(
-    rows: Sequence[Sequence[float | None]], names: list[str] | None, features: list[str]
+    rows: Sequence[Sequence[float | str | None]], names: list[str] | None, features: list[str]
 ) -> tuple[np.ndarray, dict[int, str]]:
     """Rows → a float matrix in schema order; ragged rows become errors (1-based)."""
     if names is not None and (sorted(names) != sorted(features) or len(set(names)) != len(names)):
@@ -182,7 +211,7 @@ def _matrix(
     nf = len(features)
     errors: dict[int, str] = {}
     if any(len(r) != nf for r in rows):
-        fixed: list[list[float | None]] = []
+        fixed: list[list[float | str | None]] = []
         for i, r in enumerate(rows):
             if len(r) != nf:
                 errors[i + 1] = f"expected {nf} values, got {len(r)}"

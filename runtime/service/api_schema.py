@@ -21,6 +21,7 @@ def _clean_text(value: str) -> str:
 RowId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_clean_text)]
 Reason = Annotated[str, Field(max_length=500), AfterValidator(_clean_text)]
 Label = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+ClassName = Annotated[str, Field(min_length=1, max_length=200)]
 IDEMPOTENCY = r"^[A-Za-z0-9._:-]{1,100}$"
 
 
@@ -31,9 +32,11 @@ class _Body(BaseModel):
 class IngestRequest(_Body):
     """A batch of rows; values in ``features`` order (default: the schema's order)."""
 
-    rows: list[list[float | None]] = Field(min_length=1)
+    rows: list[list[float | str | None]] = Field(min_length=1)
+    """Numbers, or for categorical and boolean columns their text; ``null`` where missing."""
     features: list[str] | None = None
-    labels: list[Label | None] | None = None
+    labels: list[Label | ClassName | None] | None = None
+    """Class values, or the names of string ``classes``."""
     row_ids: list[RowId] | None = None
 
 
