@@ -23,12 +23,14 @@ from runtime.config import DriftloopConfig
 from runtime.intake.settings import SyntheticSourceConfig
 from runtime.monitoring.trace import Point, read_traces
 from runtime.promotion.approval import approvals
-from runtime.review.page_realized import RealizedView, realized_view
+from runtime.review.page_realized import POINTS, RealizedView, realized_view
 from runtime.review.story import Chapter, story
 from runtime.review.text import status_dict
 from runtime.store import events as ev
 from runtime.store.db import Database, rows, utcnow
+from runtime.store.estimated import estimated_series
 from runtime.store.events import Event, EventLog
+from runtime.store.served import Point as ServedPoint
 from runtime.store.versions import ModelVersion, Registry
 
 __all__ = ["Matrix", "Review", "collect", "drift_reports", "open_review"]
@@ -69,6 +71,8 @@ class Review:
     rollback_targets: tuple[str, ...] = ()
     realized: RealizedView = field(default_factory=RealizedView)
     """The served predictions' realized accuracy over the stream and per version."""
+    estimated: tuple[ServedPoint, ...] = ()
+    """The label-free estimated accuracy over the stream (runtime/store/estimated.py)."""
 
 
 def drift_reports(state_dir: Path, events: Sequence[Event]) -> dict[int, str]:
@@ -181,6 +185,7 @@ def collect(
         rollback_targets=targets,
         realized=realized_view(
             db, metric="mae" if cfg is not None and cfg.task == "regression" else "accuracy"),
+        estimated=tuple(estimated_series(db, points=POINTS)),
     )
 
 

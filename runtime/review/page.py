@@ -18,6 +18,7 @@ from runtime.monitoring.trace import Point
 from runtime.review.charts import Band, Mark, line_chart
 from runtime.review.collect import Review
 from runtime.review.page_assets import CSS, JS
+from runtime.review.page_estimated import estimated_section
 from runtime.review.page_html import esc, evlink, gate_table, num, progress_chart, table
 from runtime.review.page_log import event_log
 from runtime.review.page_realized import realized_section
@@ -374,7 +375,9 @@ def render(review: Review, *, report_href: Callable[[str], str], live: Live | No
         f'<section id="models"><h2>Models</h2>{_models(r, live is not None)}</section>'
         f'<section id="realized"><h2>Live {r.realized.label}</h2><p class="lead">How right '
         "the served predictions were once their labels came, over the stream.</p>"
-        f"{realized_section(r.realized, r.events)}</section>"
+        f"{realized_section(r.realized, r.events)}"
+        f"{estimated_section(r.estimated, r.realized.series, r.status.get('estimated_accuracy'))}"
+        "</section>"
         '<section id="detectors"><h2>Detectors over time</h2>'
         f"{_detectors(r)}</section>"
         '<section id="forgetting"><h2>Forgetting matrix</h2>'

@@ -434,3 +434,36 @@ def test_live_accuracy_marks_a_rollback_and_says_when_nothing_was_served(
     assert ">v2 promoted</text>" in html and ">back to v1</text>" in html
     assert "Over the whole stream 0.667 on 30 labelled served rows" in html
     db.dispose()
+
+
+def test_estimated_accuracy_beside_the_realized_marks_where_they_diverge(
+    tmp_path: Path,
+) -> None:
+    import numpy as np
+
+    from runtime.review.page_estimated import diverged_spans
+    from runtime.store import estimated
+    from runtime.store.db import rows
+    from runtime.store.served import record
+
+    db, log, registry = _state(tmp_path)
+    html = render(collect(tmp_path, db, log, registry), report_href=lambda n: n)
+    assert "the estimated accuracy appears once rows are scored" in html
+    with db.begin() as conn:  # rows 1-100 right as expected; rows 101-200 all wrong
+        conn.execute(rows.insert(), [
+            {"row_id": f"r{i}", "ingested_at": "2026-01-01T00:00:00.000Z", "source": "t",
+             "features": b"", "label": 1 if i < 190 else 0} for i in range(200)
+        ])
+        seqs = np.arange(1, 201, dtype=np.int64)
+        right = (np.arange(100) % 10 != 0).astype(float)  # 90 % predicted 1: right
+        record(conn, seqs[:100], right, "v1")
+        record(conn, seqs[100:], np.zeros(100), "v1")
+        estimated.record(conn, seqs, np.full(200, 0.9), "v1")
+    review = collect(tmp_path, db, log, registry)
+    spans = diverged_spans(review.estimated, review.realized.series, error=0.0)
+    assert spans and all(r.first_row > 100 for _, r in spans)  # only the concept change
+    html = render(review, report_href=lambda n: n)
+    section = html[html.index('<section id="realized">') : html.index('<section id="detectors">')]
+    assert 'aria-label="estimated accuracy (calibrated confidence, no labels)"' in section
+    assert "diverged: realized" in section
+    db.dispose()
