@@ -130,6 +130,8 @@ def status_dict(
     last_drift = events.last(ev.DRIFT_DETECTED)
     last_promo = events.last(ev.MODEL_PROMOTED)
     champion = registry.champion()
+    meta = registry.get(champion).meta if champion else None
+    regression = meta is not None and "target" in meta  # a regression unit scales its target
     return {
         "state_dir": str(state_dir),
         "daemon_running": StateLock(state_dir).held_by_other(),
@@ -144,9 +146,8 @@ def status_dict(
         "last_event": last[0].to_dict() if last else None,
         "last_drift": last_drift.ts if last_drift else None,
         "last_promotion": last_promo.ts if last_promo else None,
-        "realized_accuracy": realized_summary(db),
-        "estimated_accuracy": estimated_summary(
-            db, champion, registry.get(champion).meta if champion else None),
+        "realized_accuracy": realized_summary(db, metric="mae" if regression else "accuracy"),
+        "estimated_accuracy": None if regression else estimated_summary(db, champion, meta),
     }
 
 
@@ -199,7 +200,9 @@ def _realized_lines(ra: dict[str, Any] | None) -> list[str]:
 
 def _estimated_line(est: dict[str, Any] | None) -> str:
     """The champion's label-free estimate, and how it compares where labels arrived."""
-    if not est or est.get("value") is None:
+    if est is None:
+        return "estimated:   - (a regression model has no label-free estimate)"
+    if est.get("value") is None:
         return "estimated:   - (no row monitored by the champion yet)"
     line = (f"estimated:   accuracy {est['value']:.3f} [{est['low']:.3f}, {est['high']:.3f}] "
             f"on {est['version']}'s last {est['rows']:,} rows (no labels needed)")
@@ -225,6 +228,9 @@ def _holdout(v: ModelVersion) -> str:
     if h:
         return f"{h[0]:.3f}→{h[1]:.3f}"
     val = v.meta.get("metrics", {}).get("val_accuracy")
+    mae = v.meta.get("metrics", {}).get("val_mae")
+    if isinstance(mae, float):
+        return f"val MAE {mae:.3f}"
     return f"val {val:.3f}" if isinstance(val, float) else "-"
 
 

@@ -78,3 +78,13 @@ def test_predict_returns_values_in_target_units(trump: Daemon) -> None:
     values = body["predictions"]
     assert all(isinstance(v, float) and 30 < v < 55 for v in values)
     assert values[0] > values[1]  # higher polls, higher approval
+
+
+@pytest.mark.slow
+def test_status_shows_the_realized_mae(trump: Daemon) -> None:
+    from runtime.review.text import status_dict, status_text
+
+    st = status_dict(trump.cfg.state_dir, trump.db, trump.events, trump.registry)
+    assert st["realized_accuracy"]["metric"] == "mae" and st["estimated_accuracy"] is None
+    text = status_text(st)
+    assert "realized:    mae " in text and "no label-free estimate" in text
