@@ -54,7 +54,13 @@ from torch import distributed as dist  # noqa: E402
 from runtime.config import DriftloopConfig  # noqa: E402
 from runtime.store.atomic import write_json_atomic  # noqa: E402
 from runtime.store.unit import new_model, preprocessing  # noqa: E402
-from strategies.base import Budget, Progress, TrainRequest, TrainResult  # noqa: E402
+from strategies.base import (  # noqa: E402
+    Budget,
+    Progress,
+    RegressionLoss,
+    TrainRequest,
+    TrainResult,
+)
 from strategies.distributed import TensorBuffer  # noqa: E402
 from strategies.registry import build as build_strategy  # noqa: E402
 
@@ -108,7 +114,9 @@ def train(job_dir: Path, rank: int, local_rank: int) -> None:
             model, tensors["x"], tensors["y"], buffer=buffer,
             budget=Budget(epochs=b.epochs, steps=b.steps, seconds=b.seconds),
             seed=int(job["seed"]), progress=_progress_writer(job_dir / "progress.jsonl", rank),
-            device=str(dev), checkpoint=job["checkpoint"]))
+            device=str(dev), checkpoint=job["checkpoint"],
+            regression=None if job.get("regression") is None
+            else RegressionLoss(**job["regression"])))
         if rank == 0:
             out = {f"model.{k}": v.detach().cpu().contiguous().clone()
                    for k, v in model.state_dict().items()}

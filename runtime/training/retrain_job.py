@@ -12,6 +12,7 @@ into a failure with a reason.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -226,8 +227,10 @@ def _train(
     d = cfg.retrain.distributed
     ckpt = checkpoint_dir(spec, rows.xt, rows.yt, None if d is None else _hash_for_any_n(cfg))
     if d is not None and d.active:  # workers launched by torch.distributed.run
+        reg = regression_loss(cfg, unit.meta)
         job = {"config": spec["config"], "seed": seed, "meta": unit.meta,
-               "device": cfg.retrain.device, "checkpoint": None if ckpt is None else str(ckpt)}
+               "device": cfg.retrain.device, "checkpoint": None if ckpt is None else str(ckpt),
+               "regression": None if reg is None else dataclasses.asdict(reg)}
         result = distributed_job.train(d, job, model, rows.xt, rows.yt, unit.buffer, progress)
         model.eval()
         return model, result
