@@ -130,6 +130,8 @@ class LoopReplay:
                  report: Report | None = None) -> None:
         if batch_rows <= 0 or label_delay < 0 or retrain_rows < 0:
             raise ValueError("batch rows must be positive, label delay and retrain rows >= 0")
+        if cfg.task == "regression":
+            raise ValueError("driftloop replay takes task: classification only (so far)")
         self.base_cfg = cfg
         self.stream = stream
         self.schedule = schedule

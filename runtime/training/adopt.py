@@ -188,6 +188,8 @@ def adopt(
     report: Callable[[str], None] = lambda _: None,
 ) -> str:
     """Make ``weights`` v1 with the labelled rows of ``data``; returns ``"v1"``."""
+    if cfg.task == "regression":
+        raise AdoptError("driftloop adopt takes task: classification only (so far)")
     existing = registry.champion()
     if existing is not None or registry.list():
         raise AdoptError(
