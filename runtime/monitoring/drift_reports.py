@@ -24,6 +24,8 @@ STATTESTS = {
 """driftloop's windowed test kinds and evidently's names for the same tests (any other
 name is passed to evidently as is; ``mmd`` and ``classifier`` have no per-feature
 counterpart and get evidently's default per column)."""
+CATEGORY_STATTESTS = ("chisquare", "psi", "jensenshannon")
+"""evidently's tests that compare category frequencies as driftloop's tests do."""
 
 
 def write_feature_drift_report(state_dir: Path, reference: np.ndarray, current: np.ndarray,
@@ -49,7 +51,12 @@ def write_feature_drift_report(state_dir: Path, reference: np.ndarray, current: 
     definition = DataDefinition(
         numerical_columns=[f for f in features if f not in cats], categorical_columns=cats
     )
-    report = Report([DataDriftPreset(method=method)])
+    # as the detectors do: categories by their counts (chi-squared unless the test has a
+    # statistic of frequencies), numbers by the test itself; evidently's chi-squared takes
+    # categories only, so numbers get its default there
+    cat_method = method if method in CATEGORY_STATTESTS else "chisquare"
+    num_method = None if method == "chisquare" else method
+    report = Report([DataDriftPreset(num_method=num_method, cat_method=cat_method)])
     snapshot = report.run(
         Dataset.from_pandas(pd.DataFrame(cur, columns=features), data_definition=definition),
         Dataset.from_pandas(pd.DataFrame(ref, columns=features), data_definition=definition),
