@@ -126,7 +126,8 @@ class Daemon:
         live_key = LIVE_KEY + suffix
         self.gatekeeper = Gatekeeper(cfg, registry, events, report, db=db, state_key=live_key)
         self.monitor: Monitor | None = None
-        self.estimate = EstimateWatch(cfg.policy.estimate, self.events, self.report)
+        self.estimate = EstimateWatch(cfg.policy.estimate, self.events, self.report,
+                                      "estimate" + suffix)
         self.source: Source = open_source(cfg.source, cfg.schema, self.db, cursor=0)
         self.rows_seen = 0
         self._last_save = time.monotonic()
@@ -367,7 +368,7 @@ class Daemon:
         self.unit = load_unit(self.registry, self.cfg, version)
         self.monitor = Monitor(self.unit.model, self.cfg.schema.class_values,
                                self.unit.calibration, regression=self.cfg.task == "regression")
-        self.estimate.reset(self.unit.calibration.error)
+        self.estimate.reset(self.unit.calibration.error, version)
         schema = resolved(self.db, self.cfg.schema)[0]  # types inferred from stored rows
         self.columns.sync(self.detectors, schema, rebuild=rebaseline)
         if rebaseline:

@@ -15,8 +15,9 @@ no extra forward pass.
 :class:`EstimateWatch` keeps the last ``policy.estimate.window`` rows and, once the
 window is full, raises an alert (``drift.detected`` by ``estimated_accuracy``, action
 ``alert``) when the band's upper end is below ``alert_below`` -- once, until the estimate
-recovers or the champion changes -- and with it, if configured, ``labels.requested``
-naming the window's least confident unlabelled rows (those worth labelling first).
+recovers or the champion changes (the champion alerted for is kept in ``kv``, so a
+restart does not alert again) -- and with it, if configured, ``labels.requested`` naming
+the window's least confident unlabelled rows (those worth labelling first).
 """
 
 from __future__ import annotations
@@ -27,15 +28,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+from sqlalchemy import delete, select
 
 from runtime.monitoring.settings import EstimateConfig
 from runtime.store import events as ev
+from runtime.store.db import from_json, kv, to_json
 from runtime.store.events import EventLog
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 DETECTOR = "estimated_accuracy"
 """The name the estimate's alert goes by in ``drift.detected``."""
+STATE_KEY = "estimate"
+STATE_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -89,11 +94,13 @@ class EstimateWatch:
     """The estimate over the last ``cfg.window`` rows, and its alert and label requests."""
 
     def __init__(
-        self, cfg: EstimateConfig, events: EventLog, report: Callable[[str], None]
+        self, cfg: EstimateConfig, events: EventLog, report: Callable[[str], None],
+        key: str = STATE_KEY,
     ) -> None:
         self.cfg = cfg
         self.events = events
         self.report = report
+        self.key = key
         self.error = 0.0
         self.seqs: I64 = np.zeros(0, dtype=np.int64)
         self.probs: F64 = np.zeros((0, 0))
@@ -101,14 +108,28 @@ class EstimateWatch:
         self.alerted = False  # latched until the estimate recovers or the champion changes
         self.last: Estimate | None = None
 
-    def reset(self, error: float) -> None:
-        """A new champion with calibration ``error``: start an empty window."""
+    def reset(self, error: float, champion: str | None = None) -> None:
+        """A (new) champion with calibration ``error``: start an empty window; still
+        latched if an earlier daemon alerted for this champion and it did not recover."""
         self.error = error
         self.seqs = np.zeros(0, dtype=np.int64)
         self.probs = np.zeros((0, 0))
         self.unlabelled = np.zeros(0, dtype=bool)
-        self.alerted = False
+        self.alerted = champion is not None and self._alerted_for() == champion
         self.last = None
+
+    def _alerted_for(self) -> str | None:
+        with self.events.db.connect() as conn:
+            row = conn.execute(select(kv.c.value).where(kv.c.key == self.key)).first()
+        state = {} if row is None else from_json(row[0])
+        return state.get("alerted") if state.get("version") == STATE_VERSION else None
+
+    def _latch(self, champion: str | None) -> None:
+        self.alerted = champion is not None
+        with self.events.db.begin() as conn:
+            conn.execute(delete(kv).where(kv.c.key == self.key))
+            blob = to_json({"version": STATE_VERSION, "alerted": champion})
+            conn.execute(kv.insert(), [{"key": self.key, "value": blob}])
 
     def observe(
         self, seqs: I64, probs: F64, unlabelled: npt.NDArray[np.bool_], champion: str | None
@@ -133,11 +154,12 @@ class EstimateWatch:
         if below is None:
             return
         if est.high >= below:
-            self.alerted = False  # recovered: the next fall alerts again
+            if self.alerted:
+                self._latch(None)  # recovered: the next fall alerts again
             return
         if self.alerted:
             return
-        self.alerted = True
+        self._latch(champion)
         first, last = int(self.seqs[0]), int(self.seqs[-1])
         reason = (f"estimated accuracy {est.accuracy:.3f} (band {est.low:.3f}-{est.high:.3f}) "
                   f"over rows {first}-{last} is below {below:g}")

@@ -100,6 +100,13 @@ def test_the_alert_and_label_request_fire_once_below_the_threshold(tmp_path: Pat
         watch.observe(*_rows(start, 50, 0.97), np.ones(50, bool), "v1")
     watch.observe(*_rows(701, 100, 0.55), np.ones(100, bool), "v1")
     assert len(events.list(kinds=[ev.DRIFT_DETECTED])) == 2
+    again = EstimateWatch(watch.cfg, events, lambda _: None)  # a restart, still below
+    again.reset(error=0.01, champion="v1")
+    again.observe(*_rows(801, 100, 0.55), np.ones(100, bool), "v1")
+    assert len(events.list(kinds=[ev.DRIFT_DETECTED])) == 2  # not alerted twice
+    again.reset(error=0.01, champion="v2")  # a new champion may alert afresh
+    again.observe(*_rows(901, 100, 0.55), np.ones(100, bool), "v2")
+    assert len(events.list(kinds=[ev.DRIFT_DETECTED])) == 3
 
 
 def test_no_threshold_or_no_request_means_no_event(tmp_path: Path) -> None:
