@@ -83,7 +83,11 @@ def burst(tmp_path_factory: pytest.TempPathFactory) -> tuple[DriftloopConfig, li
     from runtime.store.db import Database
     from runtime.store.events import EventLog
 
-    cfg = small_config(tmp_path_factory.mktemp("e2e"), source=THREE_SEGMENTS)
+    cfg = small_config(
+        tmp_path_factory.mktemp("e2e"),
+        source=THREE_SEGMENTS,
+        reports={"drift_html": True},  # off by default; the event-sequence test reads them
+    )
     Daemon(cfg).run(until_drained=True)
     db = Database.for_state_dir(cfg.state_dir, None)
     events = EventLog(db).list()
