@@ -24,8 +24,12 @@ from runtime.intake.settings import (
 )
 from runtime.monitoring.settings import EstimateConfig, TriggersConfig
 from runtime.promotion.settings import GateConfig, WatchConfig
-from runtime.training.regression import RegressionConfig, regression_problem
-from runtime.training.settings import DistributedConfig, refusal
+from runtime.training.settings import (
+    DistributedConfig,
+    RegressionConfig,
+    refusal,
+    regression_problem,
+)
 from strategies.models import MLPConfig, ModelConfig
 from strategies.registry import BufferConfig, StrategyConfig
 
@@ -250,7 +254,7 @@ class DriftloopConfig(_Model):
     (milliseconds each on a busy disk)."""
     seed: int = 0
     task: Literal["classification", "regression"] = "classification"
-    """``regression``: a numeric label, one output, MAE (runtime/training/regression.py)."""
+    """``regression``: a numeric label, one output, MAE (runtime/training/settings.py)."""
     regression: RegressionConfig = Field(default_factory=RegressionConfig)
     torch_threads: int = Field(default=1, ge=1)
     """Threads torch uses in the daemon and the retrain child (small models run fastest on one)."""
