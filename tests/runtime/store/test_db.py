@@ -46,6 +46,7 @@ TABLES = {
     "late_labels",
     "hook_outbox",
     "served",
+    "served_confidence",
 }
 
 
