@@ -134,6 +134,11 @@ def kafka(tmp_path: Path) -> Iterator[str]:
     tansu.stop()
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="the same known bug as the NATS twin below (held rows after a kill -9); this one "
+    "passed 2 of 2 runs here, but its kill points are random too",
+)
 def test_kafka_survives_two_kills(tmp_path: Path, kafka: str) -> None:
     from confluent_kafka import Consumer, Producer, TopicPartition
 
