@@ -89,7 +89,8 @@ def test_the_page_in_a_browser(served: tuple[str, Daemon, list[Event]], tmp_path
         expect(story).to_contain_text("v2 promoted: it ")
         expect(story).to_contain_text("v3 refused: ")
         live = page.locator("#realized")  # the served predictions' realized accuracy
-        expect(live.locator("svg.chart")).to_be_visible()
+        expect(live.locator('svg.chart[aria-label^="realized accuracy"]')).to_be_visible()
+        expect(live.locator('svg.chart[aria-label^="estimated accuracy"]')).to_be_visible()
         expect(live).to_contain_text("v2 promoted")
         expect(live.locator('li[data-version="v2"]')).to_contain_text("labelled rows it served")
 
