@@ -43,6 +43,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 
 from runtime.store.disk import DiskState, StorageProblem
+from runtime.store.upgrades import upgrade
 
 __all__ = [
     "Clock",
@@ -117,7 +118,9 @@ rows = Table(
     Column("ingested_at", String(32), nullable=False),
     Column("source", String(512), nullable=False),
     Column("features", LargeBinary, nullable=False),
-    Column("label", Integer, nullable=True),
+    # a class value or a regression target: SQLite keeps either in INTEGER as it is;
+    # PostgreSQL needs a double (runtime/store/upgrades.py widens an older integer one)
+    Column("label", Integer().with_variant(Float(), "postgresql"), nullable=True),
     Column("labeled_at", String(32), nullable=True),
     sqlite_autoincrement=True,
 )
@@ -388,9 +391,11 @@ class Database:
         return cls(f"sqlite:///{path}", synchronous)
 
     def create_all(self) -> None:
-        """Create the tables and indexes that are missing; existing ones are left alone."""
+        """Create the tables and indexes that are missing, and upgrade existing ones
+        written by an earlier release (:mod:`runtime.store.upgrades`)."""
         with self.begin() as conn:
             metadata.create_all(conn)
+            upgrade(conn)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
