@@ -60,7 +60,7 @@ def compare(cfg: DriftloopConfig, stream: LoggedStream, opts: Options,
 def summary(r: RunResult) -> dict[str, Any]:
     return {
         "name": r.name,
-        "accuracy": round(r.accuracy, 4),
+        r.metric: round(r.value, 4),
         "retrains": len(r.retrains),
         "promoted": r.count("promoted"),
         "refused": r.count("refused"),
@@ -77,11 +77,12 @@ def summary(r: RunResult) -> dict[str, Any]:
 
 def table(results: Sequence[RunResult], title: str = "") -> str:
     """A Markdown table, one run a row."""
+    metric = "MAE" if results and results[0].metric == "mae" else "accuracy"
     lines = [f"{title}" if title else "",
-             "| run | prequential accuracy | retrains | promoted | refused | train s |",
+             f"| run | prequential {metric} | retrains | promoted | refused | train s |",
              "|---|---|---|---|---|---|"]
     for r in results:
-        lines.append(f"| {r.name} | {r.accuracy:.4f} | {len(r.retrains)} | "
+        lines.append(f"| {r.name} | {r.value:.4f} | {len(r.retrains)} | "
                      f"{r.count('promoted')} | {r.count('refused')} | {r.train_seconds:.1f} |")
     return "\n".join(line for line in lines if line)
 
@@ -139,18 +140,18 @@ def grid(cfg: DriftloopConfig, stream: LoggedStream, specs: Sequence[str], opts:
         name = ", ".join(f"{k}={v}" for k, v in settings.items())
         r = run_schedule(variant, stream, Schedule("drift", name=name), opts)
         if report is not None:
-            report(f"grid {name}: accuracy {r.accuracy:.4f}, {len(r.retrains)} retrains")
+            report(f"grid {name}: {r.metric} {r.value:.4f}, {len(r.retrains)} retrains")
         out.append((settings, r))
     return out
 
 
 def frontier(results: Sequence[RunResult]) -> list[bool]:
-    """True for a run that no other run beats on accuracy with no more retrains."""
+    """True for a run that no other run beats on accuracy (MAE) with no more retrains."""
     marks = []
     for r in results:
         beaten = any(
-            o is not r and len(o.retrains) <= len(r.retrains) and o.accuracy >= r.accuracy
-            and (len(o.retrains) < len(r.retrains) or o.accuracy > r.accuracy)
+            o is not r and len(o.retrains) <= len(r.retrains) and o.score >= r.score
+            and (len(o.retrains) < len(r.retrains) or o.score > r.score)
             for o in results
         )
         marks.append(not beaten)
@@ -160,13 +161,14 @@ def frontier(results: Sequence[RunResult]) -> list[bool]:
 def grid_table(rows: Sequence[tuple[dict[str, Any], RunResult]], never: RunResult) -> str:
     runs = [r for _, r in rows]
     marks = frontier(runs)
-    lines = ["| settings | prequential accuracy | retrains | promoted | refused | frontier |",
+    metric = "MAE" if never.metric == "mae" else "accuracy"
+    lines = [f"| settings | prequential {metric} | retrains | promoted | refused | frontier |",
              "|---|---|---|---|---|---|",
-             f"| never retrain | {never.accuracy:.4f} | 0 | 0 | 0 | |"]
-    order = sorted(range(len(runs)), key=lambda i: (len(runs[i].retrains), -runs[i].accuracy))
+             f"| never retrain | {never.value:.4f} | 0 | 0 | 0 | |"]
+    order = sorted(range(len(runs)), key=lambda i: (len(runs[i].retrains), -runs[i].score))
     for i in order:
         r = runs[i]
-        lines.append(f"| {r.name} | {r.accuracy:.4f} | {len(r.retrains)} | "
+        lines.append(f"| {r.name} | {r.value:.4f} | {len(r.retrains)} | "
                      f"{r.count('promoted')} | {r.count('refused')} | "
                      f"{'*' if marks[i] else ''} |")
     return "\n".join(lines)

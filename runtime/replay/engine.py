@@ -4,7 +4,8 @@ The run owns a fresh state directory (a temporary one unless given) and drives t
 components the daemon drives: the :class:`~runtime.intake.ingest.Ingestor` stores each
 step's rows and late labels, the champion's :class:`~runtime.monitoring.monitor.Monitor`
 scores them (its prediction is the one served for the row, scored against the row's true
-label: prequential accuracy), the detectors and the :class:`~runtime.monitoring.policy.Policy`
+label: prequential accuracy, or for ``task: regression`` the absolute residual, whose mean is
+the prequential MAE), the detectors and the :class:`~runtime.monitoring.policy.Policy`
 decide, :func:`~runtime.training.retrain_job.run_job` trains the candidate in this process,
 the :class:`~runtime.promotion.gatekeeper.Gatekeeper` judges it (shadow and the rollback
 watch included) and the registry promotes it. Time is the stream's position: a retrain is
@@ -44,7 +45,7 @@ from runtime.store import events as ev
 from runtime.store import served
 from runtime.store.db import Database
 from runtime.store.events import EventLog
-from runtime.store.rows import count_labelled, labelled_rows, last_seq, recent_rows
+from runtime.store.rows import count_labelled, labelled, labelled_rows, last_seq, recent_rows
 from runtime.store.unit import Unit, load_unit
 from runtime.store.versions import Registry
 from runtime.training.bootstrap import bootstrap_from_rows
@@ -86,19 +87,32 @@ class Retrain:
 class RunResult:
     name: str
     start: int  # the first scored stream position (after the bootstrap)
-    correct: npt.NDArray[np.float64]  # 1/0 per position, NaN where nothing was served
+    # per position 1/0 (served class right), or with metric ``mae`` the absolute residual;
+    # NaN where nothing was served
+    correct: npt.NDArray[np.float64]
     served: npt.NDArray[np.int64]  # index into ``versions`` of the model that served each row
     versions: list[str]
     retrains: list[Retrain] = field(default_factory=list)
     alarms: int = 0
     rollbacks: int = 0
     wall_seconds: float = 0.0
+    metric: Literal["accuracy", "mae"] = "accuracy"
 
     @property
-    def accuracy(self) -> float:
+    def value(self) -> float:
+        """The prequential :attr:`metric`: the mean of :attr:`correct` over scored rows."""
         scored = self.correct[self.start:]
         scored = scored[~np.isnan(scored)]
         return float(scored.mean()) if len(scored) else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        return self.value if self.metric == "accuracy" else float("nan")
+
+    @property
+    def score(self) -> float:
+        """Higher is better: the accuracy, or minus the MAE."""
+        return self.value if self.metric == "accuracy" else -self.value
 
     def count(self, outcome: str) -> int:
         return sum(r.outcome == outcome for r in self.retrains)
@@ -130,8 +144,6 @@ class LoopReplay:
                  report: Report | None = None) -> None:
         if batch_rows <= 0 or label_delay < 0 or retrain_rows < 0:
             raise ValueError("batch rows must be positive, label delay and retrain rows >= 0")
-        if cfg.task == "regression":
-            raise ValueError("driftloop replay takes task: classification only (so far)")
         self.base_cfg = cfg
         self.stream = stream
         self.schedule = schedule
@@ -153,6 +165,7 @@ class LoopReplay:
         self.cfg = cfg = replay_config(self.base_cfg, state_dir)
         torch.set_num_threads(cfg.torch_threads)
         self.features = list(cfg.schema.features)
+        self.numeric = cfg.schema.numeric_label  # task: regression
         self.db = Database.for_state_dir(state_dir, None, synchronous="normal")
         self.db.create_all()
         try:
@@ -160,7 +173,8 @@ class LoopReplay:
             start = self._bootstrap()
             n = len(self.stream)
             self.result = RunResult(self.schedule.name, start, np.full(n, np.nan),
-                                    np.full(n, -1, dtype=np.int64), [])
+                                    np.full(n, -1, dtype=np.int64), [],
+                                    metric="mae" if self.numeric else "accuracy")
             self._trigger_from, self._trigger_seq = start, last_seq(self.db) + 1
             for step in self.stream.steps(start, self.batch_rows, self.label_delay):
                 self._step(step)
@@ -194,7 +208,7 @@ class LoopReplay:
         else:
             self.ingestor.ingest(self.stream.bootstrap_batch(n))
             start = n
-        seqs, x, y = labelled_rows(self.db, len(self.features), since=0)
+        seqs, x, y = labelled_rows(self.db, len(self.features), since=0, numeric=self.numeric)
         version = bootstrap_from_rows(cfg, self.db, self.events, self.registry, x[:n], y[:n],
                                       first_row=int(seqs[0]), last_row=int(seqs[:n][-1]),
                                       source="replay", report=self.report)
@@ -242,7 +256,8 @@ class LoopReplay:
         pos = {rid: step.start + i for i, rid in enumerate(frame_ids)}
         at = np.array([pos[rid] for rid in acc.row_ids], dtype=np.int64)
         truth = self.stream.y[at]
-        r.correct[at] = (sig.prediction == truth).astype(np.float64)
+        r.correct[at] = (np.abs(sig.prediction - truth) if self.numeric
+                         else (sig.prediction == truth).astype(np.float64))
         r.served[at] = len(r.versions) - 1
 
     # -- monitoring (the daemon's per-batch path) -------------------------------------
@@ -289,7 +304,7 @@ class LoopReplay:
         """Labelled rows for the shadow comparison and the rollback watch."""
         if not self.schedule.gate or self.unit is None or self.monitor is None:
             return
-        keep = y >= 0
+        keep = labelled(y)
         if not keep.any():
             return
         changed = self.gatekeeper.observe(seqs[keep], x[keep],
@@ -301,7 +316,7 @@ class LoopReplay:
                      ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64],
                                 npt.NDArray[np.int64]]:
         s, x, y = labelled_rows(self.db, len(self.features), since=int(seqs.min()),
-                                upto=int(seqs.max()))
+                                upto=int(seqs.max()), numeric=self.numeric)
         keep = np.isin(s, seqs)
         return s[keep], x[keep], y[keep]
 
@@ -382,7 +397,8 @@ class LoopReplay:
         """The daemon's re-baseline: the new champion scores, detectors start afresh on
         its reference window, the policy's warm-up starts again."""
         self.unit = load_unit(self.registry, self.cfg, version)
-        self.monitor = Monitor(self.unit.model, self.cfg.schema.class_values)
+        self.monitor = Monitor(self.unit.model, self.cfg.schema.class_values,
+                               regression=self.numeric)
         for det in self.detectors:
             det.reset()
             if isinstance(det, ReferenceDetector) and len(self.unit.reference):

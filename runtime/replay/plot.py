@@ -1,4 +1,4 @@
-"""``driftloop replay --plot``: accuracy over the stream with the retrain marks (a PNG)."""
+"""``driftloop replay --plot``: accuracy (or MAE) over the stream with the retrain marks (a PNG)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def plot(results: Sequence[RunResult], path: Path, title: str = "") -> Path:
     fig, ax = plt.subplots(figsize=(11, 4.5))
     for r in results:
         x, acc = rolling_accuracy(r.correct, r.start, window)
-        ax.plot(x, acc, lw=1.4 if r is results[0] else 0.9, label=f"{r.name}: {r.accuracy:.3f}")
+        ax.plot(x, acc, lw=1.4 if r is results[0] else 0.9, label=f"{r.name}: {r.value:.3f}")
     loop = results[0]
     for i, rec in enumerate(loop.retrains):
         promoted = rec.outcome == "promoted"
@@ -46,8 +46,9 @@ def plot(results: Sequence[RunResult], path: Path, title: str = "") -> Path:
                    ls="-" if promoted else "--", lw=0.8, alpha=0.7,
                    label=None if i else "retrain (green: promoted, red dashed: refused)")
     ax.set_xlabel("stream row")
-    ax.set_ylabel(f"accuracy, last {window} rows")
-    ax.set_title(title or "prequential accuracy of the served model")
+    metric = "MAE" if loop.metric == "mae" else "accuracy"
+    ax.set_ylabel(f"{metric}, last {window} rows")
+    ax.set_title(title or f"prequential {metric} of the served model")
     ax.legend(fontsize=8, loc="lower left")
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -1,8 +1,9 @@
 """A logged stream as the replay feeds it: rows in order, labels arriving later.
 
 The files (CSV or Parquet, the schema's columns) are read and concatenated in the order
-given; rows without the id column get ``r<position>``. The first ``bootstrap`` rows come
-labelled (v1's history). After them the stream is cut into steps of ``batch_rows`` rows;
+given (labels are class values, or with ``task: regression`` numeric targets); rows
+without the id column get ``r<position>``. The first ``bootstrap`` rows come labelled
+(v1's history). After them the stream is cut into steps of ``batch_rows`` rows;
 with a label delay of ``d`` rows, the label of stream row ``i`` is known from position
 ``i + d`` on: each step delivers its rows unlabelled, then the labels that became due by
 its end, as the daemon receives late labels (a labels-only batch joined by row id).
@@ -23,6 +24,7 @@ from runtime.intake.sources import Batch
 from runtime.monitoring.backtest import read_table
 
 I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,9 @@ class LoggedStream:
         self.schema = schema
         self.frame = frame[[schema.id_column, *schema.features, schema.label]]
         labels = pd.to_numeric(self.frame[schema.label], errors="coerce")
+        if schema.numeric_label:  # regression targets: a row without one is not scored
+            self.y: F64 | I64 = labels.to_numpy(dtype=np.float64)
+            return
         unknown = ~labels.isin(schema.classes)
         if unknown.any():
             first = self.frame[schema.label][unknown].iloc[0]
@@ -56,7 +61,7 @@ class LoggedStream:
                 f"{int(unknown.sum())} row(s) have a label outside the schema's classes "
                 f"{list(schema.classes)} (e.g. {first!r})"
             )
-        self.y: I64 = labels.to_numpy(dtype=np.int64)
+        self.y = labels.to_numpy(dtype=np.int64)
 
     @classmethod
     def read(cls, paths: Sequence[Path], schema: SchemaConfig, limit: int | None = None

@@ -62,12 +62,9 @@ def test_der_finetune_and_joint_are_allowed(tmp_path: Path) -> None:
         assert parse_config(_cfg(tmp_path, retrain={"strategy": {"kind": kind}})).task
 
 
-def test_replay_and_adopt_refuse_regression_in_one_line(tmp_path: Path) -> None:
-    from runtime.replay.engine import LoopReplay
+def test_adopt_refuses_regression_in_one_line(tmp_path: Path) -> None:
     from runtime.training.adopt import AdoptError, adopt
 
     cfg = parse_config(_cfg(tmp_path))
-    with pytest.raises(ValueError, match="replay takes task: classification only"):
-        LoopReplay(cfg, None, None)  # type: ignore[arg-type]
     with pytest.raises(AdoptError, match="adopt takes task: classification only"):
         adopt(cfg, None, None, None, None, tmp_path)  # type: ignore[arg-type]

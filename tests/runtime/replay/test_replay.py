@@ -135,7 +135,7 @@ def test_grid_settings_are_validated_and_the_frontier_marked(cfg: DriftloopConfi
 def test_frontier_keeps_runs_no_other_beats() -> None:
     class R:
         def __init__(self, acc: float, k: int) -> None:
-            self.accuracy, self.retrains = acc, [None] * k
+            self.score, self.retrains = acc, [None] * k
 
     runs = [R(0.80, 2), R(0.79, 3), R(0.85, 4), R(0.80, 1)]
     assert frontier(runs) == [False, False, True, True]  # type: ignore[arg-type]
