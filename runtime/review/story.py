@@ -400,9 +400,10 @@ def _promotion_chapter(e: Event, p: ev.ModelPromoted) -> Chapter | None:
     if p.reason == "adopted":
         m, src = p.metrics or {}, p.adopted or {}
         name = Path(str(src.get("file", "?"))).name
+        metric = ("MAE", "golden_mae") if "golden_mae" in m else ("accuracy", "golden_accuracy")
         head = (
             f"{e.model_version} adopted from {name}: golden-set "
-            f"accuracy {_f(m.get('golden_accuracy'))} on {m.get('golden_rows', '?')} rows"
+            f"{metric[0]} {_f(m.get(metric[1]))} on {m.get('golden_rows', '?')} rows"
         )
         lines = (f"Trained outside driftloop ({src.get('format', '?')}, sha256 "
                  f"{str(src.get('sha256', '?'))[:16]}…).",)

@@ -6,7 +6,8 @@ builds (``model:``: a built-in model or the user's factory) after checking every
 shape. The labelled rows are stored like ``bootstrap.data`` and split as the bootstrap
 splits them (:func:`runtime.training.bootstrap.split_rows`): the golden split becomes v1's
 golden set, the training split its first rehearsal buffer, the last rows its reference
-window; v1's accuracy on the golden and validation splits is measured and recorded. v1's
+window; v1's accuracy (``task: regression``: MAE and RMSE) on the golden and validation
+splits is measured and recorded. v1's
 lineage says ``adopted`` with the weight file's sha256. From then on the loop treats v1
 like any other version.
 
@@ -41,13 +42,13 @@ from runtime.store.events import EventLog
 from runtime.store.rows import labelled_rows, last_seq
 from runtime.store.unit import new_buffer, new_model, save_unit
 from runtime.store.versions import Registry
-from runtime.training.bootstrap import split_rows
-from runtime.training.retrain_job import class_positions
-from strategies.evaluation import accuracy
+from runtime.training.bootstrap import scores, split_rows
+from runtime.training.retrain_job import targets
 
 __all__ = ["AdoptError", "Weights", "adopt", "check_state", "read_weights"]
 
 _ZIP = b"PK\x03\x04"
+_TARGET_KEYS = ("target_mean", "target_std")  # a regression MLP's output scale
 
 
 class AdoptError(ValueError):
@@ -188,34 +189,33 @@ def adopt(
     report: Callable[[str], None] = lambda _: None,
 ) -> str:
     """Make ``weights`` v1 with the labelled rows of ``data``; returns ``"v1"``."""
-    if cfg.task == "regression":
-        raise AdoptError("driftloop adopt takes task: classification only (so far)")
     existing = registry.champion()
     if existing is not None or registry.list():
         raise AdoptError(
             f"{cfg.state_dir} already has model versions (champion {existing}); "
             "adopt makes the first model only"
         )
-    model = new_model(cfg, seed=cfg.seed)
-    check_state(model, weights.state)
-    model.load_state_dict(weights.state)
+    regression = cfg.task == "regression"
+    model = new_model(cfg, seed=cfg.seed, target=(0.0, 1.0) if regression else None)
+    state = _with_target(model, weights.state)
+    check_state(model, state)
+    model.load_state_dict(state)
     model.eval()
     seqs, x, y_raw = _store_rows(cfg, db, events, data)
-    y = class_positions(y_raw, cfg.schema.class_values)
+    y = targets(y_raw, cfg)
     split = split_rows(cfg, len(y))  # _store_rows made sure of 10 rows
     xs = torch.as_tensor(x, dtype=torch.float32)
-    ys = torch.as_tensor(y, dtype=torch.int64)
+    ys = torch.as_tensor(y, dtype=torch.float32 if regression else torch.int64)
     with torch.no_grad():
-        gold_acc = accuracy(model, xs[split.gold], ys[split.gold])
-        val_acc = accuracy(model, xs[split.val], ys[split.val])
-    metrics = {
-        "golden_accuracy": gold_acc, "val_accuracy": val_acc, "golden_rows": len(split.gold),
-        "val_rows": len(split.val), "train_rows": len(split.train),
-    }
+        metrics = scores(cfg, model, (xs[split.val], ys[split.val]),
+                         (xs[split.gold], ys[split.gold]), ys[split.train])
+    metrics.update(golden_rows=len(split.gold), val_rows=len(split.val),
+                   train_rows=len(split.train))
+    name = "mae" if regression else "accuracy"
     report(
         f"adopt: {weights.path.name} ({weights.format}, sha256 {weights.sha256[:12]}…) as v1: "
-        f"golden accuracy {gold_acc:.4f} on {len(split.gold)} rows, validation "
-        f"{val_acc:.4f} on {len(split.val)}"
+        f"golden {name} {metrics[f'golden_{name}']:.4f} on {len(split.gold)} rows, validation "
+        f"{metrics[f'val_{name}']:.4f} on {len(split.val)}"
     )
     buffer = new_buffer(cfg)
     buffer.add(xs[split.train], ys[split.train])
@@ -227,7 +227,7 @@ def adopt(
         "trigger_id": "adopt",
         "data": {"first_row": first, "last_row": last, "rows": len(y), "source": source},
         "strategy": "adopted", "adopted": lineage, "config_hash": cfg.config_hash(),
-        "metrics": metrics, "golden_index": ["v1"],
+        "metrics": metrics, "golden_index": ["v1"], **_target_meta(model),
         "golden_provenance": {"rows": len(split.gold), "first_row": first, "last_row": last,
                               "source": f"held-out split of the adopted model's rows ({data})"},
     }
@@ -237,6 +237,25 @@ def adopt(
               calibrate=cfg.policy.estimate.calibration)
     registry.promote("v1", ev.ModelPromoted(reason="adopted", metrics=metrics, adopted=lineage))
     return "v1"
+
+
+def _with_target(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A regression model's weights with the output scale the built-in MLP keeps as
+    buffers: a file without them (a model that outputs target units itself) gets the
+    identity (mean 0, SD 1)."""
+    own = model.state_dict()
+    extra = {k: own[k].clone() for k in _TARGET_KEYS if k in own and k not in state}
+    return {**state, **extra}
+
+
+def _target_meta(model: nn.Module) -> dict[str, Any]:
+    """The unit's ``target`` (see :func:`runtime.store.unit.target_scale`), from the
+    adopted output scale; nothing for a classifier."""
+    own = model.state_dict()
+    if not all(k in own for k in _TARGET_KEYS):
+        return {}
+    mean, std = (float(own[k]) for k in _TARGET_KEYS)
+    return {"target": {"mean": mean, "std": std}}
 
 
 def _store_rows(
@@ -251,7 +270,8 @@ def _store_rows(
         raise AdoptError(f"--data {data}: {batch.read_error}")
     before = last_seq(db)
     acc = Ingestor(db, cfg.schema, events).ingest(batch)
-    seqs, x, y = labelled_rows(db, len(cfg.schema.features), since=before + 1)
+    seqs, x, y = labelled_rows(db, len(cfg.schema.features), since=before + 1,
+                               numeric=cfg.schema.numeric_label)
     if len(seqs) < 10:
         raise AdoptError(
             f"--data {data}: {len(seqs)} labelled rows stored ({acc.rejected} rejected, "

@@ -115,7 +115,7 @@ def bootstrap_from_rows(
     model.eval()
     gold_x = torch.as_tensor(x[gold], dtype=torch.float32)
     gold_y = torch.as_tensor(y[gold], dtype=label)
-    metrics = {**_scores(cfg, model, (xv, yv), (gold_x, gold_y), yt),
+    metrics = {**scores(cfg, model, (xv, yv), (gold_x, gold_y), yt),
                "train_rows": len(train), "val_rows": len(val), "golden_rows": len(gold),
                "samples": result.samples_processed, "seconds": round(result.seconds, 3),
                "final_loss": result.final_loss}
@@ -140,7 +140,7 @@ def bootstrap_from_rows(
     return version
 
 
-def _scores(
+def scores(
     cfg: DriftloopConfig, model: torch.nn.Module, val: tuple[torch.Tensor, torch.Tensor],
     gold: tuple[torch.Tensor, torch.Tensor], yt: torch.Tensor,
 ) -> dict[str, float]:

@@ -60,11 +60,3 @@ def test_what_cannot_work_is_refused_in_one_line(
 def test_der_finetune_and_joint_are_allowed(tmp_path: Path) -> None:
     for kind in ("der", "finetune", "joint", "replay"):
         assert parse_config(_cfg(tmp_path, retrain={"strategy": {"kind": kind}})).task
-
-
-def test_adopt_refuses_regression_in_one_line(tmp_path: Path) -> None:
-    from runtime.training.adopt import AdoptError, adopt
-
-    cfg = parse_config(_cfg(tmp_path))
-    with pytest.raises(AdoptError, match="adopt takes task: classification only"):
-        adopt(cfg, None, None, None, None, tmp_path)  # type: ignore[arg-type]
