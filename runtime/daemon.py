@@ -40,7 +40,7 @@ from runtime.monitoring.policy import Policy
 from runtime.monitoring.recovery import STATE_KEY, Recovery
 from runtime.monitoring.trace import TRACE_KEY, load_trace
 from runtime.monitoring.triggers import STATE_KEY as TRIGGERS_KEY
-from runtime.monitoring.triggers import Champion, Triggers
+from runtime.monitoring.triggers import Champion, Triggers, served_accuracy
 from runtime.promotion.gatekeeper import LIVE_KEY, Gatekeeper
 from runtime.service.scheduler import Scheduler, next_fire
 from runtime.service.stopping import StopOnSignal
@@ -410,7 +410,8 @@ class Daemon:
         sched = tcfg.schedule
         fire = None if sched is None else next_fire(sched.every, sched.cron, now())
         return Triggers(tcfg, self.db, TRIGGERS_KEY + suffix, clock=now, next_fire=fire,
-                        accuracy=self._realized_accuracy)
+                        accuracy=served_accuracy(self.db, self._champion,
+                                                 lambda: self.policy.baseline_row + 1))
 
     def _champion_info(self, version: str | None) -> Champion | None:
         """The champion's age and that of its newest training row (the age trigger)."""
@@ -420,16 +421,6 @@ class Daemon:
         last = (mv.meta.get("data") or {}).get("last_row")
         until = None if last is None else ingested_at(self.db, int(last))
         return Champion(version, parse_ts(mv.created_at), until)
-
-    def _realized_accuracy(self, window: int) -> tuple[float, int] | None:
-        """The champion's accuracy on the last ``window`` labelled rows it monitored, from
-        the predictions it served (one query a tick, no model run)."""
-        champion = self._champion()
-        if champion is None:
-            return None
-        got = served.realized(self.db, window, version=champion,
-                              since=self.policy.baseline_row + 1)
-        return None if got.value is None else (got.value, got.rows)
 
     # -- leadership, the API's rows, housekeeping -----------------------------------------
     def _lead(self) -> bool:

@@ -25,6 +25,9 @@ def add_parser(sub: Any) -> None:
                     help="a row's label arrives this many rows after the row (default 0)")
     rp.add_argument("--retrain-rows", type=int, default=0, metavar="N",
                     help="a retrain's candidate is ready N rows after its request (default 0)")
+    rp.add_argument("--row-seconds", type=float, default=1.0, metavar="S",
+                    help="the stream's seconds between rows, for policy.triggers.schedule and "
+                    "max_age, where the schema names no timestamp_column (default 1)")
     rp.add_argument("--batch-rows", type=int, default=100, metavar="N",
                     help="rows that arrive together (default 100)")
     rp.add_argument("--limit", type=int, metavar="N", help="only the first N rows")
@@ -50,11 +53,14 @@ def cmd_replay(args: argparse.Namespace, cfg: Any) -> int:
     from runtime.replay.engine import Schedule
     from runtime.replay.plot import plot
     from runtime.replay.stream import LoggedStream
+    from runtime.service.scheduler import next_fire
 
     stream = LoggedStream.read(args.data, cfg.schema, limit=args.limit)
-    opts = Options(args.batch_rows, args.label_delay, args.retrain_rows)
+    opts = Options(args.batch_rows, args.label_delay, args.retrain_rows, args.row_seconds,
+                   next_fire)
     report = None if args.quiet else (lambda line: print(line, flush=True))
-    out: dict[str, Any] = {"rows": len(stream), "options": asdict(opts)}
+    out: dict[str, Any] = {"rows": len(stream), "options": {
+        k: v for k, v in asdict(opts).items() if k != "next_fire"}}
     if args.grid:
         rows = grid(cfg, stream, args.grid, opts, report)
         never = run_schedule(cfg, stream, Schedule("never", gate=False, name="never"), opts)

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select, update
 
 from runtime.monitoring.settings import TriggersConfig
+from runtime.store import served
 from runtime.store.db import Database, format_ts, from_json, kv, parse_ts, to_json
 from runtime.store.rows import count_labelled
 
@@ -177,6 +178,23 @@ class Triggers:
         if "max_age" in kinds and champion is not None:
             self.aged = [*self.aged[-99:], champion.version]
         self.save()
+
+
+def served_accuracy(
+    db: Database, champion: Callable[[], str | None], since: Callable[[], int]
+) -> Accuracy:
+    """The accuracy-floor trigger's ``accuracy(window)``: the champion's accuracy on the
+    last ``window`` labelled rows it served from row ``since()`` on (its baseline), read
+    from the stored served predictions (one aggregate query, no model run)."""
+
+    def accuracy(window: int) -> tuple[float, int] | None:
+        version = champion()
+        if version is None:
+            return None
+        got = served.realized(db, window, version=version, since=since())
+        return None if got.value is None else (got.value, got.rows)
+
+    return accuracy
 
 
 def _span(delta: timedelta) -> str:

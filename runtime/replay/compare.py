@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from runtime.config import ConfigError, DriftloopConfig, parse_config
+from runtime.replay.clock import NextFireFactory, interval_next_fire
 from runtime.replay.engine import LoopReplay, Report, RunResult, Schedule
 from runtime.replay.stream import LoggedStream
 
@@ -26,13 +27,16 @@ class Options:
     batch_rows: int = 100
     label_delay: int = 0
     retrain_rows: int = 0
+    row_seconds: float = 1.0  # the stream's time between rows without a timestamp column
+    next_fire: NextFireFactory = field(default=interval_next_fire, compare=False)
 
 
 def run_schedule(cfg: DriftloopConfig, stream: LoggedStream, schedule: Schedule,
                  opts: Options, report: Report | None = None) -> RunResult:
     return LoopReplay(cfg, stream, schedule, batch_rows=opts.batch_rows,
                       label_delay=opts.label_delay, retrain_rows=opts.retrain_rows,
-                      report=report).run()
+                      report=report, row_seconds=opts.row_seconds,
+                      next_fire=opts.next_fire).run()
 
 
 def periodic(n_retrains: int, start: int, n_rows: int, name: str) -> Schedule:
@@ -66,6 +70,7 @@ def summary(r: RunResult) -> dict[str, Any]:
         "refused": r.count("refused"),
         "rollbacks": r.rollbacks,
         "alarms": r.alarms,
+        "by_trigger": r.by_trigger(),
         "train_seconds": round(r.train_seconds, 2),
         "wall_seconds": round(r.wall_seconds, 2),
         "retrain_rows": [{"trigger": x.trigger, "at": x.requested_at, "outcome": x.outcome,

@@ -14,8 +14,11 @@ cost in seconds, so a run does not depend on the machine's speed. Every seed is 
 config's; the retrain's time limit is dropped when it has an epoch or step limit, so a run
 repeats exactly.
 
-What triggers retrains is the :class:`Schedule`: the detectors and policy (``drift``), every
-``every`` rows (``periodic``, at most ``limit`` retrains), or nothing (``never``).
+What triggers retrains is the :class:`Schedule`: the config's policy (``drift``: the
+detectors' alarms and ``policy.triggers``, through the daemon's own
+:class:`~runtime.monitoring.alarms.Alarms`, :class:`~runtime.monitoring.triggers.Triggers`
+and request queue, on the stream's clock, :mod:`runtime.replay.clock`), every ``every`` rows
+(``periodic``, at most ``limit`` retrains), or nothing (``never``).
 """
 
 from __future__ import annotations
@@ -23,103 +26,41 @@ from __future__ import annotations
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import torch
 
-from detectors.base import Detector, DriftSignal, ReferenceDetector
+from detectors.base import Detector, ReferenceDetector
 from detectors.registry import build as build_detector
 from runtime.config import DriftloopConfig, ReportsConfig
 from runtime.intake.ingest import Accepted, Ingestor
 from runtime.intake.sources import Batch
+from runtime.monitoring.alarms import Alarms
 from runtime.monitoring.columns import with_column_detectors
+from runtime.monitoring.feed import Alarm
 from runtime.monitoring.monitor import Monitor, Signals
 from runtime.monitoring.policy import Policy
+from runtime.monitoring.triggers import Champion, Triggers, served_accuracy
 from runtime.promotion.gatekeeper import Gatekeeper
+from runtime.replay.clock import NextFireFactory, StreamClock, interval_next_fire
+from runtime.replay.result import Retrain, RunResult, Schedule
 from runtime.replay.stream import LoggedStream, Step
 from runtime.store import events as ev
 from runtime.store import served
 from runtime.store.db import Database
 from runtime.store.events import EventLog
-from runtime.store.rows import count_labelled, labelled, labelled_rows, last_seq, recent_rows
+from runtime.store.retrain_queue import RequestQueue
+from runtime.store.rows import labelled, labelled_rows, last_seq
 from runtime.store.unit import Unit, load_unit
 from runtime.store.versions import Registry
 from runtime.training.bootstrap import bootstrap_from_rows
 from runtime.training.retrain_job import run_job
 
 Report = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """What triggers a retrain, and whether the gate judges the candidates."""
-
-    kind: Literal["drift", "periodic", "never"] = "drift"
-    every: int = 0
-    limit: int | None = None
-    gate: bool = True
-    name: str = "driftloop"
-
-
-@dataclass
-class Retrain:
-    """One retrain of a run (positions are 0-based stream positions)."""
-
-    trigger: str
-    candidate: str
-    requested_at: int  # the stream position the request was made after
-    ready_at: int
-    onset: int  # the row (seq) the training data starts at
-    first_row: int
-    last_row: int  # the last labelled row trained on (seq)
-    rows: int
-    train_seconds: float
-    wall_seconds: float
-    outcome: str = "pending"  # promoted | refused | awaiting | pending
-    failed_checks: list[str] = field(default_factory=list)  # of a refusal, e.g. golden:v1
-
-
-@dataclass
-class RunResult:
-    name: str
-    start: int  # the first scored stream position (after the bootstrap)
-    # per position 1/0 (served class right), or with metric ``mae`` the absolute residual;
-    # NaN where nothing was served
-    correct: npt.NDArray[np.float64]
-    served: npt.NDArray[np.int64]  # index into ``versions`` of the model that served each row
-    versions: list[str]
-    retrains: list[Retrain] = field(default_factory=list)
-    alarms: int = 0
-    rollbacks: int = 0
-    wall_seconds: float = 0.0
-    metric: Literal["accuracy", "mae"] = "accuracy"
-
-    @property
-    def value(self) -> float:
-        """The prequential :attr:`metric`: the mean of :attr:`correct` over scored rows."""
-        scored = self.correct[self.start:]
-        scored = scored[~np.isnan(scored)]
-        return float(scored.mean()) if len(scored) else float("nan")
-
-    @property
-    def accuracy(self) -> float:
-        return self.value if self.metric == "accuracy" else float("nan")
-
-    @property
-    def score(self) -> float:
-        """Higher is better: the accuracy, or minus the MAE."""
-        return self.value if self.metric == "accuracy" else -self.value
-
-    def count(self, outcome: str) -> int:
-        return sum(r.outcome == outcome for r in self.retrains)
-
-    @property
-    def train_seconds(self) -> float:
-        return float(sum(r.train_seconds for r in self.retrains))
+__all__ = ["LoopReplay", "Report", "Retrain", "RunResult", "Schedule", "replay_config"]
 
 
 def replay_config(cfg: DriftloopConfig, state_dir: Path) -> DriftloopConfig:
@@ -141,7 +82,10 @@ class LoopReplay:
 
     def __init__(self, cfg: DriftloopConfig, stream: LoggedStream, schedule: Schedule, *,
                  batch_rows: int = 100, label_delay: int = 0, retrain_rows: int = 0,
-                 report: Report | None = None) -> None:
+                 report: Report | None = None, row_seconds: float = 1.0,
+                 next_fire: NextFireFactory = interval_next_fire) -> None:
+        """``row_seconds``: the stream's time between rows where the schema names no
+        ``timestamp_column``; ``next_fire`` builds the ``schedule`` trigger's clock."""
         if batch_rows <= 0 or label_delay < 0 or retrain_rows < 0:
             raise ValueError("batch rows must be positive, label delay and retrain rows >= 0")
         self.base_cfg = cfg
@@ -151,6 +95,8 @@ class LoopReplay:
         self.label_delay = label_delay
         self.retrain_rows = retrain_rows
         self.report: Report = report or (lambda line: None)
+        self.clock = StreamClock(len(stream), stream.timestamps(), row_seconds)
+        self.next_fire = next_fire
 
     def run(self, state_dir: Path | None = None) -> RunResult:
         if state_dir is not None:
@@ -171,6 +117,7 @@ class LoopReplay:
         try:
             self._setup(cfg)
             start = self._bootstrap()
+            self._start_triggers(start)
             n = len(self.stream)
             self.result = RunResult(self.schedule.name, start, np.full(n, np.nan),
                                     np.full(n, -1, dtype=np.int64), [],
@@ -189,6 +136,8 @@ class LoopReplay:
         self.registry = Registry(self.db, cfg.state_dir / "models", self.events)
         self.ingestor = Ingestor(self.db, cfg.schema, self.events)
         self.policy = Policy(cfg.policy)
+        self.requests = RequestQueue(self.db, self.events)
+        self.made: dict[str, tuple[int, int]] = {}  # version -> (made at, data up to) positions
         configs = with_column_detectors(cfg.detectors, cfg.schema, cfg.schema_detectors)
         self.detectors: list[Detector] = [build_detector(d, self.features) for d in configs]
         self.gatekeeper = Gatekeeper(cfg, self.registry, self.events, self.report, db=self.db)
@@ -213,11 +162,31 @@ class LoopReplay:
                                       first_row=int(seqs[0]), last_row=int(seqs[:n][-1]),
                                       source="replay", report=self.report)
         self._adopt(version)
+        self.made[version] = (start - 1, start - 1)
         return start
+
+    def _start_triggers(self, start: int) -> None:
+        """The daemon's alarm handling and its triggers besides drift, on the stream's
+        clock (standing at the bootstrap's last row); v1's rows are not new rows."""
+        self.clock.advance(start - 1)
+        tcfg = self.cfg.policy.triggers
+        self.triggers: Triggers | None = None
+        if tcfg.kinds and self.schedule.kind == "drift":
+            sched = tcfg.schedule
+            fire = None if sched is None else self.next_fire(sched.every, sched.cron,
+                                                              self.clock.now())
+            self.triggers = Triggers(tcfg, self.db, clock=self.clock.now, next_fire=fire,
+                                     accuracy=served_accuracy(
+                                         self.db, self._champion_or_none,
+                                         lambda: self.policy.baseline_row + 1))
+            self.triggers.labelled_from = last_seq(self.db) + 1  # v1's rows are not new
+        self.alarms = Alarms(self.cfg, self.db, self.events, self.policy, self.requests,
+                             self.report, lambda: None, self.triggers, self._champion_info)
 
     def _step(self, step: Step) -> None:
         if self.pending is not None and step.start >= self.pending[0]:
             self._finish_retrain()
+        self.clock.advance(step.stop - 1)
         acc = self.ingestor.ingest(step.rows)
         assert self.monitor is not None
         sig = self.monitor.score(acc.x, acc.y)
@@ -282,22 +251,9 @@ class LoopReplay:
                 det.update(x[:, self.features.index(det.signal)], seqs)
             s = det.check()
             if s.drift:
-                self._alarm(det, s, int(s.index if s.index is not None else seqs[-1]))
-
-    def _alarm(self, det: Detector, sig: DriftSignal, row: int) -> None:
-        self.result.alarms += 1
-        decision = self.policy.decide(sig, row)
-        event = self.events.append(ev.DRIFT_DETECTED, {
-            "detector": sig.detector, "signal": sig.signal, "row": row, "onset": sig.onset,
-            "action": decision.action, "reason": decision.reason,
-        }, model_version=self._champion())
-        if decision.refresh_reference and isinstance(det, ReferenceDetector):
-            since = sig.onset if sig.onset is not None else row
-            _, ref = recent_rows(self.db, len(self.features), self.cfg.retrain.reference_size,
-                                 since=since)
-            det.set_reference(ref)
-        if decision.action == "retrain":
-            self.policy.start_episode(event.id, sig, row)
+                self.result.alarms += 1
+                row = int(s.index if s.index is not None else seqs[-1])
+                self.alarms.handle(Alarm(det, s, row), self._champion())
 
     def _live(self, seqs: npt.NDArray[np.int64], x: npt.NDArray[np.float64],
               y: npt.NDArray[np.int64]) -> None:
@@ -322,13 +278,15 @@ class LoopReplay:
 
     # -- retrains ----------------------------------------------------------------------
     def _maybe_request_retrain(self, step: Step) -> None:
-        ep = self.policy.episode
-        if ep is None or self.pending is not None:
+        """The daemon's request (a drift episode with its rows, or a trigger that is due),
+        then the oldest pending request starts when no retrain is running."""
+        self.alarms.maybe_request_retrain(self._champion())
+        if self.pending is not None:
             return
-        if not self.policy.ready(count_labelled(self.db, ep.onset)):
-            return
-        self.policy.episode_requested()
-        self._retrain(f"drift-{ep.trigger_event}", ep.onset, step)
+        req = self.requests.next_pending()
+        if req is not None:
+            self.requests.set_status(req["trigger_id"], "running")
+            self._retrain(req["trigger_id"], int(req["onset"]), step, int(req["upto"]))
 
     def _maybe_periodic(self, step: Step) -> None:
         s = self.schedule
@@ -337,15 +295,16 @@ class LoopReplay:
             return
         if step.stop < self._trigger_from + (done + 1) * s.every:
             return  # the k-th retrain is due at k * every rows after the bootstrap
-        onset, self._trigger_seq = self._trigger_seq, last_seq(self.db) + 1
-        self._retrain(f"periodic-{done + 1}", onset, step)
+        upto = last_seq(self.db)
+        onset, self._trigger_seq = self._trigger_seq, upto + 1
+        self._retrain(f"periodic-{done + 1}", onset, step, upto)
 
-    def _retrain(self, trigger: str, onset: int, step: Step) -> None:
+    def _retrain(self, trigger: str, onset: int, step: Step, upto: int) -> None:
         assert self.unit is not None
         self.policy.busy = True
         spec = {"trigger_id": trigger, "champion": self.unit.version,
                 "candidate": self.registry.next_version(), "onset": onset,
-                "upto": last_seq(self.db), "config_hash": self.cfg.config_hash()}
+                "upto": upto, "config_hash": self.cfg.config_hash()}
         t0 = time.perf_counter()
         res = run_job(self.cfg, spec)
         wall = time.perf_counter() - t0
@@ -354,6 +313,7 @@ class LoopReplay:
                       onset, int(meta["first_row"]), int(meta["last_row"]), int(meta["rows"]),
                       float(res["train"]["seconds"]), wall)
         self.result.retrains.append(rec)
+        self.made[rec.candidate] = (rec.ready_at, rec.requested_at)
         self.pending = (rec.ready_at, rec, res)
         self.report(f"retrain {trigger} at row {rec.requested_at}: {rec.candidate} on "
                     f"{rec.rows} rows ({rec.train_seconds:.1f} s)")
@@ -363,6 +323,7 @@ class LoopReplay:
         _, rec, res = self.pending
         self.pending = None
         self.policy.retrain_done()
+        self.requests.set_status(rec.trigger, "finished")
         if self.schedule.gate:
             promoted = self.gatekeeper.judge(rec.trigger, res, self.unit)
         else:
@@ -392,6 +353,17 @@ class LoopReplay:
     # -- champion ----------------------------------------------------------------------
     def _champion(self) -> str:
         return self.unit.version if self.unit else "-"
+
+    def _champion_or_none(self) -> str | None:
+        return self.unit.version if self.unit else None
+
+    def _champion_info(self, version: str | None) -> Champion | None:
+        """The age trigger's view of ``version``, in the stream's time: made when its
+        retrain was ready, its newest row the one its retrain was requested at."""
+        if version is None or version not in self.made:
+            return None
+        made, data = self.made[version]
+        return Champion(version, self.clock.at(made), self.clock.at(data))
 
     def _adopt(self, version: str) -> None:
         """The daemon's re-baseline: the new champion scores, detectors start afresh on

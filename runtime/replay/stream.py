@@ -49,7 +49,9 @@ class LoggedStream:
             frame[schema.id_column] = [f"r{i}" for i in range(len(frame))]
         frame[schema.id_column] = frame[schema.id_column].astype(str)
         self.schema = schema
-        self.frame = frame[[schema.id_column, *schema.features, schema.label]]
+        ts = schema.timestamp_column
+        extra = [ts] if ts is not None and ts in frame.columns else []
+        self.frame = frame[[schema.id_column, *schema.features, *extra, schema.label]]
         labels = pd.to_numeric(self.frame[schema.label], errors="coerce")
         if schema.numeric_label:  # regression targets: a row without one is not scored
             self.y: F64 | I64 = labels.to_numpy(dtype=np.float64)
@@ -75,6 +77,13 @@ class LoggedStream:
 
     def __len__(self) -> int:
         return len(self.frame)
+
+    def timestamps(self) -> pd.Series | None:
+        """The schema's ``timestamp_column`` (the stream's clock), or None without one."""
+        ts = self.schema.timestamp_column
+        if ts is None or ts not in self.frame.columns:
+            return None
+        return self.frame[ts]
 
     def bootstrap_batch(self, n: int) -> Batch:
         if n >= len(self):
