@@ -398,6 +398,8 @@ class Daemon:
         if trained is not None:
             version, last_row = trained
             self._adopt(version, rebaseline=True, monitor_after=last_row)
+            if self.triggers is not None:  # v1's rows are not new labelled rows
+                self.triggers.start_after(last_row)
 
     # -- triggers besides drift ----------------------------------------------------------
     def _build_triggers(

@@ -22,7 +22,7 @@ from sqlalchemy import select, update
 from runtime.monitoring.settings import TriggersConfig
 from runtime.store import served
 from runtime.store.db import Database, format_ts, from_json, kv, parse_ts, to_json
-from runtime.store.rows import count_labelled
+from runtime.store.rows import count_labelled, last_labelled
 
 STATE_KEY = "triggers"
 STATE_VERSION = 1
@@ -167,11 +167,19 @@ class Triggers:
         return Due("max_age", f"max_age-{champion.version}", self.labelled_from, why)
 
     # -- after a request -----------------------------------------------------------------
+    def start_after(self, row: int) -> None:
+        """Count new labelled rows from after ``row`` (the first version's last training
+        row: the rows it learnt from are not new to it); saved at once."""
+        if row + 1 > self.labelled_from:
+            self.labelled_from = row + 1
+            self.save()
+
     def fired(self, upto: int, dues: list[Due], champion: Champion | None) -> None:
         """A retrain was requested on rows up to ``upto`` (by ``dues``, or by drift alone):
-        new labelled rows count from after it, a schedule period or an aged champion is
-        spent; saved at once."""
-        self.labelled_from = upto + 1
+        new labelled rows count from after the last of them it had a label for (a row
+        whose label comes later is new to the next retrain), a schedule period or an
+        aged champion is spent; saved at once."""
+        self.labelled_from = max(self.labelled_from, last_labelled(self.db, upto) + 1)
         kinds = {d.kind for d in dues}
         if "schedule" in kinds and self.next_fire is not None:
             self.schedule_next = self.next_fire(self.clock())  # missed periods coalesce

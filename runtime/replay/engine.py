@@ -53,7 +53,7 @@ from runtime.store import served
 from runtime.store.db import Database
 from runtime.store.events import EventLog
 from runtime.store.retrain_queue import RequestQueue
-from runtime.store.rows import labelled, labelled_rows, last_seq
+from runtime.store.rows import labelled, labelled_rows, last_labelled, last_seq
 from runtime.store.unit import Unit, load_unit
 from runtime.store.versions import Registry
 from runtime.training.bootstrap import bootstrap_from_rows
@@ -179,7 +179,7 @@ class LoopReplay:
                                      accuracy=served_accuracy(
                                          self.db, self._champion_or_none,
                                          lambda: self.policy.baseline_row + 1))
-            self.triggers.labelled_from = last_seq(self.db) + 1  # v1's rows are not new
+            self.triggers.start_after(last_seq(self.db))
         self.alarms = Alarms(self.cfg, self.db, self.events, self.policy, self.requests,
                              self.report, lambda: None, self.triggers, self._champion_info)
 
@@ -295,8 +295,8 @@ class LoopReplay:
             return
         if step.stop < self._trigger_from + (done + 1) * s.every:
             return  # the k-th retrain is due at k * every rows after the bootstrap
-        upto = last_seq(self.db)
-        onset, self._trigger_seq = self._trigger_seq, upto + 1
+        upto = last_seq(self.db)  # rows whose label comes later go to the next retrain
+        onset, self._trigger_seq = self._trigger_seq, last_labelled(self.db, upto) + 1
         self._retrain(f"periodic-{done + 1}", onset, step, upto)
 
     def _retrain(self, trigger: str, onset: int, step: Step, upto: int) -> None:

@@ -163,6 +163,14 @@ def count_labelled(db: Database, since: int, upto: int | None = None) -> int:
         return int(conn.execute(q).scalar_one())
 
 
+def last_labelled(db: Database, upto: int) -> int:
+    """The number of the last labelled row at or before ``upto`` (0: none)."""
+    q = select(func.coalesce(func.max(rows.c.seq), 0)).where(
+        rows.c.seq <= upto, rows.c.label.is_not(None))
+    with db.connect() as conn:
+        return int(conn.execute(q).scalar_one())
+
+
 def last_seq(db: Database) -> int:
     with db.connect() as conn:
         return int(conn.execute(select(func.coalesce(func.max(rows.c.seq), 0))).scalar_one())

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import update
 
 from runtime.config import ConfigError, DriftloopConfig
 from runtime.monitoring.alarms import Alarms
@@ -119,6 +120,36 @@ def test_labelled_rows_counter_survives_a_restart(tmp_path: Path) -> None:
     w.rows(40)
     alarms.maybe_request_retrain("v1")
     assert [p.trigger_id for p in w.requested()] == ["labelled_rows-1", "labelled_rows-101"]
+
+
+def test_rows_labelled_after_a_request_count_for_the_next(tmp_path: Path) -> None:
+    w = world(tmp_path, {"labelled_rows": {"every": 100}})
+    alarms, policy = w.daemon()
+    w.rows(100)
+    w.rows(30, labelled=False)  # their labels come after the request
+    alarms.maybe_request_retrain("v1")
+    (p,) = w.requested()
+    assert p.upto == 130
+    w.finish()
+    policy.retrain_done()
+    with w.db.begin() as conn:
+        conn.execute(update(rows).where(rows.c.seq > 100).values(label=1))
+    w.rows(70)
+    alarms.maybe_request_retrain("v1")
+    assert [p.trigger_id for p in w.requested()] == ["labelled_rows-1", "labelled_rows-101"]
+
+
+def test_the_first_versions_rows_are_not_new(tmp_path: Path) -> None:
+    w = world(tmp_path, {"labelled_rows": {"every": 100}})
+    w.rows(150)  # v1 learnt from these
+    alarms, _ = w.daemon()
+    assert alarms.triggers is not None
+    alarms.triggers.start_after(150)
+    alarms.maybe_request_retrain("v1")
+    assert w.requested() == []
+    w.rows(100)
+    alarms.maybe_request_retrain("v1")
+    assert [p.trigger_id for p in w.requested()] == ["labelled_rows-151"]
 
 
 def test_cooldown_applies_to_every_trigger(tmp_path: Path) -> None:

@@ -50,6 +50,11 @@ def test_every_600_labelled_rows_counted_after_v1(tmp_path: Path) -> None:
     assert summary(r)["by_trigger"] == {"labelled_rows": 4}
 
 
+def test_labelled_rows_wait_for_late_labels(tmp_path: Path) -> None:
+    r = replay(tmp_path, stationary(), {"labelled_rows": {"every": 600}}, label_delay=300)
+    assert [x.requested_at for x in r.retrains] == [p + 300 for p in EVERY_600[:3]]
+
+
 def test_the_accuracy_floor_retrains_once_the_concept_flips(tmp_path: Path) -> None:
     frame = flipping_stream()
     r = replay(tmp_path, frame, {"accuracy_floor": {"below": 0.6, "window": 200}})
