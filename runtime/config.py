@@ -155,6 +155,10 @@ class RetrainConfig(_Model):
     timeout_seconds: float = Field(default=600.0, gt=0)
     holdout_fraction: float = Field(default=0.3, gt=0, lt=1)
     max_rows: int = Field(default=20000, gt=0)
+    min_rows: int | None = Field(default=None, gt=0)
+    """The fewest labelled rows a retrain learns from: when fewer arrived since its onset
+    (a drift found within a few hundred rows), it takes the newest ``min_rows`` up to its
+    end instead, reaching back before the onset; ``None``: the rows since the onset only."""
     reference_size: int = Field(default=2000, gt=0)
     seed: int = 0
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")

@@ -155,11 +155,17 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _load_rows(db: Database, cfg: DriftloopConfig, onset: int, upto: int, seed: int) -> _Rows:
-    """The labelled rows since the drift onset, split at random (``seed``) into training
-    and held-out rows; fewer than two is an error (nothing to train on)."""
+    """The labelled rows since the drift onset (at least ``retrain.min_rows`` of the newest
+    when set), split at random (``seed``) into training and held-out rows; fewer than two
+    is an error (nothing to train on)."""
     nf = len(cfg.schema.features)
     seqs, x, y_raw = labelled_rows(db, nf, since=onset, upto=upto, limit=cfg.retrain.max_rows,
                                    numeric=cfg.schema.numeric_label)
+    least = cfg.retrain.min_rows
+    if least is not None and len(seqs) < least:  # too few since the onset: reach back
+        seqs, x, y_raw = labelled_rows(db, nf, since=0, upto=upto,
+                                       limit=min(least, cfg.retrain.max_rows),
+                                       numeric=cfg.schema.numeric_label)
     y = targets(y_raw, cfg)
     if len(seqs) < 2:
         raise ValueError(f"only {len(seqs)} labelled rows since row {onset}: nothing to train on")

@@ -195,3 +195,15 @@ def test_the_served_table_holds_the_runs_prequential_accuracy(
         mine = result.correct[result.served == i]
         assert per[version].value == pytest.approx(float(np.nanmean(mine)), abs=1e-12)
     db.dispose()
+
+
+def test_a_retrain_learns_at_least_min_rows(tmp_path: Path) -> None:
+    data = config_data(tmp_path)
+    data["retrain"]["min_rows"] = 1000  # type: ignore[index]
+    cfg = parse_config(data)
+    r = run_schedule(cfg, LoggedStream(flipping_stream(), cfg.schema), Schedule("drift"),
+                     Options(batch_rows=100))
+    assert r.retrains
+    for x in r.retrains:
+        assert x.rows >= 1000 and x.last_row - x.first_row + 1 == x.rows
+        assert x.first_row < x.onset  # it reached back before the drift's onset
