@@ -104,10 +104,15 @@ def builtin(x: np.ndarray, y: np.ndarray, specs: list[dict[str, Any]], seed: int
     model = TabularModel(prep, build_model(mlp, prep.width, 2, seed=seed))
     strategy = finetune.build(finetune.Config(lr=recipe["lr"], batch_size=recipe["batch_size"],
                                               weight_decay=recipe["weight_decay"]))
-    strategy.train(TrainRequest(model, torch.as_tensor(x, dtype=torch.float32),
-                                torch.as_tensor(y), budget=Budget(epochs=recipe["epochs"],
-                                                                   steps=None, seconds=None),
-                                seed=seed))
+    xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y)
+    val = None
+    if recipe["val_fraction"] > 0:  # hold out a random part to stop early on
+        perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+        cut = int(len(y) * recipe["val_fraction"])
+        val, xt, yt = (xt[perm[:cut]], yt[perm[:cut]]), xt[perm[cut:]], yt[perm[cut:]]
+    strategy.train(TrainRequest(model, xt, yt, budget=Budget(epochs=recipe["epochs"],
+                                                              steps=None, seconds=None),
+                                seed=seed, val=val))
     model.eval()
     return lambda xb: predict_proba(model, torch.as_tensor(xb, dtype=torch.float32)).numpy()
 
@@ -131,7 +136,7 @@ def hgb(x: np.ndarray, y: np.ndarray, is_cat: list[bool], seed: int) -> Any:
 
 
 def run_table(name: str, start: int, block: int, limit: int | None,
-              recipe: dict[str, Any]) -> dict[str, Any]:
+              recipe: dict[str, Any], only_builtin: bool = False) -> dict[str, Any]:
     from river import forest
 
     frame, y, cats = TABLES[name]()
@@ -145,7 +150,7 @@ def run_table(name: str, start: int, block: int, limit: int | None,
     records = frame.to_dict("records")
     for i in range(start):
         arf.learn_one(records[i], int(y[i]))
-    hits = {"builtin": 0, "hgb": 0, "arf": 0}
+    hits = {"builtin": 0} if only_builtin else {"builtin": 0, "hgb": 0, "arf": 0}
     seconds = dict.fromkeys(hits, 0.0)
     n = 0
     for lo in range(start, len(y), block):
@@ -154,6 +159,9 @@ def run_table(name: str, start: int, block: int, limit: int | None,
         p = builtin(x[:lo], y[:lo], specs, seed=0, recipe=recipe)(x[lo:hi])
         seconds["builtin"] += time.perf_counter() - t
         hits["builtin"] += int((p.argmax(1) == y[lo:hi]).sum())
+        n += hi - lo
+        if only_builtin:
+            continue
         t = time.perf_counter()
         p = hgb(x[:lo], y[:lo], is_cat, seed=0)(x[lo:hi])
         seconds["hgb"] += time.perf_counter() - t
@@ -163,7 +171,6 @@ def run_table(name: str, start: int, block: int, limit: int | None,
             hits["arf"] += int(arf.predict_one(records[i]) == y[i])
             arf.learn_one(records[i], int(y[i]))
         seconds["arf"] += time.perf_counter() - t
-        n += hi - lo
     return {"rows": len(y), "scored": n, "majority": float(max(y[start:].mean(),
                                                                1 - y[start:].mean())),
             "accuracy": {k: v / n for k, v in hits.items()},
@@ -184,11 +191,14 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=boot.lr)
     p.add_argument("--batch-size", type=int, default=boot.batch_size)
     p.add_argument("--weight-decay", type=float, default=finetune.Config().weight_decay)
+    p.add_argument("--val-fraction", type=float, default=0.0,
+                   help="hold out this part of the rows seen and stop early on it")
+    p.add_argument("--only-builtin", action="store_true", help="for tuning: skip HGB and ARF")
     args = p.parse_args()
     torch.set_num_threads(1)
     recipe = {"hidden": [int(h) for h in args.hidden.split(",") if h], "dropout": args.dropout,
               "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-              "weight_decay": args.weight_decay}
+              "weight_decay": args.weight_decay, "val_fraction": args.val_fraction}
     out: dict[str, Any] = {"builtin_recipe": recipe}
     for name in args.tables.split(","):
         package = PACKAGES.get(name)
@@ -196,7 +206,8 @@ def main() -> None:
             print(f"{name:12s} skipped: {package} is not installed (bench/install_streams.sh)")
             out[name] = {"skipped": f"{package} is not installed"}
             continue
-        r = run_table(name, args.start, args.block, 800 if args.quick else None, recipe)
+        r = run_table(name, args.start, args.block, 800 if args.quick else None, recipe,
+                      args.only_builtin)
         out[name] = r
         acc = "  ".join(f"{k} {v:.3f}" for k, v in r["accuracy"].items())
         print(f"{name:12s} rows {r['rows']:5d} scored {r['scored']:5d}  majority "
