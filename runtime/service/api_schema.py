@@ -21,6 +21,8 @@ def _clean_text(value: str) -> str:
 RowId = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_clean_text)]
 Reason = Annotated[str, Field(max_length=500), AfterValidator(_clean_text)]
 Label = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
+Target = Annotated[float, Field(allow_inf_nan=False)]
+"""A regression target (``task: regression``); a classifier quarantines it."""
 ClassName = Annotated[str, Field(min_length=1, max_length=200)]
 IDEMPOTENCY = r"^[A-Za-z0-9._:-]{1,100}$"
 
@@ -35,8 +37,8 @@ class IngestRequest(_Body):
     rows: list[list[float | str | None]] = Field(min_length=1)
     """Numbers, or for categorical and boolean columns their text; ``null`` where missing."""
     features: list[str] | None = None
-    labels: list[Label | ClassName | None] | None = None
-    """Class values, or the names of string ``classes``."""
+    labels: list[Label | Target | ClassName | None] | None = None
+    """Class values, or the names of string ``classes``; regression targets."""
     row_ids: list[RowId] | None = None
 
 
@@ -64,7 +66,7 @@ class IngestResponse(BaseModel):
 
 class LabelsRequest(_Body):
     row_ids: list[RowId] = Field(min_length=1)
-    labels: list[Label]
+    labels: list[Label | Target]
 
 
 class LabelsResponse(BaseModel):

@@ -134,33 +134,37 @@ class StateCollector(Collector):
         yield number
 
     def _realized(self) -> Iterator[Metric]:
-        """The served predictions' realized accuracy: over the recent windows, and per
-        version (the last versions that served, each on its own last rows)."""
-        summary = served.realized_summary(self.db)
-        recent = GaugeMetricFamily(
-            "driftloop_realized_accuracy",
-            "Accuracy of the served predictions over the last N labelled served rows.",
+        """The served predictions' realized accuracy (a regression champion's: MAE, in
+        target units): over the recent windows, and per version (the last versions that
+        served, each on its own last rows)."""
+        champion = self.registry.champion()
+        meta = self.registry.get(champion).meta if champion else None
+        metric = "mae" if meta is not None and "target" in meta else "accuracy"
+        summary = served.realized_summary(self.db, metric=metric)
+        families = {m: (GaugeMetricFamily(
+            f"driftloop_realized_{m}",
+            f"{name} of the served predictions over the last N labelled served rows.",
             labels=["window"],
-        )
+        ), GaugeMetricFamily(
+            f"driftloop_realized_{m}_by_version",
+            f"Each version's {name} on its last {served.DEFAULT_WINDOW} labelled served rows.",
+            labels=["version"],
+        )) for m, name in (("accuracy", "Accuracy"), ("mae", "Mean absolute error"))}
+        recent, per = families[metric]
         for r in summary["recent"]:
             if r["value"] is not None:
                 recent.add_metric([str(r["window"])], r["value"])
-        per = GaugeMetricFamily(
-            "driftloop_realized_accuracy_by_version",
-            f"Each version's accuracy on its last {served.DEFAULT_WINDOW} labelled served rows.",
-            labels=["version"],
-        )
         rows = GaugeMetricFamily(
             "driftloop_realized_rows_by_version",
-            "Labelled served rows behind each version's realized accuracy.",
+            "Labelled served rows behind each version's realized accuracy (or MAE).",
             labels=["version"],
         )
         for version, r in summary["by_version"].items():
             if r["value"] is not None:
                 per.add_metric([version], r["value"])
                 rows.add_metric([version], r["rows"])
-        yield recent
-        yield per
+        for pair in families.values():
+            yield from pair
         yield rows
 
     def _estimated(self) -> Iterator[Metric]:
