@@ -39,7 +39,7 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ from runtime.store.atomic import fsync_dir, write_bytes_atomic, write_json_atomi
 from runtime.store.db import utcnow
 from runtime.store.unit import golden_sets, load_unit
 from runtime.store.versions import Registry
+from strategies.text_tokenizer import SentenceTokenizer
 
 __all__ = [
     "CURRENT",
@@ -120,9 +121,10 @@ def export_version(
     if not len(x):
         raise ExportError(f"{version} has no golden rows (nor a reference window) to check on")
     meta = unit.meta
+    texts = {f"tokenizer-{n}.json": t.spec.encode("utf-8") for n, t in unit.tokenizers.items()}
     describe = {
         "version": version,
-        "input": _input(cfg),
+        "input": _input(cfg, unit.tokenizers),
         "output": {
             "name": "logits", "dtype": "float32", "shape": [None, len(cfg.schema.classes)],
             "classes": list(cfg.schema.classes),
@@ -136,26 +138,37 @@ def export_version(
         "checked_on": {"rows": min(len(x), CHECK_ROWS), "golden_sets": sorted(gold),
                        "tolerance": TOLERANCE},
     }
-    return export_model(unit.model, x[:CHECK_ROWS], formats, out, describe, opset=opset)
+    return export_model(unit.model, x[:CHECK_ROWS], formats, out, describe, opset=opset,
+                        extra_files=texts)
 
 
-def _input(cfg: DriftloopConfig) -> dict[str, Any]:
+def _input(cfg: DriftloopConfig, texts: Mapping[str, SentenceTokenizer]) -> dict[str, Any]:
     from strategies.models import CNNConfig, MLPConfig
     from strategies.text import TextConfig
 
     model = cfg.model
     if isinstance(model, TextConfig):
         prep = (f"token ids of all-MiniLM-L6-v2's WordPiece tokenizer ([CLS] … [SEP], padded "
-                f"with 0 to {len(cfg.schema.features)}), as float32")
+                f"with 0 to {len(cfg.schema.features)}), as float32"
+                + ("; text_columns names each sentence's tokenizer file" if texts else ""))
     elif isinstance(model, MLPConfig | CNNConfig):
         prep = "none: the standardisation (mean, std) is inside the model"
     else:
         prep = "none beyond the model's own forward"
-    return {
+    out = {
         "name": "x", "dtype": "float32", "shape": [None, len(cfg.schema.features)],
         "features": list(cfg.schema.features), "preprocessing": prep,
         "missing_values": "NaN allowed" if cfg.schema.allow_nan else "refused (finite only)",
     }
+    if texts:
+        # each sentence becomes its token-id features: the tokenizer (tokenizers' JSON,
+        # Tokenizer.from_str) with truncation and padding to max_length
+        out["text_columns"] = {
+            name: {**t.describe(), "features": cfg.schema.text_columns[name],
+                   "file": f"tokenizer-{name}.json", "pad_id": 0}
+            for name, t in texts.items()
+        }
+    return out
 
 
 def export_model(
@@ -166,9 +179,11 @@ def export_model(
     describe: dict[str, Any],
     *,
     opset: int = 17,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> Export:
     """Write ``model`` in ``formats`` to ``out`` plus the manifest (``describe`` merged in),
-    each format checked against PyTorch on the rows ``x``."""
+    each format checked against PyTorch on the rows ``x``; ``extra_files`` (name → bytes,
+    a text column's tokenizer) are written beside and listed in the manifest."""
     unknown = [f for f in formats if f not in FORMATS]
     if unknown or not formats:
         raise ExportError(f"unknown export format {unknown[0] if unknown else None!r} "
@@ -205,6 +220,9 @@ def export_model(
         seconds[fmt] = round(time.perf_counter() - began, 3)
         files[path.name] = {"format": fmt, **_digest(path)}
         done[fmt] = {"file": path.name, **info, "max_abs_diff": diff, "seconds": seconds[fmt]}
+    for name, data in (extra_files or {}).items():
+        write_bytes_atomic(out / name, data)
+        files[name] = {"format": "tokenizer", **_digest(out / name)}
     manifest = {
         "manifest_version": MANIFEST_VERSION, **describe, "exported_at": utcnow(),
         "files": files, "formats": done, "versions": _versions(formats),

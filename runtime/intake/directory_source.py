@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from runtime.config import SchemaConfig
+from runtime.intake.entries import allowed_keys
 from runtime.intake.settings import DirectorySourceConfig
 from runtime.intake.sources import Batch, FileStamp
 
@@ -98,7 +99,7 @@ def _read_jsonl(
 ) -> Batch:
     records: list[dict[str, object]] = []
     errors: dict[int, str] = {}
-    allowed = {*schema.features, schema.label, schema.id_column}
+    allowed = allowed_keys(schema)
     first_row, first_line = 1, 1
     if offset:  # a continuation: number rows and lines after those read before
         with path.open("rb") as fh:

@@ -75,7 +75,8 @@ def check_rows(items: list[Any], where: str, allowed: set[str]) -> list[Row]:
 
 
 def allowed_keys(schema: SchemaConfig) -> set[str]:
-    return {*schema.features, schema.label, schema.id_column}
+    keys = {*schema.inputs, schema.label, schema.id_column}
+    return keys | ({schema.timestamp_column} if schema.timestamp_column else set())
 
 
 def to_batch(entries: list[Decoded], schema: SchemaConfig, origin: str) -> Batch:

@@ -235,14 +235,46 @@ class ColumnConfig(_Model):
     min_count: int = Field(default=5, ge=1)
     """A category seen fewer times than this in a version's training rows goes to the
     ``unknown`` bucket (categorical columns only)."""
+    max_length: int | None = Field(default=None, ge=2, le=512)
+    """Tokens kept of a sentence, ``[CLS]`` and ``[SEP]`` included (``type: text`` only;
+    ``None``: 32). The column is stored as that many token-id features."""
+
+    @model_validator(mode="after")
+    def _length_for_text(self) -> ColumnConfig:
+        if self.max_length is not None and self.type != "text":
+            raise ValueError(f"column {self.name!r}: max_length is for type: text only")
+        return self
+
+    @property
+    def tokens(self) -> int:
+        """The stored width of a text column."""
+        return self.max_length or DEFAULT_TEXT_LENGTH
+
+
+DEFAULT_TEXT_LENGTH = 32
+
+
+def token_names(name: str, n: int) -> list[str]:
+    """The stored features of text column ``name``: one token id each, ``name[00]`` …
+
+    Examples
+    --------
+    >>> token_names("ticket", 3)
+    ['ticket[00]', 'ticket[01]', 'ticket[02]']
+    """
+    width = max(2, len(str(n - 1)))
+    return [f"{name}[{i:0{width}d}]" for i in range(n)]
 
 
 class SchemaConfig(_Model):
     """The columns of an incoming row.
 
     ``features`` is a list of names or of mappings (``{name: plan, type: categorical,
-    missing: impute}``); it is read back as the list of names, and :attr:`columns` holds
-    each one's declaration.
+    missing: impute}``); it is read back as the list of stored features, and
+    :attr:`columns` holds each one's declaration. A ``type: text`` column is stored as
+    ``max_length`` token-id features (``ticket[00]`` …, :func:`token_names`), which the
+    ingest validator fills from the sentence; :attr:`inputs` names the columns as rows
+    carry them.
     """
 
     features: list[str] = Field(min_length=1)
@@ -274,8 +306,11 @@ class SchemaConfig(_Model):
             if isinstance(f, dict):
                 if "name" not in f:
                     raise ValueError(f"features[{i}] declares a column without a name")
-                names.append(f["name"])
                 columns[str(f["name"])] = f
+                f = f["name"]
+            declared = columns.get(str(f))
+            if _declared_text(declared):
+                names.extend(token_names(str(f), _declared_length(declared)))
             else:
                 names.append(f)
         return {**data, "features": names, "columns": columns}
@@ -301,7 +336,7 @@ class SchemaConfig(_Model):
             raise ValueError(f"column names must be distinct, repeated: {', '.join(dupes)}")
         if len({str(c) for c in self.classes}) != len(self.classes):
             raise ValueError("classes must be distinct")
-        unknown = sorted(set(self.columns) - set(self.features))
+        unknown = sorted(set(self.columns) - set(self.features) - set(self.text_columns))
         if unknown:
             raise ValueError(f"columns declares unknown feature(s): {', '.join(unknown)}")
         for name, col in self.columns.items():
@@ -321,12 +356,35 @@ class SchemaConfig(_Model):
     def string_classes(self) -> bool:
         return not all(isinstance(c, int) for c in self.classes)
 
+    @property
+    def text_columns(self) -> dict[str, list[str]]:
+        """Each ``type: text`` column's stored token-id features."""
+        return {n: token_names(n, c.tokens) for n, c in self.columns.items() if c.type == "text"}
+
+    @property
+    def inputs(self) -> list[str]:
+        """The feature columns as rows carry them: :attr:`features` with each text
+        column's token ids as the one column of its sentence."""
+        owner = {t: n for n, tokens in self.text_columns.items() for t in tokens}
+        out: list[str] = []
+        for f in self.features:
+            name = owner.get(f, f)
+            if not out or out[-1] != name or name not in self.text_columns:
+                out.append(name)
+        return out
+
     def column(self, name: str) -> ColumnConfig:
-        """The declaration of feature ``name`` (a bare name: type inferred)."""
-        return self.columns.get(name) or ColumnConfig(name=name)
+        """The declaration of feature ``name`` (a bare name: type inferred; a text
+        column's token id: a number, never missing)."""
+        declared = self.columns.get(name)
+        if declared is not None and declared.type != "text":
+            return declared
+        if "[" in name and name.endswith("]") and name.split("[")[0] in self.text_columns:
+            return ColumnConfig(name=name, type="numeric", missing="refuse")
+        return declared or ColumnConfig(name=name)
 
     def missing_rule(self, name: str) -> Missing:
-        rule = self.column(name).missing
+        rule = (self.columns.get(name) or self.column(name)).missing
         if rule is not None:
             return rule
         return "impute" if self.allow_nan else "refuse"
@@ -351,3 +409,21 @@ class SchemaConfig(_Model):
                 base = cols.get(f) or ColumnConfig(name=f)
                 cols[f] = base.model_copy(update={"type": types.get(f, "numeric")})
         return self.model_copy(update={"columns": cols})
+
+
+def _declared_text(declared: Any) -> bool:
+    if isinstance(declared, ColumnConfig):
+        return declared.type == "text"
+    return isinstance(declared, dict) and declared.get("type") == "text"
+
+
+def _declared_length(declared: Any) -> int:
+    if isinstance(declared, ColumnConfig):
+        return declared.tokens
+    length = declared.get("max_length")
+    if length is None:
+        return DEFAULT_TEXT_LENGTH
+    try:
+        return min(max(int(length), 0), 513)  # ColumnConfig refuses what is out of range
+    except (TypeError, ValueError):
+        return DEFAULT_TEXT_LENGTH  # ColumnConfig refuses it, naming the key

@@ -16,6 +16,7 @@ import pandas as pd
 
 from runtime.config import SchemaConfig
 from runtime.intake.sources import Batch
+from runtime.intake.text_columns import tokenize_frame
 from runtime.store.rows import labelled
 from strategies.tabular import category_code, infer_type
 
@@ -59,18 +60,19 @@ class Validator:
             i: r for i, r in ((k - 1, v) for k, v in batch.row_errors.items())
         }
         cols = set(frame.columns)
-        known_cols = {*s.features, s.label, s.id_column, s.timestamp_column}
+        known_cols = {*s.inputs, s.label, s.id_column, s.timestamp_column}
         extra = sorted(cols - known_cols)
         if extra:
             whole = f"unexpected column(s) {', '.join(map(repr, extra))}"
             return frame.iloc[0:0], {i: whole for i in range(n)}, "rows", None
-        missing = [f for f in s.features if f not in cols]
+        missing = [f for f in s.inputs if f not in cols]
         if missing and cols <= {s.id_column, s.label} and s.id_column in cols and s.label in cols:
             return self._validate_labels(frame, reasons), reasons, "labels", None
         if missing:
             whole = f"missing column(s) {', '.join(map(repr, missing))}"
             # a row that could not be parsed keeps its own reason (it lacks every column)
             return frame.iloc[0:0], {i: reasons.get(i, whole) for i in range(n)}, "rows", None
+        frame = tokenize_frame(frame, s, reasons)
         self.infer(frame)
         x = np.empty((n, len(s.features)), dtype=np.float64)
         for j, f in enumerate(s.features):
@@ -92,10 +94,10 @@ class Validator:
         return kept, reasons, "rows", self._late_labels(frame, late, reasons)
 
     def encode(self, frame: pd.DataFrame) -> tuple[npt.NDArray[np.float64], dict[int, str]]:
-        """The features of ``frame`` (every schema feature a column) in the stored form,
+        """The features of ``frame`` (every schema input a column) in the stored form,
         and the reason each bad row is refused (as ingest would, labels aside)."""
         reasons: dict[int, str] = {}
-        frame = frame.reset_index(drop=True)
+        frame = tokenize_frame(frame.reset_index(drop=True), self.schema, reasons)
         x = np.empty((len(frame), len(self.schema.features)), dtype=np.float64)
         for j, f in enumerate(self.schema.features):
             col = frame[f]
@@ -175,6 +177,11 @@ class Validator:
                 out[i] = b
         self._missing(blank, f, reasons)
         return out
+
+    def labels(self, frame: pd.DataFrame, reasons: dict[int, str]) -> pd.Series:
+        """The labels of ``frame`` as stored (class values, -1 where missing; targets,
+        NaN), a bad one's reason recorded by row position."""
+        return self._labels(frame, reasons)
 
     def _labels(self, frame: pd.DataFrame, reasons: dict[int, str]) -> pd.Series:
         s = self.schema

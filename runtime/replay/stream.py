@@ -41,7 +41,7 @@ class LoggedStream:
     """The rows of the files, with their true labels kept for scoring."""
 
     def __init__(self, frame: pd.DataFrame, schema: SchemaConfig) -> None:
-        missing = [c for c in [*schema.features, schema.label] if c not in frame.columns]
+        missing = [c for c in [*schema.inputs, schema.label] if c not in frame.columns]
         if missing:
             raise ValueError(f"the data has no column(s) {', '.join(map(repr, missing))}")
         frame = frame.reset_index(drop=True)
@@ -51,7 +51,7 @@ class LoggedStream:
         self.schema = schema
         ts = schema.timestamp_column
         extra = [ts] if ts is not None and ts in frame.columns else []
-        self.frame = frame[[schema.id_column, *schema.features, *extra, schema.label]]
+        self.frame = frame[[schema.id_column, *schema.inputs, *extra, schema.label]]
         labels = pd.to_numeric(self.frame[schema.label], errors="coerce")
         if schema.numeric_label:  # regression targets: a row without one is not scored
             self.y: F64 | I64 = labels.to_numpy(dtype=np.float64)

@@ -42,7 +42,7 @@ def data_router(host: Host, api: ApiConfig) -> APIRouter:
     """Ingest, labels and predict over ``host``, within ``api``'s limits."""
     router = APIRouter()
     schema = host.cfg.schema
-    features = list(schema.features)
+    features = list(schema.inputs)  # a text column: its sentence
 
     @router.post(
         "/v1/ingest",
@@ -118,7 +118,7 @@ def _ingest(
 ) -> dict[str, Any]:
     """The body of ``POST /v1/ingest``: decode, check, store, hand to the detectors."""
     body = decode_ingest(raw, content_type, IngestRequest)
-    features = list(host.cfg.schema.features)
+    features = list(host.cfg.schema.inputs)
     n = len(body.rows)
     if n > api.max_batch_rows:
         raise ApiError(413, f"too many rows in one batch: {n} (limit {api.max_batch_rows})")
@@ -134,7 +134,8 @@ def _ingest(
     else:
         ids = list(map(f"http-{request_id}-".__add__, map(str, range(n))))
     origin = f"http:{request_id}"
-    if _has_text(body.rows) or _has_text([body.labels or []]):
+    texts = bool(host.cfg.schema.text_columns)
+    if texts or _has_text(body.rows) or _has_text([body.labels or []]):
         # categories or class names as text: judged and encoded as a file's rows are
         frame, errors = _frame(body.rows, body.features, features)
         if body.labels is not None:

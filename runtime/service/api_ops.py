@@ -20,7 +20,7 @@ def state_router(host: Host) -> APIRouter:
     router = APIRouter()
     cfg = host.cfg
     schema = cfg.schema
-    features = list(schema.features)
+    features = list(schema.inputs)
 
     @router.get("/v1/status", tags=["state"])
     def status() -> dict[str, Any]:

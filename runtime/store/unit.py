@@ -5,12 +5,16 @@ also carries the golden set of the distribution it was trained for (the held-out
 never trained on) and, in ``meta["golden_index"]``, the names of every golden set its
 lineage answers for. Its probabilities are calibrated on its own golden set when it is
 saved (:mod:`strategies.calibration`), kept in ``meta["calibration"]`` (JSON carrying its
-own sha256, checked on load); a version saved before that reads as uncalibrated.
+own sha256, checked on load); a version saved before that reads as uncalibrated. A schema
+with text columns saves each column's tokenizer (its JSON as ``tokenizer.safetensors``,
+bytes, described with its sha256 in ``meta["tokenizer"]``); a version whose tokenizer is
+not the one ingest uses is refused on load.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -26,6 +30,7 @@ from strategies.evaluation import predict_logits
 from strategies.models import build_model
 from strategies.registry import build_buffer, restore_buffer
 from strategies.tabular import Preprocessing, TabularModel
+from strategies.text_tokenizer import SentenceTokenizer, for_columns
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -38,6 +43,7 @@ class Unit:
     buffer: RehearsalBuffer | None  # None when loaded for serving only
     reference: F64
     meta: dict[str, Any]
+    tokenizers: dict[str, SentenceTokenizer] = field(default_factory=dict)
 
     @property
     def golden_index(self) -> list[str]:
@@ -109,6 +115,7 @@ def load_unit(
     model.load_state_dict(loaded.tensors["model"])
     model.eval()
     calibration_of(version, meta)  # a tampered calibration fails the load like a file
+    texts = tokenizers_of(version, cfg, meta, loaded.tensors.get("tokenizer", {}))
     buffer = None
     if with_buffer:
         buffer = _config_buffer(cfg, loaded.tensors.get("buffer", {}), meta.get("buffer", {}))
@@ -118,7 +125,34 @@ def load_unit(
         if ref is not None
         else np.zeros((0, len(cfg.schema.features)))
     )
-    return Unit(version=version, model=model, buffer=buffer, reference=reference, meta=meta)
+    return Unit(version=version, model=model, buffer=buffer, reference=reference, meta=meta,
+                tokenizers=texts)
+
+
+def tokenizers_of(
+    version: str, cfg: DriftloopConfig, meta: dict[str, Any], saved: Mapping[str, torch.Tensor]
+) -> dict[str, SentenceTokenizer]:
+    """The version's saved tokenizer of each text column, checked against its recorded
+    sha256 and against the tokenizer ingest uses (IntegrityError, one line, if either
+    differs: its token ids would mean other words)."""
+    out: dict[str, SentenceTokenizer] = {}
+    for name, current in for_columns(cfg.schema.text_columns).items():
+        record = (meta.get("tokenizer") or {}).get(name)
+        if record is None or name not in saved:
+            raise IntegrityError(f"model {version}: no tokenizer saved for text column {name!r}")
+        data = saved[name].numpy().tobytes()
+        tok = SentenceTokenizer.from_bytes(data, int(record["max_length"]))
+        if tok.sha256 != record.get("sha256"):
+            raise IntegrityError(f"model {version}: tokenizer of {name!r} does not match its "
+                                 f"recorded sha256")
+        if tok != current:
+            raise IntegrityError(
+                f"model {version}: its tokenizer of {name!r} ({tok.max_length} tokens, sha256 "
+                f"{tok.sha256[:12]}) is not the one ingest uses ({current.max_length} tokens, "
+                f"{current.sha256[:12]}): the config's max_length or the encoder package changed"
+            )
+        out[name] = tok
+    return out
 
 
 def _config_buffer(
@@ -150,9 +184,10 @@ def save_unit(
     meta: dict[str, Any],
     parent: str | None,
     calibrate: calibration.Method = "temperature",
+    tokenizers: Mapping[str, SentenceTokenizer] | None = None,
 ) -> ModelVersion:
     """Write a complete unit as a candidate version, its probabilities calibrated on its
-    golden set by ``calibrate``."""
+    golden set by ``calibrate``; with ``tokenizers``, the text columns' tokenizers."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     golden_dtype = torch.float64 if golden[1].dtype.kind == "f" else torch.int64  # targets
     tensors = {
@@ -168,6 +203,12 @@ def save_unit(
     logits = predict_logits(model, gold_x).numpy().astype(np.float64)
     fitted = calibration.fit(logits, np.asarray(golden[1], dtype=np.int64), calibrate)
     full_meta = {**meta, "buffer": buffer.state_meta(), "calibration": fitted.to_json()}
+    if tokenizers:
+        tensors["tokenizer"] = {
+            name: torch.frombuffer(bytearray(t.spec.encode("utf-8")), dtype=torch.uint8)
+            for name, t in tokenizers.items()
+        }
+        full_meta["tokenizer"] = {name: t.describe() for name, t in tokenizers.items()}
     return registry.save(version, tensors=tensors, meta=full_meta, parent=parent)
 
 

@@ -36,6 +36,7 @@ from torch import nn
 from runtime.config import DriftloopConfig
 from runtime.intake.directory_source import read_file
 from runtime.intake.ingest import Ingestor
+from runtime.intake.text_columns import tokenizers
 from runtime.store import events as ev
 from runtime.store.db import Database
 from runtime.store.events import EventLog
@@ -234,7 +235,8 @@ def adopt(
     save_unit(registry, "v1", model=model, buffer=buffer,
               reference=x[-cfg.retrain.reference_size:], golden=(x[split.gold], y[split.gold]),
               meta=meta, parent=None,
-              calibrate=cfg.policy.estimate.calibration)
+              calibrate=cfg.policy.estimate.calibration,
+              tokenizers=tokenizers(cfg.schema))
     registry.promote("v1", ev.ModelPromoted(reason="adopted", metrics=metrics, adopted=lineage))
     return "v1"
 

@@ -19,15 +19,16 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from runtime.config import DriftloopConfig
+from runtime.config import DriftloopConfig, SchemaConfig
 from runtime.intake.schema_state import column_specs, resolved
+from runtime.intake.text_columns import tokenizers
 from runtime.store import events as ev
 from runtime.store.db import Database
 from runtime.store.events import EventLog
 from runtime.store.unit import fit_target, new_buffer, new_model, save_unit
 from runtime.store.versions import Registry
 from runtime.training.retrain_job import regression_loss, targets
-from runtime.training.stages import Split, StageFailed, run_stages
+from runtime.training.stages import Split, StageFailed, load_rows, run_stages
 from strategies import finetune
 from strategies.base import Budget, Progress, TrainRequest
 from strategies.evaluation import accuracy, predict_logits
@@ -87,16 +88,16 @@ def bootstrap_from_rows(
     xv = torch.as_tensor(x[val], dtype=torch.float32)
     yv = torch.as_tensor(y[val], dtype=label)
 
-    prep = _preprocessing(cfg, db, x[train], report)
+    schema, _ = resolved(db, cfg.schema)
+    prep = _preprocessing(cfg, db, _fitted_rows(cfg, schema, x[train]), report)
     target = fit_target(y[train]) if cfg.task == "regression" else None
     scale = None if target is None else (target["mean"], target["std"])
     model = new_model(cfg, seed=cfg.seed, prep=prep, target=scale)
     version = registry.next_version()
     if cfg.stages:
-        _stages_take_numbers(prep)
         return _staged(cfg, events, registry, model, version, x, y, (xt, yt), (xv, yv),
                        gold, len(train), first_row=first_row, last_row=last_row,
-                       source=source, report=report)
+                       source=source, report=report, schema=schema, prep=prep)
     fit_normalization(model, xt)
     strategy = finetune.build(finetune.Config(lr=b.lr, batch_size=b.batch_size))
 
@@ -135,7 +136,8 @@ def bootstrap_from_rows(
     }
     save_unit(registry, version, model=model, buffer=buffer, reference=reference,
               golden=(x[gold], y[gold]), meta=meta, parent=None,
-              calibrate=cfg.policy.estimate.calibration)
+              calibrate=cfg.policy.estimate.calibration,
+              tokenizers=tokenizers(cfg.schema))
     registry.promote(version, ev.ModelPromoted(reason="bootstrap", metrics=metrics))
     return version
 
@@ -199,10 +201,19 @@ def _mae_criterion(
         )
 
 
-def _stages_take_numbers(prep: Preprocessing | None) -> None:
-    if prep is not None:
-        raise BootstrapError("stages: cannot train a schema with categorical, boolean or "
-                             "imputed columns yet (use bootstrap: alone)")
+def _fitted_rows(
+    cfg: DriftloopConfig, schema: SchemaConfig, x: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """The rows v1's preprocessing is learned from: its training rows, and with
+    ``stages:`` every stage file's rows too (a category only the pretraining data has
+    gets its own input instead of the unknown bucket)."""
+    if not cfg.stages or not schema.typed:
+        return x
+    try:
+        extra = [load_rows(st.data, schema)[0] for st in cfg.stages if st.data is not None]
+    except StageFailed as err:
+        raise BootstrapError(str(err)) from None
+    return np.concatenate([x, *extra]) if extra else x
 
 
 def _preprocessing(
@@ -212,10 +223,18 @@ def _preprocessing(
     """v1's preprocessing, learned from its training rows; ``None`` for a schema of
     plain numbers with missing values refused (rows go to the model as they are)."""
     schema, names = resolved(db, cfg.schema)
+    texts = schema.text_columns
     report("schema: " + ", ".join(
+        f"{f} text ({len(texts[f])} token ids)" if f in texts else
         f"{f} {schema.column(f).type or 'numeric'}"
         + ("" if cfg.schema.column(f).type else " (inferred)")
-        for f in schema.features))
+        for f in schema.inputs))
+    for name, tok in tokenizers(schema).items():
+        last = x[:, schema.features.index(texts[name][-1])]
+        report(f"schema: {name} tokenizer: the encoder's WordPiece vocabulary "
+               f"({tok.vocab_size} tokens, {'lowercased' if tok.lowercase else 'cased'}), "
+               f"{tok.max_length} tokens; {float(np.mean(last != 0)):.1%} of the training "
+               f"sentences fill them (longer ones are cut)")
     if not schema.typed:
         return None
     prep = fit_preprocessing(x, column_specs(schema), names)
@@ -242,15 +261,18 @@ def _staged(
     last_row: int | None,
     source: str,
     report: Callable[[str], None],
+    schema: SchemaConfig,
+    prep: Preprocessing | None,
 ) -> str:
-    """Run the config's stages; save and promote the last stage's model as ``version``."""
+    """Run the config's stages (their files read with ``schema``, the stored rows' types);
+    save and promote the last stage's model, with ``prep``, as ``version``."""
     torch.set_num_threads(cfg.torch_threads)  # `driftloop bootstrap` owns its process
     buffer = new_buffer(cfg)
     report(f"bootstrap: {len(cfg.stages)} stages for {version} "
            f"({n_train} bootstrap rows for training, {len(gold)} golden)")
     try:
         results = run_stages(cfg, model, (task_train, task_val), buffer, events=events,
-                             version=version, report=report)
+                             version=version, report=report, schema=schema)
     except StageFailed as err:
         raise BootstrapError(str(err)) from None
     if all(st.data is not None for st in cfg.stages):
@@ -270,13 +292,15 @@ def _staged(
         "strategy": "staged", "config_hash": cfg.config_hash(), "metrics": metrics,
         "stages": lineage,
         "golden_index": [version],
+        **({} if prep is None else {"preprocessing": prep.to_json()}),
         "golden_provenance": {"rows": len(gold), "first_row": first_row, "last_row": last_row,
                               "source": f"held-out split of the bootstrap data ({source})"},
     }
     reference = x[-cfg.retrain.reference_size:]
     save_unit(registry, version, model=model, buffer=buffer, reference=reference,
               golden=(x[gold], y[gold]), meta=meta, parent=None,
-              calibrate=cfg.policy.estimate.calibration)
+              calibrate=cfg.policy.estimate.calibration,
+              tokenizers=tokenizers(cfg.schema))
     registry.promote(version, ev.ModelPromoted(reason="bootstrap", metrics=metrics,
                                                stages=tuple(r.name for r in results)))
     return version

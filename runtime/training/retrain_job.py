@@ -32,6 +32,7 @@ from torch import nn
 
 from runtime.config import DriftloopConfig
 from runtime.intake.schema_state import resolved
+from runtime.intake.text_columns import tokenizers
 from runtime.promotion.evidence import NEW_DATA, Evidence, evidence_path, write_evidence
 from runtime.promotion.evidence import score as score_set
 from runtime.store import events as ev
@@ -387,6 +388,7 @@ def _write(
         meta=meta,
         parent=spec["champion"],
         calibrate=cfg.policy.estimate.calibration,
+        tokenizers=tokenizers(cfg.schema),
     )
 
 

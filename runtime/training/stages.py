@@ -33,6 +33,7 @@ from torch.nn import functional as F
 
 from runtime.config import DriftloopConfig, ExitCriterion, SchemaConfig, StageConfig
 from runtime.intake.directory_source import read_file
+from runtime.intake.validation import Validator
 from runtime.store import events as ev
 from runtime.store.atomic import write_bytes_atomic, write_json_atomic
 from runtime.store.events import EventLog
@@ -62,29 +63,34 @@ class StageResult:
 def load_rows(
     path: Path, schema: SchemaConfig
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
-    """The feature matrix and class positions of a stage's data file (one-line errors)."""
+    """The feature matrix (in the stored form: categories as codes, sentences as token
+    ids, NaN where a missing value is allowed) and class positions of a stage's data
+    file, read by the ingest validator's rules; one-line errors naming the first bad row.
+
+    ``schema`` should carry the types the stored rows were read with
+    (:func:`runtime.intake.schema_state.resolved`); an undeclared type is inferred here.
+    """
     if not path.exists():
         raise StageFailed(f"stage data {path}: no such file")
     batch = read_file(path, schema)
     if batch.read_error:
         raise StageFailed(f"stage data {path}: {batch.read_error}")
-    frame = batch.frame
-    missing = [c for c in (*schema.features, schema.label) if c not in frame.columns]
+    frame = batch.frame.reset_index(drop=True)
+    missing = [c for c in (*schema.inputs, schema.label) if c not in frame.columns]
     if missing:
         raise StageFailed(f"stage data {path}: missing column(s) {', '.join(missing)}")
-    try:
-        x = frame[list(schema.features)].astype(np.float64).to_numpy()
-        labels = frame[schema.label].astype(np.float64).to_numpy()
-    except ValueError as err:
-        raise StageFailed(f"stage data {path}: not numeric ({str(err).splitlines()[0]})") from None
-    if not np.isfinite(x).all() or not np.isfinite(labels).all():
-        raise StageFailed(f"stage data {path}: NaN or infinite values")
+    validator = Validator(schema)
+    validator.infer(frame)
+    x, reasons = validator.encode(frame[list(schema.inputs)])
+    labels = validator.labels(frame, reasons).to_numpy()
+    for i in np.flatnonzero(labels < 0):
+        reasons.setdefault(int(i), "label is missing")
+    if reasons:
+        first = min(reasons)
+        raise StageFailed(f"stage data {path}: row {first + 1}: {reasons[first]}")
     y = np.full(len(labels), -1, dtype=np.int64)
-    for pos, value in enumerate(schema.classes):
+    for pos, value in enumerate(schema.class_values):
         y[labels == value] = pos
-    if (y < 0).any():
-        bad = sorted({float(v) for v in labels[y < 0]})[:5]
-        raise StageFailed(f"stage data {path}: labels {bad} are not in schema.classes")
     return x, y
 
 
@@ -138,11 +144,13 @@ def _split(x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], fraction: float
 
 
 def stage_data(cfg: DriftloopConfig, stage: StageConfig, index: int,
-               task: tuple[Split, Split]) -> tuple[Split, Split, str]:
-    """``(train, val, source)`` of a stage: its own file split, or the bootstrap rows."""
+               task: tuple[Split, Split], schema: SchemaConfig | None = None
+               ) -> tuple[Split, Split, str]:
+    """``(train, val, source)`` of a stage: its own file split (read with ``schema``,
+    the config's by default), or the bootstrap rows."""
     if stage.data is None:
         return task[0], task[1], "bootstrap rows"
-    x, y = load_rows(stage.data, cfg.schema)
+    x, y = load_rows(stage.data, schema or cfg.schema)
     if len(y) < 2:
         raise StageFailed(f"stage {stage.name!r}: {stage.data} has {len(y)} rows")
     train, val = _split(x, y, stage.validation_fraction, cfg.seed * 7919 + index)
@@ -193,18 +201,20 @@ def run_stages(
     events: EventLog,
     version: str,
     report: Callable[[str], None],
+    schema: SchemaConfig | None = None,
 ) -> list[StageResult]:
     """Run every stage on ``model`` (in place); raises :class:`StageFailed` on a miss.
 
     ``task`` is the bootstrap rows' ``(train, val)`` split; ``buffer`` receives each
-    stage's training rows after it. The model's input normalisation (if it has one) is
-    fitted on the first stage's training rows.
+    stage's training rows after it; ``schema`` reads the stage files (the types the
+    stored rows were read with; the config's by default). The model's input
+    normalisation (if it has one) is fitted on the first stage's training rows.
     """
     preflight(cfg, model)
     results: list[StageResult] = []
     n_classes = len(cfg.schema.classes)
     for i, stage in enumerate(cfg.stages, start=1):
-        (xt, yt), (xv, yv), source = stage_data(cfg, stage, i, task)
+        (xt, yt), (xv, yv), source = stage_data(cfg, stage, i, task, schema)
         strategy = build_strategy(stage.strategy)
         b = stage.budget
         if i == 1:

@@ -12,7 +12,8 @@ domains share them, each with its own templates and vocabulary:
   in Spanish (the shop opens in Spain: a language no stage saw, so the error drifts).
 
 A row is the sentence's all-MiniLM-L6-v2 token ids (``t00`` … ``t31``, 0-padded), as the
-``text`` model reads it; ``sentences.csv`` holds the sentences themselves, by row id.
+``text`` model reads it; ``sentences.csv`` holds the sentences themselves, by row id, and
+``sentences/`` the same files as sentences (a ``type: text`` column tokenizes them).
 A few labels are flipped (``NOISE``), as in real tickets, so no set is perfectly separable.
 
 Usage: python configs/data/text/generate.py   (deterministic; rewrites the files)
@@ -217,6 +218,16 @@ def main() -> None:
         readable.append(pd.DataFrame({"file": name, "row_id": df["row_id"], "text": texts,
                                       "label": df["label"]}))
     pd.concat(readable).to_csv(HERE / "sentences.csv", index=False)
+    write_sentences(pd.concat(readable))
+
+
+def write_sentences(readable: pd.DataFrame) -> None:
+    """The same rows as sentences (``row_id,text,label``) under ``sentences/``, for a
+    schema with a ``type: text`` column (configs/text_column.yaml)."""
+    for name, part in readable.groupby("file", sort=False):
+        path = HERE / "sentences" / str(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        part[["row_id", "text", "label"]].to_csv(path, index=False)
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def test_a_retry_on_a_changed_bootstrap_file_is_refused_in_one_line(tmp_path: Pa
 def test_stage_data_with_unknown_labels_is_one_clear_error(tmp_path: Path) -> None:
     bad = _broad_csv(tmp_path / "bad.csv", n=50, label_map={0: 0, 1: 7})
     cfg = _cfg(tmp_path, [{"name": "pretrain", "data": str(bad), "strategy": FAST}])
-    with pytest.raises(BootstrapError, match=r"labels \[7.0\] are not in schema.classes"):
+    with pytest.raises(BootstrapError, match=r"row 3: unknown label '7' \(classes: \[0, 1\]\)"):
         Daemon(cfg).bootstrap()
 
 
