@@ -58,7 +58,11 @@ def _state_parsers(sub: Any) -> None:
         default=[],
         help="only events of this kind (repeatable; a prefix like 'gate.' works)",
     )
-    e.add_argument("--since", help="only events at or after this ISO time (e.g. 2026-11-26T10:00)")
+    e.add_argument("--since", help="only events at or after this ISO time (e.g. 2026-11-26T10:00); "
+                   "when rows carry schema.timestamp_column, a time of the data: the events "
+                   "from when its first row of that time or later was stored")
+    e.add_argument("--wall-clock", action="store_true",
+                   help="--since is the events' own time even when rows carry a timestamp")
     e.add_argument("--model", help="only events about this model version")
     e.add_argument("--limit", type=int, help="only the last N events")
 

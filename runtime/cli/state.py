@@ -22,13 +22,35 @@ def cmd_events(args: argparse.Namespace) -> int:
     _, _, db, events, _ = open_state(args)
     kinds = _expand_kinds(args.kind)
     since = _iso(args.since) if args.since else None
-    got = events.list(kinds=kinds, since=since, model_version=args.model)
+    if since is not None and not args.wall_clock:
+        since = _data_since(db, since)
+    got = [] if since == _NOTHING else events.list(kinds=kinds, since=since,
+                                                   model_version=args.model)
     if args.limit:
         got = got[-args.limit :]
     for e in got:
         print(json.dumps(e.to_dict(), sort_keys=False) if args.json else event_line(e))
     db.dispose()
     return 0
+
+
+_NOTHING = "no row that recent"
+
+
+def _data_since(db: Any, since: str) -> str:
+    """``--since`` in the data's time where rows carry one: when the first row of that
+    time or later was stored (:data:`_NOTHING` when none is); as given otherwise."""
+    import sys
+
+    from runtime.store.rows import has_times, stored_since
+
+    if not has_times(db):
+        return since
+    stored = stored_since(db, since)
+    if stored is None:
+        print(f"no row has an event time at or after {since}", file=sys.stderr)
+        return _NOTHING
+    return stored
 
 
 def _expand_kinds(given: Sequence[str]) -> list[str] | None:

@@ -27,7 +27,14 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from runtime.config import SchemaConfig
 from runtime.intake.label_join import join_labels
 from runtime.intake.rejections import quarantine_rows, reject_event
-from runtime.intake.row_append import Accepted, accepted_rows, empty, prepare, store
+from runtime.intake.row_append import (
+    Accepted,
+    accepted_rows,
+    empty,
+    prepare,
+    store,
+    store_times,
+)
 from runtime.intake.schema_state import load_state, save_state
 from runtime.intake.sources import Batch
 from runtime.intake.validation import Validator, plain_ids
@@ -150,7 +157,10 @@ class Ingestor:
         x = clean[list(self.schema.features)].to_numpy(dtype=np.float64)
         y = clean["__label"].to_numpy(
             dtype=np.float64 if self.schema.numeric_label else np.int64)
-        return self._write(conn, batch.origin, now, x, y, clean["__id"].tolist(), rejected)
+        acc = self._write(conn, batch.origin, now, x, y, clean["__id"].tolist(), rejected)
+        if "__ts" in clean.columns and acc.count:
+            store_times(conn, acc, dict(zip(clean["__id"], clean["__ts"], strict=True)))
+        return acc
 
     def _write(
         self,

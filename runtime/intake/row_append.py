@@ -19,7 +19,7 @@ import numpy.typing as npt
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql
 
-from runtime.store.db import rows
+from runtime.store.db import row_times, rows
 from runtime.store.rows import encode_features, labelled
 
 
@@ -145,6 +145,16 @@ def store(
         got = {rid: int(seq) for seq, rid in found}
     keep = np.fromiter((rid in got for rid in ids), dtype=np.bool_, count=n)
     return keep, np.fromiter((got[r] for r in ids if r in got), dtype=np.int64)
+
+
+def store_times(conn: Connection, acc: Accepted, times: dict[str, str | None]) -> None:
+    """Record the event time of each row just stored (``times``: by row id; a row
+    without one gets no entry), in the caller's transaction."""
+    params = [{"row_seq": int(seq), "event_at": times[rid]}
+              for seq, rid in zip(acc.seqs.tolist(), acc.row_ids, strict=True)
+              if times.get(rid)]
+    if params:
+        conn.execute(row_times.insert(), params)
 
 
 _ROW_COLUMNS = 6

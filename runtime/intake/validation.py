@@ -77,8 +77,10 @@ class Validator:
         x = np.empty((n, len(s.features)), dtype=np.float64)
         for j, f in enumerate(s.features):
             x[:, j] = self._feature(frame[f], f, reasons)
-        order = self._time_order(frame, reasons)
+        order, times = self._time_order(frame, reasons)
         out = pd.DataFrame(x, columns=list(s.features), index=frame.index)
+        if times is not None:
+            out["__ts"] = times
         out["__label"] = self._labels(frame, reasons)
         out["__id"] = self._ids(frame, batch)
         _check_ids(out["__id"].tolist(), reasons)
@@ -107,22 +109,22 @@ class Validator:
             x[:, j] = self._feature(col, f, reasons)
         return x, reasons
 
-    def _time_order(self, frame: pd.DataFrame, reasons: dict[int, str]) -> npt.NDArray[np.int64]:
+    def _time_order(
+        self, frame: pd.DataFrame, reasons: dict[int, str]
+    ) -> tuple[npt.NDArray[np.int64], list[str | None] | None]:
         """Row positions in ``schema.timestamp_column`` order (stable; as read without
-        one); a row whose time cannot be read is refused."""
+        one) and each row's time as canonical UTC text (:func:`iso_times`; None without
+        the column); a row whose time cannot be read is refused."""
         col = self.schema.timestamp_column
         if col is None or col not in frame.columns:
-            return np.arange(len(frame))
+            return np.arange(len(frame)), None
         raw = frame[col]
-        if raw.dtype.kind in "fiu":
-            t = pd.to_datetime(raw, unit="s", errors="coerce", utc=True)
-        else:
-            t = pd.to_datetime(raw, errors="coerce", utc=True, format="mixed")
+        t = parse_times(raw)
         bad = t.isna().to_numpy() & ~_blank(raw)
         for i in np.flatnonzero(bad | _blank(raw)):
             reasons.setdefault(int(i), f"timestamp '{col}' is missing or unreadable")
         key = t.to_numpy(dtype="datetime64[ns]").astype(np.int64)
-        return np.argsort(key, kind="stable")
+        return np.argsort(key, kind="stable"), iso_times(t)
 
     def _feature(self, raw: pd.Series, f: str, reasons: dict[int, str]) -> npt.NDArray[np.float64]:
         """One feature column as floats (a category as its code, a boolean as 0/1, NaN
@@ -314,6 +316,24 @@ def _numeric_labels(
 
 _BOOLS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "1": 1.0, "0": 0.0,
           "1.0": 1.0, "0.0": 0.0, "t": 1.0, "f": 0.0, "y": 1.0, "n": 0.0}
+
+
+def parse_times(raw: pd.Series) -> pd.Series:
+    """Event times as UTC timestamps (NaT where unreadable): a number (or a CSV's text of
+    one) is epoch seconds, anything else ISO 8601 (an offset converted, none: UTC)."""
+    num = pd.to_numeric(raw, errors="coerce")
+    if raw.dtype.kind in "fiu":
+        return pd.to_datetime(num, unit="s", errors="coerce", utc=True)
+    iso = pd.to_datetime(raw.where(num.isna()), errors="coerce", utc=True, format="mixed")
+    secs = pd.to_datetime(num, unit="s", errors="coerce", utc=True)
+    return iso.where(num.isna(), secs)
+
+
+def iso_times(t: pd.Series) -> list[str | None]:
+    """UTC times as event timestamps are written (``2026-03-01T10:00:00.123Z``: they
+    compare as text); None where a time is missing."""
+    text = t.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").str.slice(0, 23) + "Z"
+    return [None if pd.isna(v) else str(v) for v in text.where(t.notna(), None)]
 
 
 def plain_ids(ids: list[str]) -> bool:

@@ -30,6 +30,7 @@ from runtime.store import events as ev
 from runtime.store.db import Database, rows, utcnow
 from runtime.store.estimated import estimated_series
 from runtime.store.events import Event, EventLog
+from runtime.store.rows import event_times, has_times
 from runtime.store.served import Point as ServedPoint
 from runtime.store.versions import ModelVersion, Registry
 
@@ -73,6 +74,9 @@ class Review:
     """The served predictions' realized accuracy over the stream and per version."""
     estimated: tuple[ServedPoint, ...] = ()
     """The label-free estimated accuracy over the stream (runtime/store/estimated.py)."""
+    row_times: dict[int, str] = field(default_factory=dict)
+    """Row → its event time (``schema.timestamp_column``), for the rows the drift events
+    name; empty when rows carry no time."""
 
 
 def drift_reports(state_dir: Path, events: Sequence[Event]) -> dict[int, str]:
@@ -186,7 +190,17 @@ def collect(
         realized=realized_view(
             db, metric="mae" if cfg is not None and cfg.task == "regression" else "accuracy"),
         estimated=tuple(estimated_series(db, points=POINTS)),
+        row_times=_row_times(db, shown),
     )
+
+
+def _row_times(db: Database, shown: Sequence[Event]) -> dict[int, str]:
+    """The event times of the rows the shown drift events name (alarm row, onset)."""
+    if not has_times(db):
+        return {}
+    named = [n for e in shown if isinstance(e.payload, ev.DriftDetected)
+             for n in (e.payload.row, e.payload.onset) if n]
+    return event_times(db, named)
 
 
 def open_review(

@@ -36,6 +36,12 @@ KIND_TONE = {
 Curves = dict[str, list[tuple[int, float, float | None]]]
 
 
+def _at(row: int | None, r: Review) -> str:
+    """A row number, with its event time where rows carry one."""
+    t = r.row_times.get(row) if row is not None else None
+    return num(row) if t is None else f"{num(row)} (data time {esc(t)})"
+
+
 def _drift_detail(e: Event, p: ev.DriftDetected, r: Review, href: Callable[[str], str]) -> str:
     d = p.details or {}
     win = p.window
@@ -44,8 +50,8 @@ def _drift_detail(e: Event, p: ev.DriftDetected, r: Review, href: Callable[[str]
             [
                 ("detector", esc(p.detector)),
                 ("signal", esc(p.signal)),
-                ("alarm at row", num(p.row)),
-                ("change began near row", num(p.onset)),
+                ("alarm at row", _at(p.row, r)),
+                ("change began near row", _at(p.onset, r)),
                 ("window", f"rows {num(win[0])}..{num(win[1])}" if win else None),
                 ("statistic", num(p.statistic)),
                 ("threshold", num(p.threshold)),

@@ -62,6 +62,7 @@ __all__ = [
     "processed_files",
     "quarantine",
     "retrain_requests",
+    "row_times",
     "rows",
     "served",
     "served_confidence",
@@ -166,6 +167,18 @@ served_confidence = Table(
     Column("confidence", Float, nullable=False),
     Column("version", String(64), nullable=False),
     Index("ix_served_confidence_version_row", "version", "row_seq"),
+)
+
+# Each row's event time, from ``schema.timestamp_column`` (canonical UTC ISO text, as
+# event timestamps are, so they compare as strings). A table of its own so that
+# ``create_all`` adds it to an older state directory; rows stored without a timestamp
+# column, or before this table existed, have no entry (their time is their ingest time).
+row_times = Table(
+    "row_times",
+    metadata,
+    Column("row_seq", Integer, primary_key=True, autoincrement=False),
+    Column("event_at", String(32), nullable=False),
+    Index("ix_row_times_event_at", "event_at"),
 )
 
 quarantine = Table(

@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import exists, func, select
 
-from runtime.store.db import Database, late_labels, parse_ts, rows
+from runtime.store.db import Database, late_labels, parse_ts, row_times, rows
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -181,3 +181,33 @@ def ingested_at(db: Database, seq: int) -> datetime | None:
     with db.connect() as conn:
         got = conn.execute(select(rows.c.ingested_at).where(rows.c.seq == seq)).first()
     return None if got is None else parse_ts(got[0])
+
+
+def has_times(db: Database) -> bool:
+    """Whether any row was stored with an event time (``schema.timestamp_column``)."""
+    with db.connect() as conn:
+        return conn.execute(select(row_times.c.row_seq).limit(1)).first() is not None
+
+
+def stored_since(db: Database, event_at: str) -> str | None:
+    """When the first row (in stored order) whose event time is at or after
+    ``event_at`` was stored (canonical UTC text, as events' ``ts``); None if none is."""
+    q = (select(rows.c.ingested_at)
+         .join_from(row_times, rows, rows.c.seq == row_times.c.row_seq)
+         .where(row_times.c.event_at >= event_at)
+         .order_by(rows.c.seq).limit(1))
+    with db.connect() as conn:
+        got = conn.execute(q).first()
+    return None if got is None else str(got[0])
+
+
+def event_times(db: Database, seqs: Sequence[int]) -> dict[int, str]:
+    """The event time of each of rows ``seqs`` that has one."""
+    wanted = sorted({int(s) for s in seqs})
+    out: dict[int, str] = {}
+    with db.connect() as conn:
+        for i in range(0, len(wanted), 500):
+            q = select(row_times.c.row_seq, row_times.c.event_at).where(
+                row_times.c.row_seq.in_(wanted[i:i + 500]))
+            out.update({int(r[0]): str(r[1]) for r in conn.execute(q)})
+    return out

@@ -47,6 +47,7 @@ TABLES = {
     "hook_outbox",
     "served",
     "served_confidence",
+    "row_times",
 }
 
 
