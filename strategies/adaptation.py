@@ -243,7 +243,8 @@ def _unmatched(cfg: AdaptConfig, names: list[str]) -> str | None:
     for key, patterns in keys:
         for pat in patterns:
             if not any(fnmatch.fnmatchcase(n, pat) for n in names):
-                return f"{key}: {pat!r} matches no parameter of the model"
+                shown = ", ".join(list(names)[:3]) + (", ..." if len(names) > 3 else "")
+                return f"{key}: {pat!r} matches no parameter of the model ({shown})"
     return None
 
 
@@ -300,6 +301,6 @@ def check(model: nn.Module, cfg: AdaptConfig) -> None:
     >>> check(nn.Sequential(nn.Linear(2, 2)), AdaptConfig(freeze=["1.*"]))
     Traceback (most recent call last):
     ...
-    ValueError: adapt.freeze: '1.*' matches no parameter of the model
+    ValueError: adapt.freeze: '1.*' matches no parameter of the model (0.weight, 0.bias)
     """
     plan(copy.deepcopy(model), cfg, lr=1.0, weight_decay=0.0, seed=0).finish()

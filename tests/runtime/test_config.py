@@ -177,7 +177,8 @@ def test_validate_builds_the_stages_and_tries_each_adaptation_on_the_model() -> 
     with pytest.raises(ConfigError) as info:
         list(build_everything(parse_config(data)))
     assert str(info.value) == (
-        "'retrain.strategy.adapt.freeze': 'nett.*' matches no parameter of the model")
+        "'retrain.strategy.adapt.freeze': 'nett.*' matches no parameter of the model "
+        "(net.0.weight, net.0.bias, net.2.weight, ...)")
     data["retrain"]["strategy"]["adapt"] = {"freeze": ["*"]}
     with pytest.raises(ConfigError, match=r"^'retrain.strategy.adapt': nothing to train"):
         list(build_everything(parse_config(data)))
