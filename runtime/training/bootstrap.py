@@ -89,7 +89,9 @@ def bootstrap_from_rows(
     yv = torch.as_tensor(y[val], dtype=label)
 
     schema, _ = resolved(db, cfg.schema)
-    prep = _preprocessing(cfg, db, _fitted_rows(cfg, schema, x[train]), report)
+    stage_names: dict[float, str] = {}
+    fitted = _fitted_rows(cfg, schema, x[train], stage_names)
+    prep = _preprocessing(cfg, db, fitted, report, stage_names)
     target = fit_target(y[train]) if cfg.task == "regression" else None
     scale = None if target is None else (target["mean"], target["std"])
     model = new_model(cfg, seed=cfg.seed, prep=prep, target=scale)
@@ -202,15 +204,17 @@ def _mae_criterion(
 
 
 def _fitted_rows(
-    cfg: DriftloopConfig, schema: SchemaConfig, x: npt.NDArray[np.float64]
+    cfg: DriftloopConfig, schema: SchemaConfig, x: npt.NDArray[np.float64],
+    names: dict[float, str],
 ) -> npt.NDArray[np.float64]:
     """The rows v1's preprocessing is learned from: its training rows, and with
     ``stages:`` every stage file's rows too (a category only the pretraining data has
-    gets its own input instead of the unknown bucket)."""
+    gets its own input instead of the unknown bucket; ``names`` receives their text)."""
     if not cfg.stages or not schema.typed:
         return x
     try:
-        extra = [load_rows(st.data, schema)[0] for st in cfg.stages if st.data is not None]
+        extra = [load_rows(st.data, schema, names)[0] for st in cfg.stages
+                 if st.data is not None]
     except StageFailed as err:
         raise BootstrapError(str(err)) from None
     return np.concatenate([x, *extra]) if extra else x
@@ -218,11 +222,13 @@ def _fitted_rows(
 
 def _preprocessing(
     cfg: DriftloopConfig, db: Database, x: npt.NDArray[np.float64],
-    report: Callable[[str], None],
+    report: Callable[[str], None], more_names: dict[float, str],
 ) -> Preprocessing | None:
-    """v1's preprocessing, learned from its training rows; ``None`` for a schema of
-    plain numbers with missing values refused (rows go to the model as they are)."""
-    schema, names = resolved(db, cfg.schema)
+    """v1's preprocessing, learned from ``x`` (its training rows, and the stage files'),
+    ``more_names`` naming the stage files' categories; ``None`` for a schema of plain
+    numbers with missing values refused (rows go to the model as they are)."""
+    schema, stored = resolved(db, cfg.schema)
+    names = {**more_names, **stored}
     texts = schema.text_columns
     report("schema: " + ", ".join(
         f"{f} text ({len(texts[f])} token ids)" if f in texts else

@@ -61,7 +61,7 @@ class StageResult:
 
 
 def load_rows(
-    path: Path, schema: SchemaConfig
+    path: Path, schema: SchemaConfig, names: dict[float, str] | None = None
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     """The feature matrix (in the stored form: categories as codes, sentences as token
     ids, NaN where a missing value is allowed) and class positions of a stage's data
@@ -69,6 +69,7 @@ def load_rows(
 
     ``schema`` should carry the types the stored rows were read with
     (:func:`runtime.intake.schema_state.resolved`); an undeclared type is inferred here.
+    ``names`` (if given) receives the text of each category code read.
     """
     if not path.exists():
         raise StageFailed(f"stage data {path}: no such file")
@@ -83,6 +84,8 @@ def load_rows(
     validator.infer(frame)
     x, reasons = validator.encode(frame[list(schema.inputs)])
     labels = validator.labels(frame, reasons).to_numpy()
+    if names is not None:
+        names.update(validator.codes)
     for i in np.flatnonzero(labels < 0):
         reasons.setdefault(int(i), "label is missing")
     if reasons:
