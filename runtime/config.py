@@ -88,6 +88,11 @@ class BootstrapConfig(_Model):
     epochs: int = Field(default=30, gt=0)
     lr: float = Field(default=3e-3, gt=0)
     batch_size: int = Field(default=64, gt=0)
+    patience: int | None = Field(default=10, gt=0)
+    """A schema with typed columns (v1 has a preprocessing unit): stop training after this
+    many epochs without a better validation score and keep the best epoch's weights;
+    ``None`` trains every epoch. A schema of plain numbers trains every epoch. Chosen on
+    bench/tabular.py (bench/README.md)."""
     validation_fraction: float = Field(default=0.2, gt=0, lt=1)
     golden_fraction: float = Field(default=0.2, gt=0, lt=1)
     min_accuracy: float = Field(default=0.0, ge=0, le=1)

@@ -101,7 +101,9 @@ def bootstrap_from_rows(
                        gold, len(train), first_row=first_row, last_row=last_row,
                        source=source, report=report, schema=schema, prep=prep)
     fit_normalization(model, xt)
-    strategy = finetune.build(finetune.Config(lr=b.lr, batch_size=b.batch_size))
+    strategy = finetune.build(finetune.Config(lr=b.lr, batch_size=b.batch_size,
+                                              patience=b.patience))
+    stop_on = None if prep is None or b.patience is None else (xv, yv)  # early stopping
 
     def progress(p: Progress) -> None:
         events.append(ev.RETRAIN_PROGRESS, ev.RetrainProgress(
@@ -112,7 +114,7 @@ def bootstrap_from_rows(
     report(f"bootstrap: training {version} on {len(train)} rows ({b.epochs} epochs)")
     result = strategy.train(TrainRequest(model, xt, yt,
                                          budget=Budget(epochs=b.epochs, steps=None, seconds=None),
-                                         seed=cfg.seed, progress=progress,
+                                         seed=cfg.seed, progress=progress, val=stop_on,
                                          device=cfg.retrain.torch_device,
                                          regression=regression_loss(cfg, {"target": target})))
     model.eval()
