@@ -12,7 +12,8 @@ shipped; fair shuffled once (seed 0), as it ships sorted by the label.
 Schedule, the same for every model: learn the first ``--start`` rows; then per block of
 ``--block`` rows, predict the block, count the hits, and learn it. The built-in model
 (strategies/tabular.py preprocessing + the configured MLP, trained as the bootstrap
-trains v1, with the defaults of runtime/config.py unless the options below change them)
+trains v1, with the defaults of runtime/config.py unless the options below change them;
+its early stopping holds out a random ``bootstrap.validation_fraction`` of the rows seen)
 and scikit-learn's HistGradientBoostingClassifier are retrained on every row seen at each
 block; river's ARFClassifier learns row by row after predicting each (test-then-train).
 
@@ -25,6 +26,8 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -103,7 +106,8 @@ def builtin(x: np.ndarray, y: np.ndarray, specs: list[dict[str, Any]], seed: int
     mlp = MLPConfig(hidden=recipe["hidden"], dropout=recipe["dropout"])
     model = TabularModel(prep, build_model(mlp, prep.width, 2, seed=seed))
     strategy = finetune.build(finetune.Config(lr=recipe["lr"], batch_size=recipe["batch_size"],
-                                              weight_decay=recipe["weight_decay"]))
+                                              weight_decay=recipe["weight_decay"],
+                                              patience=recipe["patience"]))
     xt, yt = torch.as_tensor(x, dtype=torch.float32), torch.as_tensor(y)
     val = None
     if recipe["val_fraction"] > 0:  # hold out a random part to stop early on
@@ -191,15 +195,21 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=boot.lr)
     p.add_argument("--batch-size", type=int, default=boot.batch_size)
     p.add_argument("--weight-decay", type=float, default=finetune.Config().weight_decay)
-    p.add_argument("--val-fraction", type=float, default=0.0,
+    p.add_argument("--val-fraction", type=float,
+                   default=boot.validation_fraction if boot.patience else 0.0,
                    help="hold out this part of the rows seen and stop early on it")
+    p.add_argument("--patience", type=int, default=boot.patience)
     p.add_argument("--only-builtin", action="store_true", help="for tuning: skip HGB and ARF")
     args = p.parse_args()
     torch.set_num_threads(1)
     recipe = {"hidden": [int(h) for h in args.hidden.split(",") if h], "dropout": args.dropout,
               "epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size,
-              "weight_decay": args.weight_decay, "val_fraction": args.val_fraction}
-    out: dict[str, Any] = {"builtin_recipe": recipe}
+              "weight_decay": args.weight_decay, "val_fraction": args.val_fraction,
+              "patience": args.patience}
+    out: dict[str, Any] = {"builtin_recipe": recipe, "run": {
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "cpus": os.cpu_count(),
+        "load_1min_at_start": round(os.getloadavg()[0], 2), "machine": platform.processor()
+        or platform.machine()}}
     for name in args.tables.split(","):
         package = PACKAGES.get(name)
         if package is not None and importlib.util.find_spec(package) is None:
