@@ -27,10 +27,14 @@ def build_everything(cfg: DriftloopConfig) -> Iterator[str]:
     features = list(cfg.schema.features)
     s = cfg.schema
     yield f"schema: {len(features)} features, label {s.label!r}, classes {s.classes}"
-    declared = {f: t for f, t in s.types().items() if t is not None}
+    texts = s.text_columns
+    types = {f: "text" if f in texts else s.column(f).type for f in s.inputs}
+    declared = {f: t for f, t in types.items() if t is not None}
     if declared:
-        yield "columns: " + ", ".join(f"{f} {t}" for f, t in declared.items())
-    untyped = [f for f, t in s.types().items() if t is None]
+        yield "columns: " + ", ".join(
+            f"{f} {t}" + (f" ({len(texts[f])} token ids)" if f in texts else "")
+            for f, t in declared.items())
+    untyped = [f for f, t in types.items() if t is None]
     if untyped and declared:
         yield f"types inferred from the first rows for: {', '.join(untyped)}"
     src = cfg.source

@@ -19,6 +19,12 @@ def test_every_shipped_config_loads_validates_and_builds(path: Path) -> None:
     assert any(line.startswith("model:") for line in lines)
 
 
+def test_validate_names_a_text_column_once() -> None:
+    cfg = load_config(Path(__file__).resolve().parents[2] / "configs" / "text_column.yaml")
+    lines = list(build_everything(cfg))
+    assert "columns: text text (32 token ids)" in lines
+
+
 def _with(**changes: object) -> dict[str, object]:
     data = copy.deepcopy(SMALL)
     for dotted, value in changes.items():
