@@ -139,7 +139,7 @@ class StateCollector(Collector):
         served, each on its own last rows)."""
         champion = self.registry.champion()
         meta = self.registry.get(champion).meta if champion else None
-        metric = "mae" if meta is not None and "target" in meta else "accuracy"
+        metric: served.Metric = "mae" if meta is not None and "target" in meta else "accuracy"
         summary = served.realized_summary(self.db, metric=metric)
         families = {m: (GaugeMetricFamily(
             f"driftloop_realized_{m}",
