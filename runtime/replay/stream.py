@@ -56,7 +56,10 @@ class LoggedStream:
         if schema.numeric_label:  # regression targets: a row without one is not scored
             self.y: F64 | I64 = labels.to_numpy(dtype=np.float64)
             return
-        unknown = ~labels.isin(schema.classes)
+        if schema.string_classes:  # class names: scored as the positions they are stored as
+            names = dict(zip(map(str, schema.classes), schema.class_values, strict=True))
+            labels = self.frame[schema.label].astype(str).str.strip().map(names)
+        unknown = ~labels.isin(schema.class_values)
         if unknown.any():
             first = self.frame[schema.label][unknown].iloc[0]
             raise ValueError(
