@@ -72,6 +72,9 @@ class Dispatcher:
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="driftloop-hook")
         self._lock = threading.Lock()
         self._in_flight: set[int] = set()
+        # one step at a time: the thread's and stop()'s last pass would otherwise both
+        # read a delivery as due before either marked it in flight, and send it twice
+        self._stepping = threading.Lock()
 
     def start(self) -> None:
         """Set the cursor (first start: the newest event) and start the thread."""
@@ -116,6 +119,10 @@ class Dispatcher:
 
     def step(self) -> int:
         """Enqueue new deliveries and start the due ones; returns how many started."""
+        with self._stepping:
+            return self._step()
+
+    def _step(self) -> int:
         if not self.is_leader():
             return 0
         self.outbox.enqueue()

@@ -184,3 +184,24 @@ def test_a_bare_on_key_in_yaml_is_read_as_on(tmp_path: Path) -> None:
         "hooks:\n  - {on: [model.promoted, candidate.awaiting_approval], url: 'http://x/y'}\n"
     )
     assert load_config(path).hooks[0].on == ["model.promoted", "candidate.awaiting_approval"]
+
+
+def test_stopping_while_the_thread_dispatches_delivers_each_event_once(
+    tmp_path: Path,
+) -> None:
+    """stop()'s last pass and the thread's pass run one at a time: before that, both read
+    the new delivery as due and it was sent twice (30 of 40 such stops)."""
+    for i in range(10):
+        (tmp_path / str(i)).mkdir()
+        db = Database.for_state_dir(tmp_path / str(i), None)
+        db.create_all()
+        log = EventLog(db)
+        with Receiver() as rx:
+            d = Dispatcher(db, log, [_hook(name="once", url=rx.url, on=["labels.requested"])],
+                           poll_seconds=0.001)
+            d.start()
+            log.append(ev.LABELS_REQUESTED, {"rows": [1]}, model_version="v1")
+            d.wake()
+            d.stop()
+            assert len(rx.bodies()) == 1, i
+        db.dispose()
