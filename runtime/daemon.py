@@ -310,6 +310,7 @@ class Daemon:
                 served.record(conn, seqs, sig.prediction.astype(np.float64), champion)
                 if self.estimate.cfg.enabled and sig.calibrated is not None:
                     estimated.record(conn, seqs, sig.calibrated.max(axis=1), champion)
+                    estimated.record_probabilities(conn, seqs, sig.calibrated, champion)
             if sig.calibrated is not None:  # the label-free estimate and its alert
                 unlabelled = self.monitor.class_index(y) < 0
                 self.estimate.observe(seqs, sig.calibrated, unlabelled, champion)

@@ -9,8 +9,8 @@ right. So over a window of rows the expected accuracy is ``mean(p_i)``, with var
 matrix gives an expected macro-F1: for each class ``k``, the expected true positives are
 the rows predicted ``k`` weighted by ``p_ik``, the false positives the same rows weighted
 by ``1 - p_ik``, the false negatives the rows predicted otherwise weighted by ``p_ik``
-(:func:`cbpe`). The probabilities are the ones the monitor computed to score the rows:
-no extra forward pass.
+(:func:`cbpe`, :func:`runtime.store.estimated.expected_macro_f1`). The probabilities
+are the ones the monitor computed to score the rows: no extra forward pass.
 
 :class:`EstimateWatch` keeps the last ``policy.estimate.window`` rows and, once the
 window is full, raises an alert (``drift.detected`` by ``estimated_accuracy``, action
@@ -33,6 +33,7 @@ from sqlalchemy import delete, select
 from runtime.monitoring.settings import EstimateConfig
 from runtime.store import events as ev
 from runtime.store.db import from_json, kv, to_json
+from runtime.store.estimated import expected_macro_f1
 from runtime.store.events import EventLog
 
 F64 = npt.NDArray[np.float64]
@@ -57,23 +58,6 @@ class Estimate:
         return {"accuracy": round(self.accuracy, 6), "low": round(self.low, 6),
                 "high": round(self.high, 6), "macro_f1": round(self.macro_f1, 6),
                 "rows": self.rows}
-
-
-def expected_macro_f1(probs: F64) -> float:
-    """Macro-F1 expected from calibrated class probabilities ``[n, k]`` (classes with
-    neither an expected member nor a prediction are left out of the mean)."""
-    n = len(probs)
-    pred = probs.argmax(axis=1)
-    chosen = np.zeros_like(probs)
-    chosen[np.arange(n), pred] = 1.0
-    tp = (chosen * probs).sum(axis=0)
-    fp = (chosen * (1.0 - probs)).sum(axis=0)
-    fn = ((1.0 - chosen) * probs).sum(axis=0)
-    denom = 2 * tp + fp + fn
-    present = denom > 1e-12
-    if not present.any():
-        return 0.0
-    return float((2 * tp[present] / denom[present]).mean())
 
 
 def cbpe(probs: F64, error: float = 0.0, z: float = 1.96) -> Estimate:

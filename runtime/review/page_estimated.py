@@ -7,7 +7,8 @@ the realized accuracy left the estimate's band -- the sign of concept drift (the
 sees a covariate shift, not a change of the label's relation to the input). A span's band
 is ``z * sqrt(v (1 - v) / n)`` over its ``n`` labelled rows (an upper bound of the
 Bernoulli spread) widened by the champion's calibration error. One line says the current
-estimate, and how it compares on the champion's latest labelled rows.
+estimate (accuracy with its band, and the expected macro-F1), and how it compares on the
+champion's latest labelled rows.
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def diverged_spans(
 def _current(est: Mapping[str, Any] | None) -> str:
     if not est or est.get("value") is None:
         return ""
+    f1 = "" if est.get("macro_f1") is None else f", macro-F1 {num(est['macro_f1'])}"
     line = (f"<b>{esc(est['version'])}</b>: estimated {num(est['value'])} "
-            f"[{num(est['low'])}, {num(est['high'])}] on its last {num(est['rows'])} rows")
+            f"[{num(est['low'])}, {num(est['high'])}]{f1} on its last {num(est['rows'])} rows")
     vs = est.get("versus_realized")
     if vs:
         real = vs["realized"]

@@ -204,7 +204,8 @@ def _estimated_line(est: dict[str, Any] | None) -> str:
         return "estimated:   - (a regression model has no label-free estimate)"
     if est.get("value") is None:
         return "estimated:   - (no row monitored by the champion yet)"
-    line = (f"estimated:   accuracy {est['value']:.3f} [{est['low']:.3f}, {est['high']:.3f}] "
+    f1 = "" if est.get("macro_f1") is None else f", macro-F1 {est['macro_f1']:.3f}"
+    line = (f"estimated:   accuracy {est['value']:.3f} [{est['low']:.3f}, {est['high']:.3f}]{f1} "
             f"on {est['version']}'s last {est['rows']:,} rows (no labels needed)")
     vs = est.get("versus_realized")
     if vs:

@@ -168,8 +168,9 @@ class StateCollector(Collector):
         yield rows
 
     def _estimated(self) -> Iterator[Metric]:
-        """The champion's label-free accuracy estimate (CBPE) with its band, and 1 where
-        labels arrived and the realized accuracy fell outside it (concept drift)."""
+        """The champion's label-free accuracy estimate (CBPE) with its band, its expected
+        macro-F1, and 1 where labels arrived and the realized accuracy fell outside the
+        band (concept drift)."""
         champion = self.registry.champion()
         meta = self.registry.get(champion).meta if champion else None
         got = estimated.estimated_summary(self.db, champion, meta)
@@ -186,6 +187,10 @@ class StateCollector(Collector):
                 "driftloop_estimated_accuracy_high",
                 "Upper end of the estimated accuracy's band.", labels=["version"]),
         }
+        f1 = GaugeMetricFamily(
+            "driftloop_estimated_macro_f1",
+            f"The champion's expected macro-F1 {window}, from its calibrated class "
+            "probabilities (no labels needed).", labels=["version"])
         diverged = GaugeMetricFamily(
             "driftloop_estimated_diverged",
             "1 when the realized accuracy on the same labelled rows is outside the band.",
@@ -194,10 +199,13 @@ class StateCollector(Collector):
         if got is not None and got["value"] is not None:
             for bound, family in families.items():
                 family.add_metric([str(champion)], float(got[bound]))  # type: ignore[arg-type]
+            if got.get("macro_f1") is not None:
+                f1.add_metric([str(champion)], float(got["macro_f1"]))  # type: ignore[arg-type]
             vs = got["versus_realized"]
             if isinstance(vs, dict):
                 diverged.add_metric([str(champion)], 1.0 if vs["diverged"] else 0.0)
         yield from families.values()
+        yield f1
         yield diverged
 
     def _live(self) -> Iterator[Metric]:

@@ -66,6 +66,7 @@ __all__ = [
     "rows",
     "served",
     "served_confidence",
+    "served_probabilities",
     "to_json",
     "utcnow",
 ]
@@ -167,6 +168,17 @@ served_confidence = Table(
     Column("confidence", Float, nullable=False),
     Column("version", String(64), nullable=False),
     Index("ix_served_confidence_version_row", "version", "row_seq"),
+)
+
+# ... and all its calibrated class probabilities, a JSON list in the schema's class order
+# (the expected confusion matrix, so the expected macro-F1). A table of its own again.
+served_probabilities = Table(
+    "served_probabilities",
+    metadata,
+    Column("row_seq", Integer, primary_key=True, autoincrement=False),
+    Column("probs", Text, nullable=False),
+    Column("version", String(64), nullable=False),
+    Index("ix_served_probabilities_version_row", "version", "row_seq"),
 )
 
 # Each row's event time, from ``schema.timestamp_column`` (canonical UTC ISO text, as

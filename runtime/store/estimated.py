@@ -13,6 +13,10 @@ calibration's own error on the golden set it was fitted on (``meta["calibration"
 realized accuracy on exactly the same labelled rows: the two agree under a covariate
 shift; a realized value outside the band says the relation of label to input changed
 (concept drift), which no label-free estimate can see.
+
+The expected macro-F1 needs every class's probability, not only the top one: those are
+recorded too (:func:`record_probabilities`) and :func:`expected_macro_f1` reads the
+expected confusion matrix from them.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import Connection, func, select
 
-from runtime.store.db import Database, rows, served_confidence
+from runtime.store.db import Database, from_json, rows, served_confidence, to_json
+from runtime.store.db import served_probabilities as probabilities
 from runtime.store.served import DEFAULT_WINDOW, Point, realized
 
 BAND_Z = 1.96
@@ -64,6 +69,63 @@ def calibration_error(meta: Mapping[str, Any]) -> float:
     """The calibration's own error recorded with a version (0 before calibrations)."""
     cal = meta.get("calibration") or {}
     return float(cal.get("error", 0.0))
+
+
+def expected_macro_f1(probs: npt.NDArray[np.float64]) -> float:
+    """Macro-F1 expected from calibrated class probabilities ``[n, k]`` (CBPE): for each
+    class ``c``, the expected true positives are the rows predicted ``c`` weighted by
+    ``p_c``, the false positives the same rows weighted by ``1 - p_c``, the false negatives
+    the rows predicted otherwise weighted by ``p_c``. Classes with neither an expected
+    member nor a prediction are left out of the mean."""
+    n = len(probs)
+    pred = probs.argmax(axis=1)
+    chosen = np.zeros_like(probs)
+    chosen[np.arange(n), pred] = 1.0
+    tp = (chosen * probs).sum(axis=0)
+    fp = (chosen * (1.0 - probs)).sum(axis=0)
+    fn = ((1.0 - chosen) * probs).sum(axis=0)
+    denom = 2 * tp + fp + fn
+    present = denom > 1e-12
+    if not present.any():
+        return 0.0
+    return float((2 * tp[present] / denom[present]).mean())
+
+
+def record_probabilities(
+    conn: Connection, seqs: npt.NDArray[np.int64], probs: npt.NDArray[np.float64],
+    version: str,
+) -> int:
+    """Record ``version``'s calibrated class probabilities ``[n, k]`` for the rows
+    ``seqs`` (a row that has them keeps them). Returns how many were recorded."""
+    if not len(seqs):
+        return 0
+    lo, hi = int(seqs.min()), int(seqs.max())
+    have = set(conn.execute(select(probabilities.c.row_seq).where(
+        probabilities.c.row_seq >= lo, probabilities.c.row_seq <= hi)).scalars())
+    todo = [{"row_seq": int(s), "probs": to_json([round(v, 6) for v in p]),
+             "version": version}
+            for s, p in zip(seqs.tolist(), probs.tolist(), strict=True) if int(s) not in have]
+    if todo:
+        conn.execute(probabilities.insert(), todo)
+    return len(todo)
+
+
+def macro_f1(
+    db: Database, window: int = DEFAULT_WINDOW, version: str | None = None
+) -> float | None:
+    """The expected macro-F1 over the last ``window`` rows whose probabilities were
+    recorded (served by ``version`` if given); None without such a row."""
+    q = select(probabilities.c.probs)
+    if version is not None:
+        q = q.where(probabilities.c.version == version)
+    with db.connect() as c:
+        got = [from_json(p) for p in c.execute(
+            q.order_by(probabilities.c.row_seq.desc()).limit(window)).scalars()]
+    if not got:
+        return None
+    k = len(got[0])  # the newest rows' classes (a version's are fixed)
+    probs = np.asarray([p for p in got if len(p) == k], dtype=np.float64)
+    return expected_macro_f1(probs) if k >= 2 else None
 
 
 def record(
@@ -146,14 +208,16 @@ def estimated_summary(
     db: Database, champion: str | None, meta: Mapping[str, Any] | None,
     window: int = DEFAULT_WINDOW, z: float = BAND_Z,
 ) -> dict[str, object] | None:
-    """The champion's estimate over its last ``window`` monitored rows, and where labels
-    arrived its :func:`versus` comparison (status, the API, the metrics); None without a
-    champion."""
+    """The champion's estimate over its last ``window`` monitored rows (and its expected
+    macro-F1 there, :func:`macro_f1`), and where labels arrived its :func:`versus`
+    comparison (status, the API, the metrics); None without a champion."""
     if champion is None:
         return None
     error = calibration_error(meta or {})
     est = estimated(db, window, champion, error=error, z=z)
-    return {**est.to_dict(), "version": champion, "calibration_error": error,
+    f1 = macro_f1(db, window, champion)
+    return {**est.to_dict(), "macro_f1": None if f1 is None else round(f1, 6),
+            "version": champion, "calibration_error": error,
             "versus_realized": versus(db, champion, window, error=error, z=z)}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from sqlalchemy import select
 
 from runtime.config import DriftloopConfig, parse_config
@@ -16,7 +17,7 @@ from runtime.intake.demo_stream import segment_rows
 from runtime.intake.settings import Segment
 from runtime.store import events as ev
 from runtime.store.db import Database, served_confidence
-from runtime.store.estimated import calibration_error, estimated
+from runtime.store.estimated import calibration_error, estimated, estimated_summary
 from runtime.store.events import EventLog
 from runtime.store.versions import Registry
 from tests.conftest import FEATURES
@@ -79,6 +80,11 @@ def test_a_falling_confidence_alerts_requests_labels_and_fires_the_hook(tmp_path
     band = alert["details"]
     assert band["low"] <= band["accuracy"] <= band["high"] < 0.9
     assert f"(band {band['low']:.3f}-{band['high']:.3f})" in alert["reason"]
+
+    summary = estimated_summary(db, "v1", Registry(db, cfg.state_dir / "models", log).get(
+        "v1").meta, window=WINDOW)  # what status, the API and the metrics show
+    assert summary is not None and summary["value"] == pytest.approx(band["accuracy"])
+    assert summary["macro_f1"] == pytest.approx(band["macro_f1"], abs=1e-5)
 
     (asked,) = log.list(kinds=[ev.LABELS_REQUESTED])
     rows = asked.raw["rows"]

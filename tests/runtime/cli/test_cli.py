@@ -88,7 +88,9 @@ def test_status_and_models(burst: Any, capsys: Any) -> None:
     est = st["estimated_accuracy"]  # the champion's label-free estimate, and versus realized
     assert est["version"] == "v2" and 0.0 <= est["low"] <= est["value"] <= est["high"] <= 1.0
     assert set(est["versus_realized"]) == {"estimated", "realized", "gap", "diverged"}
+    assert 0.0 < est["macro_f1"] <= 1.0
     assert f"estimated:   accuracy {est['value']:.3f}" in text
+    assert f"macro-F1 {est['macro_f1']:.3f}" in text
     _, out, _ = _run(capsys, "models", *state)
     assert "*v2" in out and "refused" in out
     _, out, _ = _run(capsys, "models", *state, "--lineage")

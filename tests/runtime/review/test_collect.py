@@ -441,7 +441,7 @@ def test_estimated_accuracy_beside_the_realized_marks_where_they_diverge(
 ) -> None:
     import numpy as np
 
-    from runtime.review.page_estimated import diverged_spans
+    from runtime.review.page_estimated import diverged_spans, estimated_section
     from runtime.store import estimated
     from runtime.store.db import rows
     from runtime.store.served import record
@@ -459,6 +459,7 @@ def test_estimated_accuracy_beside_the_realized_marks_where_they_diverge(
         record(conn, seqs[:100], right, "v1")
         record(conn, seqs[100:], np.zeros(100), "v1")
         estimated.record(conn, seqs, np.full(200, 0.9), "v1")
+        estimated.record_probabilities(conn, seqs, np.tile([0.1, 0.9], (200, 1)), "v1")
     review = collect(tmp_path, db, log, registry)
     spans = diverged_spans(review.estimated, review.realized.series, error=0.0)
     assert spans and all(r.first_row > 100 for _, r in spans)  # only the concept change
@@ -466,4 +467,8 @@ def test_estimated_accuracy_beside_the_realized_marks_where_they_diverge(
     section = html[html.index('<section id="realized">') : html.index('<section id="detectors">')]
     assert 'aria-label="estimated accuracy (calibrated confidence, no labels)"' in section
     assert "diverged: realized" in section
+    summary = estimated.estimated_summary(db, "v1", {})  # as status reads it for v1
+    line = estimated_section(review.estimated, review.realized.series, summary)
+    f1 = estimated.expected_macro_f1(np.tile([0.1, 0.9], (200, 1)))
+    assert f", macro-F1 {f1:.3f} on its last 200 rows" in line
     db.dispose()

@@ -82,6 +82,7 @@ def test_ingest_is_stored_monitored_and_reported(served: tuple[Daemon, TestClien
     assert list(by_version) == ["v1"] and by_version["v1"]["rows"] >= 50  # what v1 served
     est = st["estimated_accuracy"]  # v1's label-free estimate over the rows it monitored
     assert est["version"] == "v1" and est["rows"] >= 50 and est["low"] <= est["value"] <= 1
+    assert 0.0 < est["macro_f1"] <= 1.0  # from the class probabilities of the same rows
 
 
 def test_idempotency_key_and_row_ids_make_retries_harmless(
@@ -263,6 +264,7 @@ def test_health_readiness_metrics(served: tuple[Daemon, TestClient]) -> None:
         'driftloop_realized_accuracy_by_version{version="v1"}',
         'driftloop_estimated_accuracy{version="v1"}',
         'driftloop_estimated_accuracy_low{version="v1"}',
+        'driftloop_estimated_macro_f1{version="v1"}',
         'driftloop_realized_rows_by_version{version="v1"}',
     ):
         assert name in text, name

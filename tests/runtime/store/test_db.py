@@ -48,6 +48,7 @@ TABLES = {
     "served",
     "served_confidence",
     "row_times",
+    "served_probabilities",
 }
 
 

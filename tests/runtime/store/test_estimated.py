@@ -60,3 +60,23 @@ def test_the_series_follows_the_stream_and_its_versions(db: Database) -> None:
     points = es.estimated_series(db, points=2)
     assert [(p.version, round(p.value, 6), p.rows) for p in points] == [
         ("v1", 0.9, 10), ("v2", 0.6, 10)]
+
+
+def test_macro_f1_is_read_from_the_recorded_class_probabilities(db: Database) -> None:
+    """Rows predicted 0 with p 0.8 and rows predicted 1 with p 0.6: per class, expected
+    TP/FP/FN from those probabilities; the newest version's rows only."""
+    assert es.macro_f1(db) is None
+    probs = np.array([[0.8, 0.2]] * 6 + [[0.4, 0.6]] * 4)
+    seqs = np.arange(1, 11, dtype=np.int64)
+    with db.begin() as conn:
+        assert es.record_probabilities(conn, seqs, probs, "v1") == 10
+        assert es.record_probabilities(conn, seqs[:2], probs[:2] * 0, "v2") == 0  # kept
+    tp0, fp0, fn0 = 6 * 0.8, 6 * 0.2, 4 * 0.4
+    tp1, fp1, fn1 = 4 * 0.6, 4 * 0.4, 6 * 0.2
+    want = (2 * tp0 / (2 * tp0 + fp0 + fn0) + 2 * tp1 / (2 * tp1 + fp1 + fn1)) / 2
+    assert es.macro_f1(db, version="v1") == pytest.approx(want, abs=1e-6)
+    assert es.expected_macro_f1(probs) == pytest.approx(want)
+    assert es.macro_f1(db, window=4) == pytest.approx(es.expected_macro_f1(probs[6:]))
+    assert es.macro_f1(db, version="v2") is None
+    summary = es.estimated_summary(db, "v1", {})
+    assert summary is not None and summary["macro_f1"] == pytest.approx(want, abs=1e-6)
