@@ -75,8 +75,10 @@ def expected_macro_f1(probs: npt.NDArray[np.float64]) -> float:
     """Macro-F1 expected from calibrated class probabilities ``[n, k]`` (CBPE): for each
     class ``c``, the expected true positives are the rows predicted ``c`` weighted by
     ``p_c``, the false positives the same rows weighted by ``1 - p_c``, the false negatives
-    the rows predicted otherwise weighted by ``p_c``. Classes with neither an expected
-    member nor a prediction are left out of the mean."""
+    the rows predicted otherwise weighted by ``p_c``. As the realized macro-F1 counts only
+    the classes predicted or present, a class enters the mean where it is predicted or
+    expected to be present (its probabilities sum to half a row or more); otherwise the
+    stray mass every softmax gives an absent class would count it as an F1 of 0."""
     n = len(probs)
     pred = probs.argmax(axis=1)
     chosen = np.zeros_like(probs)
@@ -85,7 +87,7 @@ def expected_macro_f1(probs: npt.NDArray[np.float64]) -> float:
     fp = (chosen * (1.0 - probs)).sum(axis=0)
     fn = ((1.0 - chosen) * probs).sum(axis=0)
     denom = 2 * tp + fp + fn
-    present = denom > 1e-12
+    present = ((chosen.sum(axis=0) > 0) | (probs.sum(axis=0) >= 0.5)) & (denom > 1e-12)
     if not present.any():
         return 0.0
     return float((2 * tp[present] / denom[present]).mean())

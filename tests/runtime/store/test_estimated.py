@@ -80,3 +80,16 @@ def test_macro_f1_is_read_from_the_recorded_class_probabilities(db: Database) ->
     assert es.macro_f1(db, version="v2") is None
     summary = es.estimated_summary(db, "v1", {})
     assert summary is not None and summary["macro_f1"] == pytest.approx(want, abs=1e-6)
+
+
+def test_a_class_neither_predicted_nor_expected_is_left_out_of_macro_f1() -> None:
+    """A third class no row is predicted as, with 0.01 of each row's mass (0.1 rows in
+    all): absent, as the realized macro-F1 leaves it out; with 0.2 a row (2 rows) it is
+    expected present and counts, with an F1 of 0."""
+    two = np.array([[0.99, 0.0], [0.0, 0.99]] * 5)
+    stray = np.hstack([two, np.full((10, 1), 0.01)])
+    assert es.expected_macro_f1(stray) == pytest.approx(
+        es.expected_macro_f1(two), abs=1e-9)
+    assert es.expected_macro_f1(stray) > 0.98
+    heavy = np.hstack([two * (0.8 / 0.99), np.full((10, 1), 0.2)])
+    assert es.expected_macro_f1(heavy) < 0.7
