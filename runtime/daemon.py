@@ -45,7 +45,7 @@ from runtime.promotion.gatekeeper import LIVE_KEY, Gatekeeper
 from runtime.service.scheduler import Scheduler, next_fire
 from runtime.service.stopping import StopOnSignal
 from runtime.service.systemd import Watchdog, notify
-from runtime.store import estimated, served
+from runtime.store import estimated, estimated_mae, served
 from runtime.store import events as ev
 from runtime.store import leader as leadership
 from runtime.store.db import Database, parse_ts
@@ -311,6 +311,8 @@ class Daemon:
                 if self.estimate.cfg.enabled and sig.calibrated is not None:
                     estimated.record(conn, seqs, sig.calibrated.max(axis=1), champion)
                     estimated.record_probabilities(conn, seqs, sig.calibrated, champion)
+                if sig.expected_error is not None:
+                    estimated_mae.record(conn, seqs, sig.expected_error, champion)
             if sig.calibrated is not None:  # the label-free estimate and its alert
                 unlabelled = self.monitor.class_index(y) < 0
                 self.estimate.observe(seqs, sig.calibrated, unlabelled, champion)
@@ -368,7 +370,8 @@ class Daemon:
         stored since, in order; the new starting point is saved at once."""
         self.unit = load_unit(self.registry, self.cfg, version)
         self.monitor = Monitor(self.unit.model, self.cfg.schema.class_values,
-                               self.unit.calibration, regression=self.cfg.task == "regression")
+                               self.unit.calibration, regression=self.cfg.task == "regression",
+                               loss=self.unit.loss_model)
         self.estimate.reset(self.unit.calibration.error, version)
         schema = resolved(self.db, self.cfg.schema)[0]  # types inferred from stored rows
         self.columns.sync(self.detectors, schema, rebuild=rebaseline)

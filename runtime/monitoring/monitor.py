@@ -6,7 +6,9 @@ probabilities calibrated by the champion's calibration (``calibrated``, the labe
 estimate's input, :mod:`runtime.monitoring.estimate`). This is where the runtime converts
 numpy to tensors and back. A regression champion's ``error`` is the absolute residual
 ``|prediction - target|`` and its ``loss`` the squared one (``confidence`` is NaN and
-``calibrated`` None: a value has neither).
+``calibrated`` None: a value has neither); with a fitted loss model its
+``expected_error`` is that model's expected ``|prediction - target|`` for every row,
+labelled or not (the label-free estimate of its MAE).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 
 from strategies.calibration import Calibration
 from strategies.evaluation import predict_logits, predict_proba
+from strategies.loss_model import LossModel
 
 F64 = npt.NDArray[np.float64]
 
@@ -33,6 +36,7 @@ class Signals:
     error: F64  # NaN where unlabeled
     loss: F64  # NaN where unlabeled
     calibrated: F64 | None = None  # [n, classes] calibrated probabilities
+    expected_error: F64 | None = None  # regression: the loss model's |error| per row
 
     def get(self, name: str) -> F64:
         if name == "error":
@@ -49,10 +53,11 @@ class Monitor:
 
     def __init__(
         self, model: nn.Module, classes: list[int], calibration: Calibration | None = None,
-        regression: bool = False,
+        regression: bool = False, loss: LossModel | None = None,
     ) -> None:
         self.model = model
         self.regression = regression
+        self.loss = loss if loss is not None and loss.fitted else None
         self.calibration = calibration or Calibration()
         self.classes = np.asarray(classes, dtype=np.int64)
         self._index = {c: i for i, c in enumerate(classes)}
@@ -93,4 +98,6 @@ class Monitor:
         out = predict_logits(self.model, torch.as_tensor(x, dtype=torch.float32))
         pred = out.numpy().astype(np.float64).reshape(len(x))
         residual = pred - np.asarray(y, dtype=np.float64)  # NaN where unlabeled
-        return Signals(pred, np.full(len(x), np.nan), np.abs(residual), residual**2)  # type: ignore[arg-type]
+        expected = None if self.loss is None else self.loss.apply(x, pred)
+        return Signals(pred, np.full(len(x), np.nan), np.abs(residual), residual**2,  # type: ignore[arg-type]
+                       expected_error=expected)

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from runtime.store import events as ev
 from runtime.store.db import Database, quarantine, retrain_requests, rows
 from runtime.store.estimated import estimated_summary
+from runtime.store.estimated_mae import estimated_mae
 from runtime.store.events import Event, EventLog
 from runtime.store.lock import StateLock
 from runtime.store.served import realized_summary
@@ -148,6 +149,7 @@ def status_dict(
         "last_promotion": last_promo.ts if last_promo else None,
         "realized_accuracy": realized_summary(db, metric="mae" if regression else "accuracy"),
         "estimated_accuracy": None if regression else estimated_summary(db, champion, meta),
+        "estimated_mae": estimated_mae(db, champion) if regression else None,
     }
 
 
@@ -170,7 +172,7 @@ def status_text(st: dict[str, Any]) -> str:
         f"promoted:    {st['last_promotion'] or '-'}",
         f"events:      {st['events']}",
         *_realized_lines(st.get("realized_accuracy")),
-        _estimated_line(st.get("estimated_accuracy")),
+        _estimated_line(st.get("estimated_accuracy"), st.get("estimated_mae")),
     ]
     if st.get("source_lag") is not None or st.get("source_lag_error"):
         lines.insert(5, f"lag:         {_lag_text(st)}")
@@ -198,8 +200,22 @@ def _realized_lines(ra: dict[str, Any] | None) -> list[str]:
     ]
 
 
-def _estimated_line(est: dict[str, Any] | None) -> str:
+def _estimated_mae_line(est: dict[str, Any]) -> str:
+    if est.get("value") is None:
+        return "estimated:   - (no loss model, or no row monitored by the champion yet)"
+    line = (f"estimated:   MAE {est['value']:.4g} on {est['version']}'s last {est['rows']:,} "
+            "rows (loss model, no labels needed)")
+    vs = est.get("versus_realized")
+    if vs:
+        line += (f"; {vs['estimated']:.4g} on the {vs['rows']:,} labelled rows where "
+                 f"realized {vs['realized']['value']:.4g}")
+    return line
+
+
+def _estimated_line(est: dict[str, Any] | None, mae: dict[str, Any] | None = None) -> str:
     """The champion's label-free estimate, and how it compares where labels arrived."""
+    if mae is not None:
+        return _estimated_mae_line(mae)
     if est is None:
         return "estimated:   - (a regression model has no label-free estimate)"
     if est.get("value") is None:

@@ -21,7 +21,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
-from runtime.store import estimated, served
+from runtime.store import estimated, estimated_mae, served
 from runtime.store import events as ev
 from runtime.store.db import Database, from_json, quarantine, retrain_requests, rows
 from runtime.store.db import events as events_table
@@ -44,6 +44,7 @@ class StateCollector(Collector):
         yield from self._champion()
         yield from self._realized()
         yield from self._estimated()
+        yield from self._estimated_mae()
         yield from self._live()
 
     def _rows(self) -> Iterator[Metric]:
@@ -207,6 +208,18 @@ class StateCollector(Collector):
         yield from families.values()
         yield f1
         yield diverged
+
+    def _estimated_mae(self) -> Iterator[Metric]:
+        """A regression champion's expected MAE from its loss model (no labels needed)."""
+        champion = self.registry.champion()
+        gauge = GaugeMetricFamily(
+            "driftloop_estimated_mae",
+            f"The champion's expected MAE on its last {served.DEFAULT_WINDOW} monitored rows, "
+            "from its loss model (regression; no labels needed).", labels=["version"])
+        got = estimated_mae.estimated_mae(self.db, champion)
+        if got is not None and got["value"] is not None:
+            gauge.add_metric([str(champion)], float(got["value"]))  # type: ignore[arg-type]
+        yield gauge
 
     def _live(self) -> Iterator[Metric]:
         st = self.runtime()

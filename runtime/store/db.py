@@ -66,6 +66,7 @@ __all__ = [
     "rows",
     "served",
     "served_confidence",
+    "served_expected_error",
     "served_probabilities",
     "to_json",
     "utcnow",
@@ -179,6 +180,17 @@ served_probabilities = Table(
     Column("probs", Text, nullable=False),
     Column("version", String(64), nullable=False),
     Index("ix_served_probabilities_version_row", "version", "row_seq"),
+)
+
+# A regression champion's expected absolute error for each monitored row, from the loss
+# model fitted on its golden set (runtime/store/estimated_mae.py).
+served_expected_error = Table(
+    "served_expected_error",
+    metadata,
+    Column("row_seq", Integer, primary_key=True, autoincrement=False),
+    Column("value", Float, nullable=False),
+    Column("version", String(64), nullable=False),
+    Index("ix_served_expected_error_version_row", "version", "row_seq"),
 )
 
 # Each row's event time, from ``schema.timestamp_column`` (canonical UTC ISO text, as

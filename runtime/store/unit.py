@@ -24,7 +24,7 @@ from torch import nn
 
 from runtime.config import DriftloopConfig
 from runtime.store.versions import IntegrityError, ModelVersion, Registry
-from strategies import calibration
+from strategies import calibration, loss_model
 from strategies.base import RehearsalBuffer
 from strategies.evaluation import predict_logits
 from strategies.models import build_model
@@ -53,6 +53,20 @@ class Unit:
     def calibration(self) -> calibration.Calibration:
         """The calibration fitted when the version was made (identity for older ones)."""
         return calibration_of(self.version, self.meta)
+
+    @property
+    def loss_model(self) -> loss_model.LossModel:
+        """A regression version's loss model (its expected absolute error from its inputs,
+        fitted on its golden set; unfitted for a classifier or an older version)."""
+        return loss_model_of(self.version, self.meta)
+
+
+def loss_model_of(version: str, meta: dict[str, Any]) -> loss_model.LossModel:
+    """``meta``'s loss model, checked against its sha256 (IntegrityError if it differs)."""
+    try:
+        return loss_model.LossModel.from_json(meta.get("loss_model"))
+    except (ValueError, TypeError, KeyError) as err:
+        raise IntegrityError(f"model {version}: meta loss model is unreadable ({err})") from None
 
 
 def calibration_of(version: str, meta: dict[str, Any]) -> calibration.Calibration:
@@ -116,6 +130,7 @@ def load_unit(
     model.eval()
     calibration_of(version, meta)  # a tampered calibration fails the load like a file
     texts = tokenizers_of(version, cfg, meta, loaded.tensors.get("tokenizer", {}))
+    loss_model_of(version, meta)
     buffer = None
     if with_buffer:
         buffer = _config_buffer(cfg, loaded.tensors.get("buffer", {}), meta.get("buffer", {}))
@@ -187,7 +202,8 @@ def save_unit(
     tokenizers: Mapping[str, SentenceTokenizer] | None = None,
 ) -> ModelVersion:
     """Write a complete unit as a candidate version, its probabilities calibrated on its
-    golden set by ``calibrate``; with ``tokenizers``, the text columns' tokenizers."""
+    golden set by ``calibrate`` (a regression unit: its loss model fitted there); with
+    ``tokenizers``, the text columns' tokenizers."""
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     golden_dtype = torch.float64 if golden[1].dtype.kind == "f" else torch.int64  # targets
     tensors = {
@@ -209,6 +225,9 @@ def save_unit(
             for name, t in tokenizers.items()
         }
         full_meta["tokenizer"] = {name: t.describe() for name, t in tokenizers.items()}
+    if golden[1].dtype.kind == "f":  # regression targets: the expected error's model
+        lm = loss_model.fit(golden[0], logits.reshape(-1), golden[1].astype(np.float64))
+        full_meta["loss_model"] = lm.to_json()
     return registry.save(version, tensors=tensors, meta=full_meta, parent=parent)
 
 

@@ -22,3 +22,21 @@ def test_error_is_the_absolute_residual_nan_where_unlabelled() -> None:
     assert sig.error[0] == 2.0 and np.isnan(sig.error[1]) and sig.error[2] == 3.0
     assert sig.loss[2] == 9.0 and np.isnan(sig.confidence).all()
     assert mon.class_index(y) is y  # targets are not class positions
+
+
+def test_a_fitted_loss_model_gives_every_row_its_expected_error() -> None:
+    from strategies import loss_model
+
+    model = torch.nn.Linear(2, 1)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2))
+    with torch.no_grad():
+        pred = model(torch.as_tensor(x, dtype=torch.float32)).numpy().reshape(-1)
+    y = pred + rng.normal(size=200) * (0.1 + np.abs(x[:, 0]))  # harder where |x0| is large
+    lm = loss_model.fit(x, pred, y)
+    sig = Monitor(model, [], regression=True, loss=lm).score(x[:5], np.full(5, np.nan))
+    assert sig.expected_error is not None and np.allclose(sig.expected_error,
+                                                          lm.apply(x[:5], sig.prediction))
+    assert Monitor(model, [], regression=True).score(x, y).expected_error is None
+    unfitted = Monitor(model, [], regression=True, loss=loss_model.LossModel())
+    assert unfitted.score(x, y).expected_error is None

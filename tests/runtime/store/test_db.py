@@ -49,6 +49,7 @@ TABLES = {
     "served_confidence",
     "row_times",
     "served_probabilities",
+    "served_expected_error",
 }
 
 

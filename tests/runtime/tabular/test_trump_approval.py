@@ -81,10 +81,22 @@ def test_predict_returns_values_in_target_units(trump: Daemon) -> None:
 
 
 @pytest.mark.slow
-def test_status_shows_the_realized_mae(trump: Daemon) -> None:
+def test_status_shows_the_realized_and_estimated_mae(trump: Daemon) -> None:
     from runtime.review.text import status_dict, status_text
+    from runtime.store.estimated_mae import estimated_mae
+    from runtime.store.served import served_versions
 
     st = status_dict(trump.cfg.state_dir, trump.db, trump.events, trump.registry)
     assert st["realized_accuracy"]["metric"] == "mae" and st["estimated_accuracy"] is None
     text = status_text(st)
-    assert "realized:    mae " in text and "no label-free estimate" in text
+    assert "realized:    mae " in text
+    est = st["estimated_mae"]  # the loss model's expected MAE, no labels needed
+    assert est["version"] == st["champion"]
+    if est["value"] is None:  # promoted on the stream's last rows: it has served none
+        assert "estimated:   - (no loss model, or no row monitored" in text
+        est = estimated_mae(trump.db, served_versions(trump.db)[-1])
+    else:
+        assert f"estimated:   MAE {est['value']:.4g}" in text
+    assert est is not None and 0 < est["value"] < 10 and est["rows"] > 0
+    vs = est["versus_realized"]
+    assert vs is not None and vs["rows"] > 0 and vs["realized"]["metric"] == "mae"
