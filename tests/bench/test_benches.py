@@ -50,7 +50,7 @@ NARROW: dict[str, list[str]] = {
 """Extra arguments that bound a quick mode still too long for a smoke test."""
 
 REQUIRES: dict[str, list[str]] = {"real_streams.py": ["skmultiflow"],
-                                  "estimated.py": ["skmultiflow"]}
+                                  "estimated.py": ["skmultiflow", "nannyml"]}
 """Bench-only packages a script needs (``bench/install_streams.sh``); skipped without them."""
 
 TIMEOUT_S = 600
