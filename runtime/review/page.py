@@ -331,6 +331,8 @@ def _matrix(r: Review) -> str:
 def render(review: Review, *, report_href: Callable[[str], str], live: Live | None = None) -> str:
     """The whole HTML document."""
     r, st = review, review.status
+    estimated = estimated_section(r.estimated, r.realized.series, st.get("estimated_accuracy"),
+                                  st.get("estimated_mae"))
     nonce = f' nonce="{esc(live.nonce)}"' if live and live.nonce else ""
     csp = (
         ""
@@ -376,7 +378,7 @@ def render(review: Review, *, report_href: Callable[[str], str], live: Live | No
         f'<section id="realized"><h2>Live {r.realized.label}</h2><p class="lead">How right '
         "the served predictions were once their labels came, over the stream.</p>"
         f"{realized_section(r.realized, r.events)}"
-        f"{estimated_section(r.estimated, r.realized.series, r.status.get('estimated_accuracy'))}"
+        f"{estimated}"
         "</section>"
         '<section id="detectors"><h2>Detectors over time</h2>'
         f"{_detectors(r)}</section>"

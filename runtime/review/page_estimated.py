@@ -58,10 +58,28 @@ def _current(est: Mapping[str, Any] | None) -> str:
     return f'<p class="estimated">{line}</p>'
 
 
+def _mae_line(mae: Mapping[str, Any]) -> str:
+    """A regression champion's expected MAE from its loss model, beside the realized."""
+    if mae.get("value") is None:
+        return ('<p class="note">No row has been monitored by a champion with a loss model '
+                "yet: the expected MAE appears once rows are scored.</p>")
+    line = (f"<b>{esc(mae['version'])}</b>: expected MAE {num(mae['value'])} on its last "
+            f"{num(mae['rows'])} rows (its loss model, no labels needed)")
+    vs = mae.get("versus_realized")
+    if vs:
+        line += (f"; {num(vs['estimated'])} expected on the {num(vs['rows'])} labelled rows "
+                 f"where the realized MAE is {num(vs['realized']['value'])}")
+    return f'<p class="estimated">{line}</p>'
+
+
 def estimated_section(
-    estimate: Sequence[Point], realized: Sequence[Point], est: Mapping[str, Any] | None
+    estimate: Sequence[Point], realized: Sequence[Point], est: Mapping[str, Any] | None,
+    mae: Mapping[str, Any] | None = None,
 ) -> str:
-    """The chart of the estimate with its divergence marks, and the current line."""
+    """The chart of the estimate with its divergence marks, and the current line (a
+    regression champion: the line of its expected MAE, ``mae``)."""
+    if mae is not None:
+        return _mae_line(mae)
     if not estimate:
         return ('<p class="note">No row has been monitored by a calibrated champion yet: '
                 "the estimated accuracy appears once rows are scored.</p>")
