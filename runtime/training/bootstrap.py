@@ -30,7 +30,7 @@ from runtime.store.versions import Registry
 from runtime.training.retrain_job import regression_loss, targets
 from runtime.training.stages import Split, StageFailed, load_rows, run_stages
 from strategies import finetune
-from strategies.base import Budget, Progress, TrainRequest
+from strategies.base import Budget, Progress, TrainRequest, TrainResult
 from strategies.evaluation import accuracy, predict_logits
 from strategies.models import fit_normalization
 from strategies.tabular import Preprocessing, fit_preprocessing
@@ -101,22 +101,8 @@ def bootstrap_from_rows(
                        gold, len(train), first_row=first_row, last_row=last_row,
                        source=source, report=report, schema=schema, prep=prep)
     fit_normalization(model, xt)
-    strategy = finetune.build(finetune.Config(lr=b.lr, batch_size=b.batch_size,
-                                              patience=b.patience))
     stop_on = None if prep is None or b.patience is None else (xv, yv)  # early stopping
-
-    def progress(p: Progress) -> None:
-        events.append(ev.RETRAIN_PROGRESS, ev.RetrainProgress(
-            trigger_id="bootstrap", epoch=p.epoch, step=p.step, samples=p.samples,
-            loss=round(p.loss, 6), seconds=round(p.seconds, 3), validated=False,
-        ), model_version=version)
-
-    report(f"bootstrap: training {version} on {len(train)} rows ({b.epochs} epochs)")
-    result = strategy.train(TrainRequest(model, xt, yt,
-                                         budget=Budget(epochs=b.epochs, steps=None, seconds=None),
-                                         seed=cfg.seed, progress=progress, val=stop_on,
-                                         device=cfg.retrain.torch_device,
-                                         regression=regression_loss(cfg, {"target": target})))
+    result = _train_v1(cfg, events, model, version, (xt, yt), stop_on, target, report)
     model.eval()
     gold_x = torch.as_tensor(x[gold], dtype=torch.float32)
     gold_y = torch.as_tensor(y[gold], dtype=label)
@@ -144,6 +130,30 @@ def bootstrap_from_rows(
               tokenizers=tokenizers(cfg.schema))
     registry.promote(version, ev.ModelPromoted(reason="bootstrap", metrics=metrics))
     return version
+
+
+def _train_v1(
+    cfg: DriftloopConfig, events: EventLog, model: torch.nn.Module, version: str,
+    train: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor] | None,
+    target: dict[str, float] | None, report: Callable[[str], None],
+) -> TrainResult:
+    """Train v1 from scratch (stopping early on ``val`` when given), with progress events."""
+    b = cfg.bootstrap
+    strategy = finetune.build(finetune.Config(lr=b.lr, batch_size=b.batch_size,
+                                              patience=b.patience))
+
+    def progress(p: Progress) -> None:
+        events.append(ev.RETRAIN_PROGRESS, ev.RetrainProgress(
+            trigger_id="bootstrap", epoch=p.epoch, step=p.step, samples=p.samples,
+            loss=round(p.loss, 6), seconds=round(p.seconds, 3), validated=False,
+        ), model_version=version)
+
+    report(f"bootstrap: training {version} on {len(train[1])} rows ({b.epochs} epochs)")
+    return strategy.train(TrainRequest(model, *train,
+                                       budget=Budget(epochs=b.epochs, steps=None, seconds=None),
+                                       seed=cfg.seed, progress=progress, val=val,
+                                       device=cfg.retrain.torch_device,
+                                       regression=regression_loss(cfg, {"target": target})))
 
 
 def scores(
