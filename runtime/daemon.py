@@ -148,7 +148,8 @@ class Daemon:
         if champion is not None and self.unit is None:
             self._adopt(champion, rebaseline=saved.get("champion") != champion)
             if saved.get("champion") == champion:
-                self.recovery.resume(saved, champion, self.feed, self._observe, self.alarms)
+                self.recovery.resume(saved, champion, self.feed, self._observe, self.alarms,
+                                     self._held_after, self.backlog.hold)
         if self.unit is not None:  # a shadow or watch the last daemon left running
             self.gatekeeper.resume(self.unit, self._labelled_positions)
         self.gatekeeper.recover([v.version for v in self.registry.list()])
@@ -229,6 +230,11 @@ class Daemon:
 
     def drained(self) -> bool:
         return self.source.exhausted() and not self._retraining() and not self.backlog
+
+    def _held_after(self) -> int | None:
+        """The row after which stored rows wait for the gate: the pending retrain's."""
+        pending = self.requests.next_pending()
+        return None if pending is None else int(pending.get("upto") or 0)
 
     def _retraining(self) -> bool:
         """A retrain runs or waits."""

@@ -17,19 +17,20 @@ import numpy as np
 import numpy.typing as npt
 from sqlalchemy import select, update
 
+from runtime.intake.row_append import Accepted
 from runtime.monitoring.alarms import Alarms
 from runtime.monitoring.feed import DetectorFeed
 from runtime.monitoring.policy import Policy
+from runtime.monitoring.stored_walk import REPLAY_ROWS, StoredWalk
 from runtime.monitoring.trace import write_trace
 from runtime.store import events as ev
 from runtime.store.db import Database, from_json, kv, to_json
 from runtime.store.events import EventLog
-from runtime.store.rows import last_late_label, last_seq, late_labels_after, rows_after
+from runtime.store.rows import last_late_label, last_seq, rows_after
 
 log = logging.getLogger(__name__)
 STATE_KEY = "daemon_state"
 STATE_VERSION = 1
-REPLAY_ROWS = 1000  # rows (or late labels) read back per batch when replaying after a crash
 Feed = Callable[[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]], None]
 """``(seqs, x, y)`` of stored rows → the detectors (and the alarms they raise)."""
 
@@ -102,12 +103,15 @@ class Recovery:
         feed: DetectorFeed,
         observe: Callable[..., None],
         alarms: Alarms,
+        held_after: Callable[[], int | None] = lambda: None,
+        hold: Callable[[Accepted], None] | None = None,
     ) -> None:
         """Restore the detectors and the policy the last daemon saved on ``champion``, then
-        replay what was stored after it through ``observe(seqs, x, y, late=False)``."""
+        replay what was stored after it through ``observe(seqs, x, y, late=False)``, up
+        to a pending retrain's row; the rest goes to ``hold`` (:meth:`replay`)."""
         self.restore(saved, feed, alarms.policy)
         late = functools.partial(observe, late=True)
-        self.replay(saved, champion, observe, late, alarms)
+        self.replay(saved, champion, observe, late, alarms, held_after, hold)
 
     @staticmethod
     def restore(saved: dict[str, Any], feed: DetectorFeed, policy: Policy) -> None:
@@ -122,7 +126,9 @@ class Recovery:
             policy.load_state(saved["policy"])
 
     def replay(
-        self, saved: dict[str, Any], champion: str | None, rows: Feed, labels: Feed, alarms: Alarms
+        self, saved: dict[str, Any], champion: str | None, rows: Feed, labels: Feed,
+        alarms: Alarms, held_after: Callable[[], int | None] = lambda: None,
+        hold: Callable[[Accepted], None] | None = None,
     ) -> None:
         """Feed the restored detectors what was stored after the saved state's last row
         and late label.
@@ -136,54 +142,54 @@ class Recovery:
         detector, same action, in order) keeps its ``drift.detected`` event and so its
         retrain trigger (``drift-<event id>``, idempotent in the queue): a replay never
         logs a drift twice nor retrains twice. Not with ``shared_rows``.
+
+        Once ``held_after()`` names a row (a retrain is pending, requested up to that
+        row; the replay may request it) the rows after it go to ``hold`` instead, in the
+        same order: they belong to the champion the gate leaves, as when no crash came.
         """
         after = saved.get("seq")
         if after is None or self.shared_rows:
             self.caught_up()
             return
         # a state saved before late labels were numbered: every numbered one came after it
-        rows_at, labels_at = int(after), int(saved.get("label_seq", 0))
+        walk = StoredWalk(self.db, len(self.features), int(after),
+                          int(saved.get("label_seq", 0)), self.numeric)
         alarms.logged = self.alarms_since(saved, champion)
         n_rows = n_labels = 0
-        width = len(self.features)
         try:
-            while True:
-                late = late_labels_after(self.db, width, labels_at, REPLAY_ROWS,
-                                         numeric=self.numeric)
-                due = late.after_seq <= rows_at  # joined before the next row was stored
-                k = len(due) if due.all() else int(np.argmin(due))
-                upto = int(late.after_seq[0]) if len(due) else None
-                if k:
-                    labels(late.rows[:k], late.x[:k], late.y[:k])
-                    labels_at, n_labels = int(late.seq[k - 1]), n_labels + k
+            for step in walk.steps(until=held_after):
+                (labels if step.late else rows)(step.seqs, step.x, step.y)  # type: ignore[arg-type]
+                if step.late:
+                    n_labels += len(step.seqs)
                 else:
-                    seqs, x, y = rows_after(self.db, width, rows_at, REPLAY_ROWS, upto,
-                                               numeric=self.numeric)
-                    if len(seqs):
-                        rows(seqs, x, y)
-                        rows_at, n_rows = int(seqs[-1]), n_rows + len(seqs)
-                    elif upto is None:
-                        break
-                    else:  # no row between: the label is due
-                        rows_at = upto
-                self.handled(rows_at, labels_at)  # where a request made now ends
+                    n_rows += len(step.seqs)
+                self.handled(walk.rows_at, walk.labels_at)  # where a request made now ends
                 alarms.maybe_request_retrain(champion)
         finally:
             alarms.logged = {}
         # busy is not saved: a queued retrain sets it again when it starts
         alarms.policy.busy = False
-        self.handled(rows_at, labels_at)
-        if n_rows or n_labels:
+        self.handled(walk.rows_at, walk.labels_at)
+        held = self._hold_rest(walk, hold) if held_after() is not None else 0
+        if n_rows or n_labels or held:
             log.warning(
-                "fed the detectors %d stored row(s) after row %d and %d late label(s) again",
-                n_rows,
-                int(after),
-                n_labels,
+                "fed the detectors %d stored row(s) after row %d and %d late label(s) again;"
+                " %d row(s) held for the retrain's gate",
+                n_rows, int(after), n_labels, held,
             )
             alarms.report(
                 f"replayed {n_rows} stored rows after row {after} and {n_labels} late labels"
-                " (not monitored before)"
+                f" (not monitored before){f'; {held} rows held for the gate' if held else ''}"
             )
+
+    def _hold_rest(self, walk: StoredWalk, hold: Callable[[Accepted], None] | None) -> int:
+        """Hand the rest of the walk to ``hold``; returns how many rows it held."""
+        n = 0
+        for step in walk.steps():
+            if hold is not None:
+                hold(step.accepted(len(self.features)))
+            n += 0 if step.late else len(step.seqs)
+        return n
 
     def feed_after(self, after: int, rows: Feed, alarms: Alarms, champion: str | None) -> int:
         """Feed the detectors the rows stored after row ``after`` (v1's last training row),

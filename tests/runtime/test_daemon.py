@@ -488,3 +488,38 @@ def test_every_version_is_calibrated_and_every_served_row_has_its_estimate(burst
     vs = versus(db, "v1", window=200, error=0.0)
     assert vs is not None and set(vs) == {"estimated", "realized", "gap", "diverged"}
     db.dispose()
+
+
+def test_after_a_crash_rows_stored_after_a_pending_retrain_wait_for_its_gate(
+    tmp_path: Path,
+) -> None:
+    """A ``kill -9`` while a retrain waits: the next daemon replays the rows up to the
+    retrain's row to the champion's detectors and holds the rest for the champion the gate
+    leaves, as a daemon that never died holds them (they must not be spent on the old
+    champion's detectors and then skipped when the new one re-baselines)."""
+    source = copy.deepcopy(SMALL["source"]) | {"block_on_retrain": False}
+    cfg = small_config(tmp_path, source=source)
+    d = Daemon(cfg)
+    d.open()
+    deadline = time.monotonic() + 300
+    while d.unit is None and time.monotonic() < deadline:
+        d.step()
+    d._save_state()  # the last periodic save, before the drift
+    d._last_save = float("inf")
+    d._lead = lambda: False  # type: ignore[method-assign]  # the retrain stays pending
+    while d.requests.next_pending() is None and time.monotonic() < deadline:
+        d.step()
+    upto = int(d.requests.next_pending()["upto"])  # type: ignore[index]
+    while d.backlog.rows < 300 and time.monotonic() < deadline:
+        d.step()
+    held = d.backlog.rows
+    _abandon(d)
+
+    again = Daemon(cfg)
+    again.open()
+    assert again.recovery.seq == upto  # replayed up to the request, no further
+    assert again.backlog.rows >= held
+    seqs = np.concatenate([b.seqs for b in again.backlog.batches])
+    assert seqs.min() == upto + 1 and np.all(np.diff(seqs) == 1)
+    again.close()
+    again.db.dispose()
