@@ -463,6 +463,7 @@ class Daemon:
             "source": self.source.name,
             "source_lag": source_lag(self.source),
             "retrain_running": self.runner.trigger_id if self.runner.running else None,
+            "held_rows": self.backlog.rows,  # stored while a retrain ran, not yet monitored
             "monitor_queue_rows": self.inbox.rows,
             "monitor_dropped_rows": self.inbox.dropped,
             "detectors": self.feed.status(),

@@ -47,20 +47,21 @@ class Backlog:
         self.n_features = n_features
         self.numeric = numeric
         self.batches: deque[Held] = deque()
+        self.rows = 0
+        """How many rows are held: a count kept as batches come and go, so the API's
+        thread reads it without walking the deque the daemon's thread changes."""
 
     def __len__(self) -> int:
         return len(self.batches)
 
-    @property
-    def rows(self) -> int:
-        return sum(len(b.seqs) for b in self.batches)
-
     def hold(self, acc: Accepted) -> None:
         if acc.count or len(acc.labels_joined):
             self.batches.append(Held(acc.seqs.copy(), acc.labels_joined.copy(), acc.label_seq))
+            self.rows += acc.count
 
     def clear(self) -> None:
         self.batches.clear()
+        self.rows = 0
 
     def release(self, feed: Callable[[Accepted], None], stop: Callable[[], bool]) -> int:
         """Feed the held batches in order through ``feed`` until ``stop()`` (a retrain was
@@ -68,6 +69,7 @@ class Backlog:
         n = 0
         while self.batches and not stop():
             held = self.batches.popleft()
+            self.rows -= len(held.seqs)
             acc = self._read(held)
             feed(acc)
             n += acc.count

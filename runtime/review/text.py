@@ -167,7 +167,7 @@ def status_text(st: dict[str, Any]) -> str:
         ),
         f"rows:        {st['rows']} ingested, {st['labelled_rows']} labelled, "
         f"{st['quarantined_rows']} quarantined",
-        f"retrains:    {pending or 'none pending'}",
+        f"retrains:    {pending or 'none pending'}{_held_text(st)}",
         f"last drift:  {st['last_drift'] or '-'}",
         f"promoted:    {st['last_promotion'] or '-'}",
         f"events:      {st['events']}",
@@ -177,6 +177,12 @@ def status_text(st: dict[str, Any]) -> str:
     if st.get("source_lag") is not None or st.get("source_lag_error"):
         lines.insert(5, f"lag:         {_lag_text(st)}")
     return "\n".join(lines)
+
+
+def _held_text(st: dict[str, Any]) -> str:
+    """The rows a running daemon holds for the gate's champion (none: nothing)."""
+    held = st.get("held_rows") or 0
+    return f"; {held:,} stored rows wait for the gate's champion" if held else ""
 
 
 def _realized_lines(ra: dict[str, Any] | None) -> list[str]:
