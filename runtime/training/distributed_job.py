@@ -126,7 +126,11 @@ def _launch(d: DistributedConfig, job_dir: Path,
     """Run the workers to the end, relaying progress; raises :class:`WorkerFailed`."""
     root = str(Path(runtime.__file__).resolve().parents[1])  # workers import this code
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        p for p in (root, os.environ.get("PYTHONPATH")) if p),
+        # each restart round gets a store of its own: with the agent's store shared
+        # across rounds a restarted rank can read the dead round's peer address and fail
+        # with "Connection refused" (pytorch/pytorch#135712, still so in 2.14)
+        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
     log_path = job_dir / "torchrun.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(command(d, job_dir), stdout=log, stderr=subprocess.STDOUT,

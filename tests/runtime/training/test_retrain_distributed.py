@@ -91,11 +91,6 @@ def test_a_killed_worker_fails_the_retrain_naming_its_rank_within_seconds(
     assert _gone(str(work), 5) == []
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="flaky: once in 3 runs on the loaded 2-core VM the restarted rank 0 failed with "
-    "'Gloo connectFullMesh failed ... Connect timeout' (cause not found yet)",
-)
 def test_within_max_restarts_the_agent_restarts_the_workers_from_the_last_epoch(
     champion: tuple[Path, int], tmp_path: Path
 ) -> None:
