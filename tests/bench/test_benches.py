@@ -42,6 +42,7 @@ NARROW: dict[str, list[str]] = {
     ],
     "detectors.py": ["--seeds", "2", "--long", "5000"],
     "distributed.py": ["--repeats", "1", "--rounds", "1"],
+    "estimated.py": ["--streams", "agrawal-covariate", "employment-age", "covertype-elevation"],
     "gate.py": ["--runs", "2"],
     "ingest_http.py": ["--seconds", "1", "--synchronous", "normal", "--no-baseline"],
     "real_streams.py": ["--streams", "electricity"],
