@@ -318,15 +318,32 @@ _BOOLS = {"true": 1.0, "false": 0.0, "yes": 1.0, "no": 0.0, "1": 1.0, "0": 0.0,
           "1.0": 1.0, "0.0": 0.0, "t": 1.0, "f": 0.0, "y": 1.0, "n": 0.0}
 
 
+EPOCH_SECONDS_MAX = 9.2e9  # datetime64[ns] spans about +-9.22e9 s around 1970
+
+
 def parse_times(raw: pd.Series) -> pd.Series:
     """Event times as UTC timestamps (NaT where unreadable): a number (or a CSV's text of
     one) is epoch seconds, anything else ISO 8601 (an offset converted, none: UTC)."""
     num = pd.to_numeric(raw, errors="coerce")
     if raw.dtype.kind in "fiu":
-        return pd.to_datetime(num, unit="s", errors="coerce", utc=True)
+        return _epoch_seconds(num)
     iso = pd.to_datetime(raw.where(num.isna()), errors="coerce", utc=True, format="mixed")
-    secs = pd.to_datetime(num, unit="s", errors="coerce", utc=True)
-    return iso.where(num.isna(), secs)
+    return iso.where(num.isna(), _epoch_seconds(num))
+
+
+def _epoch_seconds(num: pd.Series) -> pd.Series:
+    """Epoch seconds as UTC timestamps, NaT where missing or out of range (beyond the
+    years 1677-2262 that nanosecond timestamps hold). Only those in range are converted:
+    pandas casts the column to integers under ``errstate(over="raise")``, so a NaN or a
+    huge number among them raises (``FloatingPointError`` was seen, ``OverflowError``
+    for 1e30) even with ``errors="coerce"``."""
+    out = pd.Series(pd.NaT, index=num.index, dtype="datetime64[ns, UTC]")
+    secs = num.astype(float).to_numpy()
+    with np.errstate(invalid="ignore"):
+        present = pd.Series(np.abs(secs) < EPOCH_SECONDS_MAX, index=num.index)
+    if present.any():
+        out[present] = pd.to_datetime(num[present], unit="s", errors="coerce", utc=True)
+    return out
 
 
 def iso_times(t: pd.Series) -> list[str | None]:
