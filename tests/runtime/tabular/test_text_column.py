@@ -102,6 +102,17 @@ def test_predict_takes_the_sentence(burst: Daemon) -> None:
     assert blank.status_code == 422 and "text" in blank.text
 
 
+def test_http_ingest_takes_the_sentence(burst: Daemon) -> None:
+    client = TestClient(create_app(burst, burst.cfg.api, "t0ken"))  # type: ignore[arg-type]
+    r = client.post("/v1/ingest", json={"rows": [["where is my parcel"], [""]],
+                                        "labels": [1, None], "row_ids": ["h1", "h2"]},
+                    headers={"Authorization": "Bearer t0ken"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["accepted"], body["rejected"]) == (1, 1), body
+    assert "text" in body["errors"][0]["reason"]
+
+
 def test_export_carries_the_tokenizer(burst: Daemon, tmp_path: Path) -> None:
     champion = burst.registry.champion()
     assert champion is not None
