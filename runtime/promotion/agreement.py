@@ -4,7 +4,11 @@ Under real concept drift the label of the same inputs changes, and a candidate t
 the present must get an old golden set's rows "wrong". A golden row is judged only where
 the new data does not contradict it: a row whose ``k`` nearest new-data rows mostly carry
 another label is left out of the golden checks (``gate.obsolete_golden: exclude``). A row
-the new data agrees with, or has no word on, stays: forgetting it is still forgetting.
+the new data agrees with, or has no word on, stays: forgetting it is still forgetting. A row
+has no word from the new data when even its ``k``-th nearest new row is more than twice as
+far as new rows are from their own ``k``-th neighbours (the 99th percentile of those
+distances): the new data lies elsewhere (another language, another region of the inputs),
+and its labels say nothing about this row's.
 
 Neighbours are found where the model sees its rows: on the encoding its preprocessing
 applies (:attr:`EvalSet.encoded`: one-hot categories, imputed numbers) when the evidence
@@ -54,13 +58,37 @@ def neighbour_disagreement(golden: EvalSet, new: EvalSet, k: int = 7) -> F64 | N
     gx, nx = space
     ny = np.asarray(new.y)
     gy = np.asarray(golden.y)
+    reach = _reach(nx, k)
     out = np.zeros(len(gx))
     for lo in range(0, len(gx), _CHUNK):
         block = gx[lo : lo + _CHUNK]
-        d = (block**2).sum(1)[:, None] - 2 * block @ nx.T + (nx**2).sum(1)[None, :]
+        d = _squared(block, nx)
         near = np.argpartition(d, k - 1, axis=1)[:, :k]
-        out[lo : lo + _CHUNK] = (ny[near] != gy[lo : lo + _CHUNK, None]).mean(axis=1)
+        share = (ny[near] != gy[lo : lo + _CHUNK, None]).mean(axis=1)
+        kth = np.take_along_axis(d, near, axis=1).max(axis=1)
+        out[lo : lo + _CHUNK] = np.where(kth <= reach, share, 0.0)  # beyond: no word on it
     return out
+
+
+def _squared(a: F64, b: F64) -> F64:
+    """Squared Euclidean distances between the rows of ``a`` and of ``b``."""
+    return np.maximum((a**2).sum(1)[:, None] - 2 * a @ b.T + (b**2).sum(1)[None, :], 0.0)
+
+
+def _reach(nx: F64, k: int, sample: int = 1000) -> float:
+    """Four times (twice the distance) the 99th percentile of new rows' squared distance
+    to their ``k``-th nearest other new row, over an evenly spaced sample of at most
+    ``sample`` rows."""
+    if len(nx) <= k:
+        return float("inf")
+    idx = np.linspace(0, len(nx) - 1, min(sample, len(nx))).astype(np.int64)
+    kth = np.empty(len(idx))
+    for lo in range(0, len(idx), _CHUNK):
+        part = idx[lo : lo + _CHUNK]
+        d = _squared(nx[part], nx)
+        d[np.arange(len(part)), part] = np.inf  # not its own neighbour
+        kth[lo : lo + _CHUNK] = np.partition(d, k - 1, axis=1)[:, k - 1]
+    return 4.0 * float(np.percentile(kth, 99))
 
 
 def contradicted(

@@ -187,6 +187,19 @@ def read_evidence(path: Path, sha256: str | None) -> Evidence:
     return ev
 
 
+def _embeddings(model: Any, x: Any) -> F64:
+    """The text model's sentence embeddings of token-id rows ``x``, in batches."""
+    import torch
+
+    device = next(model.parameters()).device
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        out = [model.embed(x[i:i + 256].to(device)).cpu() for i in range(0, len(x), 256)]
+    model.train(was)
+    return torch.cat(out).numpy().astype(np.float64)
+
+
 def _optional(arrays: dict[str, Any], key: str) -> F64 | None:
     """An array written only by some retrains (evidence from before it reads as None)."""
     return arrays[key].astype(np.float64) if key in arrays else None
@@ -225,11 +238,14 @@ def score(
 ) -> EvalSet:
     """Both models' class probabilities (regression: predicted values) on ``(x, y)`` as
     an :class:`EvalSet`, with the rows as the champion's preprocessing encodes them when it
-    has one (the candidate's encodes old categories alike: a retrain only appends slots)."""
+    has one (the candidate's encodes old categories alike: a retrain only appends slots),
+    or, for the text model, as the champion's sentence embeddings (token ids as numbers
+    are no space to find similar sentences in)."""
     import torch
 
     from strategies.evaluation import predict_logits, predict_proba
     from strategies.tabular import TabularModel
+    from strategies.text import TextClassifier
 
     xt = torch.as_tensor(x, dtype=torch.float32)
     encoded = None
@@ -237,6 +253,8 @@ def score(
         with torch.no_grad():
             device = champion.encoder.fill.device
             encoded = champion.encoder(xt.to(device)).cpu().numpy().astype(np.float64)
+    elif isinstance(champion, TextClassifier) and len(xt):
+        encoded = _embeddings(champion, xt)
     if task == "regression":
         def predict(m: Any) -> F64:
             return predict_logits(m, xt).numpy().astype(np.float64).reshape(len(xt))

@@ -62,3 +62,26 @@ def test_missing_values_in_stored_features_do_not_scramble_the_neighbours() -> N
     assert contradicted(gold, new).mean() < 0.05
     flipped = EvalSet("new_data", 1 - ny, new.champion, new.candidate, nx)
     assert contradicted(gold, flipped).mean() > 0.9
+
+
+def test_golden_rows_the_new_data_lies_far_from_are_not_contradicted() -> None:
+    """New data in another region (another language, say) has no word on the golden rows:
+    their nearest new rows' labels, however different, contradict nothing."""
+    rng = np.random.default_rng(2)
+    gx, nx = rng.normal(size=(300, 2)), rng.normal(size=(600, 2)) + 40.0
+    gy, ny = (gx[:, 0] > 0).astype(int), rng.integers(0, 2, 600)
+    p = np.full((300, 2), 0.5)
+    gold = EvalSet("v1", gy, p, p, gx)
+    new = EvalSet("new_data", ny, np.full((600, 2), 0.5), np.full((600, 2), 0.5), nx)
+    assert not contradicted(gold, new).any()
+
+
+def test_the_text_models_evidence_carries_its_sentence_embeddings() -> None:
+    from strategies.models import build_model
+    from strategies.text import TextConfig
+    from strategies.text_tokenizer import SentenceTokenizer
+
+    model = build_model(TextConfig(encoder_layers=1, dropout=0.0), 16, 4, seed=0).eval()
+    x = SentenceTokenizer.packaged(16).encode(["my parcel never arrived", "refund me"])
+    got = score("v1", model, model, x, np.array([1, 0]), {})
+    assert got.encoded is not None and got.encoded.shape == (2, 384)
