@@ -163,7 +163,10 @@ class RetrainConfig(_Model):
     min_rows: int | None = Field(default=None, gt=0)
     """The fewest labelled rows a retrain learns from: when fewer arrived since its onset
     (a drift found within a few hundred rows), it takes the newest ``min_rows`` up to its
-    end instead, reaching back before the onset; ``None``: the rows since the onset only."""
+    end instead, reaching back before the onset. ``None``: 300 rows per class of the
+    schema (600 for ``task: regression``): the rows since an early alarm on a stream of
+    many classes miss some classes, and a candidate fitted to them forgets those
+    (bench/real_streams.py's covertype, 7 classes); ``1``: the rows since the onset only."""
     reference_size: int = Field(default=2000, gt=0)
     seed: int = 0
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")

@@ -83,7 +83,11 @@ class TriggersConfig(_Model):
     drift: bool = True
     combine: Literal["any", "all"] = "any"
     schedule: ScheduleTrigger | None = None
-    labelled_rows: LabelledRowsTrigger | None = None
+    labelled_rows: LabelledRowsTrigger | None = Field(
+        default_factory=lambda: LabelledRowsTrigger(every=2000))
+    """On by default (every 2,000 labelled rows without a retrain request): the backstop
+    that lets a model adapt where its detectors stay quiet (a slow drift; bench/
+    real_streams.py's weather and employment streams); ``null`` turns it off."""
     accuracy_floor: AccuracyFloorTrigger | None = None
     max_age: MaxAgeTrigger | None = None
 

@@ -155,15 +155,23 @@ def run_job(cfg: DriftloopConfig, spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def least_rows(cfg: DriftloopConfig) -> int:
+    """The fewest labelled rows a retrain learns from (``retrain.min_rows``, by default
+    300 per class, 600 for a regression)."""
+    if cfg.retrain.min_rows is not None:
+        return cfg.retrain.min_rows
+    return 600 if cfg.task == "regression" else 300 * len(cfg.schema.classes)
+
+
 def _load_rows(db: Database, cfg: DriftloopConfig, onset: int, upto: int, seed: int) -> _Rows:
-    """The labelled rows since the drift onset (at least ``retrain.min_rows`` of the newest
-    when set), split at random (``seed``) into training and held-out rows; fewer than two
+    """The labelled rows since the drift onset (at least :func:`least_rows` of the newest),
+    split at random (``seed``) into training and held-out rows; fewer than two
     is an error (nothing to train on)."""
     nf = len(cfg.schema.features)
     seqs, x, y_raw = labelled_rows(db, nf, since=onset, upto=upto, limit=cfg.retrain.max_rows,
                                    numeric=cfg.schema.numeric_label)
-    least = cfg.retrain.min_rows
-    if least is not None and len(seqs) < least:  # too few since the onset: reach back
+    least = least_rows(cfg)
+    if len(seqs) < least:  # too few since the onset: reach back
         seqs, x, y_raw = labelled_rows(db, nf, since=0, upto=upto,
                                        limit=min(least, cfg.retrain.max_rows),
                                        numeric=cfg.schema.numeric_label)

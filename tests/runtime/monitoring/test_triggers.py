@@ -318,9 +318,18 @@ def test_trigger_config_errors_are_one_line(
     assert "\n" not in str(err.value)
 
 
+def test_the_labelled_rows_backstop_is_on_by_default(tmp_path: Path) -> None:
+    t = small_config(tmp_path).policy.triggers
+    assert t.labelled_rows is not None and t.labelled_rows.every == 2000
+    assert t.kinds == ["labelled_rows"]
+    off = small_config(tmp_path, policy={"triggers": {"labelled_rows": None}})
+    assert off.policy.triggers.kinds == []
+
+
 def test_durations_read_with_units(tmp_path: Path) -> None:
     cfg = small_config(tmp_path, policy={"triggers": {
-        "schedule": {"every": "2w"}, "max_age": {"champion_older_than": "12h"}}})
+        "schedule": {"every": "2w"}, "max_age": {"champion_older_than": "12h"},
+        "labelled_rows": None}})
     t = cfg.policy.triggers
     assert t.schedule is not None and t.schedule.every == 14 * 86400
     assert t.max_age is not None and t.max_age.champion_older_than == 43200

@@ -35,9 +35,11 @@ def config_data(tmp: Path) -> dict[str, object]:
         "model": {"kind": "mlp", "hidden": [8]},
         "bootstrap": {"rows": BOOT, "epochs": 20},
         "detectors": [{"kind": "adwin", "signal": "error"}],
-        "policy": {"warmup_rows": 100, "min_samples": 400, "cooldown_rows": 300},
+        "policy": {"warmup_rows": 100, "min_samples": 400, "cooldown_rows": 300,
+                   "triggers": {"labelled_rows": None}},  # drift alone
         "retrain": {"strategy": {"kind": "finetune", "lr": 0.03}, "budget": {"epochs": 30},
-                    "buffer": {"kind": "reservoir", "capacity": 500}},
+                    "buffer": {"kind": "reservoir", "capacity": 500},
+                    "min_rows": 1},  # the rows since the onset alone
         "gate": {"min_gain": 0.0, "min_accuracy": 0.6, "max_forgetting": 1.0},
         "watch": {"rows": 0},
     }

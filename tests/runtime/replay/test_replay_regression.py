@@ -43,7 +43,8 @@ def config_data(tmp: Path) -> dict[str, Any]:
         "detectors": [{"kind": "adwin", "signal": "error"}],
         "policy": {"warmup_rows": 100, "min_samples": 300, "cooldown_rows": 300},
         "retrain": {"strategy": {"kind": "finetune", "lr": 0.01}, "budget": {"epochs": 20},
-                    "buffer": {"kind": "reservoir", "capacity": 300}},
+                    "buffer": {"kind": "reservoir", "capacity": 300},
+                    "min_rows": 1},  # the rows since the onset alone
         "gate": {"max_forgetting": 10.0},
         "watch": {"rows": 0},
     }

@@ -34,7 +34,7 @@ def replay(tmp: Path, frame: pd.DataFrame, triggers: dict[str, Any], **opts: Any
     data["detectors"] = QUIET
     policy = data["policy"]
     assert isinstance(policy, dict)
-    data["policy"] = {**policy, "triggers": triggers}
+    data["policy"] = {**policy, "triggers": {"labelled_rows": None, **triggers}}
     data.update(opts.pop("extra", {}))
     cfg = parse_config(data)
     return run_schedule(cfg, LoggedStream(frame, cfg.schema), Schedule("drift"),
