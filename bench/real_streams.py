@@ -10,8 +10,14 @@ gate at each config's number of retrains and twice it, and river's online learne
 anchors (``StandardScaler | LogisticRegression``, ``ARFClassifier``) with the previous
 row's label as the no-change baseline.
 
-Usage: python bench/real_streams.py [--quick] [--streams a,b] [--json OUT.json]
-(bench/install_streams.sh installs the packages that ship the data).
+Per stream and config the JSON also holds the verdict: the gain over v1, over periodic
+retraining at the same number of retrains, the share of candidates the gate refused, and
+the gap to the best river learner that ran.
+
+Usage: python bench/real_streams.py [--quick] [--streams a,b] [--configs defaults]
+[--anchors all|fast|none] [--no-twice] [--json OUT.json]
+(bench/install_streams.sh installs the packages that ship the data; ``--anchors fast``
+leaves out ARF, which takes most of a full run's time).
 """
 
 from __future__ import annotations
@@ -61,7 +67,7 @@ def configs(frame: pd.DataFrame) -> dict[str, DriftloopConfig]:
     return {"defaults": parse_config(base), "README settings": parse_config(readme)}
 
 
-def river_anchors(frame: pd.DataFrame, start: int) -> dict[str, float]:
+def river_anchors(frame: pd.DataFrame, start: int, which: str = "all") -> dict[str, float]:
     """Prequential accuracy after ``start`` of river's online learners (they learn the
     first ``start`` rows first) and of the previous row's label."""
     from river import compose, forest, linear_model, multiclass, preprocessing
@@ -76,6 +82,10 @@ def river_anchors(frame: pd.DataFrame, start: int) -> dict[str, float]:
             preprocessing.StandardScaler(), logreg),
         "river ARFClassifier": forest.ARFClassifier(seed=0),
     }
+    if which != "all":
+        models.pop("river ARFClassifier")
+    if which == "none":
+        models = {}
     rows = frame.drop(columns=["label"]).to_dict(orient="records")
     out = {}
     for name, model in models.items():
@@ -91,28 +101,54 @@ def river_anchors(frame: pd.DataFrame, start: int) -> dict[str, float]:
     return out
 
 
-def bench_stream(name: str, frame: pd.DataFrame, opts: Options) -> dict[str, Any]:
-    cfgs = configs(frame)
+def verdict(loop: RunResult, never: RunResult, same: RunResult | None,
+            anchors: dict[str, float]) -> dict[str, Any]:
+    """How a config's loop fares against v1, periodic at its N, and river."""
+    river = {k: v for k, v in anchors.items() if k.startswith("river") and "seconds" not in k}
+    best = max(river, key=lambda k: river[k]) if river else None
+    k = len(loop.retrains)
+    return {
+        "accuracy": round(loop.accuracy, 4), "retrains": k,
+        "gain_over_v1": round(loop.accuracy - never.accuracy, 4),
+        "gain_over_periodic_same": None if same is None else round(
+            loop.accuracy - same.accuracy, 4),
+        "refused_share": round(loop.count("refused") / k, 3) if k else None,
+        "best_river": best,
+        "gap_to_best_river": None if best is None else round(loop.accuracy - river[best], 4),
+    }
+
+
+def bench_stream(name: str, frame: pd.DataFrame, opts: Options, only: list[str] | None = None,
+                 anchors_kind: str = "all", twice: bool = True) -> dict[str, Any]:
+    cfgs = {k: v for k, v in configs(frame).items() if only is None or k in only}
     first = next(iter(cfgs.values()))
     stream = LoggedStream(frame, first.schema)
     runs: list[tuple[str, RunResult]] = []
     never = run_schedule(first, stream, Schedule("never", gate=False, name="v1, never retrained"),
                          opts)
     runs.append(("v1, never retrained", never))
+    loops: dict[str, tuple[RunResult, RunResult | None]] = {}
     for label, cfg in cfgs.items():
         loop = run_schedule(cfg, stream, Schedule("drift", name=f"driftloop, {label}"), opts)
         runs.append((loop.name, loop))
         k = len(loop.retrains)
-        for n, what in ((k, "same"), (2 * k, "twice the")):
+        same = None
+        for n, what in ((k, "same"), (2 * k if twice else 0, "twice the")):
             if n:
                 sched = periodic(n, loop.start, len(stream),
                                  f"periodic at {what} retrains ({label})")
-                runs.append((sched.name, run_schedule(cfg, stream, sched, opts)))
-        print(f"  {name}: {loop.name} {loop.accuracy:.4f} ({k} retrains)", flush=True)
-    anchors = river_anchors(frame, never.start)
+                got = run_schedule(cfg, stream, sched, opts)
+                runs.append((sched.name, got))
+                same = got if what == "same" else same
+        loops[label] = (loop, same)
+        print(f"  {name}: {loop.name} {loop.accuracy:.4f} ({k} retrains, {loop.by_trigger()})"
+              + ("" if same is None else f", periodic same N {same.accuracy:.4f}"), flush=True)
+    anchors = river_anchors(frame, never.start, anchors_kind)
     return {"rows": len(frame), "features": frame.shape[1] - 1,
             "classes": int(frame["label"].nunique()), "bootstrap": never.start,
-            "runs": [summary(r) for _, r in runs], "anchors": anchors}
+            "runs": [summary(r) for _, r in runs], "anchors": anchors,
+            "verdict": {label: verdict(loop, never, same, anchors)
+                        for label, (loop, same) in loops.items()}}
 
 
 def table(name: str, res: dict[str, Any]) -> str:
@@ -134,20 +170,28 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="the first 12,000 rows of each stream")
     p.add_argument("--streams", default=",".join(STREAMS), help="comma-separated names")
     p.add_argument("--batch-rows", type=int, default=500, help="rows that arrive together")
+    p.add_argument("--configs", help="comma-separated: defaults, README settings (default both)")
+    p.add_argument("--anchors", choices=["all", "fast", "none"], default="all",
+                   help="river learners: all, fast (no ARF), none")
+    p.add_argument("--no-twice", action="store_true", help="no periodic run at twice the N")
+    p.add_argument("--rows", type=int, help="the first N rows of each stream (--quick: 12,000)")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
+    only = None if not args.configs else args.configs.split(",")
     opts = Options(batch_rows=args.batch_rows)
     out: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpus": os.cpu_count(), "load_average": os.getloadavg()},
-        "quick": args.quick, "batch_rows": args.batch_rows, "streams": {},
+        "quick": args.quick, "rows": args.rows, "batch_rows": args.batch_rows,
+        "configs": only, "anchors": args.anchors, "streams": {},
     }
     t0 = time.perf_counter()
     for name in args.streams.split(","):
         frame = STREAMS[name]()
-        if args.quick:
-            frame = frame.iloc[:12_000].reset_index(drop=True)
-        res = bench_stream(name, frame, opts)
+        limit = args.rows or (12_000 if args.quick else None)
+        if limit:
+            frame = frame.iloc[:limit].reset_index(drop=True)
+        res = bench_stream(name, frame, opts, only, args.anchors, not args.no_twice)
         out["streams"][name] = res
         print(table(name, res), "\n", flush=True)
         if args.json:

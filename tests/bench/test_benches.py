@@ -45,7 +45,8 @@ NARROW: dict[str, list[str]] = {
     "estimated.py": ["--streams", "agrawal-covariate", "employment-age", "covertype-elevation"],
     "gate.py": ["--runs", "2"],
     "ingest_http.py": ["--seconds", "1", "--synchronous", "normal", "--no-baseline"],
-    "real_streams.py": ["--streams", "electricity"],
+    "real_streams.py": ["--streams", "electricity", "--configs", "defaults", "--anchors", "fast",
+                        "--no-twice"],
     "throughput.py": ["--repeats", "2"],
 }
 """Extra arguments that bound a quick mode still too long for a smoke test."""
