@@ -2,13 +2,16 @@
 
 The recorded values pin the loop's arithmetic and its random draws: a refactor of the
 loop or of a strategy that changes either changes a digest. They hold for the torch
-version they were recorded with (other versions may order float operations differently),
-so the test skips under another one; re-record with ``python -m tests.strategies.test_golden``.
+version and the CPU they were recorded with (another version or another CPU's kernels may
+order float operations differently), so the test skips under another torch and keeps one
+record per CPU (:data:`RECORDED_BY_CPU`); record a new one with
+``python -m tests.strategies.test_golden`` (it prints the values, headed by the CPU).
 """
 
 from __future__ import annotations
 
 import hashlib
+import platform
 import shutil
 import sys
 from pathlib import Path
@@ -90,7 +93,7 @@ def run(name: str, task_a: Task, task_b: Task, checkpoint: Path | None = None,
     }
 
 
-RECORDED: dict[str, dict[str, Any]] = {
+AMD_EPYC: dict[str, dict[str, Any]] = {
     "der": {
         "weights": "55aa85bdc468f023", "steps": 75, "samples": 2400,
         "loss": ["0x1.36ed1ae147ae1p-1", "0x1.df535c28f5c29p-2", "0x1.a6ee400000000p-2"],
@@ -134,11 +137,73 @@ RECORDED: dict[str, dict[str, Any]] = {
     },
 }
 
+INTEL_AVX512: dict[str, dict[str, Any]] = {
+    "der": {
+        "weights": "89c0073b0d9a4ef6", "steps": 75, "samples": 2400,
+        "loss": ["0x1.36ed1ae147ae1p-1", "0x1.df535c28f5c29p-2", "0x1.a6ee400000000p-2"],
+        "val": [1.0, 1.0, 1.0], "resumed_from_epoch": 0,
+    },
+    "ewc": {
+        "weights": "d818ede258615e2b", "steps": 51, "samples": 1599,
+        "loss": ["0x1.532e34b4b4b4bp-1", "0x1.3be75c3c3c3c4p-1", "0x1.176414b4b4b4bp-1"],
+        "val": [1.0, 1.0, 1.0], "resumed_from_epoch": 0,
+    },
+    "finetune": {
+        "weights": "42c8588d04c1ab68", "steps": 39, "samples": 1200,
+        "loss": ["0x1.49a0db13b13b1p-1", "0x1.02f6676276276p-1", "0x1.a830dd89d89d9p-2"],
+        "val": [0.05000000074505806, 0.012500000186264515, 0.012500000186264515],
+        "resumed_from_epoch": 0,
+    },
+    "joint": {
+        "weights": "74c152dde5007bf1", "steps": 45, "samples": 1392,
+        "loss": ["0x1.3078d55555555p-1", "0x1.7efa355555555p-2", "0x1.6ff899999999ap-3"],
+        "val": [0.5, 0.44999998807907104, 0.875], "resumed_from_epoch": 0,
+    },
+    "lora": {
+        "weights": "12eec17a6541b6bb", "steps": 39, "samples": 1200,
+        "loss": ["0x1.43b864ec4ec4fp-1", "0x1.8842913b13b14p-2", "0x1.7bca913b13b14p-4"],
+        "val": [0.5, 0.44999998807907104, 0.375], "resumed_from_epoch": 0,
+    },
+    "lwf": {
+        "weights": "ed2c4f33566dab9a", "steps": 51, "samples": 1599,
+        "loss": ["0x1.5e22b69696969p-1", "0x1.59ddc3c3c3c3cp-1", "0x1.4e798b4b4b4b5p-1"],
+        "val": [0.75, 0.5, 0.875], "resumed_from_epoch": 0,
+    },
+    "replay": {
+        "weights": "68be303ca256bc02", "steps": 75, "samples": 2400,
+        "loss": ["0x1.23c1333333333p-1", "0x1.dc397ae147ae1p-3", "0x1.3cad91eb851ecp-4"],
+        "val": [1.0, 1.0, 1.0], "resumed_from_epoch": 0,
+    },
+    "replay-ema": {
+        "weights": "d4c137a061adf411", "steps": 42, "samples": 1281,
+        "loss": ["0x1.471f049249249p-1", "0x1.f0b276db6db6ep-2", "0x1.1a8e912492492p-2"],
+        "val": [0.9624999761581421, 1.0, 1.0], "resumed_from_epoch": 0,
+    },
+}
+"""The same runs on an Intel Xeon where ATen picks its AVX-512 kernels (recorded
+2026-12-03): the float operations differ from the AMD machine's in the last bits."""
+RECORDED_BY_CPU = {"AuthenticAMD": AMD_EPYC, "GenuineIntel AVX512": INTEL_AVX512}
+
+
+def cpu() -> str:
+    """The CPU's vendor and the kernel set ATen chose for it, e.g. ``GenuineIntel AVX512``."""
+    info = Path("/proc/cpuinfo")
+    lines = info.read_text().splitlines() if info.exists() else []
+    vendor = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("vendor_id")),
+                  platform.processor() or "unknown")
+    return f"{vendor} {torch.backends.cpu.get_cpu_capability()}"
+
+
+RECORDED = RECORDED_BY_CPU.get(cpu()) or RECORDED_BY_CPU.get(cpu().split()[0])
+"""This CPU's record (by vendor and kernels, else by vendor), or None: never recorded here."""
+
 
 @pytest.mark.skipif(torch.__version__ != TORCH, reason=f"values recorded with torch {TORCH}")
+@pytest.mark.skipif(RECORDED is None, reason=f"no values recorded on a {cpu()} CPU: re-record")
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_training_is_bit_identical_to_the_recorded_run(name: str, task_a: Task,
                                                        task_b: Task) -> None:
+    assert RECORDED is not None
     assert run(name, task_a, task_b) == RECORDED[name]
 
 
@@ -152,8 +217,9 @@ def test_a_checkpoint_written_before_resumes_to_the_recorded_run(
     task_a: Task, task_b: Task, tmp_path: Path
 ) -> None:
     shutil.copytree(OLD_CHECKPOINT, tmp_path / "ckpt")
+    # written on the AMD machine; its third epoch ends there on the Intel one as well
     assert run("replay-ema", task_a, task_b, tmp_path / "ckpt") == {
-        **RECORDED["replay-ema"], "resumed_from_epoch": 2}
+        **AMD_EPYC["replay-ema"], "resumed_from_epoch": 2}
 
 
 if __name__ == "__main__":  # re-record: prints RECORDED, writes OLD_CHECKPOINT
@@ -163,6 +229,7 @@ if __name__ == "__main__":  # re-record: prints RECORDED, writes OLD_CHECKPOINT
     torch.set_num_threads(1)
     a = blobs([(-4.0, -2.0), (-4.0, 2.0)], [0, 1], 200, seed=1)
     b = blobs([(4.0, -2.0), (4.0, 2.0)], [1, 0], 200, seed=2)
+    print(f"# {cpu()}")
     print("RECORDED: dict[str, dict[str, Any]] = {")
     for n in sorted(CASES):
         print(f"    {n!r}: {run(n, a, b)!r},")
