@@ -37,6 +37,8 @@ class IngestBody(Protocol):
     def labels(self) -> list[int | None] | None: ...
     @property
     def row_ids(self) -> list[str] | None: ...
+    @property
+    def timestamps(self) -> list[float | str | None] | None: ...
 
 
 _Label = Annotated[int, msgspec.Meta(ge=-INT32, le=INT32 - 1)]
@@ -48,6 +50,7 @@ class _Fast(msgspec.Struct, forbid_unknown_fields=True):
     features: list[str] | None = None
     labels: list[_Label | None] | None = None
     row_ids: list[_RowId] | None = None
+    timestamps: list[float | None] | None = None  # epoch seconds (ISO text: pydantic)
 
 
 _DECODER = msgspec.json.Decoder(_Fast)

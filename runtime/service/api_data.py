@@ -126,6 +126,12 @@ def _ingest(
         raise ApiError(422, f"labels has {len(body.labels)} entries for {n} rows")
     if body.row_ids is not None and len(body.row_ids) != n:
         raise ApiError(422, f"row_ids has {len(body.row_ids)} entries for {n} rows")
+    ts_col = host.cfg.schema.timestamp_column
+    if body.timestamps is not None:
+        if ts_col is None:
+            raise ApiError(422, "timestamps given, but the schema names no timestamp_column")
+        if len(body.timestamps) != n:
+            raise ApiError(422, f"timestamps has {len(body.timestamps)} entries for {n} rows")
     request_id = uuid.uuid4().hex
     if body.row_ids is not None:
         ids = list(body.row_ids)
@@ -135,11 +141,14 @@ def _ingest(
         ids = list(map(f"http-{request_id}-".__add__, map(str, range(n))))
     origin = f"http:{request_id}"
     texts = bool(host.cfg.schema.text_columns)
-    if texts or _has_text(body.rows) or _has_text([body.labels or []]):
-        # categories or class names as text: judged and encoded as a file's rows are
+    if texts or body.timestamps is not None or _has_text(body.rows) or _has_text(
+            [body.labels or []]):
+        # categories, class names or times as text: judged and encoded as a file's rows are
         frame, errors = _frame(body.rows, body.features, features)
         if body.labels is not None:
             frame[host.cfg.schema.label] = pd.Series(body.labels, dtype=object)
+        if body.timestamps is not None and ts_col is not None:
+            frame[ts_col] = pd.Series(body.timestamps, dtype=object)
         frame[host.cfg.schema.id_column] = ids
         acc = host.ingestor.ingest(Batch(origin=origin, frame=frame, row_errors=errors))
     else:

@@ -24,6 +24,8 @@ Label = Annotated[int, Field(ge=-(2**31), le=2**31 - 1)]
 Target = Annotated[float, Field(allow_inf_nan=False)]
 """A regression target (``task: regression``); a classifier quarantines it."""
 ClassName = Annotated[str, Field(min_length=1, max_length=200)]
+EventTime = Annotated[float, Field(allow_inf_nan=False)] | Annotated[
+    str, Field(min_length=1, max_length=64)]
 IDEMPOTENCY = r"^[A-Za-z0-9._:-]{1,100}$"
 
 
@@ -40,6 +42,9 @@ class IngestRequest(_Body):
     labels: list[Label | Target | ClassName | None] | None = None
     """Class values, or the names of string ``classes``; regression targets."""
     row_ids: list[RowId] | None = None
+    timestamps: list[EventTime | None] | None = None
+    """Each row's event time, for ``schema.timestamp_column``: ISO 8601 text or epoch
+    seconds (the rows are ordered by it, and ``events --since`` and the page read it)."""
 
 
 INGEST_BODY: dict[str, Any] = {

@@ -320,7 +320,7 @@ def test_ingest_body_is_documented_and_judged_as_pydantic_would(
     body = spec["paths"]["/v1/ingest"]["post"]["requestBody"]
     schema = body["content"]["application/json"]["schema"]
     assert body["required"] and schema["required"] == ["rows"]
-    assert {"rows", "labels", "row_ids", "features"} == set(schema["properties"])
+    assert {"rows", "labels", "row_ids", "features", "timestamps"} == set(schema["properties"])
     rows, labels = synthetic(2, seed=9)
     as_text = [[str(v) for v in rows[0]], rows[1]]  # lax: numbers as strings pass
     ok = client.post("/v1/ingest", json={"rows": as_text, "labels": labels}, headers=AUTH)
