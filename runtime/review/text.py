@@ -200,8 +200,12 @@ def _realized_lines(ra: dict[str, Any] | None) -> list[str]:
     per = [(v, r) for v, r in ra["by_version"].items() if r["rows"]]
     versions = ", ".join(f"{v} {r['value']:.3f} ({r['rows']:,})" for v, r in per)
     window = per[0][1]["window"] if per else 0
+    widest = max((r for r in ra["recent"] if r["rows"]), key=lambda r: r["rows"])
+    span = ([f"             data time: {widest['first_time']} to {widest['last_time']}"
+             f" (the last {widest['rows']:,})"] if widest.get("first_time") else [])
     return [
         f"realized:    {name} " + ", ".join(recent) + " labelled served rows",
+        *span,
         f"             by version: {versions}  (each on its last {window:,} at most)",
     ]
 

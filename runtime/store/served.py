@@ -22,6 +22,7 @@ import numpy.typing as npt
 from sqlalchemy import Connection, case, func, select
 
 from runtime.store.db import Database, rows, served
+from runtime.store.rows import event_times, has_times
 
 Metric = Literal["accuracy", "mae"]
 METRICS: tuple[Metric, ...] = ("accuracy", "mae")
@@ -209,6 +210,18 @@ def realized_summary(
     per = realized_by_version(db, metric=metric, versions=versions)
     return {
         "metric": metric,
-        "recent": [realized(db, w, metric=metric).to_dict() for w in windows],
+        "recent": _with_times(db, [realized(db, w, metric=metric).to_dict() for w in windows]),
         "by_version": {v: r.to_dict() for v, r in per.items()},
     }
+
+
+def _with_times(db: Database, windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each window with the data time of its first and last row (``first_time``,
+    ``last_time``; None where a row has none), when rows carry ``schema.timestamp_column``:
+    "the last 2,000 rows" then reads as the span of the data's time it covers."""
+    if not has_times(db):
+        return windows
+    ends = [w[k] for w in windows for k in ("first_row", "last_row") if w[k] is not None]
+    times = event_times(db, ends)
+    return [{**w, "first_time": times.get(w["first_row"]), "last_time": times.get(w["last_row"])}
+            for w in windows]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import inspect, select
 
-from runtime.store.db import Database, rows, served
+from runtime.store.db import Database, row_times, rows, served
 from runtime.store.served import (
     realized,
     realized_by_version,
@@ -102,6 +102,20 @@ def test_the_summary_gives_recent_windows_and_the_latest_versions(db: Database) 
     ]
     assert list(got["by_version"]) == ["v2", "v4"]
     assert got["by_version"]["v2"]["value"] == 1.0
+
+
+def test_with_event_times_each_window_names_the_data_time_it_spans(db: Database) -> None:
+    _rows(db, [1] * 4)
+    _serve(db, [1, 2, 3, 4], [1, 1, 0, 1], "v1")
+    assert "first_time" not in realized_summary(db, windows=(2,))["recent"][0]  # no times
+    with db.begin() as conn:
+        conn.execute(row_times.insert(), [{"row_seq": s, "event_at": f"2026-03-0{s}T00:00:00.000Z"}
+                                          for s in (1, 3, 4)])
+    got = realized_summary(db, windows=(2, 10))["recent"]
+    assert [(w["first_time"], w["last_time"]) for w in got] == [
+        ("2026-03-03T00:00:00.000Z", "2026-03-04T00:00:00.000Z"),
+        ("2026-03-01T00:00:00.000Z", "2026-03-04T00:00:00.000Z"),
+    ]
 
 
 def test_an_old_state_directory_gains_the_table(tmp_path: Path) -> None:
