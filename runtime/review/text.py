@@ -213,12 +213,15 @@ def _realized_lines(ra: dict[str, Any] | None) -> list[str]:
 def _estimated_mae_line(est: dict[str, Any]) -> str:
     if est.get("value") is None:
         return "estimated:   - (no loss model, or no row monitored by the champion yet)"
-    line = (f"estimated:   MAE {est['value']:.4g} on {est['version']}'s last {est['rows']:,} "
-            "rows (loss model, no labels needed)")
+    band = f" (band {est['low']:.4g}-{est['high']:.4g})" if est.get("low") is not None else ""
+    line = (f"estimated:   MAE {est['value']:.4g}{band} on {est['version']}'s last "
+            f"{est['rows']:,} rows (loss model, no labels needed)")
     vs = est.get("versus_realized")
     if vs:
         line += (f"; {vs['estimated']:.4g} on the {vs['rows']:,} labelled rows where "
                  f"realized {vs['realized']['value']:.4g}")
+        if vs.get("diverged"):
+            line += ", OUTSIDE the band (the target's relation to the inputs changed?)"
     return line
 
 

@@ -34,3 +34,26 @@ def test_the_expected_mae_and_the_realized_on_the_same_labelled_rows(db: Databas
     assert vs["estimated"] == pytest.approx(2.0) and vs["realized"]["value"] == pytest.approx(1.5)
     assert vs["gap"] == pytest.approx(0.5)
     assert em.estimated_mae(db, "v1", window=1)["value"] == pytest.approx(5.0)  # type: ignore[index]
+
+
+def test_the_band_is_the_spread_of_a_mean_of_absolute_errors_and_flags_a_divergence(
+    db: Database,
+) -> None:
+    n = 400
+    _rows(db, [10] * n)
+    _expect(db, list(range(1, n + 1)), [1.0] * n, "v1")
+    _serve(db, list(range(1, n + 1)), [11.0] * n, "v1")  # realized 1.0: as expected
+    got = em.estimated_mae(db, "v1")
+    assert got is not None
+    half = em.BAND_Z * np.sqrt(em.ABS_ERROR_SPREAD * n) / n  # about 0.074
+    assert (got["low"], got["high"]) == (pytest.approx(1 - half), pytest.approx(1 + half))
+    assert got["versus_realized"]["diverged"] is False  # type: ignore[index]
+
+
+def test_a_realized_mae_far_outside_the_band_is_flagged(db: Database) -> None:
+    n = 400
+    _rows(db, [10] * n)
+    _expect(db, list(range(1, n + 1)), [1.0] * n, "v1")
+    _serve(db, list(range(1, n + 1)), [13.0] * n, "v1")  # realized 3.0 against 1.0 expected
+    vs = em.estimated_mae(db, "v1")["versus_realized"]  # type: ignore[index]
+    assert vs["diverged"] is True and vs["high"] < 3.0
