@@ -176,7 +176,7 @@ class Alarms:
             return []  # the drift episode is the pending retrain
         if p.last_trigger_row is not None and row - p.last_trigger_row < p.cfg.cooldown_rows:
             return []
-        return self.triggers.due(self.champion_info(champion), p.cfg.min_samples)
+        return self.triggers.due(self.champion_info(champion), p.cfg.min_samples, row)
 
     def _request_drift(self, champion: str | None, dues: list[Due] | None = None) -> None:
         ep = self.policy.episode

@@ -110,25 +110,30 @@ class Triggers:
                 conn.execute(update(kv).where(kv.c.key == self.key).values(value=blob))
 
     # -- asking --------------------------------------------------------------------------
-    def due(self, champion: Champion | None, min_samples: int) -> list[Due]:
+    def due(self, champion: Champion | None, min_samples: int, upto: int | None = None
+            ) -> list[Due]:
         """The enabled triggers due now, in :attr:`TriggersConfig.kinds` order. A retrain
-        needs ``min_samples`` labelled rows to learn from: until then none is due."""
+        needs ``min_samples`` labelled rows to learn from: until then none is due. Rows
+        are counted up to row ``upto``, the monitoring's position: rows stored beyond it
+        (held while a retrain ran) are not yet seen, so a backlog counts them when a slow
+        stream would."""
         out: list[Due] = []
         for kind in self.cfg.kinds:
-            got = getattr(self, f"_{kind}")(champion)
-            if got is not None and count_labelled(self.db, got.onset) >= min_samples:
+            got = getattr(self, f"_{kind}")(champion, upto)
+            if got is not None and count_labelled(self.db, got.onset, upto) >= min_samples:
                 out.append(got)
         return out
 
-    def _labelled_rows(self, champion: Champion | None) -> Due | None:
+    def _labelled_rows(self, champion: Champion | None, upto: int | None) -> Due | None:
         assert self.cfg.labelled_rows is not None
-        n, every = count_labelled(self.db, self.labelled_from), self.cfg.labelled_rows.every
+        n = count_labelled(self.db, self.labelled_from, upto)
+        every = self.cfg.labelled_rows.every
         if n < every:
             return None
         return Due("labelled_rows", f"labelled_rows-{self.labelled_from}", self.labelled_from,
                    f"{n:,} new labelled rows arrived (every {every:,})")
 
-    def _accuracy_floor(self, champion: Champion | None) -> Due | None:
+    def _accuracy_floor(self, champion: Champion | None, upto: int | None) -> Due | None:
         floor = self.cfg.accuracy_floor
         assert floor is not None
         got = None if self.accuracy is None or champion is None else self.accuracy(floor.window)
@@ -140,14 +145,14 @@ class Triggers:
                    f"realized accuracy {acc:.3f} over the last {n:,} labelled rows is below "
                    f"the floor {floor.below:g}")
 
-    def _schedule(self, champion: Champion | None) -> Due | None:
+    def _schedule(self, champion: Champion | None, upto: int | None) -> Due | None:
         nxt, now = self.schedule_next, self.clock()
         if nxt is None or now < nxt:
             return None
         return Due("schedule", f"schedule-{format_ts(nxt)}", self.labelled_from,
                    f"the schedule's time {format_ts(nxt)} came")
 
-    def _max_age(self, champion: Champion | None) -> Due | None:
+    def _max_age(self, champion: Champion | None, upto: int | None) -> Due | None:
         age = self.cfg.max_age
         assert age is not None
         if champion is None or champion.version in self.aged:
