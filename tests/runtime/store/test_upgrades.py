@@ -4,7 +4,6 @@ store; SQLite keeps a float in its INTEGER column as it is."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,17 +19,6 @@ from runtime.store.events import EventLog
 from runtime.store.rows import labelled_rows
 from runtime.store.upgrades import widen_label_column
 from tests.runtime.conftest import postgres_database
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "postgres":
-        yield from postgres_database()
-        return
-    database = Database.for_state_dir(tmp_path, None)
-    database.create_all()
-    yield database
-    database.dispose()
 
 
 def _regression_ingestor(tmp_path: Path, db: Database) -> Ingestor:
