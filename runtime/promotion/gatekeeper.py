@@ -8,6 +8,10 @@ live row to :meth:`Gatekeeper.observe`. Modes (``gate.mode``):
 - ``shadow``: on pass the candidate scores live labelled rows next to the champion for
   ``gate.shadow_rows`` rows; the gate then decides again with those rows as its new data.
 
+In every mode a candidate that failed only golden checks is appealed (``gate.appeal:
+shadow``, :mod:`runtime.promotion.appeal`): it scores the next live labelled rows beside
+the champion the same way and is promoted only if it is at least as good on them.
+
 After every promotion the rollback watch (:mod:`runtime.promotion.watch`) compares the new champion
 with its predecessor on the next labelled rows and rolls back on a significant rise in
 errors. Both survive a restart: the versions, the row numbers scored so far and the
@@ -27,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from runtime.config import DriftloopConfig
+from runtime.promotion.appeal import APPEAL, appealable, judge_appeal
 from runtime.promotion.approval import AWAIT_APPROVAL, awaiting_approval, load_evidence, review
 from runtime.promotion.evidence import NEW_DATA, Evidence, EvidenceError
 from runtime.promotion.gate import GateDecision, evaluate
@@ -54,6 +59,8 @@ class _ShadowContext:
     expected: tuple[str, ...]
     evidence_ref: Mapping[str, Any]
     """The retrain result's ``evidence`` entry (path and sha256), to reload it on resume."""
+    appeal: bool = False
+    """An appeal (failed golden checks only): judged on the live rows alone."""
 
 
 class Gatekeeper:
@@ -86,7 +93,10 @@ class Gatekeeper:
         version = champion.version if champion else None
         decision, evidence = review(self.registry, self.cfg.gate, result, version, expected)
         mode = self.cfg.gate.mode
-        if not decision.passed:
+        if not decision.passed and champion is not None and evidence and appealable(
+                decision, self.cfg.gate):
+            nxt = APPEAL
+        elif not decision.passed:
             nxt = "refuse"
         elif mode == "manual":
             nxt = AWAIT_APPROVAL
@@ -105,22 +115,30 @@ class Gatekeeper:
                 f"driftloop approve {candidate}  |  driftloop reject {candidate}"
             )
             return None
-        if nxt == SHADOW and champion is not None and version is not None and evidence:
-            model = load_unit(self.registry, self.cfg, candidate).model
-            self.shadow = PairedLive(
-                version, candidate, champion.model, model, self.cfg.gate.shadow_rows
-            )
-            ref = result.get("evidence")
-            self._shadow_ctx = _ShadowContext(
-                trigger, evidence, expected, dict(ref) if isinstance(ref, Mapping) else {}
-            )
-            self._save()
-            self.report(
-                f"{candidate} passed the gate; shadowing the champion for "
-                f"{self.cfg.gate.shadow_rows} labelled rows"
-            )
+        if nxt in (SHADOW, APPEAL) and champion is not None and version is not None and evidence:
+            self._start_shadow(trigger, result, champion, evidence, expected, nxt == APPEAL)
             return None
         return self._promote(candidate, trigger, decision, champion)
+
+    def _start_shadow(self, trigger: str, result: Mapping[str, Any], champion: Unit,
+                      evidence: Evidence, expected: tuple[str, ...], appeal: bool) -> None:
+        """Score the candidate beside the champion on the next live labelled rows; a
+        shadow already running is void (the newer candidate learnt newer rows)."""
+        candidate = str(result["candidate"])
+        if self.shadow is not None:
+            self._void_shadow(f"a newer candidate, {candidate}, replaced it")
+        model = load_unit(self.registry, self.cfg, candidate).model
+        self.shadow = PairedLive(
+            champion.version, candidate, champion.model, model, self.cfg.gate.shadow_rows
+        )
+        ref = result.get("evidence")
+        self._shadow_ctx = _ShadowContext(
+            trigger, evidence, expected, dict(ref) if isinstance(ref, Mapping) else {}, appeal
+        )
+        self._save()
+        why = "failed only golden checks; judging it" if appeal else "passed the gate; shadowing"
+        self.report(f"{candidate} {why} beside the champion on the next "
+                    f"{self.cfg.gate.shadow_rows} labelled rows")
 
     def _announce(
         self,
@@ -191,14 +209,20 @@ class Gatekeeper:
         self.shadow, self._shadow_ctx = None, None
         self._save()
         rows = live.as_set(NEW_DATA, "live labelled traffic scored in shadow")
-        evidence = replace(ctx.evidence, sets={**ctx.evidence.sets, NEW_DATA: rows})
-        decision = evaluate(evidence, self.cfg.gate, ctx.expected)
+        if ctx.appeal:
+            decision = judge_appeal(ctx.evidence, rows, self.cfg.gate)
+        else:
+            evidence = replace(ctx.evidence, sets={**ctx.evidence.sets, NEW_DATA: rows})
+            decision = evaluate(evidence, self.cfg.gate, ctx.expected)
         candidate = live.challenger_version
-        nxt = "promote" if decision.passed else "refuse"
+        manual = self.cfg.gate.mode == "manual"  # a won appeal still waits for a person
+        nxt = ("refuse" if not decision.passed else AWAIT_APPROVAL if manual else "promote")
         self._announce(ctx.trigger, candidate, champion.version, decision, nxt, stage=SHADOW)
         if not decision.passed:
             self.registry.set_status(candidate, "refused")
             self.report(f"shadow refused {candidate}; champion stays {champion.version}")
+            return None
+        if manual:
             return None
         return self._promote(candidate, ctx.trigger, decision, champion)
 
@@ -290,8 +314,8 @@ class Gatekeeper:
             last = found[-1] if found else None
             if (
                 last is not None
-                and last.kind == ev.GATE_PASSED
-                and last.payload_as(ev.Gate).next == SHADOW
+                and (last.kind, last.payload_as(ev.Gate).next)
+                in ((ev.GATE_PASSED, SHADOW), (ev.GATE_FAILED, APPEAL))
                 and self.registry.get(version).status == "candidate"
             ):
                 self.refuse(
@@ -318,6 +342,7 @@ class Gatekeeper:
                 "trigger": ctx.trigger,
                 "expected": list(ctx.expected),
                 "evidence": dict(ctx.evidence_ref),
+                "appeal": ctx.appeal,
             }
         watch = None
         if self.watch is not None:
@@ -382,6 +407,7 @@ class Gatekeeper:
             evidence,
             tuple(saved.get("expected", ())),
             dict(saved.get("evidence") or {}),
+            bool(saved.get("appeal", False)),
         )
         _rescore(self.shadow, saved.get("seqs", []), rows)
         self.report(

@@ -125,6 +125,10 @@ class GateConfig(BaseModel):
     """``auto`` promotes on pass; ``manual`` waits for ``driftloop approve``; ``shadow``
     scores the candidate on live labelled rows next to the champion first."""
     shadow_rows: int = Field(default=500, ge=1)
+    appeal: Literal["shadow", "refuse"] = "shadow"
+    """A candidate that passed the new-data checks and failed only golden ones: ``shadow``
+    judges it on the next ``shadow_rows`` live labelled rows beside the champion (promoted
+    when at least as good there; :mod:`runtime.promotion.appeal`), ``refuse`` refuses it."""
 
 
 class WatchConfig(BaseModel):

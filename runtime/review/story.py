@@ -181,6 +181,9 @@ def gate_headline(
         conf = 0.95 if p.confidence is None else p.confidence
         failed = [check_phrase(c, champ, conf) for c in p.checks if not c.passed]
         why = "; ".join(failed[:2]) + (f"; and {len(failed) - 2} more" if len(failed) > 2 else "")
+        if p.next == "appeal":
+            return WARN, (f"{cand} failed only its golden checks ({why}); it is judged on the "
+                          f"live rows that follow, beside {champ}")
         return BAD, f"{cand} refused: {why or ' '.join(reasons) or 'no reason recorded'}"
     tone, verb = _verdict(p, approved, stale, rejected)
     main = [check_phrase(c, champ) for c in p.checks if not c.name.startswith("golden")]
@@ -319,6 +322,9 @@ def _gate_outcome(r: _Retrain, stale: Mapping[str, str], lines: list[str]) -> tu
             f"Outcome: {e.model_version} became the champion "
             f"(replacing {pp.previous_champion})."
         )
+    elif g.kind == ev.GATE_FAILED and gp.next == "appeal":
+        lines.append(f"Outcome: pending; {gp.candidate} is scored on live traffic beside "
+                     f"{gp.champion}.")
     elif g.kind == ev.GATE_FAILED:
         lines.append(f"Outcome: {gp.candidate} was refused; {gp.champion} stayed the champion.")
     return tone, head

@@ -80,6 +80,7 @@ NEXT_STEP = {
     "refuse": "refuse",
     "await approval": "wait for `driftloop approve/reject`",
     "shadow": "score live traffic in shadow first",
+    "appeal": "judge it on live traffic beside the champion (it failed only golden checks)",
 }
 
 
