@@ -22,7 +22,7 @@ from runtime.intake.settings import (
     SchemaConfig,
     SourceConfig,
 )
-from runtime.monitoring.settings import EstimateConfig, TriggersConfig
+from runtime.monitoring.settings import CadenceConfig, EstimateConfig, TriggersConfig
 from runtime.promotion.settings import GateConfig, WatchConfig
 from runtime.training.settings import (
     DistributedConfig,
@@ -124,6 +124,8 @@ class PolicyConfig(_Model):
     vote_window_rows: int = Field(default=1000, ge=1)
     triggers: TriggersConfig = Field(default_factory=TriggersConfig)
     """Retrain triggers besides drift (runtime/monitoring/triggers.py)."""
+    cadence: CadenceConfig = Field(default_factory=CadenceConfig)
+    """Gaps between retrains scaled by what recent retrains bought (monitoring/cadence.py)."""
     estimate: EstimateConfig = Field(default_factory=EstimateConfig)
     """Label-free accuracy estimate of the champion (runtime/monitoring/estimate.py)."""
 

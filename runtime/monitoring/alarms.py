@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from detectors.base import Detector, DriftSignal, ReferenceDetector
 from runtime.config import DriftloopConfig
+from runtime.monitoring.cadence import Cadence
 from runtime.monitoring.columns import with_column_detectors
 from runtime.monitoring.feed import Alarm, finite
 from runtime.monitoring.policy import Decision, Policy
@@ -63,9 +64,18 @@ class Alarms:
         self.features = list(cfg.schema.features)
         self.position: Callable[[], int] = position or (lambda: last_seq(db))
         self.logged: dict[str, list[ev.Event]] = {}
+        self.cadence = Cadence(cfg.policy.cadence, events)
+
+    def _pace(self) -> None:
+        """Scale the cooldown and the backstop by what the retrains so far bought."""
+        factor = self.cadence.refresh()
+        self.policy.cadence_factor = factor
+        if self.triggers is not None:
+            self.triggers.cadence_factor = factor
 
     def handle(self, alarm: Alarm, champion: str | None) -> None:
         det, sig, row = alarm.detector, alarm.signal, alarm.row
+        self._pace()
         decision = self.policy.decide(sig, row)
         logged = self.logged.get(sig.detector)
         if logged:  # replaying: the crashed daemon logged this alarm already
@@ -147,6 +157,7 @@ class Alarms:
         episode with its labelled rows, or a trigger of ``policy.triggers``; with
         ``combine: all`` only when every enabled one asks at once."""
         tcfg = self.cfg.policy.triggers
+        self._pace()
         ep = self.policy.episode
         drift = ep is not None and self.policy.ready(
             count_labelled(self.db, ep.onset, self.position()))
@@ -174,7 +185,7 @@ class Alarms:
             return []
         if p.episode is not None and self.cfg.policy.triggers.combine == "any":
             return []  # the drift episode is the pending retrain
-        if p.last_trigger_row is not None and row - p.last_trigger_row < p.cfg.cooldown_rows:
+        if p.last_trigger_row is not None and row - p.last_trigger_row < p.cooldown_rows:
             return []
         return self.triggers.due(self.champion_info(champion), p.cfg.min_samples, row)
 

@@ -81,6 +81,12 @@ class Policy:
         self.last_alarm: dict[str, int] = {}  # detector -> row of its latest alarm
         self.votes: list[Vote] = []
         self._vote_onset: int | None = None
+        self.cadence_factor = 1.0  # set from the retrains' gains (monitoring/cadence.py)
+
+    @property
+    def cooldown_rows(self) -> int:
+        """``cooldown_rows`` scaled by the cadence factor."""
+        return round(self.cfg.cooldown_rows * self.cadence_factor)
 
     def _hysteresis(self, sig: DriftSignal, row: int) -> Decision | None:
         h = self.cfg.hysteresis_rows
@@ -137,10 +143,10 @@ class Policy:
             return Decision("alert", what, refresh_reference=refresh)
         if self.episode is not None or self.busy:
             return Decision("suppressed", "a retrain is already pending", refresh_reference=refresh)
-        if self.last_trigger_row is not None and row - self.last_trigger_row < cfg.cooldown_rows:
+        if self.last_trigger_row is not None and row - self.last_trigger_row < self.cooldown_rows:
             return Decision(
                 "suppressed",
-                f"cooldown: within {cfg.cooldown_rows} rows of the last retrain trigger",
+                f"cooldown: within {self.cooldown_rows} rows of the last retrain trigger",
                 refresh_reference=refresh,
             )
         return Decision("retrain", f"{sig.signal} drift: retrain", refresh_reference=refresh)

@@ -99,6 +99,27 @@ class TriggersConfig(_Model):
 
 
 
+class CadenceConfig(_Model):
+    """Gaps between retrains that follow what retraining bought (runtime/monitoring/
+    cadence.py): ``cooldown_rows`` and the ``labelled_rows`` backstop are scaled by a
+    factor, halved after a retrain that cut at least ``faster_gain`` of the champion's
+    new-data error and doubled after one that cut less than ``slower_gain``. Off by
+    default: on bench/real_streams.py it gained on Electricity and lost on flights (the
+    module says by how much)."""
+
+    enabled: bool = False
+    faster_gain: float = Field(default=0.10, gt=0, le=1)
+    slower_gain: float = Field(default=0.03, ge=0, le=1)
+    min_factor: float = Field(default=0.5, gt=0, le=1)
+    max_factor: float = Field(default=4.0, ge=1)
+
+    @model_validator(mode="after")
+    def _order(self) -> CadenceConfig:
+        if self.slower_gain > self.faster_gain:
+            raise ValueError("cadence.slower_gain must not exceed faster_gain")
+        return self
+
+
 class EstimateConfig(_Model):
     """The champion's accuracy estimated from its calibrated confidence, without labels
     (CBPE; runtime/monitoring/estimate.py; ``enabled: false`` records and shows none).

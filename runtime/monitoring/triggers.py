@@ -74,6 +74,7 @@ class Triggers:
         self.labelled_from = 1  # rows from this seq count as new labelled rows
         self.schedule_next: datetime | None = None
         self.aged: list[str] = []  # champions the age trigger fired for
+        self.cadence_factor = 1.0  # scales labelled_rows.every (monitoring/cadence.py)
         self.load()
         if cfg.schedule is not None and self.schedule_next is None:
             if next_fire is None:
@@ -127,7 +128,7 @@ class Triggers:
     def _labelled_rows(self, champion: Champion | None, upto: int | None) -> Due | None:
         assert self.cfg.labelled_rows is not None
         n = count_labelled(self.db, self.labelled_from, upto)
-        every = self.cfg.labelled_rows.every
+        every = max(1, round(self.cfg.labelled_rows.every * self.cadence_factor))
         if n < every:
             return None
         return Due("labelled_rows", f"labelled_rows-{self.labelled_from}", self.labelled_from,
