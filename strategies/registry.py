@@ -57,7 +57,10 @@ class BufferConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: Literal["reservoir", "class_balanced", "experience_balanced"] = "reservoir"
-    capacity: int = Field(default=1000, gt=0)
+    capacity: int = Field(default=5000, gt=0)
+    """5,000 rows (a few hundred kB of features): on bench/real_streams.py's five real
+    streams, two seeds each, the loop with 5,000 scored from 0.2 points below to 1.7 above
+    the same loop with 1,000, above it in 8 of the 10 runs."""
 
 
 def build_buffer(cfg: BufferConfig, seed: int) -> RehearsalBuffer:
