@@ -15,7 +15,7 @@ retraining at the same number of retrains, the share of candidates the gate refu
 the gap to the best river learner that ran.
 
 Usage: python bench/real_streams.py [--quick] [--streams a,b] [--configs defaults]
-[--anchors all|fast|none] [--no-twice] [--json OUT.json]
+[--anchors all|fast|none] [--no-twice] [--seeds 0,1] [--json OUT.json]
 (bench/install_streams.sh installs the packages that ship the data; ``--anchors fast``
 leaves out ARF, which takes most of a full run's time).
 """
@@ -40,7 +40,13 @@ sys.path.insert(0, str(ROOT))
 from streams import STREAMS  # noqa: E402  (bench/, the script's own directory)
 
 from runtime.config import DriftloopConfig, parse_config  # noqa: E402
-from runtime.replay.compare import Options, periodic, run_schedule, summary  # noqa: E402
+from runtime.replay.compare import (  # noqa: E402
+    Options,
+    periodic,
+    run_schedule,
+    summary,
+    with_settings,
+)
 from runtime.replay.engine import RunResult, Schedule  # noqa: E402
 from runtime.replay.stream import LoggedStream  # noqa: E402
 
@@ -119,7 +125,10 @@ def verdict(loop: RunResult, never: RunResult, same: RunResult | None,
 
 
 def bench_stream(name: str, frame: pd.DataFrame, opts: Options, only: list[str] | None = None,
-                 anchors_kind: str = "all", twice: bool = True) -> dict[str, Any]:
+                 anchors_kind: str = "all", twice: bool = True,
+                 seeds: tuple[int, ...] = (0,)) -> dict[str, Any]:
+    """Every config's loop and its periodic baselines, once per retrain seed (the seed
+    moves a loop's score against periodic by up to a point: one seed is one draw)."""
     cfgs = {k: v for k, v in configs(frame).items() if only is None or k in only}
     first = next(iter(cfgs.values()))
     stream = LoggedStream(frame, first.schema)
@@ -128,25 +137,30 @@ def bench_stream(name: str, frame: pd.DataFrame, opts: Options, only: list[str] 
                          opts)
     runs.append(("v1, never retrained", never))
     loops: dict[str, tuple[RunResult, RunResult | None]] = {}
-    for label, cfg in cfgs.items():
-        loop = run_schedule(cfg, stream, Schedule("drift", name=f"driftloop, {label}"), opts)
-        runs.append((loop.name, loop))
-        k = len(loop.retrains)
-        same = None
-        for n, what in ((k, "same"), (2 * k if twice else 0, "twice the")):
-            if n:
-                sched = periodic(n, loop.start, len(stream),
-                                 f"periodic at {what} retrains ({label})")
-                got = run_schedule(cfg, stream, sched, opts)
-                runs.append((sched.name, got))
-                same = got if what == "same" else same
-        loops[label] = (loop, same)
-        print(f"  {name}: {loop.name} {loop.accuracy:.4f} ({k} retrains, {loop.by_trigger()})"
-              + ("" if same is None else f", periodic same N {same.accuracy:.4f}"), flush=True)
+    for seed in seeds:
+        for label, base in cfgs.items():
+            cfg = base if seed == 0 else with_settings(base, {"retrain.seed": seed})
+            label = label if seed == 0 else f"{label}, seed {seed}"
+            loop = run_schedule(cfg, stream, Schedule("drift", name=f"driftloop, {label}"), opts)
+            runs.append((loop.name, loop))
+            k = len(loop.retrains)
+            same = None
+            for n, what in ((k, "same"), (2 * k if twice else 0, "twice the")):
+                if n:
+                    sched = periodic(n, loop.start, len(stream),
+                                     f"periodic at {what} retrains ({label})")
+                    got = run_schedule(cfg, stream, sched, opts)
+                    runs.append((sched.name, got))
+                    same = got if what == "same" else same
+            loops[label] = (loop, same)
+            print(f"  {name}: {loop.name} {loop.accuracy:.4f} ({k} retrains, "
+                  f"{loop.by_trigger()})"
+                  + ("" if same is None else f", periodic same N {same.accuracy:.4f}"),
+                  flush=True)
     anchors = river_anchors(frame, never.start, anchors_kind)
     return {"rows": len(frame), "features": frame.shape[1] - 1,
             "classes": int(frame["label"].nunique()), "bootstrap": never.start,
-            "runs": [summary(r) for _, r in runs], "anchors": anchors,
+            "seeds": list(seeds), "runs": [summary(r) for _, r in runs], "anchors": anchors,
             "verdict": {label: verdict(loop, never, same, anchors)
                         for label, (loop, same) in loops.items()}}
 
@@ -175,15 +189,17 @@ def main() -> None:
                    help="river learners: all, fast (no ARF), none")
     p.add_argument("--no-twice", action="store_true", help="no periodic run at twice the N")
     p.add_argument("--rows", type=int, help="the first N rows of each stream (--quick: 12,000)")
+    p.add_argument("--seeds", default="0", help="retrain seeds, comma-separated (e.g. 0,1)")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
+    seeds = tuple(int(v) for v in args.seeds.split(","))
     only = None if not args.configs else args.configs.split(",")
     opts = Options(batch_rows=args.batch_rows)
     out: dict[str, Any] = {
         "machine": {"platform": platform.platform(), "processor": platform.processor(),
                     "cpus": os.cpu_count(), "load_average": os.getloadavg()},
         "quick": args.quick, "rows": args.rows, "batch_rows": args.batch_rows,
-        "configs": only, "anchors": args.anchors, "streams": {},
+        "configs": only, "anchors": args.anchors, "seeds": list(seeds), "streams": {},
     }
     t0 = time.perf_counter()
     for name in args.streams.split(","):
@@ -191,7 +207,7 @@ def main() -> None:
         limit = args.rows or (12_000 if args.quick else None)
         if limit:
             frame = frame.iloc[:limit].reset_index(drop=True)
-        res = bench_stream(name, frame, opts, only, args.anchors, not args.no_twice)
+        res = bench_stream(name, frame, opts, only, args.anchors, not args.no_twice, seeds)
         out["streams"][name] = res
         print(table(name, res), "\n", flush=True)
         if args.json:
