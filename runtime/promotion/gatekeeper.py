@@ -223,6 +223,8 @@ class Gatekeeper:
             self.report(f"shadow refused {candidate}; champion stays {champion.version}")
             return None
         if manual:
+            self.report(f"{candidate} won its shadow run and awaits approval: "
+                        f"driftloop approve {candidate}  |  driftloop reject {candidate}")
             return None
         return self._promote(candidate, ctx.trigger, decision, champion)
 

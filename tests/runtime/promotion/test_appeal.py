@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from runtime.promotion.appeal import APPEAL
+from runtime.promotion.approval import awaiting_approval
 from runtime.review.text import event_line
 from runtime.store import events as ev
 from tests.runtime.promotion.test_promotion import N_FEATURES, World, rows, weights
@@ -118,3 +119,12 @@ def test_a_newer_candidate_replaces_the_appeal_in_progress(tmp_path: Path) -> No
     w.keeper.judge("t2", w.result("v1", "v3"), w.unit("v1"))
     assert w.registry.get("v2").status == "refused"
     assert w.keeper.shadow is not None and w.keeper.shadow.challenger_version == "v3"
+
+
+def test_in_manual_mode_a_won_appeal_waits_for_a_person(tmp_path: Path) -> None:
+    w = concept_world(tmp_path, mode="manual")
+    w.keeper.judge("t1", w.result("v1", "v2"), w.unit("v1"))
+    x, y = live_rows(250, concept=+1)
+    assert w.live(np.arange(250), x, y, w.unit("v1")) is None
+    assert awaiting_approval(w.registry, w.events) == ["v2"]
+    assert w.registry.champion() == "v1"
