@@ -22,7 +22,7 @@ from runtime.intake.settings import (
     SchemaConfig,
     SourceConfig,
 )
-from runtime.monitoring.settings import CadenceConfig, EstimateConfig, TriggersConfig
+from runtime.monitoring.settings import PolicyConfig
 from runtime.promotion.settings import GateConfig, WatchConfig
 from runtime.training.settings import (
     DistributedConfig,
@@ -98,41 +98,6 @@ class BootstrapConfig(_Model):
     min_accuracy: float = Field(default=0.0, ge=0, le=1)
     max_mae: float | None = Field(default=None, gt=0)
     """Regression: v1's validation MAE (in target units) must not exceed this."""
-
-
-class PolicyConfig(_Model):
-    """Turns detector signals into decisions."""
-
-    warmup_rows: int = Field(default=500, ge=0)
-    min_samples: int = Field(default=1000, gt=0)
-    """Labelled rows since a drift's onset before its retrain is requested: a drift retrain
-    learns the new regime from them. 1,000 (with ``cooldown_rows`` 2,000): on bench/
-    real_streams.py the error detectors fire every 1,500-2,000 rows on Electricity and
-    flights, and at 400 / 1,000 the loop retrained on ~600 rows of each passing rise and
-    lost to a fixed schedule with as many retrains (issue 16)."""
-    cooldown_rows: int = Field(default=2000, ge=0)
-    retrain_on: list[str] = Field(default=["error", "loss"])
-    retrain_on_feature_drift: bool = False
-    retrain_when_error_falls: bool = False
-    """An alarm on ``error`` or ``loss`` that reports a fall (the champion got better: a
-    mean after the change below the mean before it, or CUSUM's ``mean_down`` branch)
-    alerts instead of retraining."""
-    refresh_reference_on_feature_drift: bool = True
-    hysteresis_rows: int = Field(default=0, ge=0)
-    """A detector's alarm within this many rows of its previous one continues that drift
-    (suppressed); the detector re-arms after this many rows without an alarm."""
-    vote_k: int = Field(default=1, ge=1)
-    """Act only when at least this many distinct detectors (of ``vote_among``) alarmed
-    within ``vote_window_rows`` rows."""
-    vote_among: list[str] | None = None
-    """Detector names that vote (``None``: all); the others act alone."""
-    vote_window_rows: int = Field(default=1000, ge=1)
-    triggers: TriggersConfig = Field(default_factory=TriggersConfig)
-    """Retrain triggers besides drift (runtime/monitoring/triggers.py)."""
-    cadence: CadenceConfig = Field(default_factory=CadenceConfig)
-    """Gaps between retrains scaled by what recent retrains bought (monitoring/cadence.py)."""
-    estimate: EstimateConfig = Field(default_factory=EstimateConfig)
-    """Label-free accuracy estimate of the champion (runtime/monitoring/estimate.py)."""
 
 
 class BudgetConfig(_Model):

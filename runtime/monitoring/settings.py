@@ -1,5 +1,5 @@
-"""Settings of the retrain triggers besides drift and of the label-free estimate
-(``policy.triggers`` and ``policy.estimate``; :mod:`runtime.config` composes them)."""
+"""The ``policy`` section: how alarms become retrains, the retrain triggers besides drift,
+the cadence and the label-free estimate (:mod:`runtime.config` composes it)."""
 
 from __future__ import annotations
 
@@ -138,3 +138,38 @@ class EstimateConfig(_Model):
     alert_below: float | None = Field(default=None, gt=0, le=1)
     request_labels: int = Field(default=0, ge=0, le=10_000)
     band_z: float = Field(default=1.96, gt=0)
+
+
+class PolicyConfig(_Model):
+    """Turns detector signals into decisions."""
+
+    warmup_rows: int = Field(default=500, ge=0)
+    min_samples: int = Field(default=1000, gt=0)
+    """Labelled rows since a drift's onset before its retrain is requested: a drift retrain
+    learns the new regime from them. 1,000 (with ``cooldown_rows`` 2,000): on bench/
+    real_streams.py the error detectors fire every 1,500-2,000 rows on Electricity and
+    flights, and at 400 / 1,000 the loop retrained on ~600 rows of each passing rise and
+    lost to a fixed schedule with as many retrains (issue 16)."""
+    cooldown_rows: int = Field(default=2000, ge=0)
+    retrain_on: list[str] = Field(default=["error", "loss"])
+    retrain_on_feature_drift: bool = False
+    retrain_when_error_falls: bool = False
+    """An alarm on ``error`` or ``loss`` that reports a fall (the champion got better: a
+    mean after the change below the mean before it, or CUSUM's ``mean_down`` branch)
+    alerts instead of retraining."""
+    refresh_reference_on_feature_drift: bool = True
+    hysteresis_rows: int = Field(default=0, ge=0)
+    """A detector's alarm within this many rows of its previous one continues that drift
+    (suppressed); the detector re-arms after this many rows without an alarm."""
+    vote_k: int = Field(default=1, ge=1)
+    """Act only when at least this many distinct detectors (of ``vote_among``) alarmed
+    within ``vote_window_rows`` rows."""
+    vote_among: list[str] | None = None
+    """Detector names that vote (``None``: all); the others act alone."""
+    vote_window_rows: int = Field(default=1000, ge=1)
+    triggers: TriggersConfig = Field(default_factory=TriggersConfig)
+    """Retrain triggers besides drift (runtime/monitoring/triggers.py)."""
+    cadence: CadenceConfig = Field(default_factory=CadenceConfig)
+    """Gaps between retrains scaled by what recent retrains bought (monitoring/cadence.py)."""
+    estimate: EstimateConfig = Field(default_factory=EstimateConfig)
+    """Label-free accuracy estimate of the champion (runtime/monitoring/estimate.py)."""
