@@ -20,19 +20,25 @@ def concept_world(tmp_path: Path, persist: bool = False, **gate: object) -> Worl
     retrained on the new one (x0 > 0): better on the new data, it forgets v1's golden set."""
     w = World(tmp_path, persist=persist, shadow_rows=200, **gate)
     x, y = rows(400, seed=3)
-    for version, sign, parent in (("v1", -1.0, None), ("v2", 1.0, "v1")):
-        w.registry.save(
-            version,
-            tensors={
-                "model": weights(sign),
-                "reference": {"x": torch.zeros(1, N_FEATURES, dtype=torch.float64)},
-                "golden": {"x": torch.as_tensor(x), "y": torch.as_tensor(1 - y)},
-            },
-            meta={"golden_index": [version], "golden_provenance": {"rows": 400}},
-            parent=parent,
-        )
+    save_linear(w, "v1", -1.0, None, x, 1 - y)
+    save_linear(w, "v2", 1.0, "v1", x, 1 - y)
     w.registry.promote("v1", {"reason": "bootstrap"})
     return w
+
+
+def save_linear(w: World, version: str, sign: float, parent: str | None,
+                golden_x: np.ndarray, golden_y: np.ndarray) -> None:
+    """A linear model (:func:`weights`) whose own golden set is ``golden_x``/``golden_y``."""
+    w.registry.save(
+        version,
+        tensors={
+            "model": weights(sign),
+            "reference": {"x": torch.zeros(1, N_FEATURES, dtype=torch.float64)},
+            "golden": {"x": torch.as_tensor(golden_x), "y": torch.as_tensor(golden_y)},
+        },
+        meta={"golden_index": [version], "golden_provenance": {"rows": len(golden_y)}},
+        parent=parent,
+    )
 
 
 def live_rows(n: int, concept: int) -> tuple[np.ndarray, np.ndarray]:
@@ -85,12 +91,7 @@ def test_appeal_refuse_keeps_the_immediate_refusal(tmp_path: Path) -> None:
 def test_a_candidate_worse_on_the_new_data_is_not_appealed(tmp_path: Path) -> None:
     w = concept_world(tmp_path)
     w.registry.promote("v2", {"reason": "test"})
-    w.registry.save("v3", tensors={
-        "model": weights(0.0),
-        "reference": {"x": torch.zeros(1, N_FEATURES, dtype=torch.float64)},
-        "golden": {"x": torch.zeros(1, N_FEATURES, dtype=torch.float64),
-                   "y": torch.zeros(1, dtype=torch.int64)},
-    }, meta={"golden_index": ["v3"]}, parent="v2")
+    save_linear(w, "v3", 0.0, "v2", np.zeros((1, N_FEATURES)), np.zeros(1, dtype=np.int64))
     w.keeper.judge("t2", w.result("v2", "v3"), w.unit("v2"))  # half right vs all right
     last = w.events.last(ev.GATE_FAILED)
     assert last is not None and last.raw["next"] == "refuse"
@@ -111,11 +112,7 @@ def test_a_newer_candidate_replaces_the_appeal_in_progress(tmp_path: Path) -> No
     w = concept_world(tmp_path)
     w.keeper.judge("t1", w.result("v1", "v2"), w.unit("v1"))
     x, y = rows(400, seed=3)
-    w.registry.save("v3", tensors={
-        "model": weights(1.0),
-        "reference": {"x": torch.zeros(1, N_FEATURES, dtype=torch.float64)},
-        "golden": {"x": torch.as_tensor(x), "y": torch.as_tensor(1 - y)},
-    }, meta={"golden_index": ["v3"], "golden_provenance": {"rows": 400}}, parent="v1")
+    save_linear(w, "v3", 1.0, "v1", x, 1 - y)
     w.keeper.judge("t2", w.result("v1", "v3"), w.unit("v1"))
     assert w.registry.get("v2").status == "refused"
     assert w.keeper.shadow is not None and w.keeper.shadow.challenger_version == "v3"
