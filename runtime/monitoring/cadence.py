@@ -15,12 +15,12 @@ and a fixed schedule with as many retrains did as well (bench/real_streams.py, i
 the retrains' own gains are what tell the useful ones from the wasted. The factor is read
 from the gate events, which are durable, so a restarted daemon and a replay get the same.
 
-Measured (``driftloop replay`` with the defaults, seeds 0 and 1, against periodic retraining
-at the same number of retrains): Electricity −0.78/−0.52 points without it, +0.69/+0.33 with
-it (32 retrains instead of 22); flights −0.13/+0.15 without, −0.63/−1.29 with it (14–18
-retrains: a holdout's gain is too noisy a reading, and a stretched gap on a seasonal stream
-costs more than it saves); with ``max_factor: 1`` (only ever faster) flights still lost
-0.6–1.0. So it is opt-in (``policy.cadence.enabled: true``).
+Measured (``driftloop replay`` with the defaults before bf204f5, seeds 0 and 1, against
+periodic retraining at the same number of retrains): Electricity −0.78/−0.52 points without
+it, +0.69/+0.33 with it (32 retrains instead of 22); flights −0.13/+0.15 without,
+−0.63/−1.29 with it (14–18 retrains: a holdout's gain is too noisy a reading, and a
+stretched gap on a seasonal stream costs more than it saves); with ``max_factor: 1`` (only
+ever faster) flights still lost 0.6–1.0. So it is opt-in (``policy.cadence.enabled: true``).
 """
 
 from __future__ import annotations
