@@ -152,13 +152,16 @@ def grid(cfg: DriftloopConfig, stream: LoggedStream, specs: Sequence[str], opts:
 
 def frontier(results: Sequence[RunResult]) -> list[bool]:
     """True for a run that no other run beats on accuracy (MAE) with no more retrains."""
+    return frontier_points([(len(r.retrains), r.score) for r in results])
+
+
+def frontier_points(points: Sequence[tuple[float, float]]) -> list[bool]:
+    """True for a (retrains, score) point no other point beats: as good a score with no
+    more retrains, better on at least one."""
     marks = []
-    for r in results:
-        beaten = any(
-            o is not r and len(o.retrains) <= len(r.retrains) and o.score >= r.score
-            and (len(o.retrains) < len(r.retrains) or o.score > r.score)
-            for o in results
-        )
+    for i, (k, s) in enumerate(points):
+        beaten = any(j != i and ko <= k and so >= s and (ko < k or so > s)
+                     for j, (ko, so) in enumerate(points))
         marks.append(not beaten)
     return marks
 
