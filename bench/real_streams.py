@@ -10,9 +10,11 @@ gate at each config's number of retrains and twice it, and river's online learne
 anchors (``StandardScaler | LogisticRegression``, ``ARFClassifier``) with the previous
 row's label as the no-change baseline.
 
-Per stream and config the JSON also holds the verdict: the gain over v1, over periodic
-retraining at the same number of retrains, the share of candidates the gate refused, and
-the gap to the best river learner that ran.
+Per stream and config the JSON also holds the verdict: per seed the gain over v1, over
+periodic retraining at the same number of retrains, the share of candidates the gate
+refused and the gap to the best river learner that ran; over the seeds the gain over
+periodic as mean ± standard error with ``runtime.replay.seeds``' verdict (ahead / behind /
+within noise, from three seeds on).
 
 Usage: python bench/real_streams.py [--quick] [--streams a,b] [--configs defaults]
 [--anchors all|fast|none] [--no-twice] [--seeds 0,1] [--json OUT.json]
@@ -45,9 +47,9 @@ from runtime.replay.compare import (  # noqa: E402
     periodic,
     run_schedule,
     summary,
-    with_settings,
 )
 from runtime.replay.engine import RunResult, Schedule  # noqa: E402
+from runtime.replay.seeds import Gain, parse_seeds, seeded  # noqa: E402
 from runtime.replay.stream import LoggedStream  # noqa: E402
 
 BOOTSTRAP = 5000
@@ -109,7 +111,7 @@ def river_anchors(frame: pd.DataFrame, start: int, which: str = "all") -> dict[s
 
 def verdict(loop: RunResult, never: RunResult, same: RunResult | None,
             anchors: dict[str, float]) -> dict[str, Any]:
-    """How a config's loop fares against v1, periodic at its N, and river."""
+    """How one seed's loop fares against v1, periodic at its N, and river."""
     river = {k: v for k, v in anchors.items() if k.startswith("river") and "seconds" not in k}
     best = max(river, key=lambda k: river[k]) if river else None
     k = len(loop.retrains)
@@ -124,6 +126,16 @@ def verdict(loop: RunResult, never: RunResult, same: RunResult | None,
     }
 
 
+def over_seeds(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """The seeds' gains over periodic at the same N, in points: mean ± s.e., verdict."""
+    values = [v["gain_over_periodic_same"] for v in per_seed.values()]
+    if any(v is None for v in values):
+        return {"per_seed": values, "verdict": "no retrains"}
+    g = Gain("periodic, same retrains", tuple(100 * v for v in values))
+    return {"per_seed": [round(v, 2) for v in g.per_seed], "mean": round(g.mean, 2),
+            "se": None if g.se is None else round(g.se, 2), "verdict": g.verdict}
+
+
 def bench_stream(name: str, frame: pd.DataFrame, opts: Options, only: list[str] | None = None,
                  anchors_kind: str = "all", twice: bool = True,
                  seeds: tuple[int, ...] = (0,)) -> dict[str, Any]:
@@ -136,33 +148,40 @@ def bench_stream(name: str, frame: pd.DataFrame, opts: Options, only: list[str] 
     never = run_schedule(first, stream, Schedule("never", gate=False, name="v1, never retrained"),
                          opts)
     runs.append(("v1, never retrained", never))
-    loops: dict[str, tuple[RunResult, RunResult | None]] = {}
+    verdicts: dict[str, dict[int, dict[str, Any]]] = {label: {} for label in cfgs}
+    anchors = river_anchors(frame, never.start, anchors_kind)
     for seed in seeds:
         for label, base in cfgs.items():
-            cfg = base if seed == 0 else with_settings(base, {"retrain.seed": seed})
-            label = label if seed == 0 else f"{label}, seed {seed}"
-            loop = run_schedule(cfg, stream, Schedule("drift", name=f"driftloop, {label}"), opts)
-            runs.append((loop.name, loop))
-            k = len(loop.retrains)
-            same = None
-            for n, what in ((k, "same"), (2 * k if twice else 0, "twice the")):
-                if n:
-                    sched = periodic(n, loop.start, len(stream),
-                                     f"periodic at {what} retrains ({label})")
-                    got = run_schedule(cfg, stream, sched, opts)
-                    runs.append((sched.name, got))
-                    same = got if what == "same" else same
-            loops[label] = (loop, same)
-            print(f"  {name}: {loop.name} {loop.accuracy:.4f} ({k} retrains, "
+            loop, same = seed_runs(seeded(base, seed), stream, opts, label, seed, twice, runs)
+            verdicts[label][seed] = verdict(loop, never, same, anchors)
+            print(f"  {name}: {loop.name} {loop.accuracy:.4f} ({len(loop.retrains)} retrains, "
                   f"{loop.by_trigger()})"
                   + ("" if same is None else f", periodic same N {same.accuracy:.4f}"),
                   flush=True)
-    anchors = river_anchors(frame, never.start, anchors_kind)
     return {"rows": len(frame), "features": frame.shape[1] - 1,
             "classes": int(frame["label"].nunique()), "bootstrap": never.start,
             "seeds": list(seeds), "runs": [summary(r) for _, r in runs], "anchors": anchors,
-            "verdict": {label: verdict(loop, never, same, anchors)
-                        for label, (loop, same) in loops.items()}}
+            "verdict": {label: {"per_seed": {str(s): v for s, v in by_seed.items()},
+                                "over_periodic_same": over_seeds(by_seed)}
+                        for label, by_seed in verdicts.items()}}
+
+
+def seed_runs(cfg: DriftloopConfig, stream: LoggedStream, opts: Options, label: str, seed: int,
+              twice: bool, runs: list[tuple[str, RunResult]]
+              ) -> tuple[RunResult, RunResult | None]:
+    """One seed's loop and periodic at its N (and twice it), appended to ``runs``."""
+    label = label if seed == 0 else f"{label}, seed {seed}"
+    loop = run_schedule(cfg, stream, Schedule("drift", name=f"driftloop, {label}"), opts)
+    runs.append((loop.name, loop))
+    k = len(loop.retrains)
+    same = None
+    for n, what in ((k, "same"), (2 * k if twice else 0, "twice the")):
+        if n:
+            sched = periodic(n, loop.start, len(stream), f"periodic at {what} retrains ({label})")
+            got = run_schedule(cfg, stream, sched, opts)
+            runs.append((sched.name, got))
+            same = got if what == "same" else same
+    return loop, same
 
 
 def table(name: str, res: dict[str, Any]) -> str:
@@ -176,6 +195,14 @@ def table(name: str, res: dict[str, Any]) -> str:
     for k, v in res["anchors"].items():
         if not k.endswith("seconds"):
             lines.append(f"| {k} | {v:.4f} | – | – | – | – |")
+    lines += ["", "| config | loop minus periodic at its N, per seed (points) | mean ± s.e. "
+              "| verdict |", "|---|---|---|---|"]
+    for label, v in res["verdict"].items():
+        o = v["over_periodic_same"]
+        seeds = " / ".join("–" if g is None else f"{g:+.2f}" for g in o["per_seed"])
+        mean = "" if "mean" not in o else f"{o['mean']:+.2f}" + (
+            "" if o["se"] is None else f" ± {o['se']:.2f}")
+        lines.append(f"| {label} | {seeds} | {mean} | {o['verdict']} |")
     return "\n".join(lines)
 
 
@@ -192,7 +219,7 @@ def main() -> None:
     p.add_argument("--seeds", default="0", help="retrain seeds, comma-separated (e.g. 0,1)")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
-    seeds = tuple(int(v) for v in args.seeds.split(","))
+    seeds = parse_seeds(args.seeds)
     only = None if not args.configs else args.configs.split(",")
     opts = Options(batch_rows=args.batch_rows)
     out: dict[str, Any] = {
