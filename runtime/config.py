@@ -17,12 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from detectors.registry import DetectorConfig, default_univariate
 from runtime.handoff.settings import ExportConfig, HookConfig, hook_names
-from runtime.intake.settings import (
-    DirectorySourceConfig,
-    SchemaConfig,
-    SourceConfig,
-)
-from runtime.monitoring.settings import PolicyConfig
+from runtime.intake.settings import DirectorySourceConfig, SourceConfig
+from runtime.intake.settings import SchemaConfig as SchemaConfig
+from runtime.monitoring.settings import PolicyConfig as PolicyConfig
 from runtime.promotion.settings import GateConfig, WatchConfig
 from runtime.training.settings import (
     DistributedConfig,

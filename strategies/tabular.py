@@ -168,6 +168,16 @@ def fit_preprocessing(
 class Encoder(nn.Module):
     """The encoding as torch operations (traceable for TorchScript and ONNX)."""
 
+    # the buffers __init__ registers (annotations only: nn.Module holds them)
+    fill: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+    slot_col: torch.Tensor
+    slot_kind: torch.Tensor
+    slot_code: torch.Tensor
+    is_cat: torch.Tensor
+    vocab_of: torch.Tensor
+
     def __init__(self, prep: Preprocessing) -> None:
         super().__init__()
         n = len(prep.columns)

@@ -155,7 +155,7 @@ def _input(cfg: DriftloopConfig, texts: Mapping[str, SentenceTokenizer]) -> dict
         prep = "none: the standardisation (mean, std) is inside the model"
     else:
         prep = "none beyond the model's own forward"
-    out = {
+    out: dict[str, Any] = {
         "name": "x", "dtype": "float32", "shape": [None, len(cfg.schema.features)],
         "features": list(cfg.schema.features), "preprocessing": prep,
         "missing_values": "NaN allowed" if cfg.schema.allow_nan else "refused (finite only)",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import email.message
 import json
 import sys
+from collections.abc import Sequence
 from typing import Annotated, Protocol
 
 import msgspec
@@ -38,7 +39,7 @@ class IngestBody(Protocol):
     @property
     def row_ids(self) -> list[str] | None: ...
     @property
-    def timestamps(self) -> list[float | str | None] | None: ...
+    def timestamps(self) -> Sequence[float | str | None] | None: ...
 
 
 _Label = Annotated[int, msgspec.Meta(ge=-INT32, le=INT32 - 1)]

@@ -221,10 +221,6 @@ fills the training median (numeric) or mode (categorical, boolean); ``indicator`
 the same and adds a 0/1 input saying the value was missing."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 class ColumnConfig(_Model):
     """One feature column as declared (``type: None``: inferred from the first rows)."""
 

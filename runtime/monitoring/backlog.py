@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from runtime.intake.row_append import Accepted
 from runtime.store.db import Database
-from runtime.store.rows import rows_after
+from runtime.store.rows import Labels, rows_after
 
 I64 = npt.NDArray[np.int64]
 
@@ -79,7 +79,7 @@ class Backlog:
         """The batch as it was accepted: features from the store, the label where it
         came with the row (-1 where it came late: it is fed where it was joined)."""
         if not len(held.seqs):
-            y = np.zeros(0, np.float64 if self.numeric else np.int64)
+            y: Labels = np.zeros(0, np.float64 if self.numeric else np.int64)
             seqs, x = held.seqs, np.zeros((0, self.n_features))
         else:
             lo, hi = int(held.seqs.min()), int(held.seqs.max())

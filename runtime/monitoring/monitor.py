@@ -93,7 +93,7 @@ class Monitor:
         calibrated = self.calibration.apply(probs)
         return Signals(self.classes[pred_pos], confidence, error, loss, calibrated)
 
-    def _residuals(self, x: F64, y: F64) -> Signals:
+    def _residuals(self, x: F64, y: npt.NDArray[np.generic]) -> Signals:
         """A regression champion's signals: its values, absolute and squared residuals."""
         out = predict_logits(self.model, torch.as_tensor(x, dtype=torch.float32))
         pred = out.numpy().astype(np.float64).reshape(len(x))

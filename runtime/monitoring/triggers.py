@@ -141,6 +141,7 @@ class Triggers:
         if got is None or got[1] < floor.window or got[0] >= floor.below:
             return None
         acc, n = got
+        assert champion is not None  # got is None without one
         return Due("accuracy_floor", f"accuracy_floor-{champion.version}-{self.labelled_from}",
                    self.labelled_from,
                    f"realized accuracy {acc:.3f} over the last {n:,} labelled rows is below "

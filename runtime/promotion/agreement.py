@@ -72,7 +72,8 @@ def neighbour_disagreement(golden: EvalSet, new: EvalSet, k: int = 7) -> F64 | N
 
 def _squared(a: F64, b: F64) -> F64:
     """Squared Euclidean distances between the rows of ``a`` and of ``b``."""
-    return np.maximum((a**2).sum(1)[:, None] - 2 * a @ b.T + (b**2).sum(1)[None, :], 0.0)
+    out: F64 = np.maximum((a**2).sum(1)[:, None] - 2 * a @ b.T + (b**2).sum(1)[None, :], 0.0)
+    return out
 
 
 def _reach(nx: F64, k: int, sample: int = 1000) -> float:

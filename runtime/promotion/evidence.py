@@ -90,7 +90,7 @@ class Evidence:
 
     task: Task
     features: tuple[str, ...]
-    classes: tuple[int, ...]
+    classes: tuple[int | str, ...]
     sets: dict[str, EvalSet]
 
     def summary(self) -> dict[str, Any]:

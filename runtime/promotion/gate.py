@@ -87,11 +87,12 @@ def rules_of(cfg: GateConfig, task: str = "classification") -> list[Rule]:
     if cfg.rules is not None:
         return list(cfg.rules)
     if task == "regression":
-        gain = {"max_shown_worsening": 0.0} if cfg.min_gain is None else {
+        gain: dict[str, Any] = {"max_shown_worsening": 0.0} if cfg.min_gain is None else {
             "min_improvement": cfg.min_gain}
         forget = "max_shown_worsening" if cfg.forgetting == "shown" else "max_worsening"
+        limit: dict[str, Any] = {forget: cfg.max_forgetting}
         return [Rule(metric="mae", on="new_data", relative=True, **gain),
-                Rule(metric="mae", on="golden", relative=True, **{forget: cfg.max_forgetting})]
+                Rule(metric="mae", on="golden", relative=True, **limit)]
     new = (
         Rule(on="new_data", max_shown_worsening=0.0)
         if cfg.min_gain is None

@@ -57,7 +57,7 @@ def next_fire(
     )
 
     def after(now: datetime) -> datetime:
-        fire = trigger.get_next_fire_time(None, now + timedelta(microseconds=1))
+        fire: datetime | None = trigger.get_next_fire_time(None, now + timedelta(microseconds=1))
         assert fire is not None  # neither kind ends
         return fire
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -14,9 +15,12 @@ from runtime.store.db import Database, late_labels, parse_ts, row_times, rows
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+Labels = npt.NDArray[Any]
+"""Labels as read back: int64 classes (-1 where missing) or float64 regression targets
+(NaN where missing); which one is decided at run time (``numeric``)."""
 
 
-def labelled(y: npt.NDArray[np.generic]) -> npt.NDArray[np.bool_]:
+def labelled(y: Labels) -> npt.NDArray[np.bool_]:
     """Which labels are known: class values are -1 where missing, numeric (regression)
     labels NaN."""
     if y.dtype.kind == "f":
@@ -24,7 +28,7 @@ def labelled(y: npt.NDArray[np.generic]) -> npt.NDArray[np.bool_]:
     return np.asarray(y >= 0)
 
 
-def label_array(values: Sequence[object], numeric: bool) -> npt.NDArray[np.generic]:
+def label_array(values: Sequence[object], numeric: bool) -> Labels:
     """Stored labels as an array: int64 classes, or float64 targets (None: NaN)."""
     if numeric:
         return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
@@ -46,7 +50,7 @@ def decode_features(blobs: Sequence[bytes], n_features: int) -> F64:
 def labelled_rows(
     db: Database, n_features: int, since: int, upto: int | None = None, limit: int | None = None,
     numeric: bool = False,
-) -> tuple[I64, F64, I64]:
+) -> tuple[I64, F64, Labels]:
     """Labelled rows with ``since <= seq <= upto``; the most recent ``limit`` of them
     (``numeric``: the labels as float64 regression targets)."""
     q = select(rows.c.seq, rows.c.features, rows.c.label).where(
@@ -68,7 +72,7 @@ def labelled_rows(
 
 def labelled_rows_by_seq(
     db: Database, n_features: int, seqs: I64, numeric: bool = False
-) -> tuple[I64, F64, I64]:
+) -> tuple[I64, F64, Labels]:
     """The labelled rows among the row numbers ``seqs``, in order."""
     s, x, y = labelled_rows(db, n_features, since=int(seqs.min()), upto=int(seqs.max()),
                             numeric=numeric)
@@ -94,7 +98,7 @@ def recent_rows(
 def rows_after(
     db: Database, n_features: int, after: int, limit: int, upto: int | None = None,
     numeric: bool = False,
-) -> tuple[I64, F64, I64]:
+) -> tuple[I64, F64, Labels]:
     """The first ``limit`` rows (labelled or not) with ``after < seq <= upto``, in seq
     order; labels are -1 (``numeric``: NaN) where unknown, and where the label came late
     (it is fed where it was joined: :func:`late_labels_after`)."""
@@ -120,7 +124,7 @@ class LateLabels:
     after_seq: I64  # the last row stored when each was joined
     rows: I64  # the labelled rows' seqs
     x: F64
-    y: I64
+    y: Labels
 
 
 def late_labels_after(
