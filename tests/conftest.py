@@ -35,7 +35,9 @@ SMALL: dict[str, Any] = {
         {"kind": "adwin", "signal": "error", "delta": 0.002},
         {"kind": "ks", "signal": "features", "reference_size": 600, "window_size": 300},
     ],
-    "policy": {"warmup_rows": 200, "min_samples": 700, "cooldown_rows": 500},
+    # the gaps as written (the stories the tests assert); cadence: test_cadence.py
+    "policy": {"warmup_rows": 200, "min_samples": 700, "cooldown_rows": 500,
+               "cadence": {"enabled": False}},
     "retrain": {
         "strategy": {"kind": "replay", "lr": 0.003, "batch_size": 64},
         "buffer": {"kind": "reservoir", "capacity": 1000},

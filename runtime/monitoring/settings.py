@@ -102,16 +102,19 @@ class TriggersConfig(_Model):
 class CadenceConfig(_Model):
     """Gaps between retrains that follow what retraining bought (runtime/monitoring/
     cadence.py): ``cooldown_rows`` and the ``labelled_rows`` backstop are scaled by a
-    factor, halved after a retrain that cut at least ``faster_gain`` of the champion's
-    new-data error and doubled after one that cut less than ``slower_gain``. Off by
-    default: on bench/real_streams.py it gained on Electricity and lost on flights (the
-    module says by how much)."""
+    factor, halved (down to ``min_factor``) after a retrain that cut at least
+    ``faster_gain`` of the champion's new-data error and doubled (up to ``max_factor``)
+    after one that cut less than ``slower_gain``. By default only ever faster than
+    configured (``max_factor`` 1): where retrains keep paying (a stale champion) they come
+    up to twice as often, and where they stop paying the gaps return to the configured
+    ones. ``max_factor`` above 1 also stretches them past it (lost on flights: the module
+    says by how much)."""
 
-    enabled: bool = False
+    enabled: bool = True
     faster_gain: float = Field(default=0.10, gt=0, le=1)
     slower_gain: float = Field(default=0.03, ge=0, le=1)
     min_factor: float = Field(default=0.5, gt=0, le=1)
-    max_factor: float = Field(default=4.0, ge=1)
+    max_factor: float = Field(default=1.0, ge=1)
 
     @model_validator(mode="after")
     def _order(self) -> CadenceConfig:

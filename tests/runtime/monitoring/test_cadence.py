@@ -11,13 +11,14 @@ from runtime.store.db import Database
 from runtime.store.events import EventLog
 from tests.runtime.monitoring.test_triggers import world
 
-ON = CadenceConfig(enabled=True)
+ON = CadenceConfig(max_factor=4.0)  # stretches too
 
 
 def gate(champion: float, candidate: float, stage: str = "holdout",
-         metric: str = "accuracy") -> ev.Gate:
+         metric: str = "accuracy", gain_lower: float | None = None) -> ev.Gate:
+    numbers = {} if gain_lower is None else {"gain_lower": gain_lower}
     check = ev.GateCheck(name="new_data", metric=metric, champion=champion,
-                         candidate=candidate, passed=True)
+                         candidate=candidate, passed=True, numbers=numbers)
     return ev.Gate(candidate="v2", champion="v1", stage=stage, passed=True, checks=(check,))
 
 
@@ -51,12 +52,23 @@ def test_shadow_decisions_and_a_disabled_cadence_change_nothing(tmp_path: Path) 
     events.append(ev.GATE_PASSED, gate(0.80, 0.80, stage="shadow"))
     assert Cadence(ON, events).refresh() == 1.0
     events.append(ev.GATE_PASSED, gate(0.80, 0.80))
-    assert Cadence(CadenceConfig(), events).refresh() == 1.0  # off by default
+    assert Cadence(CadenceConfig(enabled=False), events).refresh() == 1.0
     assert Cadence(ON, events).refresh() == 2.0  # a new daemon reads the log
 
 
+def test_by_default_the_gaps_only_ever_shorten(tmp_path: Path) -> None:
+    events = log(tmp_path)
+    cadence = Cadence(CadenceConfig(), events)
+    seen = []
+    for champ, cand in [(0.80, 0.80), (0.70, 0.80), (0.70, 0.80), (0.80, 0.80), (0.80, 0.80)]:
+        events.append(ev.GATE_PASSED, gate(champ, cand))
+        seen.append(cadence.refresh())
+    # no gain: kept at the configured gaps; cut 1/3 twice: half (the floor); then back
+    assert seen == [1.0, 0.5, 0.5, 1.0, 1.0]
+
+
 def test_a_retrain_that_bought_nothing_stretches_the_backstop(tmp_path: Path) -> None:
-    w = world(tmp_path, {"labelled_rows": {"every": 100}}, cadence={"enabled": True})
+    w = world(tmp_path, {"labelled_rows": {"every": 100}}, cadence={"max_factor": 4.0})
     alarms, policy = w.daemon()
     w.events.append(ev.GATE_PASSED, gate(0.80, 0.80))
     w.rows(150)
@@ -66,3 +78,13 @@ def test_a_retrain_that_bought_nothing_stretches_the_backstop(tmp_path: Path) ->
     alarms.maybe_request_retrain("v1")
     (p,) = w.requested()
     assert p.reason == "200 new labelled rows arrived (every 200)"
+
+
+def test_a_cut_the_gate_did_not_show_is_not_a_reason_to_hurry(tmp_path: Path) -> None:
+    events = log(tmp_path)
+    cadence = Cadence(CadenceConfig(), events)
+    # 0.970 -> 0.978 removes 27% of the error, but its 95% lower bound is below zero
+    events.append(ev.GATE_PASSED, gate(0.970, 0.978, gain_lower=-0.003))
+    assert cadence.refresh() == 1.0
+    events.append(ev.GATE_PASSED, gate(0.73, 0.95, gain_lower=0.19))
+    assert cadence.refresh() == 0.5

@@ -36,7 +36,8 @@ def config_data(tmp: Path) -> dict[str, object]:
         "bootstrap": {"rows": BOOT, "epochs": 20},
         "detectors": [{"kind": "adwin", "signal": "error"}],
         "policy": {"warmup_rows": 100, "min_samples": 400, "cooldown_rows": 300,
-                   "triggers": {"labelled_rows": None}},  # drift alone
+                   "triggers": {"labelled_rows": None},  # drift alone
+                   "cadence": {"enabled": False}},  # the gaps as written
         "retrain": {"strategy": {"kind": "finetune", "lr": 0.03}, "budget": {"epochs": 30},
                     "buffer": {"kind": "reservoir", "capacity": 500},
                     "min_rows": 1},  # the rows since the onset alone
