@@ -3,7 +3,7 @@
 One retrain seed is one draw. The seed (``retrain.seed``: the holdout split, the batch
 order, new parts' initial weights) moves every retrain's candidate, and over a stream the
 loop's accuracy against periodic retraining at the same number of retrains moves with it:
-on bench/real_streams.py's covertype by −0.24 to +1.22 points over seeds 0-4 for one and
+on bench/real_streams.py's covertype by −0.44 to +0.93 points over seeds 0-4 for one and
 the same config. A setting chosen on one seed is chosen partly on that noise.
 
 :func:`compare_seeds` runs :func:`~runtime.replay.compare.compare` once per seed and
