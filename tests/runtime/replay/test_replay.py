@@ -46,6 +46,17 @@ def config_data(tmp: Path) -> dict[str, object]:
     }
 
 
+def cli_inputs(tmp: Path, rows: int = 2000) -> tuple[Path, Path]:
+    """The flipping stream as a CSV and :func:`config_data` as a YAML file, for the CLI."""
+    import yaml
+
+    data = tmp / "stream.csv"
+    flipping_stream(rows).to_csv(data, index=False)
+    conf = tmp / "c.yaml"
+    conf.write_text(yaml.safe_dump(config_data(tmp)))
+    return conf, data
+
+
 @pytest.fixture
 def cfg(tmp_path: Path) -> DriftloopConfig:
     return parse_config(config_data(tmp_path))
@@ -146,12 +157,7 @@ def test_frontier_keeps_runs_no_other_beats() -> None:
 
 def test_cli_prints_the_table_and_writes_json(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    import yaml
-
-    data = tmp_path / "stream.csv"
-    flipping_stream(2000).to_csv(data, index=False)
-    conf = tmp_path / "c.yaml"
-    conf.write_text(yaml.safe_dump(config_data(tmp_path)))
+    conf, data = cli_inputs(tmp_path)
     out = tmp_path / "r.json"
     code = main(["replay", "-c", str(conf), "--data", str(data), "-q", "--json", str(out),
                  "--plot", str(tmp_path / "r.png")])

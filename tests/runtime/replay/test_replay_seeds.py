@@ -6,14 +6,13 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from runtime.cli.main import main
 from runtime.config import DriftloopConfig, parse_config
 from runtime.replay.compare import Options
 from runtime.replay.seeds import Gain, compare_seeds, gains, gains_table, parse_seeds, seeded
 from runtime.replay.stream import LoggedStream
-from tests.runtime.replay.test_replay import config_data, flipping_stream
+from tests.runtime.replay.test_replay import cli_inputs, config_data, flipping_stream
 
 
 def test_seeds_are_parsed_or_refused_in_one_line() -> None:
@@ -56,10 +55,7 @@ def test_each_seed_pairs_the_loop_with_its_own_baselines(tmp_path: Path) -> None
 
 def test_cli_seeds_print_the_gains_and_write_them(tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    data = tmp_path / "stream.csv"
-    flipping_stream(2000).to_csv(data, index=False)
-    conf = tmp_path / "c.yaml"
-    conf.write_text(yaml.safe_dump(config_data(tmp_path)))
+    conf, data = cli_inputs(tmp_path)
     out = tmp_path / "r.json"
     assert main(["replay", "-c", str(conf), "--data", str(data), "-q", "--seeds", "0,1,2",
                  "--json", str(out)]) == 0
@@ -75,10 +71,7 @@ def test_cli_seeds_print_the_gains_and_write_them(tmp_path: Path,
 
 def test_cli_grid_over_seeds_marks_the_frontier_on_means(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = tmp_path / "stream.csv"
-    flipping_stream(2000).to_csv(data, index=False)
-    conf = tmp_path / "c.yaml"
-    conf.write_text(yaml.safe_dump(config_data(tmp_path)))
+    conf, data = cli_inputs(tmp_path)
     out = tmp_path / "g.json"
     assert main(["replay", "-c", str(conf), "--data", str(data), "-q", "--seeds", "0,1",
                  "--grid", "policy.cooldown_rows=300,900", "--json", str(out)]) == 0
