@@ -131,8 +131,11 @@ class Triggers:
         every = max(1, round(self.cfg.labelled_rows.every * self.cadence_factor))
         if n < every:
             return None
+        paced = "" if every == self.cfg.labelled_rows.every else (
+            f", {self.cadence_factor:g}× the configured {self.cfg.labelled_rows.every:,}: "
+            "policy.cadence")
         return Due("labelled_rows", f"labelled_rows-{self.labelled_from}", self.labelled_from,
-                   f"{n:,} new labelled rows arrived (every {every:,})")
+                   f"{n:,} new labelled rows arrived (every {every:,}{paced})")
 
     def _accuracy_floor(self, champion: Champion | None, upto: int | None) -> Due | None:
         floor = self.cfg.accuracy_floor

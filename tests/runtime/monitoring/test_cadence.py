@@ -77,7 +77,8 @@ def test_a_retrain_that_bought_nothing_stretches_the_backstop(tmp_path: Path) ->
     w.rows(50)
     alarms.maybe_request_retrain("v1")
     (p,) = w.requested()
-    assert p.reason == "200 new labelled rows arrived (every 200)"
+    assert p.reason == ("200 new labelled rows arrived (every 200, 2× the configured 100: "
+                        "policy.cadence)")
 
 
 def test_a_cut_the_gate_did_not_show_is_not_a_reason_to_hurry(tmp_path: Path) -> None:
@@ -88,3 +89,15 @@ def test_a_cut_the_gate_did_not_show_is_not_a_reason_to_hurry(tmp_path: Path) ->
     assert cadence.refresh() == 1.0
     events.append(ev.GATE_PASSED, gate(0.73, 0.95, gain_lower=0.19))
     assert cadence.refresh() == 0.5
+
+
+def test_a_retrain_shown_to_pay_brings_the_backstop_forward(tmp_path: Path) -> None:
+    w = world(tmp_path, {"labelled_rows": {"every": 100}})  # cadence as by default
+    alarms, policy = w.daemon()
+    w.events.append(ev.GATE_PASSED, gate(0.70, 0.85, gain_lower=0.08))
+    w.rows(50)
+    alarms.maybe_request_retrain("v1")
+    (p,) = w.requested()
+    assert policy.cadence_factor == 0.5
+    assert p.reason == ("50 new labelled rows arrived (every 50, 0.5× the configured 100: "
+                        "policy.cadence)")
