@@ -144,9 +144,12 @@ class Policy:
         if self.episode is not None or self.busy:
             return Decision("suppressed", "a retrain is already pending", refresh_reference=refresh)
         if self.last_trigger_row is not None and row - self.last_trigger_row < self.cooldown_rows:
+            paced = "" if self.cooldown_rows == self.cfg.cooldown_rows else (
+                f" ({self.cadence_factor:g}× the configured {self.cfg.cooldown_rows}: "
+                "policy.cadence)")
             return Decision(
                 "suppressed",
-                f"cooldown: within {self.cooldown_rows} rows of the last retrain trigger",
+                f"cooldown: within {self.cooldown_rows} rows of the last retrain trigger{paced}",
                 refresh_reference=refresh,
             )
         return Decision("retrain", f"{sig.signal} drift: retrain", refresh_reference=refresh)

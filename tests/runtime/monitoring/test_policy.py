@@ -57,7 +57,10 @@ def test_one_episode_at_a_time_then_cooldown() -> None:
     p.episode_requested()
     assert p.decide(_sig(), 160).action == "suppressed"  # busy
     p.retrain_done()
-    assert "cooldown" in p.decide(_sig(), 600).reason
+    assert p.decide(_sig(), 600).reason == "cooldown: within 1000 rows of the last retrain trigger"
+    p.cadence_factor = 0.5  # policy.cadence after a retrain shown to pay
+    assert p.decide(_sig(), 400).reason == ("cooldown: within 500 rows of the last retrain "
+                                             "trigger (0.5× the configured 1000: policy.cadence)")
     assert p.decide(_sig(), 1200).action == "retrain"
 
 
