@@ -56,6 +56,11 @@ def config(tmp_path: Path, source: dict[str, Any]) -> dict[str, Any]:
         source=source,
         model={"kind": "mlp", "hidden": [32, 32]},
         bootstrap={"rows": 1000, "epochs": 30},
+        # the backstop's period as written keeps its retrains off the segment boundaries
+        # (rows 8,000 and 14,000), so the error detector sees each drift: a cadence that
+        # halves it can land a promotion on a boundary, and a detector reset there never
+        # sees the error change (the backstop and the rollback watch adapt instead)
+        policy={"cadence": {"enabled": False}},
         retrain={
             "strategy": {"kind": "replay", "lr": 0.003, "batch_size": 64},
             "buffer": {"kind": "reservoir", "capacity": 1000},
