@@ -63,6 +63,19 @@ def compare_seeds(cfg: DriftloopConfig, stream: LoggedStream, opts: Options,
     return out
 
 
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def standard_error(values: Sequence[float]) -> float | None:
+    """The standard error of the mean of ``values`` (``None`` for fewer than two)."""
+    n = len(values)
+    if n < 2:
+        return None
+    m = mean(values)
+    return math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1) / n)
+
+
 @dataclass(frozen=True)
 class Gain:
     """The loop's gain over one baseline across seeds: accuracy points (or MAE cut)."""
@@ -72,16 +85,12 @@ class Gain:
 
     @property
     def mean(self) -> float:
-        return sum(self.per_seed) / len(self.per_seed)
+        return mean(self.per_seed)
 
     @property
     def se(self) -> float | None:
         """The standard error of :attr:`mean` (``None`` with one seed)."""
-        n = len(self.per_seed)
-        if n < 2:
-            return None
-        var = sum((g - self.mean) ** 2 for g in self.per_seed) / (n - 1)
-        return math.sqrt(var / n)
+        return standard_error(self.per_seed)
 
     @property
     def half_width(self) -> float | None:
@@ -144,30 +153,24 @@ def grid_seeds(cfg: DriftloopConfig, stream: LoggedStream, specs: Sequence[str],
     return [(rows[0][0], [r for _, r in rows]) for rows in zip(*per_seed, strict=True)]
 
 
-def _mean(values: Sequence[float]) -> float:
-    return sum(values) / len(values)
-
-
 def grid_seeds_table(rows: Sequence[tuple[dict[str, object], list[RunResult]]],
                      never: RunResult) -> str:
     """The grid's table on the seeds' means (score ± its standard error, retrains)."""
     metric = "MAE" if never.metric == "mae" else "accuracy"
-    stats_ = []
-    for _, runs in rows:
-        spread = Gain("", tuple(r.value for r in runs)).se
-        stats_.append((_mean([len(r.retrains) for r in runs]), _mean([r.score for r in runs]),
-                       _mean([r.value for r in runs]), spread, runs))
-    marks = frontier_points([(k, s) for k, s, *_ in stats_])
+    retrains = [mean([len(r.retrains) for r in runs]) for _, runs in rows]
+    scores = [mean([r.score for r in runs]) for _, runs in rows]
+    marks = frontier_points(list(zip(retrains, scores, strict=True)))
     lines = [f"| settings | prequential {metric}, mean ± s.e. | retrains | promoted | refused "
              "| frontier |", "|---|---|---|---|---|---|",
              f"| never retrain | {never.value:.4f} | 0 | 0 | 0 | |"]
-    order = sorted(range(len(stats_)), key=lambda i: (stats_[i][0], -stats_[i][1]))
-    for i in order:
-        k, _, value, se, runs = stats_[i]
-        name = ", ".join(f"{a}={b}" for a, b in rows[i][0].items())
+    for i in sorted(range(len(rows)), key=lambda i: (retrains[i], -scores[i])):
+        settings, runs = rows[i]
+        values = [r.value for r in runs]
+        se = standard_error(values)
+        name = ", ".join(f"{a}={b}" for a, b in settings.items())
         plus = "" if se is None else f" ± {se:.4f}"
-        lines.append(f"| {name} | {value:.4f}{plus} | {k:g} | "
-                     f"{_mean([r.count('promoted') for r in runs]):g} | "
-                     f"{_mean([r.count('refused') for r in runs]):g} | "
+        lines.append(f"| {name} | {mean(values):.4f}{plus} | {retrains[i]:g} | "
+                     f"{mean([r.count('promoted') for r in runs]):g} | "
+                     f"{mean([r.count('refused') for r in runs]):g} | "
                      f"{'*' if marks[i] else ''} |")
     return "\n".join(lines)
