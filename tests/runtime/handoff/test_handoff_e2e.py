@@ -180,7 +180,8 @@ def test_adopt_export_serve_and_tell(tmp_path: Path, monkeypatch: pytest.MonkeyP
                 assert manifest["formats"][fmt]["max_abs_diff"] <= 1e-4
 
             # the receiver was down: the promotion's hook is owed when the daemon dies
-            assert not rx.got and rx.calls >= 1
+            wait_until(lambda: rx.calls >= 1, 30, "the hook's first (refused) attempt", svc)
+            assert not rx.got
             svc.kill(signal.SIGKILL)
             svc.wait(10)
             rx.fail_first = 0
