@@ -43,6 +43,7 @@ from streams import STREAMS  # noqa: E402  (bench/, the script's own directory)
 
 from runtime.config import DriftloopConfig, parse_config  # noqa: E402
 from runtime.replay.compare import (  # noqa: E402
+    BASELINES,
     Options,
     periodic,
     run_schedule,
@@ -131,7 +132,7 @@ def over_seeds(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     values = [v["gain_over_periodic_same"] for v in per_seed.values()]
     if any(v is None for v in values):
         return {"per_seed": values, "verdict": "no retrains"}
-    g = Gain("periodic, same retrains", tuple(100 * v for v in values))
+    g = Gain(BASELINES[1], tuple(100 * v for v in values))
     return {"per_seed": [round(v, 2) for v in g.per_seed], "mean": round(g.mean, 2),
             "se": None if g.se is None else round(g.se, 2), "verdict": g.verdict}
 

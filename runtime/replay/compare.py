@@ -45,14 +45,20 @@ def periodic(n_retrains: int, start: int, n_rows: int, name: str) -> Schedule:
     return Schedule("periodic", every=every, limit=n_retrains, gate=False, name=name)
 
 
+BASELINES = ("never retrain", "periodic, same retrains", "periodic, twice the retrains")
+"""What :func:`compare`'s runs after the loop are, in order (the periodic ones only when
+the loop retrained)."""
+
+
 def compare(cfg: DriftloopConfig, stream: LoggedStream, opts: Options,
             report: Report | None = None) -> list[RunResult]:
-    """The loop, never-retrain, and periodic at the loop's retrains and twice them."""
+    """The loop, then :data:`BASELINES`: never-retrain, and periodic at the loop's
+    retrains and twice them."""
+    never, same, twice = BASELINES
     loop = run_schedule(cfg, stream, Schedule("drift", name="driftloop"), opts, report)
-    out = [loop, run_schedule(cfg, stream, Schedule("never", gate=False, name="never retrain"),
-                              opts)]
+    out = [loop, run_schedule(cfg, stream, Schedule("never", gate=False, name=never), opts)]
     k = len(loop.retrains)
-    for n, label in ((k, "periodic, same retrains"), (2 * k, "periodic, twice the retrains")):
+    for n, label in ((k, same), (2 * k, twice)):
         if n == 0:
             continue
         sched = periodic(n, loop.start, len(stream), f"{label} (every "

@@ -23,7 +23,14 @@ from dataclasses import dataclass
 from scipy import stats
 
 from runtime.config import DriftloopConfig
-from runtime.replay.compare import Options, compare, frontier_points, grid, with_settings
+from runtime.replay.compare import (
+    BASELINES,
+    Options,
+    compare,
+    frontier_points,
+    grid,
+    with_settings,
+)
 from runtime.replay.engine import Report, RunResult
 from runtime.replay.stream import LoggedStream
 
@@ -113,18 +120,15 @@ class Gain:
         return "within noise"
 
 
-def _base_name(name: str) -> str:
-    return name.split(" (every ", 1)[0].rsplit(", seed ", 1)[0]
-
-
 def gains(per_seed: dict[int, list[RunResult]]) -> list[Gain]:
-    """The loop (each seed's first run) against every baseline all seeds ran."""
+    """The loop (each seed's first run) against every baseline all seeds ran, each known by
+    its place in :func:`~runtime.replay.compare.compare`'s runs (:data:`BASELINES`)."""
     scale = 100.0 if next(iter(per_seed.values()))[0].metric == "accuracy" else 1.0
     by_name: dict[str, list[float]] = {}
     for runs in per_seed.values():
         loop, baselines = runs[0], runs[1:]
-        for b in baselines:
-            by_name.setdefault(_base_name(b.name), []).append(scale * (loop.score - b.score))
+        for name, b in zip(BASELINES, baselines, strict=False):
+            by_name.setdefault(name, []).append(scale * (loop.score - b.score))
     return [Gain(name, tuple(values)) for name, values in by_name.items()
             if len(values) == len(per_seed)]
 
