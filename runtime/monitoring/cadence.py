@@ -31,6 +31,14 @@ from runtime.store import events as ev
 from runtime.store.events import EventLog
 
 
+def paced(factor: float, configured: int) -> str:
+    """The words a reason adds when the cadence moved a gap: "0.5× the configured 2,000:
+    policy.cadence" ("" at the configured gap)."""
+    if factor == 1.0:
+        return ""
+    return f"{factor:g}× the configured {configured:,}: policy.cadence"
+
+
 def error_cut(payload: ev.Gate) -> float | None:
     """The share of the champion's new-data error the candidate removed (None: unknown)."""
     check = next((c for c in payload.checks if c.name == "new_data"), None)

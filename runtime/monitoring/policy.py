@@ -29,6 +29,7 @@ from typing import Any, Literal
 
 from detectors.base import DriftSignal
 from runtime.config import PolicyConfig
+from runtime.monitoring.cadence import paced
 
 Action = Literal["retrain", "alert", "suppressed"]
 STATE_VERSION = 1
@@ -144,12 +145,11 @@ class Policy:
         if self.episode is not None or self.busy:
             return Decision("suppressed", "a retrain is already pending", refresh_reference=refresh)
         if self.last_trigger_row is not None and row - self.last_trigger_row < self.cooldown_rows:
-            paced = "" if self.cooldown_rows == self.cfg.cooldown_rows else (
-                f" ({self.cadence_factor:g}× the configured {self.cfg.cooldown_rows}: "
-                "policy.cadence)")
+            why = "" if self.cooldown_rows == self.cfg.cooldown_rows else (
+                f" ({paced(self.cadence_factor, self.cfg.cooldown_rows)})")
             return Decision(
                 "suppressed",
-                f"cooldown: within {self.cooldown_rows} rows of the last retrain trigger{paced}",
+                f"cooldown: within {self.cooldown_rows} rows of the last retrain trigger{why}",
                 refresh_reference=refresh,
             )
         return Decision("retrain", f"{sig.signal} drift: retrain", refresh_reference=refresh)

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from runtime.monitoring.cadence import paced
 from runtime.monitoring.settings import TriggersConfig
 from runtime.store import served
 from runtime.store.db import Database, format_ts, from_json, kv, parse_ts, to_json
@@ -131,11 +132,10 @@ class Triggers:
         every = max(1, round(self.cfg.labelled_rows.every * self.cadence_factor))
         if n < every:
             return None
-        paced = "" if every == self.cfg.labelled_rows.every else (
-            f", {self.cadence_factor:g}× the configured {self.cfg.labelled_rows.every:,}: "
-            "policy.cadence")
+        why = "" if every == self.cfg.labelled_rows.every else (
+            f", {paced(self.cadence_factor, self.cfg.labelled_rows.every)}")
         return Due("labelled_rows", f"labelled_rows-{self.labelled_from}", self.labelled_from,
-                   f"{n:,} new labelled rows arrived (every {every:,}{paced})")
+                   f"{n:,} new labelled rows arrived (every {every:,}{why})")
 
     def _accuracy_floor(self, champion: Champion | None, upto: int | None) -> Due | None:
         floor = self.cfg.accuracy_floor

@@ -60,7 +60,7 @@ def test_one_episode_at_a_time_then_cooldown() -> None:
     assert p.decide(_sig(), 600).reason == "cooldown: within 1000 rows of the last retrain trigger"
     p.cadence_factor = 0.5  # policy.cadence after a retrain shown to pay
     assert p.decide(_sig(), 400).reason == ("cooldown: within 500 rows of the last retrain "
-                                             "trigger (0.5× the configured 1000: policy.cadence)")
+                                             "trigger (0.5× the configured 1,000: policy.cadence)")
     assert p.decide(_sig(), 1200).action == "retrain"
 
 
