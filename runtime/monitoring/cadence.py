@@ -32,10 +32,8 @@ from runtime.store.events import EventLog
 
 
 def paced(factor: float, configured: int) -> str:
-    """The words a reason adds when the cadence moved a gap: "0.5× the configured 2,000:
-    policy.cadence" ("" at the configured gap)."""
-    if factor == 1.0:
-        return ""
+    """The words a reason adds when the cadence moved a gap from the ``configured`` one:
+    "0.5× the configured 2,000: policy.cadence" (the caller knows whether it moved)."""
     return f"{factor:g}× the configured {configured:,}: policy.cadence"
 
 
